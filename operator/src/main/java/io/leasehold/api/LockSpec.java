@@ -1,0 +1,30 @@
+package io.leasehold.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.generator.annotation.Default;
+import io.fabric8.generator.annotation.Max;
+import io.fabric8.generator.annotation.Min;
+
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class LockSpec {
+
+  public static final int DEFAULT_LEASE_DURATION_SECONDS = 300;
+
+  @JsonPropertyDescription(
+      "Duration written on the Lease while leasehold holds the lock for a runner. leasehold"
+          + " renews it well inside this time; if the operator is gone for longer, other"
+          + " clients may treat the lock as expired.")
+  @Default("300")
+  @Min(5)
+  @Max(3600)
+  private Integer leaseDurationSeconds = DEFAULT_LEASE_DURATION_SECONDS;
+
+  public int getLeaseDurationSeconds() {
+    return leaseDurationSeconds == null ? DEFAULT_LEASE_DURATION_SECONDS : leaseDurationSeconds;
+  }
+
+  public void setLeaseDurationSeconds(Integer leaseDurationSeconds) {
+    this.leaseDurationSeconds = leaseDurationSeconds;
+  }
+}

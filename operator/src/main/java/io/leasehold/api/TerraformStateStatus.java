@@ -1,0 +1,100 @@
+package io.leasehold.api;
+
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
+import io.fabric8.kubernetes.api.model.Condition;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Objects;
+
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public class TerraformStateStatus {
+
+  @JsonPropertyDescription("The metadata.generation this status describes.")
+  private Long observedGeneration;
+
+  @JsonPropertyDescription("Who holds the lock, in short: empty when the state is unlocked.")
+  private String holder;
+
+  @JsonPropertyDescription("Number of runner Jobs waiting for the lock.")
+  private Integer queued;
+
+  @JsonPropertyDescription("The current lock holder, as recorded on the lock Lease.")
+  private LockStatus lock;
+
+  @JsonPropertyDescription("Facts read from the stored Terraform state.")
+  private StateFacts state;
+
+  @JsonPropertyDescription("Ready, Locked and Degraded conditions.")
+  private List<Condition> conditions = new ArrayList<>();
+
+  public Long getObservedGeneration() {
+    return observedGeneration;
+  }
+
+  public void setObservedGeneration(Long observedGeneration) {
+    this.observedGeneration = observedGeneration;
+  }
+
+  public String getHolder() {
+    return holder;
+  }
+
+  public void setHolder(String holder) {
+    this.holder = holder;
+  }
+
+  public Integer getQueued() {
+    return queued;
+  }
+
+  public void setQueued(Integer queued) {
+    this.queued = queued;
+  }
+
+  public LockStatus getLock() {
+    return lock;
+  }
+
+  public void setLock(LockStatus lock) {
+    this.lock = lock;
+  }
+
+  public StateFacts getState() {
+    return state;
+  }
+
+  public void setState(StateFacts state) {
+    this.state = state;
+  }
+
+  public List<Condition> getConditions() {
+    return conditions;
+  }
+
+  public void setConditions(List<Condition> conditions) {
+    this.conditions = conditions == null ? new ArrayList<>() : conditions;
+  }
+
+  @Override
+  public boolean equals(Object o) {
+    if (this == o) {
+      return true;
+    }
+    if (!(o instanceof TerraformStateStatus)) {
+      return false;
+    }
+    TerraformStateStatus that = (TerraformStateStatus) o;
+    return Objects.equals(observedGeneration, that.observedGeneration)
+        && Objects.equals(holder, that.holder)
+        && Objects.equals(queued, that.queued)
+        && Objects.equals(lock, that.lock)
+        && Objects.equals(state, that.state)
+        && Objects.equals(conditions, that.conditions);
+  }
+
+  @Override
+  public int hashCode() {
+    return Objects.hash(observedGeneration, holder, queued, lock, state, conditions);
+  }
+}

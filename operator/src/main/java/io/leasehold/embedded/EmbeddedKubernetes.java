@@ -1,0 +1,206 @@
+package io.leasehold.embedded;
+
+import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinition;
+import io.fabric8.kubernetes.client.Config;
+import io.fabric8.kubernetes.client.ConfigBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
+import io.fabric8.kubernetes.client.utils.Serialization;
+import io.fabric8.mockwebserver.Context;
+import io.fabric8.mockwebserver.MockWebServer;
+import io.fabric8.mockwebserver.ServerRequest;
+import io.fabric8.mockwebserver.ServerResponse;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.net.InetAddress;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Queue;
+
+/**
+ * An in-memory Kubernetes API on loopback: the Fabric8 CRUD mock server, made to behave like a real
+ * API server where leasehold, Terraform and users depend on it (type metadata filled in, custom
+ * resources validated and defaulted), with leasehold's CRD installed.
+ */
+public final class EmbeddedKubernetes implements AutoCloseable {
+
+  /** The generated CRD, packaged in the jar by the build. */
+  public static final String CRD_RESOURCE = "/META-INF/fabric8/terraformstates.leasehold.io-v1.yml";
+
+  public static final String DEFAULT_NAMESPACE = "default";
+
+  private final KubernetesMockServer server;
+  private final KubernetesClient client;
+
+  private EmbeddedKubernetes(KubernetesMockServer server) {
+    this.server = server;
+    this.client = new KubernetesClientBuilder().withConfig(clientConfig()).build();
+  }
+
+  /** Starts the API on 127.0.0.1 at {@code port} (0 picks a free port) and installs the CRD. */
+  public static EmbeddedKubernetes start(int port) {
+    Map<ServerRequest, Queue<ServerResponse>> responses = new HashMap<>();
+    Context context = new Context(Serialization.jsonMapper());
+    ApiServerDispatcher dispatcher =
+        new ApiServerDispatcher(responses, context.getMapper(), new CustomResourceValidation());
+    KubernetesMockServer server =
+        new KubernetesMockServer(context, new MockWebServer(), responses, dispatcher, false);
+    try {
+      server.init(InetAddress.getLoopbackAddress(), port);
+    } catch (RuntimeException e) {
+      throw new IllegalStateException(
+          "cannot start the embedded Kubernetes API on 127.0.0.1:" + port + ": " + e.getMessage(),
+          e);
+    }
+    EmbeddedKubernetes api = new EmbeddedKubernetes(server);
+    api.installCrd();
+    return api;
+  }
+
+  /** The API's base URL, for example {@code http://127.0.0.1:35211}. */
+  public String url() {
+    return "http://" + server.getHostName() + ":" + server.getPort();
+  }
+
+  /** A client of this API; callers own it and close it. */
+  public KubernetesClient newClient() {
+    return new KubernetesClientBuilder().withConfig(clientConfig()).build();
+  }
+
+  /** The client the embedded API uses itself (to install the CRD and apply manifests). */
+  public KubernetesClient client() {
+    return client;
+  }
+
+  public Config clientConfig() {
+    return new ConfigBuilder(Config.empty())
+        .withMasterUrl(url())
+        .withNamespace(DEFAULT_NAMESPACE)
+        .withTrustCerts(true)
+        .withRequestTimeout(30_000)
+        .build();
+  }
+
+  /** The underlying mock server, for tests that add expectations. */
+  public KubernetesMockServer mockServer() {
+    return server;
+  }
+
+  /** Writes a kubeconfig for this API, for kubectl and Terraform's kubernetes backend. */
+  public void writeKubeconfig(Path file) {
+    String kubeconfig =
+        """
+        apiVersion: v1
+        kind: Config
+        clusters:
+        - name: leasehold-embedded
+          cluster:
+            server: %s
+        users:
+        - name: leasehold-embedded
+          user: {}
+        contexts:
+        - name: leasehold-embedded
+          context:
+            cluster: leasehold-embedded
+            user: leasehold-embedded
+            namespace: %s
+        current-context: leasehold-embedded
+        """
+            .formatted(url(), DEFAULT_NAMESPACE);
+    try {
+      Path parent = file.toAbsolutePath().getParent();
+      if (parent != null) {
+        Files.createDirectories(parent);
+      }
+      Files.writeString(file, kubeconfig, StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write kubeconfig to " + file, e);
+    }
+  }
+
+  /**
+   * Creates every object of a (multi-document) YAML or JSON manifest, or replaces it when it
+   * exists; objects without a namespace go to {@code default}. Returns the objects as stored.
+   *
+   * @throws IllegalArgumentException naming the document and the API's answer when one is refused
+   */
+  public List<HasMetadata> apply(InputStream manifest, String source) {
+    List<HasMetadata> items;
+    try {
+      items = client.load(manifest).items();
+    } catch (KubernetesClientException | IllegalArgumentException e) {
+      throw new IllegalArgumentException(
+          source + ": not a Kubernetes manifest: " + e.getMessage(), e);
+    }
+    List<HasMetadata> applied = new ArrayList<>();
+    for (HasMetadata item : items) {
+      if (item == null) {
+        continue;
+      }
+      if (item.getMetadata().getNamespace() == null
+          && !(item instanceof CustomResourceDefinition)) {
+        item.getMetadata().setNamespace(DEFAULT_NAMESPACE);
+      }
+      try {
+        applied.add(createOrReplace(item));
+      } catch (KubernetesClientException e) {
+        String what = item.getKind() + " " + item.getMetadata().getName();
+        String message =
+            e.getStatus() != null && e.getStatus().getMessage() != null
+                ? e.getStatus().getMessage()
+                : e.getMessage();
+        throw new IllegalArgumentException(source + ": " + what + " refused: " + message, e);
+      }
+    }
+    return applied;
+  }
+
+  /** Applies a manifest file; see {@link #apply(InputStream, String)}. */
+  public List<HasMetadata> apply(Path file) {
+    try (InputStream in = Files.newInputStream(file)) {
+      return apply(in, file.toString());
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot read " + file, e);
+    }
+  }
+
+  private HasMetadata createOrReplace(HasMetadata item) {
+    try {
+      return client.resource(item).create();
+    } catch (KubernetesClientException e) {
+      if (e.getCode() != 409) {
+        throw e;
+      }
+      item.getMetadata().setResourceVersion(null);
+      return client.resource(item).update();
+    }
+  }
+
+  private void installCrd() {
+    try (InputStream in = EmbeddedKubernetes.class.getResourceAsStream(CRD_RESOURCE)) {
+      if (in == null) {
+        throw new IllegalStateException(
+            CRD_RESOURCE + " is missing from the classpath: build with mvn package");
+      }
+      apply(in, "TerraformState CRD");
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  @Override
+  public void close() {
+    client.close();
+    server.destroy();
+  }
+}

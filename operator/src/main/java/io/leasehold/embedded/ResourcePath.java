@@ -1,0 +1,71 @@
+package io.leasehold.embedded;
+
+import java.util.Map;
+import java.util.Optional;
+
+/** The parts of a Kubernetes API resource URL that the embedded API server needs. */
+record ResourcePath(String group, String version, String plural, boolean isSubresource) {
+
+  /** Kinds of the built-in resources that leasehold, Terraform and kubectl write. */
+  static final Map<String, String> BUILT_IN =
+      Map.ofEntries(
+          Map.entry("/namespaces", "Namespace"),
+          Map.entry("/secrets", "Secret"),
+          Map.entry("/configmaps", "ConfigMap"),
+          Map.entry("/serviceaccounts", "ServiceAccount"),
+          Map.entry("/pods", "Pod"),
+          Map.entry("/services", "Service"),
+          Map.entry("/events", "Event"),
+          Map.entry("coordination.k8s.io/leases", "Lease"),
+          Map.entry("batch/jobs", "Job"),
+          Map.entry("batch/cronjobs", "CronJob"),
+          Map.entry("events.k8s.io/events", "Event"),
+          Map.entry("rbac.authorization.k8s.io/roles", "Role"),
+          Map.entry("rbac.authorization.k8s.io/rolebindings", "RoleBinding"),
+          Map.entry("rbac.authorization.k8s.io/clusterroles", "ClusterRole"),
+          Map.entry("rbac.authorization.k8s.io/clusterrolebindings", "ClusterRoleBinding"),
+          Map.entry("apiextensions.k8s.io/customresourcedefinitions", "CustomResourceDefinition"));
+
+  /** Parses {@code /api/v1/...} and {@code /apis/GROUP/VERSION/...} resource paths. */
+  static Optional<ResourcePath> parse(String rawPath) {
+    String path = rawPath;
+    int query = path.indexOf('?');
+    if (query >= 0) {
+      path = path.substring(0, query);
+    }
+    String[] parts = path.split("/");
+    // "", "api", "v1", ... or "", "apis", group, version, ...
+    int i;
+    String group;
+    String version;
+    if (parts.length >= 4 && "api".equals(parts[1])) {
+      group = "";
+      version = parts[2];
+      i = 3;
+    } else if (parts.length >= 5 && "apis".equals(parts[1])) {
+      group = parts[2];
+      version = parts[3];
+      i = 4;
+    } else {
+      return Optional.empty();
+    }
+    if ("namespaces".equals(parts[i]) && parts.length >= i + 3) {
+      i += 2;
+    }
+    String plural = parts[i];
+    boolean subresource = parts.length > i + 2;
+    return Optional.of(new ResourcePath(group, version, plural, subresource));
+  }
+
+  String apiVersion() {
+    return group.isEmpty() ? version : group + "/" + version;
+  }
+
+  String groupResource() {
+    return group + "/" + plural;
+  }
+
+  boolean isCustomResourceDefinitions() {
+    return "apiextensions.k8s.io".equals(group) && "customresourcedefinitions".equals(plural);
+  }
+}

@@ -1,0 +1,87 @@
+package io.leasehold.operator;
+
+import io.fabric8.kubernetes.api.model.EventBuilder;
+import io.fabric8.kubernetes.api.model.HasMetadata;
+import io.fabric8.kubernetes.api.model.ObjectReferenceBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
+import java.util.concurrent.atomic.AtomicLong;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Records Kubernetes Events on the objects users look at, so that {@code kubectl describe} and
+ * {@code kubectl get events} tell what leasehold did and why. Recording never fails the caller.
+ */
+public final class EventRecorder {
+
+  public static final String COMPONENT = "leasehold";
+  private static final Logger LOG = LoggerFactory.getLogger(EventRecorder.class);
+  private static final AtomicLong SEQUENCE = new AtomicLong();
+
+  private final KubernetesClient client;
+  private final String instance;
+
+  public EventRecorder(KubernetesClient client, String instance) {
+    this.client = client;
+    this.instance = instance;
+  }
+
+  public void normal(HasMetadata object, String reason, String message) {
+    record(object, "Normal", reason, message);
+  }
+
+  public void warning(HasMetadata object, String reason, String message) {
+    record(object, "Warning", reason, message);
+  }
+
+  private void record(HasMetadata object, String type, String reason, String message) {
+    String now = Instant.now().truncatedTo(ChronoUnit.SECONDS).toString();
+    String namespace = object.getMetadata().getNamespace();
+    // Fixed-width hex keeps names unique and in the order the events were recorded.
+    String name =
+        String.format(
+            "%s.%012x%06x",
+            object.getMetadata().getName(),
+            System.currentTimeMillis(),
+            SEQUENCE.incrementAndGet() & 0xffffff);
+    var event =
+        new EventBuilder()
+            .withNewMetadata()
+            .withName(name)
+            .withNamespace(namespace)
+            .endMetadata()
+            .withInvolvedObject(
+                new ObjectReferenceBuilder()
+                    .withApiVersion(object.getApiVersion())
+                    .withKind(object.getKind())
+                    .withName(object.getMetadata().getName())
+                    .withNamespace(namespace)
+                    .withUid(object.getMetadata().getUid())
+                    .build())
+            .withType(type)
+            .withReason(reason)
+            .withMessage(message.length() > 1024 ? message.substring(0, 1021) + "..." : message)
+            .withCount(1)
+            .withFirstTimestamp(now)
+            .withLastTimestamp(now)
+            .withNewSource()
+            .withComponent(COMPONENT)
+            .endSource()
+            .withReportingComponent("leasehold.io/operator")
+            .withReportingInstance(instance)
+            .build();
+    try {
+      client.v1().events().inNamespace(namespace).resource(event).create();
+    } catch (KubernetesClientException e) {
+      LOG.warn(
+          "could not record event {} on {}/{}: {}",
+          reason,
+          namespace,
+          object.getMetadata().getName(),
+          e.getMessage());
+    }
+  }
+}

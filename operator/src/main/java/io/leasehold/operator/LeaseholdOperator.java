@@ -1,0 +1,73 @@
+package io.leasehold.operator;
+
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.javaoperatorsdk.operator.Operator;
+import io.javaoperatorsdk.operator.api.config.LeaderElectionConfigurationBuilder;
+import java.time.Duration;
+import java.util.Optional;
+import java.util.Set;
+
+/** Wires leasehold's reconcilers into a Java Operator SDK operator and runs them. */
+public final class LeaseholdOperator implements AutoCloseable {
+
+  /** Name of the Lease the replicas elect a leader on. */
+  public static final String LEADER_LEASE = "leasehold-operator-leader";
+
+  /**
+   * How the operator runs.
+   *
+   * @param namespaces namespaces to watch; empty watches all
+   * @param leaderElectionNamespace where the leader-election Lease lives; empty runs without leader
+   *     election (a single replica)
+   * @param identity this replica's name in Events and leader election
+   */
+  public record Options(
+      Set<String> namespaces, Optional<String> leaderElectionNamespace, String identity) {}
+
+  private final Operator operator;
+
+  private LeaseholdOperator(Operator operator) {
+    this.operator = operator;
+  }
+
+  /** Starts the operator; returns once its informers have synced. */
+  public static LeaseholdOperator start(KubernetesClient client, Options options) {
+    Operator operator =
+        new Operator(
+            o -> {
+              o.withKubernetesClient(client)
+                  .withCloseClientOnStop(false)
+                  // Merge and JSON patches work on every API server, the in-memory one included.
+                  .withUseSSAToPatchPrimaryResource(false)
+                  .withSSABasedCreateUpdateMatchForDependentResources(false)
+                  .withStopOnInformerErrorDuringStartup(true)
+                  .withCacheSyncTimeout(Duration.ofMinutes(2));
+              options
+                  .leaderElectionNamespace()
+                  .ifPresent(
+                      ns ->
+                          o.withLeaderElectionConfiguration(
+                              LeaderElectionConfigurationBuilder.aLeaderElectionConfiguration(
+                                      LEADER_LEASE)
+                                  .withLeaseNamespace(ns)
+                                  .withIdentity(options.identity())
+                                  .withExitOnStopLeading(false)
+                                  .build()));
+            });
+    EventRecorder events = new EventRecorder(client, options.identity());
+    operator.register(
+        new TerraformStateReconciler(client, events),
+        c -> {
+          if (!options.namespaces().isEmpty()) {
+            c.settingNamespaces(options.namespaces());
+          }
+        });
+    operator.start();
+    return new LeaseholdOperator(operator);
+  }
+
+  @Override
+  public void close() {
+    operator.stop();
+  }
+}

@@ -1,0 +1,177 @@
+package io.leasehold.embedded;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.leasehold.api.TerraformState;
+import java.io.ByteArrayInputStream;
+import java.nio.charset.StandardCharsets;
+import java.util.Map;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/** The CRD's schema and CEL rules, enforced by the embedded API as a real API server would. */
+class CustomResourceValidationTest {
+
+  private static EmbeddedKubernetes api;
+  private static KubernetesClient client;
+
+  @BeforeAll
+  static void start() {
+    api = EmbeddedKubernetes.start(0);
+    client = api.newClient();
+  }
+
+  @AfterAll
+  static void stop() {
+    client.close();
+    api.close();
+  }
+
+  private static String manifest(String name, String spec) {
+    return """
+        apiVersion: leasehold.io/v1alpha1
+        kind: TerraformState
+        metadata:
+          name: %s
+        spec:
+        %s
+        """
+        .formatted(name, spec.indent(2));
+  }
+
+  private static void apply(String yaml) {
+    api.apply(new ByteArrayInputStream(yaml.getBytes(StandardCharsets.UTF_8)), "test manifest");
+  }
+
+  @Test
+  @DisplayName("When a TerraformState omits every field, then the schema defaults are filled in")
+  void defaultsAreApplied() {
+    apply(manifest("defaults", "{}"));
+
+    TerraformState s =
+        client.resources(TerraformState.class).inNamespace("default").withName("defaults").get();
+    GenericKubernetesResource raw =
+        client
+            .genericKubernetesResources("leasehold.io/v1alpha1", "TerraformState")
+            .inNamespace("default")
+            .withName("defaults")
+            .get();
+    assertThat(raw.getAdditionalProperties().get("spec"))
+        .isEqualTo(
+            Map.of(
+                "workspace",
+                "default",
+                "lock",
+                Map.of("leaseDurationSeconds", 300),
+                "history",
+                Map.of("keep", 10),
+                "deletionPolicy",
+                "Retain"));
+    assertThat(s.getSpec().getLock().getLeaseDurationSeconds()).isEqualTo(300);
+  }
+
+  @ParameterizedTest(name = "{0} is refused: {2}")
+  @CsvSource(
+      delimiter = '|',
+      value = {
+        "lease too short    | lock: {leaseDurationSeconds: 4}       | spec.lock.leaseDurationSeconds",
+        "lease too long     | lock: {leaseDurationSeconds: 3601}    | spec.lock.leaseDurationSeconds",
+        "negative history   | history: {keep: -1}                   | spec.history.keep",
+        "history too long   | history: {keep: 101}                  | spec.history.keep",
+        "unknown policy     | deletionPolicy: Destroy               | spec.deletionPolicy",
+        "workspace upper    | workspace: Prod                       | workspace must be a DNS label",
+        "workspace dot      | workspace: a.b                        | workspace must be a DNS label",
+        "workspace empty    | workspace: ''                         | spec.workspace",
+        "workspace too long | workspace: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa | spec.workspace",
+        "lease not a number | lock: {leaseDurationSeconds: soon}    | spec.lock.leaseDurationSeconds",
+      })
+  void invalidSpecsAreRefused(String what, String spec, String expected) {
+    assertThatThrownBy(() -> apply(manifest("bad-spec", spec)))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining("TerraformState bad-spec refused")
+        .hasMessageContaining(expected);
+    assertThat(
+            client
+                .resources(TerraformState.class)
+                .inNamespace("default")
+                .withName("bad-spec")
+                .get())
+        .isNull();
+  }
+
+  @ParameterizedTest(name = "name {0} is refused")
+  @CsvSource({
+    "network-2, must not end in '-<digits>'",
+    "123, must not end in '-<digits>'",
+    "a-very-long-name-that-goes-on-and-on-past-the-label-limit-of-63-chars, at most 63 characters",
+  })
+  void invalidNamesAreRefused(String name, String expected) {
+    assertThatThrownBy(() -> apply(manifest(name, "{}")))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessageContaining(expected);
+  }
+
+  @Test
+  @DisplayName("When the workspace of an existing TerraformState is changed, then it is refused")
+  void workspaceIsImmutable() {
+    apply(manifest("fixed-ws", "workspace: staging"));
+
+    assertThatThrownBy(
+            () ->
+                client
+                    .resources(TerraformState.class)
+                    .inNamespace("default")
+                    .withName("fixed-ws")
+                    .edit(
+                        s -> {
+                          s.getSpec().setWorkspace("prod");
+                          return s;
+                        }))
+        .isInstanceOf(KubernetesClientException.class)
+        .hasMessageContaining("workspace is immutable");
+    assertThat(
+            client
+                .resources(TerraformState.class)
+                .inNamespace("default")
+                .withName("fixed-ws")
+                .get()
+                .getSpec()
+                .getWorkspace())
+        .isEqualTo("staging");
+  }
+
+  @Test
+  @DisplayName("When a valid TerraformState is changed without touching workspace, it is accepted")
+  void otherFieldsMayChange() {
+    apply(manifest("mutable", "workspace: staging"));
+
+    client
+        .resources(TerraformState.class)
+        .inNamespace("default")
+        .withName("mutable")
+        .edit(
+            s -> {
+              s.getSpec().getHistory().setKeep(3);
+              return s;
+            });
+
+    assertThat(
+            client
+                .resources(TerraformState.class)
+                .inNamespace("default")
+                .withName("mutable")
+                .get()
+                .getSpec()
+                .getHistory()
+                .getKeep())
+        .isEqualTo(3);
+  }
+}

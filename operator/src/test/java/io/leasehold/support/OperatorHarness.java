@@ -1,0 +1,83 @@
+package io.leasehold.support;
+
+import io.fabric8.kubernetes.api.model.Event;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.leasehold.api.TerraformState;
+import io.leasehold.embedded.EmbeddedKubernetes;
+import io.leasehold.operator.LeaseholdOperator;
+import java.util.List;
+import java.util.Optional;
+import java.util.Set;
+import java.util.stream.Collectors;
+
+/** The embedded API with a running operator, as a test sees them. */
+public final class OperatorHarness implements AutoCloseable {
+
+  public static final String NAMESPACE = "default";
+
+  private final EmbeddedKubernetes api;
+  private final KubernetesClient client;
+  private LeaseholdOperator operator;
+
+  private OperatorHarness(EmbeddedKubernetes api) {
+    this.api = api;
+    this.client = api.newClient();
+  }
+
+  /** Starts the embedded API and an operator on it. */
+  public static OperatorHarness start() {
+    OperatorHarness harness = new OperatorHarness(EmbeddedKubernetes.start(0));
+    harness.startOperator();
+    return harness;
+  }
+
+  /** Starts the embedded API only. */
+  public static OperatorHarness apiOnly() {
+    return new OperatorHarness(EmbeddedKubernetes.start(0));
+  }
+
+  public void startOperator() {
+    operator =
+        LeaseholdOperator.start(
+            client, new LeaseholdOperator.Options(Set.of(), Optional.empty(), "test-operator"));
+  }
+
+  public void stopOperator() {
+    if (operator != null) {
+      operator.close();
+      operator = null;
+    }
+  }
+
+  public KubernetesClient client() {
+    return client;
+  }
+
+  public EmbeddedKubernetes api() {
+    return api;
+  }
+
+  public TerraformState get(String name) {
+    return client.resources(TerraformState.class).inNamespace(NAMESPACE).withName(name).get();
+  }
+
+  /** Events recorded on the object named {@code name}, oldest first, as "Reason: message". */
+  public List<String> events(String name) {
+    return client.v1().events().inNamespace(NAMESPACE).list().getItems().stream()
+        .filter(e -> name.equals(e.getInvolvedObject().getName()))
+        .sorted((a, b) -> a.getMetadata().getName().compareTo(b.getMetadata().getName()))
+        .map(OperatorHarness::describe)
+        .collect(Collectors.toList());
+  }
+
+  private static String describe(Event e) {
+    return e.getType() + " " + e.getReason() + ": " + e.getMessage();
+  }
+
+  @Override
+  public void close() {
+    stopOperator();
+    client.close();
+    api.close();
+  }
+}
