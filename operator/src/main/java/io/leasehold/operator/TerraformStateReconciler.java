@@ -60,6 +60,7 @@ public class TerraformStateReconciler
 
   private final KubernetesClient client;
   private final EventRecorder events;
+  private final FaultSettling faults = new FaultSettling();
 
   public TerraformStateReconciler(KubernetesClient client, EventRecorder events) {
     this.client = client;
@@ -197,6 +198,11 @@ public class TerraformStateReconciler
                       + names.secretName()
                       + " on its first write"));
     } catch (StateUnreadableException e) {
+      // Terraform writes a chunked state one Secret at a time, so a reader can catch it half
+      // written. A fault counts only once the same Secrets show it after a settling time.
+      if (!faults.settled(ResourceID.fromResource(resource), fingerprint(secrets, e))) {
+        return UpdateControl.<TerraformState>noUpdate().rescheduleAfter(FaultSettling.SETTLE);
+      }
       degradedReason = "StateUnreadable";
       degradedMessage =
           "state in Secret "
@@ -215,12 +221,22 @@ public class TerraformStateReconciler
       }
     }
     if (degradedReason == null) {
+      faults.clear(ResourceID.fromResource(resource));
       conditions.set(Conditions.DEGRADED, false, "AsExpected", "nothing is wrong");
     } else {
       conditions.set(Conditions.DEGRADED, true, degradedReason, degradedMessage);
     }
     status.setConditions(conditions.build());
     return writeStatus(resource, previous, status);
+  }
+
+  private static String fingerprint(List<Secret> secrets, StateUnreadableException e) {
+    StringBuilder b = new StringBuilder(e.getMessage());
+    secrets.stream()
+        .map(x -> x.getMetadata().getName() + "@" + x.getMetadata().getResourceVersion())
+        .sorted()
+        .forEach(x -> b.append('|').append(x));
+    return b.toString();
   }
 
   private Optional<Lease> forceUnlock(TerraformState resource, LeaseLock lock, String lockId) {

@@ -1,0 +1,94 @@
+package io.leasehold.support;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+
+/** Runs the real {@code terraform} binary in a working directory, offline. */
+public final class Terraform {
+
+  private final Path dir;
+
+  public Terraform(Path dir) {
+    this.dir = dir;
+  }
+
+  /** Whether {@code terraform} runs here; end-to-end tests skip, saying so, when it does not. */
+  public static boolean available() {
+    try {
+      Process p = new ProcessBuilder("terraform", "version").redirectErrorStream(true).start();
+      p.getInputStream().readAllBytes();
+      return p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0;
+    } catch (IOException e) {
+      return false;
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return false;
+    }
+  }
+
+  /** A configuration using the kubernetes backend on the given kubeconfig. */
+  public void writeKubernetesBackendConfig(Path kubeconfig, String secretSuffix, String body)
+      throws IOException {
+    String config =
+        """
+        terraform {
+          backend "kubernetes" {
+            secret_suffix = "%s"
+            config_path   = "%s"
+            namespace     = "default"
+          }
+        }
+        %s
+        """
+            .formatted(secretSuffix, kubeconfig.toAbsolutePath(), body);
+    Files.writeString(dir.resolve("main.tf"), config, StandardCharsets.UTF_8);
+  }
+
+  /** Runs terraform to completion; stdout and stderr are kept apart. */
+  public Result run(String... args) throws IOException, InterruptedException {
+    Path stderr = Files.createTempFile(dir, "stderr", ".log");
+    ProcessBuilder pb = builder(args).redirectErrorStream(false).redirectError(stderr.toFile());
+    Process p = pb.start();
+    String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+    if (!p.waitFor(5, TimeUnit.MINUTES)) {
+      p.destroyForcibly();
+      throw new IllegalStateException("terraform " + String.join(" ", args) + " timed out");
+    }
+    String err = Files.readString(stderr, StandardCharsets.UTF_8);
+    Files.delete(stderr);
+    return new Result(p.exitValue(), out, err);
+  }
+
+  /** Starts terraform without waiting; stdout and stderr come together from the process. */
+  public Process start(String... args) throws IOException {
+    return builder(args).redirectErrorStream(true).start();
+  }
+
+  private ProcessBuilder builder(String... args) {
+    List<String> command = new ArrayList<>();
+    command.add("terraform");
+    command.addAll(List.of(args));
+    ProcessBuilder pb = new ProcessBuilder(command).directory(dir.toFile());
+    Map<String, String> env = pb.environment();
+    env.put("TF_IN_AUTOMATION", "1");
+    env.put("TF_INPUT", "0");
+    env.put("CHECKPOINT_DISABLE", "1");
+    env.put("TF_CLI_ARGS", "-no-color");
+    return pb;
+  }
+
+  public record Result(int exitCode, String output, String errors) {
+    public Result assertOk() {
+      if (exitCode != 0) {
+        throw new AssertionError("terraform failed (" + exitCode + "):\n" + output + errors);
+      }
+      return this;
+    }
+  }
+}
