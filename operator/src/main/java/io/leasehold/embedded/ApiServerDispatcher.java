@@ -32,6 +32,8 @@ import org.slf4j.LoggerFactory;
 final class ApiServerDispatcher extends Dispatcher implements CustomResourceAware {
 
   private static final Logger LOG = LoggerFactory.getLogger(ApiServerDispatcher.class);
+  private static final String RULES_REVIEW =
+      "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
 
   private final KubernetesMixedDispatcher delegate;
   private final ObjectMapper mapper;
@@ -61,6 +63,9 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
 
   private MockResponse admit(RecordedRequest request) {
     String method = request.getMethod();
+    if ("POST".equals(method) && request.getPath().startsWith(RULES_REVIEW)) {
+      return allowEverything(request);
+    }
     Optional<ResourcePath> path = ResourcePath.parse(request.getPath());
     boolean hasBody = request.getBody() != null && request.getBody().size() > 0;
     if (path.isEmpty() || !hasBody) {
@@ -151,6 +156,33 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       }
     }
     return delegate.dispatch(request);
+  }
+
+  /**
+   * The embedded API authenticates nobody and allows everything; it says so to clients that ask
+   * what they may do (the Java Operator SDK asks before leader election).
+   */
+  private MockResponse allowEverything(RecordedRequest request) {
+    ObjectNode review;
+    try {
+      review = (ObjectNode) mapper.readTree(request.getBody().getBytes());
+    } catch (IOException | ClassCastException e) {
+      return status(400, "BadRequest", "not a SelfSubjectRulesReview");
+    }
+    ObjectNode rule = mapper.createObjectNode();
+    rule.putArray("verbs").add("*");
+    rule.putArray("apiGroups").add("*");
+    rule.putArray("resources").add("*");
+    ObjectNode status = review.putObject("status");
+    status.putArray("resourceRules").add(rule);
+    status.putArray("nonResourceRules");
+    status.put("incomplete", false);
+    review.put("apiVersion", "authorization.k8s.io/v1");
+    review.put("kind", "SelfSubjectRulesReview");
+    return new MockResponse()
+        .setResponseCode(201)
+        .setHeader("Content-Type", "application/json")
+        .setBody(review.toString().getBytes(StandardCharsets.UTF_8));
   }
 
   /** RFC 7386 JSON merge patch. */

@@ -78,6 +78,49 @@ class CustomResourceValidationTest {
     assertThat(s.getSpec().getLock().getLeaseDurationSeconds()).isEqualTo(300);
   }
 
+  @Test
+  @DisplayName("A multi-document manifest is applied document by document, in any namespace")
+  void appliesMultiDocumentManifests() {
+    apply(
+        """
+        apiVersion: leasehold.io/v1alpha1
+        kind: TerraformState
+        metadata:
+          name: multi-a
+        ---
+        apiVersion: v1
+        kind: ConfigMap
+        metadata:
+          name: multi-config
+          namespace: infra
+        data:
+          key: value
+        ---
+        apiVersion: leasehold.io/v1alpha1
+        kind: TerraformState
+        metadata:
+          name: multi-b
+          namespace: infra
+        spec:
+          workspace: prod
+        """);
+
+    assertThat(
+            client.resources(TerraformState.class).inNamespace("default").withName("multi-a").get())
+        .isNotNull();
+    assertThat(client.configMaps().inNamespace("infra").withName("multi-config").get().getData())
+        .containsEntry("key", "value");
+    assertThat(
+            client
+                .resources(TerraformState.class)
+                .inNamespace("infra")
+                .withName("multi-b")
+                .get()
+                .getSpec()
+                .getWorkspace())
+        .isEqualTo("prod");
+  }
+
   @ParameterizedTest(name = "{0} is refused: {2}")
   @CsvSource(
       delimiter = '|',

@@ -101,6 +101,28 @@ class TerraformStateReconcilerTest {
   }
 
   @Test
+  @DisplayName("When the Lease is deleted by hand, then the operator recreates it unlocked")
+  void recreatesDeletedLease() {
+    create("relocked", DeletionPolicy.Retain);
+    eventually().until(() -> lease("relocked") != null);
+
+    harness
+        .client()
+        .leases()
+        .inNamespace(NAMESPACE)
+        .withName(names("relocked").leaseName())
+        .delete();
+
+    eventually()
+        .untilAsserted(
+            () -> {
+              Lease lease = lease("relocked");
+              assertThat(lease).isNotNull();
+              assertThat(lease.getSpec().getHolderIdentity()).isNull();
+            });
+  }
+
+  @Test
   @DisplayName(
       "When stock Terraform has written chunked state, then status shows serial, lineage,"
           + " version, resources, sizes and chunks, and the Secrets are untouched")
