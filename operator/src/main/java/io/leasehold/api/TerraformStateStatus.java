@@ -19,6 +19,18 @@ public class TerraformStateStatus {
   @JsonPropertyDescription("Number of runner Jobs waiting for the lock.")
   private Integer queued;
 
+  @JsonPropertyDescription(
+      "Runner Jobs waiting for the lock, in the order they will run (at most the first 50).")
+  private List<QueueEntry> queue;
+
+  @JsonPropertyDescription("The runner Job leasehold holds the lock for, while it runs.")
+  private String runningJob;
+
+  @JsonPropertyDescription(
+      "Jobs labelled for this state that were created without spec.suspend: true. They run"
+          + " outside the queue and the lock, so leasehold cannot serialize them.")
+  private List<String> unserializedRunners;
+
   @JsonPropertyDescription("The current lock holder, as recorded on the lock Lease.")
   private LockStatus lock;
 
@@ -50,6 +62,30 @@ public class TerraformStateStatus {
 
   public void setQueued(Integer queued) {
     this.queued = queued;
+  }
+
+  public List<QueueEntry> getQueue() {
+    return queue;
+  }
+
+  public void setQueue(List<QueueEntry> queue) {
+    this.queue = queue;
+  }
+
+  public String getRunningJob() {
+    return runningJob;
+  }
+
+  public void setRunningJob(String runningJob) {
+    this.runningJob = runningJob;
+  }
+
+  public List<String> getUnserializedRunners() {
+    return unserializedRunners;
+  }
+
+  public void setUnserializedRunners(List<String> unserializedRunners) {
+    this.unserializedRunners = unserializedRunners;
   }
 
   public LockStatus getLock() {
@@ -88,6 +124,9 @@ public class TerraformStateStatus {
     return Objects.equals(observedGeneration, that.observedGeneration)
         && Objects.equals(holder, that.holder)
         && Objects.equals(queued, that.queued)
+        && Objects.equals(queue, that.queue)
+        && Objects.equals(runningJob, that.runningJob)
+        && Objects.equals(unserializedRunners, that.unserializedRunners)
         && Objects.equals(lock, that.lock)
         && Objects.equals(state, that.state)
         && Objects.equals(conditions, that.conditions);
@@ -95,6 +134,15 @@ public class TerraformStateStatus {
 
   @Override
   public int hashCode() {
-    return Objects.hash(observedGeneration, holder, queued, lock, state, conditions);
+    return Objects.hash(
+        observedGeneration,
+        holder,
+        queued,
+        queue,
+        runningJob,
+        unserializedRunners,
+        lock,
+        state,
+        conditions);
   }
 }

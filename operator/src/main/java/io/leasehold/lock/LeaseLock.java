@@ -165,6 +165,68 @@ public final class LeaseLock {
     return Optional.empty();
   }
 
+  /**
+   * The Lease as it is when leasehold holds it for {@code info}'s holder and vouches for it:
+   * Terraform's holder and lock-info, plus a duration, acquire and renew times, one more
+   * transition, and the {@value #HELD_FOR_ANNOTATION} annotation naming the holder.
+   */
+  public static Lease heldFor(Lease lease, LockInfo info, int durationSeconds, ZonedDateTime now) {
+    Map<String, String> annotations = new HashMap<>(annotationsOf(lease));
+    annotations.put(LOCK_INFO_ANNOTATION, info.toJson());
+    annotations.put(HELD_FOR_ANNOTATION, info.id());
+    Integer transitions = lease.getSpec() == null ? null : lease.getSpec().getLeaseTransitions();
+    return new LeaseBuilder(lease)
+        .editMetadata()
+        .withAnnotations(annotations)
+        .endMetadata()
+        .editOrNewSpec()
+        .withHolderIdentity(info.id())
+        .withLeaseDurationSeconds(durationSeconds)
+        .withAcquireTime(now)
+        .withRenewTime(now)
+        .withLeaseTransitions(transitions == null ? 1 : transitions + 1)
+        .endSpec()
+        .build();
+  }
+
+  /** The Lease with its renew time moved to {@code now} (and its duration to the spec's). */
+  public static Lease renewed(Lease lease, int durationSeconds, ZonedDateTime now) {
+    return new LeaseBuilder(lease)
+        .editSpec()
+        .withRenewTime(now)
+        .withLeaseDurationSeconds(durationSeconds)
+        .endSpec()
+        .build();
+  }
+
+  /** The holder leasehold vouches for, as named by {@value #HELD_FOR_ANNOTATION}, if any. */
+  public static Optional<String> vouchedHolder(Lease lease) {
+    if (lease == null || lease.getSpec() == null) {
+      return Optional.empty();
+    }
+    String id = lease.getSpec().getHolderIdentity();
+    String heldFor = annotationsOf(lease).get(HELD_FOR_ANNOTATION);
+    return id != null && id.equals(heldFor) ? Optional.of(id) : Optional.empty();
+  }
+
+  /**
+   * Writes {@code changed}, a modified copy of a Lease read at some version, only if the Lease is
+   * still at that version. Returns the stored Lease.
+   *
+   * @throws KubernetesClientException with code 409 when someone changed it in between
+   */
+  public Lease replace(Lease changed) {
+    if (changed.getMetadata().getResourceVersion() == null) {
+      throw new IllegalArgumentException("a Lease update must carry the resourceVersion it read");
+    }
+    return client.leases().inNamespace(names.namespace()).resource(changed).update();
+  }
+
+  private static Map<String, String> annotationsOf(Lease lease) {
+    Map<String, String> a = lease.getMetadata().getAnnotations();
+    return a == null ? Map.of() : a;
+  }
+
   /** What a force-unlock did. */
   public enum ForceUnlockOutcome {
     RELEASED,
@@ -201,7 +263,7 @@ public final class LeaseLock {
   }
 
   /** A copy of {@code lease} unlocked the way Terraform unlocks: holder and lock-info cleared. */
-  static Lease released(Lease lease) {
+  public static Lease released(Lease lease) {
     Lease copy =
         new LeaseBuilder(lease)
             .editSpec()

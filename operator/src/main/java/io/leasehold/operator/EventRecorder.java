@@ -7,6 +7,9 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
+import java.util.concurrent.LinkedBlockingQueue;
+import java.util.concurrent.ThreadPoolExecutor;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -15,18 +18,48 @@ import org.slf4j.LoggerFactory;
  * Records Kubernetes Events on the objects users look at, so that {@code kubectl describe} and
  * {@code kubectl get events} tell what leasehold did and why. Recording never fails the caller.
  */
-public final class EventRecorder {
+public final class EventRecorder implements AutoCloseable {
 
   public static final String COMPONENT = "leasehold";
   private static final Logger LOG = LoggerFactory.getLogger(EventRecorder.class);
   private static final AtomicLong SEQUENCE = new AtomicLong();
 
+  private static final int BACKLOG = 10_000;
+
   private final KubernetesClient client;
   private final String instance;
+  // Events are written off the reconcile path, so recording one never delays a lock handoff.
+  private final ThreadPoolExecutor writer =
+      new ThreadPoolExecutor(
+          1,
+          1,
+          0,
+          TimeUnit.MILLISECONDS,
+          new LinkedBlockingQueue<>(BACKLOG),
+          r -> {
+            Thread t = new Thread(r, "leasehold-events");
+            t.setDaemon(true);
+            return t;
+          },
+          (r, executor) -> LOG.warn("event backlog full ({}): an Event was dropped", BACKLOG));
 
   public EventRecorder(KubernetesClient client, String instance) {
     this.client = client;
     this.instance = instance;
+  }
+
+  /** Writes the Events still waiting (for up to a few seconds), then stops. */
+  @Override
+  public void close() {
+    writer.shutdown();
+    try {
+      if (!writer.awaitTermination(5, TimeUnit.SECONDS)) {
+        LOG.warn("{} Events not written at shutdown", writer.getQueue().size());
+        writer.shutdownNow();
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
   }
 
   public void normal(HasMetadata object, String reason, String message) {
@@ -73,15 +106,18 @@ public final class EventRecorder {
             .withReportingComponent("leasehold.io/operator")
             .withReportingInstance(instance)
             .build();
-    try {
-      client.v1().events().inNamespace(namespace).resource(event).create();
-    } catch (KubernetesClientException e) {
-      LOG.warn(
-          "could not record event {} on {}/{}: {}",
-          reason,
-          namespace,
-          object.getMetadata().getName(),
-          e.getMessage());
-    }
+    writer.execute(
+        () -> {
+          try {
+            client.v1().events().inNamespace(namespace).resource(event).create();
+          } catch (KubernetesClientException e) {
+            LOG.warn(
+                "could not record event {} on {}/{}: {}",
+                reason,
+                namespace,
+                event.getInvolvedObject().getName(),
+                e.getMessage());
+          }
+        });
   }
 }

@@ -3,6 +3,7 @@ package io.leasehold.operator;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.javaoperatorsdk.operator.Operator;
 import io.javaoperatorsdk.operator.api.config.LeaderElectionConfigurationBuilder;
+import io.leasehold.queue.RunnerJobReconciler;
 import java.time.Duration;
 import java.util.Optional;
 import java.util.Set;
@@ -25,9 +26,11 @@ public final class LeaseholdOperator implements AutoCloseable {
       Set<String> namespaces, Optional<String> leaderElectionNamespace, String identity) {}
 
   private final Operator operator;
+  private final EventRecorder events;
 
-  private LeaseholdOperator(Operator operator) {
+  private LeaseholdOperator(Operator operator, EventRecorder events) {
     this.operator = operator;
+    this.events = events;
   }
 
   /** Starts the operator; returns once its informers have synced. */
@@ -62,12 +65,20 @@ public final class LeaseholdOperator implements AutoCloseable {
             c.settingNamespaces(options.namespaces());
           }
         });
+    operator.register(
+        new RunnerJobReconciler(client, events),
+        c -> {
+          if (!options.namespaces().isEmpty()) {
+            c.settingNamespaces(options.namespaces());
+          }
+        });
     operator.start();
-    return new LeaseholdOperator(operator);
+    return new LeaseholdOperator(operator, events);
   }
 
   @Override
   public void close() {
     operator.stop();
+    events.close();
   }
 }

@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.fabric8.kubernetes.api.model.Secret;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
@@ -20,16 +21,22 @@ import io.javaoperatorsdk.operator.api.reconciler.UpdateControl;
 import io.javaoperatorsdk.operator.processing.event.ResourceID;
 import io.javaoperatorsdk.operator.processing.event.source.EventSource;
 import io.javaoperatorsdk.operator.processing.event.source.informer.InformerEventSource;
+import io.javaoperatorsdk.operator.processing.retry.GradualRetry;
 import io.leasehold.api.DeletionPolicy;
 import io.leasehold.api.LockStatus;
+import io.leasehold.api.QueueEntry;
 import io.leasehold.api.StateFacts;
 import io.leasehold.api.TerraformState;
 import io.leasehold.api.TerraformStateStatus;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
+import io.leasehold.queue.JobAdmission;
+import io.leasehold.queue.RunQueue;
+import io.leasehold.queue.RunnerJobs;
 import io.leasehold.state.StateNames;
 import io.leasehold.state.StateUnreadableException;
 import io.leasehold.state.StoredState;
+import java.time.Clock;
 import java.time.Instant;
 import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
@@ -39,6 +46,7 @@ import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
 import java.util.UUID;
+import java.util.concurrent.ConcurrentHashMap;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -47,13 +55,15 @@ import org.slf4j.LoggerFactory;
  * lock, without ever taking, clearing or changing a lock someone holds or writing the state.
  */
 @ControllerConfiguration(name = "terraformstate", generationAwareEventProcessing = false)
+@GradualRetry(maxAttempts = 20, initialInterval = 100, intervalMultiplier = 2, maxInterval = 10_000)
 public class TerraformStateReconciler
-    implements Reconciler<TerraformState>, Cleaner<TerraformState> {
+    implements Reconciler<TerraformState>, Cleaner<TerraformState>, JobAdmission.WriteListener {
 
   /** Annotation on a TerraformState asking leasehold to release the lock with this ID. */
   public static final String FORCE_UNLOCK_ANNOTATION = "leasehold.io/force-unlock";
 
   static final String TERRAFORM_SELECTOR = StateNames.LABEL_TFSTATE + "=true";
+  private static final int MAX_QUEUE_IN_STATUS = 50;
   private static final long DELETION_RETRY_MILLIS = 10_000;
   private static final Logger LOG = LoggerFactory.getLogger(TerraformStateReconciler.class);
   private static final ObjectMapper MAPPER = new ObjectMapper();
@@ -61,10 +71,15 @@ public class TerraformStateReconciler
   private final KubernetesClient client;
   private final EventRecorder events;
   private final FaultSettling faults = new FaultSettling();
+  private final JobAdmission admission;
+  private final Set<String> warnedUnserialized = ConcurrentHashMap.newKeySet();
+  private InformerEventSource<Lease, TerraformState> leases;
+  private InformerEventSource<Job, TerraformState> jobs;
 
   public TerraformStateReconciler(KubernetesClient client, EventRecorder events) {
     this.client = client;
     this.events = events;
+    this.admission = new JobAdmission(client, events, Clock.systemUTC(), this);
   }
 
   @Override
@@ -72,7 +87,7 @@ public class TerraformStateReconciler
       EventSourceContext<TerraformState> context) {
     // Terraform labels its Secrets and its Lease tfstate=true and tfstateSecretSuffix=<name>;
     // leasehold creates its Leases with the same labels, so one selector finds both.
-    var leases =
+    leases =
         new InformerEventSource<>(
             InformerEventSourceConfiguration.from(Lease.class, TerraformState.class)
                 .withName("leases")
@@ -88,7 +103,35 @@ public class TerraformStateReconciler
                 .withSecondaryToPrimaryMapper(TerraformStateReconciler::bySuffixLabel)
                 .build(),
             context);
-    return List.of(leases, secrets);
+    jobs =
+        new InformerEventSource<>(
+            InformerEventSourceConfiguration.from(Job.class, TerraformState.class)
+                .withName("jobs")
+                .withLabelSelector(RunnerJobs.STATE_LABEL)
+                .withSecondaryToPrimaryMapper(
+                    job ->
+                        RunnerJobs.stateName(job)
+                            .map(n -> Set.of(new ResourceID(n, job.getMetadata().getNamespace())))
+                            .orElse(Set.of()))
+                .withOnDeleteFilter(
+                    (job, unknown) -> {
+                      admission.forget(job.getMetadata().getUid());
+                      warnedUnserialized.remove(job.getMetadata().getUid());
+                      return true;
+                    })
+                .build(),
+            context);
+    return List.of(leases, secrets, jobs);
+  }
+
+  @Override
+  public void leaseWritten(TerraformState state, Lease written, Lease before) {
+    leases.handleRecentResourceUpdate(ResourceID.fromResource(state), written, before);
+  }
+
+  @Override
+  public void jobWritten(TerraformState state, Job written, Job before) {
+    jobs.handleRecentResourceUpdate(ResourceID.fromResource(state), written, before);
   }
 
   private static Set<ResourceID> bySuffixLabel(io.fabric8.kubernetes.api.model.HasMetadata o) {
@@ -115,7 +158,6 @@ public class TerraformStateReconciler
     long generation = Optional.ofNullable(resource.getMetadata().getGeneration()).orElse(0L);
     TerraformStateStatus status = new TerraformStateStatus();
     status.setObservedGeneration(generation);
-    status.setQueued(0);
     Conditions conditions = new Conditions(previous.getConditions(), generation);
 
     Optional<String> invalid = names.problem();
@@ -137,12 +179,21 @@ public class TerraformStateReconciler
         context.getSecondaryResources(Lease.class).stream()
             .filter(l -> names.leaseName().equals(l.getMetadata().getName()))
             .findFirst()
-            .orElseGet(lock::ensureExists);
+            .orElse(null);
+    if (lease == null) {
+      lease = lock.ensureExists();
+      leases.handleRecentResourceCreate(ResourceID.fromResource(resource), lease);
+    }
 
     String forceUnlockId = annotation(resource, FORCE_UNLOCK_ANNOTATION);
     if (forceUnlockId != null) {
       lease = forceUnlock(resource, lock, forceUnlockId).orElse(lease);
     }
+
+    JobAdmission.Outcome queue =
+        admission.run(resource, names, lease, context.getSecondaryResources(Job.class));
+    lease = queue.lease();
+    recordQueue(resource, status, queue);
 
     Optional<LeaseLock.Holder> holder = LeaseLock.Holder.of(lease);
     recordLockTransition(resource, previous.getLock(), holder);
@@ -227,7 +278,42 @@ public class TerraformStateReconciler
       conditions.set(Conditions.DEGRADED, true, degradedReason, degradedMessage);
     }
     status.setConditions(conditions.build());
-    return writeStatus(resource, previous, status);
+    UpdateControl<TerraformState> control = writeStatus(resource, previous, status);
+    if (!queue.recheckAfter().isZero()) {
+      control.rescheduleAfter(queue.recheckAfter());
+    }
+    return control;
+  }
+
+  private void recordQueue(
+      TerraformState resource, TerraformStateStatus status, JobAdmission.Outcome outcome) {
+    RunQueue queue = outcome.queue();
+    status.setQueued(queue.waiting().size());
+    List<QueueEntry> entries = new ArrayList<>();
+    for (int i = 0; i < queue.waiting().size() && i < MAX_QUEUE_IN_STATUS; i++) {
+      Job job = queue.waiting().get(i);
+      entries.add(
+          new QueueEntry(
+              job.getMetadata().getName(), i + 1, job.getMetadata().getCreationTimestamp()));
+    }
+    status.setQueue(entries.isEmpty() ? null : entries);
+    status.setRunningJob(outcome.holder().map(j -> j.getMetadata().getName()).orElse(null));
+    List<String> unserialized =
+        queue.unserialized().stream().map(j -> j.getMetadata().getName()).toList();
+    status.setUnserializedRunners(unserialized.isEmpty() ? null : unserialized);
+    for (Job job : queue.unserialized()) {
+      if (warnedUnserialized.add(job.getMetadata().getUid())) {
+        String message =
+            "Job "
+                + job.getMetadata().getName()
+                + " targets "
+                + resource.getMetadata().getName()
+                + " but was created without spec.suspend: true, so it runs outside the queue"
+                + " and without the lock; create runner Jobs suspended";
+        events.warning(job, "UnserializedRunner", message);
+        events.warning(resource, "UnserializedRunner", message);
+      }
+    }
   }
 
   private static String fingerprint(List<Secret> secrets, StateUnreadableException e) {

@@ -1,0 +1,80 @@
+package io.leasehold.queue;
+
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.api.model.batch.v1.JobCondition;
+import java.util.Map;
+import java.util.Optional;
+
+/** What leasehold reads from, and writes on, a runner Job. */
+public final class RunnerJobs {
+
+  /** Label naming the TerraformState (same namespace) a runner Job targets. */
+  public static final String STATE_LABEL = "leasehold.io/state";
+
+  /** Set, together with {@code spec.suspend: false}, when leasehold admits the Job. */
+  public static final String ADMITTED_ANNOTATION = "leasehold.io/admitted-at";
+
+  /** Prefix of the lock ID (the Lease's holderIdentity) leasehold uses for a Job. */
+  public static final String HOLDER_PREFIX = "job/";
+
+  private RunnerJobs() {}
+
+  public static Optional<String> stateName(Job job) {
+    Map<String, String> labels = job.getMetadata().getLabels();
+    return Optional.ofNullable(labels == null ? null : labels.get(STATE_LABEL));
+  }
+
+  /** The lock ID for a Job: {@code job/<name>/<uid>}, so a re-created Job never inherits it. */
+  public static String holderId(Job job) {
+    return HOLDER_PREFIX + job.getMetadata().getName() + "/" + job.getMetadata().getUid();
+  }
+
+  /** The UID named by a Job lock ID, if it is one. */
+  public static Optional<String> uidOf(String holderId) {
+    if (holderId == null || !holderId.startsWith(HOLDER_PREFIX)) {
+      return Optional.empty();
+    }
+    int slash = holderId.lastIndexOf('/');
+    return slash > HOLDER_PREFIX.length()
+        ? Optional.of(holderId.substring(slash + 1))
+        : Optional.empty();
+  }
+
+  /** Complete or Failed: the Job will run no more pods. */
+  public static boolean finished(Job job) {
+    if (job.getStatus() == null || job.getStatus().getConditions() == null) {
+      return false;
+    }
+    for (JobCondition c : job.getStatus().getConditions()) {
+      if (("Complete".equals(c.getType()) || "Failed".equals(c.getType()))
+          && "True".equals(c.getStatus())) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** How the Job finished, for Events: "completed", "failed" or "was deleted". */
+  public static String ending(Job job) {
+    if (job == null) {
+      return "was deleted";
+    }
+    if (job.getStatus() != null && job.getStatus().getConditions() != null) {
+      for (JobCondition c : job.getStatus().getConditions()) {
+        if ("Failed".equals(c.getType()) && "True".equals(c.getStatus())) {
+          return "failed";
+        }
+      }
+    }
+    return finished(job) ? "completed" : "is being deleted";
+  }
+
+  public static boolean suspended(Job job) {
+    return job.getSpec() != null && Boolean.TRUE.equals(job.getSpec().getSuspend());
+  }
+
+  public static boolean admitted(Job job) {
+    Map<String, String> a = job.getMetadata().getAnnotations();
+    return a != null && a.containsKey(ADMITTED_ANNOTATION);
+  }
+}

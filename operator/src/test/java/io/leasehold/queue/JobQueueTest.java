@@ -1,0 +1,301 @@
+package io.leasehold.queue;
+
+import static io.leasehold.support.OperatorHarness.NAMESPACE;
+import static io.leasehold.support.RunnerJobFixtures.create;
+import static io.leasehold.support.RunnerJobFixtures.finish;
+import static io.leasehold.support.RunnerJobFixtures.get;
+import static io.leasehold.support.RunnerJobFixtures.running;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.leasehold.api.QueueEntry;
+import io.leasehold.api.TerraformState;
+import io.leasehold.lock.LeaseLock;
+import io.leasehold.lock.LockInfo;
+import io.leasehold.state.StateNames;
+import io.leasehold.support.OperatorHarness;
+import io.leasehold.support.RunnerJobFixtures;
+import io.leasehold.support.TerraformStates;
+import java.time.Duration;
+import java.util.List;
+import java.util.Map;
+import org.awaitility.core.ConditionFactory;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+class JobQueueTest {
+
+  private static OperatorHarness harness;
+
+  @BeforeAll
+  static void start() {
+    harness = OperatorHarness.start();
+  }
+
+  @AfterAll
+  static void stop() {
+    harness.close();
+  }
+
+  private static ConditionFactory eventually() {
+    return await().atMost(Duration.ofSeconds(20)).pollInterval(Duration.ofMillis(20));
+  }
+
+  static void createState(OperatorHarness h, String name, int leaseSeconds) {
+    TerraformState state = new TerraformState();
+    state.getMetadata().setName(name);
+    state.getMetadata().setNamespace(NAMESPACE);
+    state.getSpec().getLock().setLeaseDurationSeconds(leaseSeconds);
+    h.client().resource(state).create();
+  }
+
+  private static Lease lease(String state) {
+    return harness
+        .client()
+        .leases()
+        .inNamespace(NAMESPACE)
+        .withName(new StateNames(NAMESPACE, state, "default").leaseName())
+        .get();
+  }
+
+  private static Job job(String name) {
+    return get(harness.client(), name);
+  }
+
+  private static List<String> queued(String state) {
+    TerraformState s = harness.get(state);
+    if (s == null || s.getStatus() == null || s.getStatus().getQueue() == null) {
+      return List.of();
+    }
+    return s.getStatus().getQueue().stream().map(QueueEntry::getJob).toList();
+  }
+
+  @Test
+  @DisplayName(
+      "When Jobs are created out of name order, then they run one at a time in creation order,"
+          + " each holding the Lease while it runs")
+  void admitsInCreationOrder() throws Exception {
+    createState(harness, "fifo", 300);
+    // Creation times have one-second resolution: space the Jobs so time, not name, decides.
+    for (String name : List.of("fifo-d", "fifo-b", "fifo-c", "fifo-a")) {
+      create(harness.client(), name, "fifo");
+      Thread.sleep(1100);
+    }
+    for (String expected : List.of("fifo-d", "fifo-b", "fifo-c", "fifo-a")) {
+      eventually().until(() -> running(job(expected)));
+      Job runningJob = job(expected);
+      Lease lease = lease("fifo");
+      assertThat(lease.getSpec().getHolderIdentity())
+          .isEqualTo("job/" + expected + "/" + runningJob.getMetadata().getUid());
+      assertThat(lease.getSpec().getLeaseDurationSeconds()).isEqualTo(300);
+      assertThat(
+              LockInfo.parse(
+                  lease.getMetadata().getAnnotations().get(LeaseLock.LOCK_INFO_ANNOTATION)))
+          .get()
+          .satisfies(i -> assertThat(i.who()).isEqualTo("job/" + expected));
+      assertThat(
+              List.of("fifo-d", "fifo-b", "fifo-c", "fifo-a").stream()
+                  .filter(n -> running(job(n)))
+                  .toList())
+          .containsExactly(expected);
+      finish(harness.client(), expected, true);
+    }
+    eventually().until(() -> lease("fifo").getSpec().getHolderIdentity() == null);
+    assertThat(harness.events("fifo-a"))
+        // fifo-d already ran when fifo-a arrived: three were waiting.
+        .contains("Normal Queued: waiting for the lock on fifo at position 3, behind Job fifo-c");
+  }
+
+  @Test
+  @DisplayName("When Jobs are created in the same second, then the name breaks the tie")
+  void sameSecondIsOrderedByName() {
+    createState(harness, "tie", 300);
+    create(harness.client(), "tie-z", "tie");
+    create(harness.client(), "tie-y", "tie");
+    create(harness.client(), "tie-x", "tie");
+    eventually()
+        .until(() -> running(job("tie-x")) || running(job("tie-y")) || running(job("tie-z")));
+    Job first =
+        List.of("tie-x", "tie-y", "tie-z").stream()
+            .map(JobQueueTest::job)
+            .filter(RunnerJobFixtures::running)
+            .findFirst()
+            .orElseThrow();
+    boolean sameSecond =
+        job("tie-z")
+            .getMetadata()
+            .getCreationTimestamp()
+            .equals(job("tie-x").getMetadata().getCreationTimestamp());
+    if (sameSecond) {
+      assertThat(first.getMetadata().getName()).isEqualTo("tie-x");
+      eventually().until(() -> queued("tie").equals(List.of("tie-y", "tie-z")));
+    }
+    for (String n : List.of("tie-x", "tie-y", "tie-z")) {
+      eventually().until(() -> running(job(n)) || RunnerJobs.finished(job(n)));
+      if (running(job(n))) {
+        finish(harness.client(), n, true);
+      }
+    }
+  }
+
+  @Test
+  @DisplayName(
+      "When the running Job fails or is deleted, or a queued Job is deleted, then the lock passes"
+          + " to the next Job at once")
+  void handsOffOnFailureAndDeletion() {
+    createState(harness, "handoff", 300);
+    create(harness.client(), "handoff-1st", "handoff");
+    eventually().until(() -> running(job("handoff-1st")));
+    create(harness.client(), "handoff-2nd", "handoff");
+    create(harness.client(), "handoff-3rd", "handoff");
+    create(harness.client(), "handoff-4th", "handoff");
+    eventually().until(() -> queued("handoff").size() == 3);
+
+    // The queued third Job is deleted: it simply leaves the queue.
+    harness.client().batch().v1().jobs().inNamespace(NAMESPACE).withName("handoff-3rd").delete();
+    eventually().until(() -> queued("handoff").size() == 2);
+
+    finish(harness.client(), "handoff-1st", false);
+    eventually().until(() -> running(job("handoff-2nd")));
+    assertThat(harness.get("handoff").getStatus().getRunningJob()).isEqualTo("handoff-2nd");
+
+    harness.client().batch().v1().jobs().inNamespace(NAMESPACE).withName("handoff-2nd").delete();
+    eventually().until(() -> running(job("handoff-4th")));
+    finish(harness.client(), "handoff-4th", true);
+    eventually()
+        .untilAsserted(
+            () -> {
+              assertThat(lease("handoff").getSpec().getHolderIdentity()).isNull();
+              assertThat(harness.get("handoff").getStatus().getRunningJob()).isNull();
+              assertThat(harness.get("handoff").getStatus().getQueued()).isZero();
+            });
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(harness.events("handoff-1st"))
+                    .contains(
+                        "Normal LockReleased: Job failed; the lock on handoff passed to Job"
+                            + " handoff-2nd"));
+  }
+
+  @Test
+  @DisplayName(
+      "When stock Terraform holds the lock, then Jobs wait, see who holds it, and are admitted"
+          + " once Terraform unlocks")
+  void terraformHolderBlocksAdmission() throws Exception {
+    StateNames names = new StateNames(NAMESPACE, "shared", "default");
+    LockInfo info = TerraformStates.terraformLock("laptop-lock", "frank@laptop");
+    harness.client().resource(TerraformStates.heldLease(names, info)).create();
+    createState(harness, "shared", 300);
+    create(harness.client(), "shared-job", "shared");
+
+    eventually().until(() -> queued("shared").equals(List.of("shared-job")));
+    Thread.sleep(500);
+    assertThat(running(job("shared-job"))).isFalse();
+    assertThat(RunnerJobs.suspended(job("shared-job"))).isTrue();
+    assertThat(lease("shared").getSpec().getHolderIdentity()).isEqualTo("laptop-lock");
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(harness.events("shared-job"))
+                    .contains(
+                        "Normal Queued: waiting for the lock on shared at position 1, behind the"
+                            + " lock holder frank@laptop (OperationTypeApply)"));
+
+    Lease held = lease("shared");
+    held.getSpec().setHolderIdentity(null);
+    held.getMetadata().setAnnotations(Map.of());
+    harness.client().resource(held).update();
+
+    eventually().until(() -> running(job("shared-job")));
+    finish(harness.client(), "shared-job", true);
+  }
+
+  @Test
+  @DisplayName("Two states' queues are independent: each runs its own head at the same time")
+  void statesAreIndependent() {
+    createState(harness, "left", 300);
+    createState(harness, "right", 300);
+    create(harness.client(), "left-job", "left");
+    create(harness.client(), "left-next", "left");
+    create(harness.client(), "right-job", "right");
+
+    eventually().until(() -> running(job("left-job")) && running(job("right-job")));
+    assertThat(running(job("left-next"))).isFalse();
+    finish(harness.client(), "right-job", true);
+    finish(harness.client(), "left-job", true);
+    eventually().until(() -> running(job("left-next")));
+    finish(harness.client(), "left-next", true);
+  }
+
+  @Test
+  @DisplayName(
+      "When a Job targets a state that does not exist, then it waits with a Warning and is"
+          + " admitted once the state is created")
+  void waitsForMissingState() {
+    create(harness.client(), "orphan-job", "later");
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(harness.events("orphan-job"))
+                    .anyMatch(e -> e.startsWith("Warning StateNotFound: TerraformState 'later'")));
+    assertThat(RunnerJobs.suspended(job("orphan-job"))).isTrue();
+
+    createState(harness, "later", 300);
+
+    eventually().until(() -> running(job("orphan-job")));
+    finish(harness.client(), "orphan-job", true);
+  }
+
+  @Test
+  @DisplayName(
+      "When a labelled Job is created without suspend, then it is shown as an unserialized"
+          + " runner, warned about, and never treated as the lock holder")
+  void unsuspendedJobIsUnserialized() {
+    createState(harness, "careless", 300);
+    harness.client().resource(RunnerJobFixtures.runner("careless-job", "careless", false)).create();
+
+    eventually()
+        .untilAsserted(
+            () -> {
+              TerraformState s = harness.get("careless");
+              assertThat(s.getStatus()).isNotNull();
+              assertThat(s.getStatus().getUnserializedRunners()).containsExactly("careless-job");
+              assertThat(s.getStatus().getRunningJob()).isNull();
+            });
+    assertThat(lease("careless").getSpec().getHolderIdentity()).isNull();
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(harness.events("careless-job"))
+                    .anyMatch(e -> e.startsWith("Warning UnserializedRunner")));
+
+    // A properly suspended Job still gets the lock; the unserialized one does not block it.
+    create(harness.client(), "careful-job", "careless");
+    eventually().until(() -> running(job("careful-job")));
+    finish(harness.client(), "careful-job", true);
+  }
+
+  @Test
+  @DisplayName("While a Job runs, the operator renews its Lease well inside the duration")
+  void renewsLeaseWhileRunning() {
+    createState(harness, "renewed", 5);
+    create(harness.client(), "renewed-job", "renewed");
+    eventually().until(() -> running(job("renewed-job")));
+    var firstRenewal = lease("renewed").getSpec().getRenewTime();
+
+    await()
+        .atMost(Duration.ofSeconds(10))
+        .until(() -> lease("renewed").getSpec().getRenewTime().isAfter(firstRenewal));
+    Lease lease = lease("renewed");
+    assertThat(LeaseLock.expired(lease, java.time.ZonedDateTime.now())).isFalse();
+    assertThat(harness.get("renewed").getStatus().getLock().getVouched()).isTrue();
+    finish(harness.client(), "renewed-job", true);
+    eventually().until(() -> lease("renewed").getSpec().getHolderIdentity() == null);
+    assertThat(lease("renewed").getSpec().getLeaseDurationSeconds()).isNull();
+  }
+}
