@@ -111,34 +111,36 @@ class JobQueueTest {
   }
 
   @Test
-  @DisplayName("When Jobs are created in the same second, then the name breaks the tie")
+  @DisplayName("When waiting Jobs were created in the same second, then the name breaks the tie")
   void sameSecondIsOrderedByName() {
-    createState(harness, "tie", 300);
-    create(harness.client(), "tie-z", "tie");
-    create(harness.client(), "tie-y", "tie");
-    create(harness.client(), "tie-x", "tie");
-    eventually()
-        .until(() -> running(job("tie-x")) || running(job("tie-y")) || running(job("tie-z")));
-    Job first =
-        List.of("tie-x", "tie-y", "tie-z").stream()
+    // The Jobs wait for a state that does not exist yet, so all are known at the first decision.
+    List<String> created = List.of("tie-z", "tie-y", "tie-x");
+    created.forEach(n -> create(harness.client(), n, "tie"));
+    List<String> expected =
+        created.stream()
             .map(JobQueueTest::job)
-            .filter(RunnerJobFixtures::running)
-            .findFirst()
-            .orElseThrow();
-    boolean sameSecond =
-        job("tie-z")
-            .getMetadata()
-            .getCreationTimestamp()
-            .equals(job("tie-x").getMetadata().getCreationTimestamp());
-    if (sameSecond) {
-      assertThat(first.getMetadata().getName()).isEqualTo("tie-x");
-      eventually().until(() -> queued("tie").equals(List.of("tie-y", "tie-z")));
+            .sorted(
+                java.util.Comparator.comparing(
+                        (Job j) -> java.time.Instant.parse(j.getMetadata().getCreationTimestamp()))
+                    .thenComparing(j -> j.getMetadata().getName()))
+            .map(j -> j.getMetadata().getName())
+            .toList();
+    createState(harness, "tie", 300);
+
+    List<String> ran = new java.util.ArrayList<>();
+    for (int i = 0; i < created.size(); i++) {
+      eventually().until(() -> created.stream().anyMatch(n -> running(job(n))));
+      String now = created.stream().filter(n -> running(job(n))).findFirst().orElseThrow();
+      ran.add(now);
+      finish(harness.client(), now, true);
+      eventually().until(() -> RunnerJobs.finished(job(now)));
     }
-    for (String n : List.of("tie-x", "tie-y", "tie-z")) {
-      eventually().until(() -> running(job(n)) || RunnerJobs.finished(job(n)));
-      if (running(job(n))) {
-        finish(harness.client(), n, true);
-      }
+    assertThat(ran).isEqualTo(expected);
+    if (job("tie-z")
+        .getMetadata()
+        .getCreationTimestamp()
+        .equals(job("tie-x").getMetadata().getCreationTimestamp())) {
+      assertThat(ran).containsExactly("tie-x", "tie-y", "tie-z");
     }
   }
 
@@ -161,7 +163,8 @@ class JobQueueTest {
 
     finish(harness.client(), "handoff-1st", false);
     eventually().until(() -> running(job("handoff-2nd")));
-    assertThat(harness.get("handoff").getStatus().getRunningJob()).isEqualTo("handoff-2nd");
+    eventually()
+        .until(() -> "handoff-2nd".equals(harness.get("handoff").getStatus().getRunningJob()));
 
     harness.client().batch().v1().jobs().inNamespace(NAMESPACE).withName("handoff-2nd").delete();
     eventually().until(() -> running(job("handoff-4th")));
