@@ -383,7 +383,7 @@ public class TerraformStateReconciler
       client
           .resources(TerraformState.class)
           .inNamespace(resource.getMetadata().getNamespace())
-          .withName(resource.getMetadata().getName())
+          .resource(resource)
           .patch(PatchContext.of(PatchType.JSON), patch.toString());
     } catch (KubernetesClientException e) {
       LOG.info(
@@ -476,7 +476,7 @@ public class TerraformStateReconciler
     client
         .resources(TerraformState.class)
         .inNamespace(resource.getMetadata().getNamespace())
-        .withName(resource.getMetadata().getName())
+        .resource(resource)
         .subresource("status")
         .patch(PatchContext.of(PatchType.JSON), patch.toString());
     return UpdateControl.noUpdate();

@@ -236,7 +236,7 @@ public final class JobAdmission {
               .v1()
               .jobs()
               .inNamespace(job.getMetadata().getNamespace())
-              .withName(name(job))
+              .resource(job)
               .patch(PatchContext.of(PatchType.JSON), patch.toString());
       written.jobWritten(state, admitted, job);
     } catch (KubernetesClientException e) {

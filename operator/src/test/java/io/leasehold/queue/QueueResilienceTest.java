@@ -1,0 +1,160 @@
+package io.leasehold.queue;
+
+import static io.leasehold.support.OperatorHarness.NAMESPACE;
+import static io.leasehold.support.RunnerJobFixtures.create;
+import static io.leasehold.support.RunnerJobFixtures.finish;
+import static io.leasehold.support.RunnerJobFixtures.get;
+import static io.leasehold.support.RunnerJobFixtures.running;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
+import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import io.leasehold.state.StateNames;
+import io.leasehold.support.OperatorHarness;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.stream.IntStream;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+class QueueResilienceTest {
+
+  private static Lease lease(OperatorHarness h, String state) {
+    return h.client()
+        .leases()
+        .inNamespace(NAMESPACE)
+        .withName(new StateNames(NAMESPACE, state, "default").leaseName())
+        .get();
+  }
+
+  @Test
+  @DisplayName(
+      "When the operator stops mid-run and starts again, then the running Job keeps the lock,"
+          + " a Job that finished meanwhile has its lock passed on at start, and order is kept")
+  void survivesOperatorRestart() throws Exception {
+    try (OperatorHarness h = OperatorHarness.start()) {
+      JobQueueTest.createState(h, "restart", 300);
+      for (String n : List.of("restart-a", "restart-b", "restart-c")) {
+        create(h.client(), n, "restart");
+        Thread.sleep(1100);
+      }
+      await().atMost(Duration.ofSeconds(20)).until(() -> running(get(h.client(), "restart-a")));
+
+      // Restart while restart-a runs: it keeps the lock and nothing else is admitted.
+      h.stopOperator();
+      String holder = lease(h, "restart").getSpec().getHolderIdentity();
+      h.startOperator();
+      Thread.sleep(1500);
+      assertThat(lease(h, "restart").getSpec().getHolderIdentity()).isEqualTo(holder);
+      assertThat(running(get(h.client(), "restart-b"))).isFalse();
+      assertThat(running(get(h.client(), "restart-c"))).isFalse();
+
+      // restart-a finishes while the operator is away; at start the lock goes to restart-b.
+      h.stopOperator();
+      finish(h.client(), "restart-a", true);
+      Thread.sleep(300);
+      assertThat(lease(h, "restart").getSpec().getHolderIdentity()).isEqualTo(holder);
+      h.startOperator();
+      await().atMost(Duration.ofSeconds(20)).until(() -> running(get(h.client(), "restart-b")));
+      assertThat(running(get(h.client(), "restart-c"))).isFalse();
+
+      finish(h.client(), "restart-b", true);
+      await().atMost(Duration.ofSeconds(20)).until(() -> running(get(h.client(), "restart-c")));
+      finish(h.client(), "restart-c", true);
+      await()
+          .atMost(Duration.ofSeconds(20))
+          .until(() -> lease(h, "restart").getSpec().getHolderIdentity() == null);
+    }
+  }
+
+  @Test
+  @DisplayName(
+      "When many Jobs on one state are completed the moment each is admitted, then admissions"
+          + " never overlap and every Job runs exactly once")
+  void admissionsNeverOverlap() throws Exception {
+    int jobs = 40;
+    try (OperatorHarness h = OperatorHarness.start()) {
+      JobQueueTest.createState(h, "busy", 300);
+      Map<String, Boolean> runningNow = new ConcurrentHashMap<>();
+      Map<String, AtomicInteger> admissions = new ConcurrentHashMap<>();
+      List<String> violations = Collections.synchronizedList(new ArrayList<>());
+      List<String> order = Collections.synchronizedList(new ArrayList<>());
+      ExecutorService driver = Executors.newFixedThreadPool(4);
+      SharedIndexInformer<Job> informer =
+          h.client()
+              .batch()
+              .v1()
+              .jobs()
+              .inNamespace(NAMESPACE)
+              .withLabel(RunnerJobs.STATE_LABEL, "busy")
+              .inform(
+                  new ResourceEventHandler<>() {
+                    @Override
+                    public void onAdd(Job job) {
+                      observe(job);
+                    }
+
+                    @Override
+                    public void onUpdate(Job old, Job job) {
+                      observe(job);
+                    }
+
+                    @Override
+                    public void onDelete(Job job, boolean unknown) {}
+
+                    private synchronized void observe(Job job) {
+                      String name = job.getMetadata().getName();
+                      boolean active = !RunnerJobs.suspended(job) && !RunnerJobs.finished(job);
+                      Boolean was = runningNow.put(name, active);
+                      if (active && !Boolean.TRUE.equals(was)) {
+                        admissions
+                            .computeIfAbsent(name, k -> new AtomicInteger())
+                            .incrementAndGet();
+                        order.add(name);
+                        long concurrent = runningNow.values().stream().filter(b -> b).count();
+                        if (concurrent > 1) {
+                          violations.add(name + " admitted while " + runningNow);
+                        }
+                        // The test driver plays the runner: it ends as soon as it starts.
+                        driver.submit(() -> finish(h.client(), name, true));
+                      }
+                    }
+                  });
+      try {
+        // Created concurrently, as pipelines would.
+        ExecutorService creators = Executors.newFixedThreadPool(4);
+        IntStream.range(0, jobs)
+            .forEach(i -> creators.submit(() -> create(h.client(), "busy-" + i, "busy")));
+        creators.shutdown();
+
+        await()
+            .atMost(Duration.ofSeconds(120))
+            .until(
+                () -> admissions.size() == jobs && runningNow.values().stream().noneMatch(b -> b));
+        await()
+            .atMost(Duration.ofSeconds(20))
+            .until(() -> lease(h, "busy").getSpec().getHolderIdentity() == null);
+      } finally {
+        informer.close();
+        driver.shutdownNow();
+      }
+      assertThat(violations).isEmpty();
+      assertThat(admissions).hasSize(jobs);
+      assertThat(admissions.values()).allSatisfy(c -> assertThat(c.get()).isEqualTo(1));
+      for (int i = 0; i < jobs; i++) {
+        assertThat(RunnerJobs.finished(get(h.client(), "busy-" + i))).isTrue();
+      }
+      System.out.printf("admission order of %d concurrent Jobs: %s%n", jobs, order);
+    }
+  }
+}
