@@ -2,11 +2,17 @@ package io.leasehold.cli;
 
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import io.leasehold.backend.Access;
+import io.leasehold.backend.HttpBackend;
+import io.leasehold.backend.JobPods;
+import io.leasehold.backend.KubernetesAccess;
+import io.leasehold.backend.KubernetesJobPods;
 import io.leasehold.embedded.EmbeddedKubernetes;
 import io.leasehold.operator.LeaseholdOperator;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.LinkedHashSet;
 import java.util.List;
@@ -89,6 +95,36 @@ final class RunCommand implements Callable<Integer> {
               + " namespace).")
   String leaderElectionNamespace;
 
+  @Option(
+      names = "--http-port",
+      paramLabel = "PORT",
+      description =
+          "Port of the Terraform HTTP backend (default: 8080; with --embedded, a free port).")
+  Integer httpPort;
+
+  @Option(
+      names = "--http-host",
+      paramLabel = "ADDRESS",
+      defaultValue = "0.0.0.0",
+      description =
+          "Address the backend listens on (default 0.0.0.0; always 127.0.0.1 with --embedded).")
+  String httpHost;
+
+  @Option(
+      names = "--max-state-bytes",
+      paramLabel = "BYTES",
+      defaultValue = "134217728",
+      description = "Largest state a client may write, in bytes (default 128 MiB); larger is 413.")
+  long maxStateBytes;
+
+  @Option(
+      names = "--max-lock-wait",
+      paramLabel = "DURATION",
+      defaultValue = "PT15M",
+      converter = DurationConverter.class,
+      description = "Upper bound of ?wait= on LOCK (default 15m; forms: 30s, 10m, PT15M).")
+  Duration maxLockWait;
+
   @Override
   public Integer call() throws Exception {
     if (!embedded && (!manifests.isEmpty() || kubeconfigOut != null)) {
@@ -154,8 +190,15 @@ final class RunCommand implements Callable<Integer> {
               .map(ns -> "on Lease " + ns + "/" + LeaseholdOperator.LEADER_LEASE)
               .orElse("off"));
       try (LeaseholdOperator operator =
-          LeaseholdOperator.start(
-              client, new LeaseholdOperator.Options(watched, electionNamespace, identity()))) {
+              LeaseholdOperator.start(
+                  client, new LeaseholdOperator.Options(watched, electionNamespace, identity()));
+          HttpBackend backend =
+              operator.serveBackend(
+                  new KubernetesAccess(client),
+                  new KubernetesJobPods(client),
+                  new HttpBackend.Config(httpHost, httpPort == null ? 8080 : httpPort, maxLockWait),
+                  maxStateBytes)) {
+        LOG.info("Terraform HTTP backend at {}", backend.url());
         awaitShutdown();
       }
     }
@@ -173,18 +216,28 @@ final class RunCommand implements Callable<Integer> {
         api.writeKubeconfig(kubeconfigOut);
       }
       try (LeaseholdOperator operator =
-          LeaseholdOperator.start(
-              client,
-              new LeaseholdOperator.Options(watchedNamespaces(), Optional.empty(), "embedded"))) {
+              LeaseholdOperator.start(
+                  client,
+                  new LeaseholdOperator.Options(
+                      watchedNamespaces(), Optional.empty(), "embedded"));
+          HttpBackend backend =
+              operator.serveBackend(
+                  Access.NONE,
+                  JobPods.NONE,
+                  new HttpBackend.Config("127.0.0.1", httpPort == null ? 0 : httpPort, maxLockWait),
+                  maxStateBytes)) {
         out.println("kubernetes-api: " + api.url());
+        out.println("terraform-backend: " + backend.url());
         if (kubeconfigOut != null) {
           out.println("kubeconfig: " + kubeconfigOut.toAbsolutePath());
         }
         out.flush();
         LOG.warn(
-            "embedded mode: the Kubernetes API at {} is in memory, unauthenticated and on"
-                + " loopback only; everything is lost when this process stops",
-            api.url());
+            "embedded mode: the Kubernetes API at {} and the Terraform backend at {} are"
+                + " unauthenticated and listen on loopback only; the API is in memory and"
+                + " everything is lost when this process stops",
+            api.url(),
+            backend.url());
         awaitShutdown();
       }
     }

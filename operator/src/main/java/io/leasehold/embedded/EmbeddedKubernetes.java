@@ -46,6 +46,14 @@ public final class EmbeddedKubernetes implements AutoCloseable {
     this.client = new KubernetesClientBuilder().withConfig(clientConfig()).build();
   }
 
+  // The mock server logs every request through java.util.logging at INFO; keep it for problems.
+  private static final java.util.logging.Logger MOCK_LOG =
+      java.util.logging.Logger.getLogger("io.fabric8.mockwebserver");
+
+  static {
+    MOCK_LOG.setLevel(java.util.logging.Level.WARNING);
+  }
+
   /** Starts the API on 127.0.0.1 at {@code port} (0 picks a free port) and installs the CRD. */
   public static EmbeddedKubernetes start(int port) {
     Map<ServerRequest, Queue<ServerResponse>> responses = new HashMap<>();

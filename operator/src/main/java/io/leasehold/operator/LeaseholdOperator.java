@@ -3,6 +3,10 @@ package io.leasehold.operator;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.javaoperatorsdk.operator.Operator;
 import io.javaoperatorsdk.operator.api.config.LeaderElectionConfigurationBuilder;
+import io.leasehold.backend.Access;
+import io.leasehold.backend.HttpBackend;
+import io.leasehold.backend.JobPods;
+import io.leasehold.backend.StateBackend;
 import io.leasehold.queue.RunnerJobReconciler;
 import java.time.Duration;
 import java.util.Optional;
@@ -27,10 +31,12 @@ public final class LeaseholdOperator implements AutoCloseable {
 
   private final Operator operator;
   private final EventRecorder events;
+  private final KubernetesClient client;
 
-  private LeaseholdOperator(Operator operator, EventRecorder events) {
+  private LeaseholdOperator(Operator operator, EventRecorder events, KubernetesClient client) {
     this.operator = operator;
     this.events = events;
+    this.client = client;
   }
 
   /** Starts the operator; returns once its informers have synced. */
@@ -73,7 +79,17 @@ public final class LeaseholdOperator implements AutoCloseable {
           }
         });
     operator.start();
-    return new LeaseholdOperator(operator, events);
+    return new LeaseholdOperator(operator, events, client);
+  }
+
+  /** Serves the Terraform HTTP backend over the same client, recording Events like the rest. */
+  public HttpBackend serveBackend(
+      Access access, JobPods jobPods, HttpBackend.Config config, long maxStateBytes) {
+    return HttpBackend.start(
+        client,
+        released -> new StateBackend(client, events, maxStateBytes, jobPods, released),
+        access,
+        config);
   }
 
   @Override

@@ -32,6 +32,22 @@ public final class StoredState {
 
   private StoredState() {}
 
+  /** A stored state's gzip data, split over its Secrets in order (main first). */
+  public record Compressed(List<Secret> secrets, List<byte[]> parts) {
+    public long size() {
+      return parts.stream().mapToLong(p -> p.length).sum();
+    }
+
+    /** The gzip stream: the parts joined, read without copying them together. */
+    public InputStream stream() {
+      List<InputStream> streams = new ArrayList<>();
+      for (byte[] part : parts) {
+        streams.add(new ByteArrayInputStream(part));
+      }
+      return new SequenceInputStream(Collections.enumeration(streams));
+    }
+  }
+
   /**
    * Facts about the state held in {@code secrets} (any Secrets of the namespace; those that are not
    * this state's are ignored), or empty when there is no state yet.
@@ -39,6 +55,67 @@ public final class StoredState {
    * @throws StateUnreadableException when a chunk is missing or the data is not gzip'd state JSON
    */
   public static Optional<StateFacts> read(StateNames names, Collection<Secret> secrets)
+      throws StateUnreadableException {
+    Optional<Compressed> compressed = collect(names, secrets);
+    if (compressed.isEmpty()) {
+      return Optional.empty();
+    }
+    Compressed c = compressed.get();
+    String first = names.secretName();
+    String where = where(names, c);
+    StateFacts facts;
+    try (CountingInputStream raw = new CountingInputStream(gunzip(c, where, first))) {
+      facts = parse(raw, where, first);
+      facts.setRawBytes(raw.count());
+    } catch (IOException e) {
+      throw new StateUnreadableException(first, where + ": " + describe(e), e);
+    }
+    facts.setSecretName(first);
+    facts.setCompressedBytes(c.size());
+    facts.setChunks(c.parts().size());
+    return Optional.of(facts);
+  }
+
+  /** The state JSON, decompressed, checked to be a Terraform state. */
+  public static byte[] decompress(StateNames names, Compressed c) throws StateUnreadableException {
+    String first = names.secretName();
+    String where = where(names, c);
+    try (InputStream in = gunzip(c, where, first)) {
+      byte[] raw = in.readAllBytes();
+      facts(raw, where, first);
+      return raw;
+    } catch (IOException e) {
+      throw new StateUnreadableException(first, where + ": " + describe(e), e);
+    }
+  }
+
+  /**
+   * Facts of a state JSON document (serial, lineage, version, resource instances, size).
+   *
+   * @throws StateUnreadableException naming {@code where} when it is not a Terraform state
+   */
+  public static StateFacts facts(byte[] raw, String where, String objectName)
+      throws StateUnreadableException {
+    try {
+      StateFacts facts = parse(new ByteArrayInputStream(raw), where, objectName);
+      facts.setRawBytes((long) raw.length);
+      return facts;
+    } catch (IOException e) {
+      throw new StateUnreadableException(objectName, where + ": " + describe(e), e);
+    }
+  }
+
+  private static String where(StateNames names, Compressed c) {
+    return c.parts().size() == 1
+        ? "Secret " + names.secretName()
+        : "Secret " + names.secretName() + " and its chunks";
+  }
+
+  /**
+   * The gzip data of the state held in {@code secrets}, in chunk order, or empty when there is no
+   * state yet (Terraform reads a state Secret without the key as no state too).
+   */
+  public static Optional<Compressed> collect(StateNames names, Collection<Secret> secrets)
       throws StateUnreadableException {
     TreeMap<Integer, Secret> chunks = new TreeMap<>();
     for (Secret secret : secrets) {
@@ -62,11 +139,10 @@ public final class StoredState {
       return Optional.empty();
     }
     if (main.getData() == null || !main.getData().containsKey(DATA_KEY)) {
-      // Terraform reads a state Secret without the key as "no state yet".
       return Optional.empty();
     }
     List<byte[]> parts = new ArrayList<>();
-    long compressed = 0;
+    List<Secret> ordered = new ArrayList<>();
     int expected = 0;
     for (var entry : chunks.entrySet()) {
       Secret secret = entry.getValue();
@@ -87,40 +163,21 @@ public final class StoredState {
         throw new StateUnreadableException(
             name, "Secret " + name + " has no '" + DATA_KEY + "' key");
       }
-      byte[] bytes;
       try {
-        bytes = Base64.getDecoder().decode(encoded);
+        parts.add(Base64.getDecoder().decode(encoded));
       } catch (IllegalArgumentException e) {
         throw new StateUnreadableException(
             name, "Secret " + name + " key '" + DATA_KEY + "' is not base64: " + e.getMessage(), e);
       }
-      compressed += bytes.length;
-      parts.add(bytes);
+      ordered.add(secret);
     }
-    String first = names.secretName();
-    String where = parts.size() == 1 ? "Secret " + first : "Secret " + first + " and its chunks";
-    StateFacts facts;
-    try (CountingInputStream raw = new CountingInputStream(gunzip(parts, where, first))) {
-      facts = parse(raw, where, first);
-      facts.setRawBytes(raw.count());
-    } catch (IOException e) {
-      throw new StateUnreadableException(first, where + ": " + describe(e), e);
-    }
-    facts.setSecretName(first);
-    facts.setCompressedBytes(compressed);
-    facts.setChunks(parts.size());
-    return Optional.of(facts);
+    return Optional.of(new Compressed(List.copyOf(ordered), List.copyOf(parts)));
   }
 
-  private static InputStream gunzip(List<byte[]> parts, String where, String first)
+  private static InputStream gunzip(Compressed c, String where, String first)
       throws StateUnreadableException {
-    List<InputStream> streams = new ArrayList<>();
-    for (byte[] part : parts) {
-      streams.add(new ByteArrayInputStream(part));
-    }
-    InputStream joined = new SequenceInputStream(Collections.enumeration(streams));
     try {
-      return new GZIPInputStream(joined, 64 * 1024);
+      return new GZIPInputStream(c.stream(), 64 * 1024);
     } catch (IOException e) {
       throw new StateUnreadableException(first, where + ": not gzip data (" + describe(e) + ")", e);
     }

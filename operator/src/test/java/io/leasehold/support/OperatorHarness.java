@@ -18,6 +18,7 @@ public final class OperatorHarness implements AutoCloseable {
   private final EmbeddedKubernetes api;
   private final KubernetesClient client;
   private LeaseholdOperator operator;
+  private io.leasehold.backend.HttpBackend backend;
 
   private OperatorHarness(EmbeddedKubernetes api) {
     this.api = api;
@@ -42,7 +43,29 @@ public final class OperatorHarness implements AutoCloseable {
             client, new LeaseholdOperator.Options(Set.of(), Optional.empty(), "test-operator"));
   }
 
+  /** Serves the HTTP backend without authentication, as the embedded mode does. */
+  public String startBackend(long maxStateBytes) {
+    return startBackend(
+        io.leasehold.backend.Access.NONE, io.leasehold.backend.JobPods.NONE, maxStateBytes);
+  }
+
+  public String startBackend(
+      io.leasehold.backend.Access access, io.leasehold.backend.JobPods pods, long maxStateBytes) {
+    backend =
+        operator.serveBackend(
+            access,
+            pods,
+            new io.leasehold.backend.HttpBackend.Config(
+                "127.0.0.1", 0, java.time.Duration.ofMinutes(2)),
+            maxStateBytes);
+    return backend.url();
+  }
+
   public void stopOperator() {
+    if (backend != null) {
+      backend.close();
+      backend = null;
+    }
     if (operator != null) {
       operator.close();
       operator = null;

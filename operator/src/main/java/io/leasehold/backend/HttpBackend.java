@@ -1,0 +1,392 @@
+package io.leasehold.backend;
+
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
+import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import io.leasehold.lock.LeaseLock;
+import io.leasehold.lock.LockInfo;
+import io.leasehold.state.StateNames;
+import io.vertx.core.Vertx;
+import io.vertx.core.VertxOptions;
+import io.vertx.core.http.HttpMethod;
+import io.vertx.core.http.HttpServer;
+import io.vertx.core.http.HttpServerOptions;
+import io.vertx.core.http.HttpServerResponse;
+import io.vertx.ext.web.Router;
+import io.vertx.ext.web.RoutingContext;
+import io.vertx.ext.web.handler.BodyHandler;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Serves Terraform's {@code http} backend protocol: {@code GET|POST|DELETE /v1/states/NS/NAME} and
+ * {@code LOCK|UNLOCK /v1/states/NS/NAME/lock}, plus the state's history. Requests are answered on
+ * Vert.x event loops; work that calls the Kubernetes API runs on workers, and LOCKs waiting with
+ * {@code ?wait=} hold no thread at all.
+ */
+public final class HttpBackend implements AutoCloseable {
+
+  public static final HttpMethod LOCK = HttpMethod.valueOf("LOCK");
+  public static final HttpMethod UNLOCK = HttpMethod.valueOf("UNLOCK");
+  private static final Logger LOG = LoggerFactory.getLogger(HttpBackend.class);
+
+  /**
+   * @param host address to listen on
+   * @param port port to listen on (0: a free one)
+   * @param maxWait upper bound of {@code ?wait=} on LOCK
+   */
+  public record Config(String host, int port, Duration maxWait) {}
+
+  private final Vertx vertx;
+  private final HttpServer server;
+  private final SharedIndexInformer<Lease> leaseWatch;
+  private final String host;
+
+  private HttpBackend(
+      Vertx vertx, HttpServer server, SharedIndexInformer<Lease> leaseWatch, String host) {
+    this.vertx = vertx;
+    this.server = server;
+    this.leaseWatch = leaseWatch;
+    this.host = host;
+  }
+
+  /** Starts serving; returns once the port is bound. */
+  public static HttpBackend start(
+      KubernetesClient client, StateBackend.Factory backendFactory, Access access, Config config) {
+    Vertx vertx = Vertx.vertx(new VertxOptions().setWorkerPoolSize(32));
+    LockWaiters waiters = new LockWaiters(vertx);
+    StateBackend backend = backendFactory.create(names -> waiters.wake(StateBackend.key(names)));
+    // A released lock, whoever released it (stock Terraform too), wakes the waiting LOCKs.
+    SharedIndexInformer<Lease> leaseWatch =
+        client
+            .leases()
+            .inAnyNamespace()
+            .withLabel(StateNames.LABEL_TFSTATE, "true")
+            .inform(
+                new ResourceEventHandler<>() {
+                  @Override
+                  public void onAdd(Lease lease) {
+                    changed(lease);
+                  }
+
+                  @Override
+                  public void onUpdate(Lease old, Lease lease) {
+                    changed(lease);
+                  }
+
+                  @Override
+                  public void onDelete(Lease lease, boolean unknown) {
+                    changed(lease);
+                  }
+
+                  private void changed(Lease lease) {
+                    String suffix = lease.getMetadata().getLabels().get(StateNames.LABEL_SUFFIX);
+                    if (suffix != null && LeaseLock.Holder.of(lease).isEmpty()) {
+                      waiters.wake(lease.getMetadata().getNamespace() + "/" + suffix);
+                    }
+                  }
+                });
+    Routes routes = new Routes(vertx, backend, access, waiters, config);
+    HttpServer server =
+        vertx.createHttpServer(
+            new HttpServerOptions()
+                .setHost(config.host())
+                .setPort(config.port())
+                .setCompressionSupported(true)
+                .setDecompressionSupported(true));
+    server.requestHandler(routes.router());
+    try {
+      server.listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
+    } catch (Exception e) {
+      leaseWatch.close();
+      vertx.close();
+      throw new IllegalStateException(
+          "cannot serve the Terraform backend on "
+              + config.host()
+              + ":"
+              + config.port()
+              + ": "
+              + e.getMessage(),
+          e);
+    }
+    return new HttpBackend(vertx, server, leaseWatch, config.host());
+  }
+
+  public int port() {
+    return server.actualPort();
+  }
+
+  /** Base URL of the state addresses: append {@code NS/NAME}. */
+  public String url() {
+    String h = host.contains(":") ? "[" + host + "]" : host;
+    return "http://" + h + ":" + port() + "/v1/states/";
+  }
+
+  @Override
+  public void close() {
+    leaseWatch.close();
+    try {
+      vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
+    } catch (Exception e) {
+      LOG.warn("backend did not stop cleanly: {}", e.getMessage());
+    }
+  }
+
+  /** The routes and handlers. */
+  private static final class Routes {
+    private final Vertx vertx;
+    private final StateBackend backend;
+    private final Access access;
+    private final LockWaiters waiters;
+    private final Config config;
+
+    Routes(Vertx vertx, StateBackend backend, Access access, LockWaiters waiters, Config config) {
+      this.vertx = vertx;
+      this.backend = backend;
+      this.access = access;
+      this.waiters = waiters;
+      this.config = config;
+    }
+
+    Router router() {
+      Router router = Router.router(vertx);
+      router
+          .route("/v1/states/*")
+          .handler(
+              BodyHandler.create(false)
+                  .setBodyLimit(backend.maxStateBytes())
+                  .setDeleteUploadedFilesOnEnd(true));
+      String state = "/v1/states/:ns/:name";
+      String lock = state + "/lock";
+      router
+          .route(HttpMethod.GET, state)
+          .handler(ctx -> serve(ctx, Access.Verb.GET, t -> backend.get(t)));
+      router
+          .route(HttpMethod.POST, state)
+          .handler(
+              ctx ->
+                  serve(
+                      ctx,
+                      Access.Verb.UPDATE,
+                      (t, who) ->
+                          backend.post(
+                              t,
+                              ctx.request().getParam("ID"),
+                              body(ctx),
+                              ctx.request().getHeader("Content-MD5"),
+                              who)));
+      router
+          .route(HttpMethod.DELETE, state)
+          .handler(
+              ctx ->
+                  serve(
+                      ctx,
+                      Access.Verb.DELETE,
+                      (t, who) -> backend.delete(t, ctx.request().getParam("ID"), who)));
+      router.route(LOCK, lock).handler(this::lock);
+      router.route(UNLOCK, lock).handler(this::unlock);
+      router
+          .route(HttpMethod.GET, state + "/history")
+          .handler(ctx -> serve(ctx, Access.Verb.GET, t -> backend.history(t)));
+      router
+          .route(HttpMethod.GET, state + "/history/:version")
+          .handler(
+              ctx ->
+                  serve(
+                      ctx,
+                      Access.Verb.GET,
+                      t -> backend.historyVersion(t, ctx.pathParam("version"))));
+      router
+          .route(HttpMethod.POST, state + "/history/:version/restore")
+          .handler(
+              ctx ->
+                  serve(
+                      ctx,
+                      Access.Verb.UPDATE,
+                      (t, who) -> backend.restore(t, ctx.pathParam("version"), who)));
+      router.route(state).handler(ctx -> notAllowed(ctx, "GET, POST, DELETE"));
+      router.route(lock).handler(ctx -> notAllowed(ctx, "LOCK, UNLOCK"));
+      router
+          .route()
+          .handler(
+              ctx ->
+                  send(
+                      ctx,
+                      Reply.text(
+                          404,
+                          "not a backend address: states are at /v1/states/NS/NAME and their"
+                              + " locks at /v1/states/NS/NAME/lock")));
+      router
+          .route()
+          .failureHandler(
+              ctx -> {
+                if (ctx.statusCode() == 413) {
+                  send(
+                      ctx,
+                      Reply.text(
+                          413,
+                          "the request body is over the limit of "
+                              + backend.maxStateBytes()
+                              + " bytes (--max-state-bytes). Nothing was written."));
+                } else {
+                  Throwable f = ctx.failure();
+                  LOG.error(
+                      "backend request {} {} failed",
+                      ctx.request().method(),
+                      ctx.request().path(),
+                      f);
+                  send(
+                      ctx,
+                      Reply.text(
+                          ctx.statusCode() > 0 ? ctx.statusCode() : 500,
+                          "request failed: " + (f == null ? "unknown error" : f.getMessage())));
+                }
+              });
+      return router;
+    }
+
+    private interface Handler {
+      Reply handle(StateBackend.Target target, Requester who);
+    }
+
+    private void serve(
+        RoutingContext ctx, Access.Verb verb, Function<StateBackend.Target, Reply> handler) {
+      serve(ctx, verb, (t, who) -> handler.apply(t));
+    }
+
+    private void serve(RoutingContext ctx, Access.Verb verb, Handler handler) {
+      String authorization = ctx.request().getHeader("Authorization");
+      String ns = ctx.pathParam("ns");
+      String name = ctx.pathParam("name");
+      vertx
+          .executeBlocking(
+              () -> {
+                Requester who = access.authenticate(authorization);
+                access.authorize(who, verb, ns, name);
+                StateBackend.Target target = backend.resolve(ns, name);
+                return handler.handle(target, who);
+              },
+              false)
+          .onComplete(result -> reply(ctx, result));
+    }
+
+    private void lock(RoutingContext ctx) {
+      String authorization = ctx.request().getHeader("Authorization");
+      String ns = ctx.pathParam("ns");
+      String name = ctx.pathParam("name");
+      String waitParam = ctx.request().getParam("wait");
+      byte[] body = body(ctx);
+      Duration wait;
+      try {
+        wait = waitParam == null ? Duration.ZERO : WaitDuration.parse(waitParam);
+      } catch (IllegalArgumentException e) {
+        send(ctx, Reply.text(400, "?wait=" + waitParam + ": " + e.getMessage()));
+        return;
+      }
+      if (wait.compareTo(config.maxWait()) > 0) {
+        wait = config.maxWait();
+      }
+      Optional<LockInfo> info = LockInfo.parse(new String(body, StandardCharsets.UTF_8));
+      if (info.isEmpty() || info.get().id() == null || info.get().id().isBlank()) {
+        send(ctx, Reply.text(400, "the LOCK body is not a Terraform LockInfo with an ID"));
+        return;
+      }
+      Duration waitFor = wait;
+      vertx
+          .executeBlocking(
+              () -> {
+                Requester who = access.authenticate(authorization);
+                access.authorize(who, Access.Verb.UPDATE, ns, name);
+                StateBackend.Target target = backend.resolve(ns, name);
+                return new Object[] {target, who};
+              },
+              false)
+          .compose(
+              resolved -> {
+                StateBackend.Target target = (StateBackend.Target) resolved[0];
+                Requester who = (Requester) resolved[1];
+                LockWaiters.Attempt attempt = () -> backend.tryLock(target, info.get(), who);
+                if (waitFor.isZero()) {
+                  return vertx.executeBlocking(() -> attempt.get().reply(), false);
+                }
+                Runnable undo =
+                    () ->
+                        backend.unlock(
+                            target, info.get().toJson().getBytes(StandardCharsets.UTF_8), who);
+                return waiters.enqueue(
+                    StateBackend.key(target.names()),
+                    attempt,
+                    undo,
+                    () -> backend.heldReply(target),
+                    waitFor);
+              })
+          .onComplete(result -> reply(ctx, result));
+    }
+
+    private void unlock(RoutingContext ctx) {
+      String authorization = ctx.request().getHeader("Authorization");
+      String ns = ctx.pathParam("ns");
+      String name = ctx.pathParam("name");
+      byte[] body = body(ctx);
+      boolean force = body.length == 0;
+      vertx
+          .executeBlocking(
+              () -> {
+                Requester who = access.authenticate(authorization);
+                access.authorize(
+                    who, force ? Access.Verb.FORCE_UNLOCK : Access.Verb.UPDATE, ns, name);
+                StateBackend.Target target = backend.resolve(ns, name);
+                return backend.unlock(target, body, who);
+              },
+              false)
+          .onComplete(result -> reply(ctx, result));
+    }
+
+    private static byte[] body(RoutingContext ctx) {
+      return ctx.body() == null || ctx.body().buffer() == null
+          ? new byte[0]
+          : ctx.body().buffer().getBytes();
+    }
+
+    private void reply(RoutingContext ctx, io.vertx.core.AsyncResult<Reply> result) {
+      if (result.succeeded()) {
+        send(ctx, result.result());
+      } else if (result.cause() instanceof ReplyException e) {
+        send(ctx, e.reply());
+      } else {
+        LOG.error(
+            "backend request {} {} failed",
+            ctx.request().method(),
+            ctx.request().path(),
+            result.cause());
+        send(ctx, Reply.text(500, "the backend failed: " + result.cause().getMessage()));
+      }
+    }
+
+    private static void notAllowed(RoutingContext ctx, String allowed) {
+      send(
+          ctx,
+          Reply.text(405, ctx.request().method().name() + " is not supported here; use " + allowed)
+              .withHeader("Allow", allowed));
+    }
+
+    private static void send(RoutingContext ctx, Reply reply) {
+      HttpServerResponse response = ctx.response();
+      if (response.ended()) {
+        return;
+      }
+      response.setStatusCode(reply.status()).putHeader("Content-Type", reply.contentType());
+      for (Map.Entry<String, String> h : reply.headers().entrySet()) {
+        response.putHeader(h.getKey(), h.getValue());
+      }
+      response.end(io.vertx.core.buffer.Buffer.buffer(reply.body()));
+    }
+  }
+}

@@ -1,0 +1,181 @@
+package io.leasehold.backend;
+
+import io.fabric8.kubernetes.api.model.authentication.TokenReview;
+import io.fabric8.kubernetes.api.model.authentication.TokenReviewBuilder;
+import io.fabric8.kubernetes.api.model.authorization.v1.SubjectAccessReview;
+import io.fabric8.kubernetes.api.model.authorization.v1.SubjectAccessReviewBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.leasehold.api.TerraformState;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.util.Base64;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * Authentication with a ServiceAccount token as the Basic-auth password, checked by a TokenReview;
+ * authorisation with a SubjectAccessReview on {@code terraformstates/state} in group {@code
+ * leasehold.io}. Answers are cached briefly so a Terraform run does not review its token on every
+ * request.
+ */
+public final class KubernetesAccess implements Access {
+
+  public static final String SUBRESOURCE = "state";
+  private static final long AUTHN_TTL_NANOS = 60_000_000_000L;
+  private static final long AUTHZ_TTL_NANOS = 30_000_000_000L;
+  private static final int CACHE_LIMIT = 10_000;
+
+  private record Cached<T>(T value, long until) {}
+
+  private final KubernetesClient client;
+  private final Map<String, Cached<Requester>> tokens = new ConcurrentHashMap<>();
+  private final Map<String, Cached<Boolean>> decisions = new ConcurrentHashMap<>();
+
+  public KubernetesAccess(KubernetesClient client) {
+    this.client = client;
+  }
+
+  @Override
+  public Requester authenticate(String authorization) {
+    if (authorization == null || authorization.isBlank()) {
+      throw unauthorized(
+          "no credentials: send HTTP Basic auth whose password is a Kubernetes ServiceAccount"
+              + " token (backend \"http\" password, or TF_HTTP_PASSWORD)");
+    }
+    if (!authorization.regionMatches(true, 0, "Basic ", 0, 6)) {
+      throw unauthorized("the Authorization header is not HTTP Basic auth");
+    }
+    String token;
+    try {
+      String decoded =
+          new String(
+              Base64.getDecoder().decode(authorization.substring(6).trim()),
+              StandardCharsets.UTF_8);
+      int colon = decoded.indexOf(':');
+      token = colon < 0 ? decoded : decoded.substring(colon + 1);
+    } catch (IllegalArgumentException e) {
+      throw unauthorized("the Basic auth credentials are not base64");
+    }
+    if (token.isBlank()) {
+      throw unauthorized("the Basic auth password is empty: it must be a ServiceAccount token");
+    }
+    String key = sha256(token);
+    long now = System.nanoTime();
+    Cached<Requester> cached = tokens.get(key);
+    if (cached != null && cached.until() - now > 0) {
+      return cached.value();
+    }
+    TokenReview review;
+    try {
+      review =
+          client
+              .authentication()
+              .v1()
+              .tokenReviews()
+              .create(new TokenReviewBuilder().withNewSpec().withToken(token).endSpec().build());
+    } catch (KubernetesClientException e) {
+      throw ReplyException.text(
+          503, "cannot check the token with a TokenReview: " + e.getMessage() + "; retry");
+    }
+    if (review.getStatus() == null || !Boolean.TRUE.equals(review.getStatus().getAuthenticated())) {
+      String why =
+          review.getStatus() == null || review.getStatus().getError() == null
+              ? "it is unknown, expired or revoked"
+              : review.getStatus().getError();
+      throw unauthorized("the API server did not accept the token: " + why);
+    }
+    var user = review.getStatus().getUser();
+    Requester requester =
+        new Requester(
+            user.getUsername(),
+            user.getUid(),
+            user.getGroups() == null ? List.of() : List.copyOf(user.getGroups()),
+            user.getExtra() == null ? Map.of() : Map.copyOf(user.getExtra()));
+    if (tokens.size() > CACHE_LIMIT) {
+      tokens.clear();
+    }
+    tokens.put(key, new Cached<>(requester, now + AUTHN_TTL_NANOS));
+    return requester;
+  }
+
+  @Override
+  public void authorize(Requester who, Verb verb, String namespace, String name) {
+    String key = who.user() + "|" + verb + "|" + namespace + "|" + name;
+    long now = System.nanoTime();
+    Cached<Boolean> cached = decisions.get(key);
+    boolean allowed;
+    if (cached != null && cached.until() - now > 0) {
+      allowed = cached.value();
+    } else {
+      SubjectAccessReview review;
+      try {
+        review =
+            client
+                .authorization()
+                .v1()
+                .subjectAccessReview()
+                .create(
+                    new SubjectAccessReviewBuilder()
+                        .withNewSpec()
+                        .withUser(who.user())
+                        .withUid(who.uid())
+                        .withGroups(who.groups())
+                        .withExtra(who.extra())
+                        .withNewResourceAttributes()
+                        .withNamespace(namespace)
+                        .withGroup(TerraformState.GROUP)
+                        .withResource(TerraformState.PLURAL)
+                        .withSubresource(SUBRESOURCE)
+                        .withName(name)
+                        .withVerb(verb.rbac())
+                        .endResourceAttributes()
+                        .endSpec()
+                        .build());
+      } catch (KubernetesClientException e) {
+        throw ReplyException.text(
+            503, "cannot check access with a SubjectAccessReview: " + e.getMessage() + "; retry");
+      }
+      allowed = review.getStatus() != null && Boolean.TRUE.equals(review.getStatus().getAllowed());
+      if (decisions.size() > CACHE_LIMIT) {
+        decisions.clear();
+      }
+      decisions.put(key, new Cached<>(allowed, now + AUTHZ_TTL_NANOS));
+    }
+    if (!allowed) {
+      throw ReplyException.text(
+          403,
+          who
+              + " may not "
+              + verb.rbac()
+              + " terraformstates/"
+              + SUBRESOURCE
+              + " '"
+              + name
+              + "' in namespace "
+              + namespace
+              + ": grant it with a Role rule {apiGroups: [leasehold.io], resources:"
+              + " [terraformstates/state], verbs: ["
+              + verb.rbac()
+              + "]}");
+    }
+  }
+
+  private static ReplyException unauthorized(String message) {
+    return new ReplyException(
+        Reply.text(401, message).withHeader("WWW-Authenticate", "Basic realm=\"leasehold\""));
+  }
+
+  private static String sha256(String token) {
+    try {
+      return HexFormat.of()
+          .formatHex(
+              MessageDigest.getInstance("SHA-256").digest(token.getBytes(StandardCharsets.UTF_8)));
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+}

@@ -1,0 +1,702 @@
+package io.leasehold.backend;
+
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.fabric8.kubernetes.api.model.coordination.v1.LeaseBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.leasehold.api.StateFacts;
+import io.leasehold.api.TerraformState;
+import io.leasehold.lock.LeaseLock;
+import io.leasehold.lock.LockInfo;
+import io.leasehold.operator.EventRecorder;
+import io.leasehold.queue.RunnerJobs;
+import io.leasehold.state.StateHistory;
+import io.leasehold.state.StateNames;
+import io.leasehold.state.StateStore;
+import io.leasehold.state.StateUnreadableException;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.time.Instant;
+import java.time.ZonedDateTime;
+import java.util.ArrayDeque;
+import java.util.Arrays;
+import java.util.Base64;
+import java.util.Deque;
+import java.util.HashMap;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.locks.ReentrantLock;
+import java.util.function.Consumer;
+import java.util.regex.Pattern;
+
+/**
+ * Terraform's {@code http} backend protocol over the state and lock that Terraform's {@code
+ * kubernetes} backend uses, with every write guarded: a write is refused, and nothing changes, when
+ * it does not carry the current lock, when its lineage is not the stored one, or when its serial
+ * does not move the state forward.
+ *
+ * <p>All methods block on the Kubernetes API; the HTTP layer calls them off its event loop.
+ */
+public final class StateBackend {
+
+  /** On a Lease held for a runner Job: the LockInfo of the Job's own terraform, nested in it. */
+  public static final String CLIENT_LOCK_ANNOTATION = "leasehold.io/client-lock";
+
+  private static final com.fasterxml.jackson.databind.ObjectMapper MAPPER =
+      new com.fasterxml.jackson.databind.ObjectMapper();
+  private static final Pattern DNS_LABEL = Pattern.compile("[a-z0-9]([-a-z0-9]*[a-z0-9])?");
+
+  /** Makes the backend once the HTTP layer knows whom to tell about released locks. */
+  @FunctionalInterface
+  public interface Factory {
+    StateBackend create(Consumer<StateNames> released);
+  }
+
+  /** The state a request addresses. */
+  public record Target(TerraformState state, StateNames names) {}
+
+  /** A LOCK attempt: acquired, or held by someone (the reply then says who). */
+  public record LockAttempt(boolean acquired, Reply reply) {}
+
+  private final KubernetesClient client;
+  private final EventRecorder events;
+  private final long maxStateBytes;
+  private final JobPods jobPods;
+  private final Consumer<StateNames> released;
+  private final Map<String, ReentrantLock> writers = new ConcurrentHashMap<>();
+  private final Map<String, Deque<String>> recentlyReleased = new ConcurrentHashMap<>();
+
+  /**
+   * @param jobPods tells whether a requester is a pod of a given Job
+   * @param released told after this backend releases a lock, to wake waiting LOCKs
+   */
+  public StateBackend(
+      KubernetesClient client,
+      EventRecorder events,
+      long maxStateBytes,
+      JobPods jobPods,
+      Consumer<StateNames> released) {
+    this.client = client;
+    this.events = events;
+    this.maxStateBytes = maxStateBytes;
+    this.jobPods = jobPods;
+    this.released = released;
+  }
+
+  public long maxStateBytes() {
+    return maxStateBytes;
+  }
+
+  /** Finds the TerraformState at {@code /v1/states/NS/NAME}. */
+  public Target resolve(String namespace, String name) {
+    if (namespace == null || namespace.length() > 63 || !DNS_LABEL.matcher(namespace).matches()) {
+      throw ReplyException.text(
+          400, "'" + namespace + "' is not a namespace name: the address is /v1/states/NS/NAME");
+    }
+    if (name == null || name.length() > 63 || !DNS_LABEL.matcher(name).matches()) {
+      throw ReplyException.text(
+          400,
+          "'"
+              + name
+              + "' is not a TerraformState name (a DNS label): the address is /v1/states/NS/NAME");
+    }
+    TerraformState state =
+        client.resources(TerraformState.class).inNamespace(namespace).withName(name).get();
+    if (state == null) {
+      throw ReplyException.text(
+          404,
+          "no TerraformState "
+              + namespace
+              + "/"
+              + name
+              + ": create it (kubectl apply) before using this backend address");
+    }
+    StateNames names = new StateNames(namespace, name, state.getSpec().getWorkspace());
+    names
+        .problem()
+        .ifPresent(
+            p -> {
+              throw ReplyException.text(422, "TerraformState " + namespace + "/" + name + ": " + p);
+            });
+    return new Target(state, names);
+  }
+
+  /** GET: the state JSON with its Content-MD5, or 404 when none is stored yet. */
+  public Reply get(Target target) {
+    Optional<StateStore.Current> current = readOrFail(target, "read");
+    if (current.isEmpty()) {
+      return Reply.text(404, "no state stored yet for " + describe(target));
+    }
+    byte[] raw = current.get().raw();
+    return new Reply(200, "application/json", raw, Map.of("Content-MD5", md5(raw)));
+  }
+
+  /** POST: writes the state if every guard allows it; otherwise changes nothing. */
+  public Reply post(Target target, String lockId, byte[] body, String contentMd5, Requester who) {
+    if (body.length > maxStateBytes) {
+      return refuse(
+          target,
+          who,
+          413,
+          "the state is "
+              + body.length
+              + " bytes, over the limit of "
+              + maxStateBytes
+              + " bytes (--max-state-bytes)");
+    }
+    if (contentMd5 != null && !contentMd5.isBlank() && !contentMd5.trim().equals(md5(body))) {
+      return refuse(
+          target,
+          who,
+          400,
+          "Content-MD5 "
+              + contentMd5
+              + " does not match the body: it was changed or cut in transit");
+    }
+    StateFacts incoming;
+    try {
+      incoming = io.leasehold.state.StoredState.facts(body, "request body", "request body");
+    } catch (StateUnreadableException e) {
+      return refuse(target, who, 400, "the body is not a Terraform state: " + e.getMessage());
+    }
+    ReentrantLock writer = writers.computeIfAbsent(key(target.names()), k -> new ReentrantLock());
+    writer.lock();
+    try {
+      Lease lease = new LeaseLock(client, target.names()).read().orElse(null);
+      Optional<String> lockProblem = lockProblem(target, lease, lockId, "write");
+      if (lockProblem.isPresent()) {
+        return refuse(
+            target, who, lockProblem.get().startsWith("locked") ? 423 : 409, lockProblem.get());
+      }
+      Optional<StateStore.Current> current = readOrFail(target, "write");
+      if (current.isPresent()) {
+        StateFacts stored = current.get().facts();
+        if (!stored.getLineage().equals(incoming.getLineage())) {
+          return refuse(
+              target,
+              who,
+              409,
+              "lineage "
+                  + incoming.getLineage()
+                  + " differs from the stored state's lineage "
+                  + stored.getLineage()
+                  + ": this is another state (check the backend address and workspace)");
+        }
+        if (incoming.getSerial() < stored.getSerial()) {
+          return refuse(
+              target,
+              who,
+              409,
+              "serial "
+                  + incoming.getSerial()
+                  + " is lower than the stored serial "
+                  + stored.getSerial()
+                  + ": this write is based on an older state and would undo newer changes");
+        }
+        if (incoming.getSerial().equals(stored.getSerial())) {
+          if (Arrays.equals(current.get().raw(), body)) {
+            return Reply.text(200, "state serial " + incoming.getSerial() + " is already stored");
+          }
+          return refuse(
+              target,
+              who,
+              409,
+              "serial "
+                  + incoming.getSerial()
+                  + " is already stored with other content: another write with this serial landed first, and this one would overwrite it");
+        }
+        new StateHistory(client, target.names())
+            .save(
+                current.get(),
+                "before serial " + incoming.getSerial(),
+                target.state().getSpec().getHistory().getKeep());
+      }
+      new StateStore(client, target.names()).write(body, current);
+      return Reply.text(200, "state serial " + incoming.getSerial() + " stored");
+    } catch (KubernetesClientException e) {
+      if (e.getCode() == 409) {
+        return refuse(
+            target,
+            who,
+            409,
+            "the state Secrets changed while this write was checked (a writer outside the lock); retry");
+      }
+      throw e;
+    } finally {
+      writer.unlock();
+    }
+  }
+
+  /** DELETE: removes the state (keeping it in history), only when nobody else holds the lock. */
+  public Reply delete(Target target, String lockId, Requester who) {
+    ReentrantLock writer = writers.computeIfAbsent(key(target.names()), k -> new ReentrantLock());
+    writer.lock();
+    try {
+      Lease lease = new LeaseLock(client, target.names()).read().orElse(null);
+      Optional<String> lockProblem = lockProblem(target, lease, lockId, "delete");
+      if (lockProblem.isPresent()) {
+        return refuse(
+            target, who, lockProblem.get().startsWith("locked") ? 423 : 409, lockProblem.get());
+      }
+      Optional<StateStore.Current> current = readOrFail(target, "delete");
+      if (current.isEmpty()) {
+        return Reply.text(200, "no state stored; nothing to delete");
+      }
+      // Deleting through the backend always keeps the last version, whatever history.keep says.
+      int keep = Math.max(1, target.state().getSpec().getHistory().getKeep());
+      new StateHistory(client, target.names()).save(current.get(), "before delete", keep);
+      new StateStore(client, target.names()).delete(current.get());
+      events.normal(
+          target.state(),
+          "StateDeletedByBackend",
+          "state serial "
+              + current.get().facts().getSerial()
+              + " deleted through the HTTP backend by "
+              + who
+              + "; it is kept in history");
+      return Reply.text(200, "state deleted; the last version is kept in history");
+    } finally {
+      writer.unlock();
+    }
+  }
+
+  /** LOCK: takes the lock for {@code info} now, or says who holds it. */
+  public LockAttempt tryLock(Target target, LockInfo info, Requester who) {
+    if (info.id() == null || info.id().isBlank()) {
+      throw ReplyException.text(400, "the LOCK body is not a Terraform LockInfo: it has no ID");
+    }
+    LeaseLock lock = new LeaseLock(client, target.names());
+    for (int attempt = 0; attempt < 5; attempt++) {
+      Lease lease = lock.ensureExists();
+      Optional<LeaseLock.Holder> holder = LeaseLock.Holder.of(lease);
+      try {
+        if (holder.isEmpty() || expiredVouched(lease)) {
+          lock.replace(heldByClient(released(lease), info));
+          return new LockAttempt(true, Reply.json(200, info.toJson()));
+        }
+        if (holder.get().id().equals(info.id())) {
+          return new LockAttempt(true, Reply.json(200, info.toJson()));
+        }
+        Optional<String> jobUid = LeaseLock.vouchedHolder(lease).flatMap(RunnerJobs::uidOf);
+        if (jobUid.isPresent()
+            && jobPods.isPodOfJob(who, lease.getMetadata().getNamespace(), jobUid.get())) {
+          Optional<LockInfo> nested = nestedClientLock(lease);
+          if (nested.isEmpty() || nested.get().id().equals(info.id())) {
+            lock.replace(withNestedClientLock(lease, info));
+            return new LockAttempt(true, Reply.json(200, info.toJson()));
+          }
+          return new LockAttempt(false, Reply.json(423, nested.get().toJson()));
+        }
+        return new LockAttempt(false, Reply.json(423, holderJson(lease)));
+      } catch (KubernetesClientException e) {
+        if (e.getCode() != 409) {
+          throw e;
+        }
+        // The Lease changed while we looked: look again.
+      }
+    }
+    throw ReplyException.text(503, "the lock Lease keeps changing; retry");
+  }
+
+  /** 423 with the current holder's LockInfo, for a LOCK whose wait ran out. */
+  public Reply heldReply(Target target) {
+    Lease lease = new LeaseLock(client, target.names()).read().orElse(null);
+    if (lease == null || LeaseLock.Holder.of(lease).isEmpty()) {
+      // Free now, but others were ahead in line.
+      return Reply.text(423, "the lock was taken by LOCKs queued earlier; retry");
+    }
+    return Reply.json(423, holderJson(lease));
+  }
+
+  /**
+   * UNLOCK: releases the lock held with the ID in {@code body}; an empty body (what {@code
+   * terraform force-unlock} sends) releases whatever lock is held: callers must have checked the
+   * requester may force-unlock.
+   */
+  public Reply unlock(Target target, byte[] body, Requester who) {
+    boolean force = body == null || body.length == 0;
+    Optional<LockInfo> info =
+        force ? Optional.empty() : LockInfo.parse(new String(body, StandardCharsets.UTF_8));
+    if (!force && (info.isEmpty() || info.get().id() == null || info.get().id().isBlank())) {
+      throw ReplyException.text(400, "the UNLOCK body is not a Terraform LockInfo with an ID");
+    }
+    LeaseLock lock = new LeaseLock(client, target.names());
+    for (int attempt = 0; attempt < 5; attempt++) {
+      Lease lease = lock.read().orElse(null);
+      Optional<LeaseLock.Holder> holder =
+          lease == null ? Optional.empty() : LeaseLock.Holder.of(lease);
+      try {
+        if (holder.isEmpty()) {
+          if (force) {
+            return Reply.text(200, "the state is not locked");
+          }
+          return Reply.text(
+              409,
+              "lock "
+                  + info.get().id()
+                  + " is not held: the state is unlocked"
+                  + releasedNote(target, info.get().id()));
+        }
+        LeaseLock.Holder h = holder.get();
+        Optional<LockInfo> nested = nestedClientLock(lease);
+        if (force) {
+          lock.replace(LeaseLock.released(lease));
+          remember(target, h.id());
+          released.accept(target.names());
+          events.warning(
+              target.state(),
+              "ForceUnlocked",
+              "lock "
+                  + h.id()
+                  + " held by "
+                  + h.summary()
+                  + " was force-unlocked through the HTTP backend by "
+                  + who);
+          return Reply.text(200, "lock " + h.id() + " held by " + h.summary() + " released");
+        }
+        String id = info.get().id();
+        if (h.id().equals(id)) {
+          lock.replace(LeaseLock.released(lease));
+          remember(target, id);
+          released.accept(target.names());
+          return Reply.text(200, "lock " + id + " released");
+        }
+        if (nested.isPresent() && nested.get().id().equals(id)) {
+          lock.replace(withoutNestedClientLock(lease));
+          remember(target, id);
+          return Reply.text(200, "lock " + id + " released; the runner Job keeps the state's lock");
+        }
+        return Reply.json(423, holderJson(lease));
+      } catch (KubernetesClientException e) {
+        if (e.getCode() != 409) {
+          throw e;
+        }
+      }
+    }
+    throw ReplyException.text(503, "the lock Lease keeps changing; retry");
+  }
+
+  /** GET history: the kept versions, newest first, as JSON. */
+  public Reply history(Target target) {
+    StringBuilder json = new StringBuilder("{\"versions\":[");
+    boolean first = true;
+    for (StateHistory.Version v : new StateHistory(client, target.names()).list()) {
+      if (!first) {
+        json.append(',');
+      }
+      first = false;
+      json.append(
+          MAPPER
+              .createObjectNode()
+              .put("id", v.id())
+              .put("serial", v.serial())
+              .put("lineage", v.lineage())
+              .put("savedAt", v.savedAt())
+              .put("reason", v.reason())
+              .put("chunks", v.chunks().size())
+              .toString());
+    }
+    return Reply.json(200, json.append("]}").toString());
+  }
+
+  /** GET one kept version's state JSON. */
+  public Reply historyVersion(Target target, String versionId) {
+    StateHistory.Version version = findVersion(target, versionId);
+    try {
+      byte[] raw = new StateHistory(client, target.names()).load(version);
+      return new Reply(200, "application/json", raw, Map.of("Content-MD5", md5(raw)));
+    } catch (StateUnreadableException e) {
+      throw ReplyException.text(
+          500, "history version " + versionId + " cannot be read: " + e.getMessage());
+    }
+  }
+
+  /**
+   * Restores a kept version as a new version: its content with the next serial, written under the
+   * lock (taken for the restore and released after), the replaced state kept in history.
+   */
+  public Reply restore(Target target, String versionId, Requester who) {
+    StateHistory history = new StateHistory(client, target.names());
+    StateHistory.Version version = findVersion(target, versionId);
+    byte[] old;
+    try {
+      old = history.load(version);
+    } catch (StateUnreadableException e) {
+      throw ReplyException.text(
+          500, "history version " + versionId + " cannot be read: " + e.getMessage());
+    }
+    LockInfo info =
+        new LockInfo(
+            "leasehold-restore-" + java.util.UUID.randomUUID(),
+            "restore",
+            "restoring history version " + versionId,
+            who.toString(),
+            "leasehold",
+            Instant.now().toString(),
+            target.names().secretName());
+    LockAttempt attempt = tryLock(target, info, who);
+    if (!attempt.acquired()) {
+      return Reply.text(
+          423, "the state is locked, and a restore needs the lock: " + attempt.reply().bodyText());
+    }
+    try {
+      Optional<StateStore.Current> current = readOrFail(target, "write");
+      long serial = current.map(c -> c.facts().getSerial() + 1).orElse(version.serial());
+      if (current.isPresent() && !current.get().facts().getLineage().equals(version.lineage())) {
+        return Reply.text(
+            409,
+            "history version "
+                + versionId
+                + " has lineage "
+                + version.lineage()
+                + " but the stored state has lineage "
+                + current.get().facts().getLineage()
+                + ": delete the state first to restore another lineage. Nothing was written.");
+      }
+      com.fasterxml.jackson.databind.node.ObjectNode tree;
+      byte[] restored;
+      try {
+        tree = (com.fasterxml.jackson.databind.node.ObjectNode) MAPPER.readTree(old);
+        tree.put("serial", serial);
+        restored = MAPPER.writerWithDefaultPrettyPrinter().writeValueAsBytes(tree);
+      } catch (java.io.IOException e) {
+        throw ReplyException.text(
+            500, "history version " + versionId + " is not JSON: " + e.getMessage());
+      }
+      if (current.isPresent()) {
+        history.save(
+            current.get(),
+            "before restore of " + versionId,
+            Math.max(1, target.state().getSpec().getHistory().getKeep()));
+      }
+      new StateStore(client, target.names()).write(restored, current);
+      events.normal(
+          target.state(),
+          "StateRestored",
+          "history version "
+              + versionId
+              + " (serial "
+              + version.serial()
+              + ") restored as serial "
+              + serial
+              + " by "
+              + who);
+      return Reply.text(
+          200,
+          "history version "
+              + versionId
+              + " (serial "
+              + version.serial()
+              + ") restored as serial "
+              + serial);
+    } finally {
+      unlock(target, info.toJson().getBytes(StandardCharsets.UTF_8), who);
+    }
+  }
+
+  private StateHistory.Version findVersion(Target target, String versionId) {
+    return new StateHistory(client, target.names())
+        .list().stream()
+            .filter(v -> v.id().equals(versionId))
+            .findFirst()
+            .orElseThrow(
+                () ->
+                    ReplyException.text(
+                        404,
+                        "no history version "
+                            + versionId
+                            + " of "
+                            + describe(target)
+                            + "; list them at .../history"));
+  }
+
+  /** Why a write or delete carrying {@code lockId} may not go ahead, if it may not. */
+  private Optional<String> lockProblem(Target target, Lease lease, String lockId, String what) {
+    Optional<LeaseLock.Holder> holder =
+        lease == null ? Optional.empty() : LeaseLock.Holder.of(lease);
+    boolean hasId = lockId != null && !lockId.isBlank();
+    if (holder.isEmpty()) {
+      if (hasId) {
+        return Optional.of(
+            "lock "
+                + lockId
+                + " no longer holds the state: it was released, broken or expired"
+                + releasedNote(target, lockId)
+                + "; take the lock again and re-run");
+      }
+      return Optional.empty();
+    }
+    LeaseLock.Holder h = holder.get();
+    if (!hasId) {
+      return Optional.of(
+          "locked by "
+              + h.summary()
+              + " (lock ID "
+              + h.id()
+              + "); a "
+              + what
+              + " without the lock (-lock=false) is refused while the state is locked");
+    }
+    if (LeaseLock.vouchedHolder(lease).isPresent()
+        && LeaseLock.expired(lease, ZonedDateTime.now())) {
+      return Optional.of(
+          "lock "
+              + h.id()
+              + " expired: its holder stopped renewing it; take the lock again and re-run");
+    }
+    if (h.id().equals(lockId)) {
+      return Optional.empty();
+    }
+    Optional<LockInfo> nested = nestedClientLock(lease);
+    if (nested.isPresent() && nested.get().id().equals(lockId)) {
+      return Optional.empty();
+    }
+    return Optional.of(
+        "lock "
+            + lockId
+            + " does not hold the state"
+            + releasedNote(target, lockId)
+            + "; it is locked by "
+            + h.summary()
+            + " (lock ID "
+            + h.id()
+            + ")");
+  }
+
+  private Optional<StateStore.Current> readOrFail(Target target, String what) {
+    try {
+      return new StateStore(client, target.names()).read();
+    } catch (StateUnreadableException e) {
+      throw ReplyException.text(
+          500,
+          "the stored state cannot be read, so nothing can be "
+              + (what.equals("read") ? "returned" : "written")
+              + " until it is repaired or restored from history: "
+              + e.getMessage());
+    }
+  }
+
+  private Reply refuse(Target target, Requester who, int status, String why) {
+    String message = why + ". Nothing was written.";
+    events.warning(
+        target.state(),
+        "WriteRefused",
+        "write by " + who + " refused (" + status + "): " + message);
+    return Reply.text(status, message);
+  }
+
+  private static boolean expiredVouched(Lease lease) {
+    return LeaseLock.vouchedHolder(lease).isPresent()
+        && LeaseLock.expired(lease, ZonedDateTime.now());
+  }
+
+  private static Lease heldByClient(Lease unlocked, LockInfo info) {
+    Map<String, String> annotations = new HashMap<>(annotations(unlocked));
+    annotations.put(LeaseLock.LOCK_INFO_ANNOTATION, info.toJson());
+    return new LeaseBuilder(unlocked)
+        .editMetadata()
+        .withAnnotations(annotations)
+        .endMetadata()
+        .editOrNewSpec()
+        .withHolderIdentity(info.id())
+        .endSpec()
+        .build();
+  }
+
+  private static Lease withNestedClientLock(Lease lease, LockInfo info) {
+    Map<String, String> annotations = new HashMap<>(annotations(lease));
+    annotations.put(CLIENT_LOCK_ANNOTATION, info.toJson());
+    return new LeaseBuilder(lease)
+        .editMetadata()
+        .withAnnotations(annotations)
+        .endMetadata()
+        .build();
+  }
+
+  private static Lease withoutNestedClientLock(Lease lease) {
+    Map<String, String> annotations = new HashMap<>(annotations(lease));
+    annotations.remove(CLIENT_LOCK_ANNOTATION);
+    return new LeaseBuilder(lease)
+        .editMetadata()
+        .withAnnotations(annotations)
+        .endMetadata()
+        .build();
+  }
+
+  private static Lease released(Lease lease) {
+    Lease copy = LeaseLock.released(lease);
+    Map<String, String> annotations = new HashMap<>(annotations(copy));
+    annotations.remove(CLIENT_LOCK_ANNOTATION);
+    copy.getMetadata().setAnnotations(annotations);
+    return copy;
+  }
+
+  static Optional<LockInfo> nestedClientLock(Lease lease) {
+    return LockInfo.parse(annotations(lease).get(CLIENT_LOCK_ANNOTATION));
+  }
+
+  private static String holderJson(Lease lease) {
+    String json = annotations(lease).get(LeaseLock.LOCK_INFO_ANNOTATION);
+    if (LockInfo.parse(json).isPresent()) {
+      return json;
+    }
+    return new LockInfo(
+            lease.getSpec().getHolderIdentity(),
+            "",
+            "held without Terraform lock info",
+            "",
+            "",
+            "",
+            "")
+        .toJson();
+  }
+
+  private static Map<String, String> annotations(Lease lease) {
+    Map<String, String> a = lease.getMetadata().getAnnotations();
+    return a == null ? Map.of() : a;
+  }
+
+  private void remember(Target target, String id) {
+    Deque<String> ids =
+        recentlyReleased.computeIfAbsent(key(target.names()), k -> new ArrayDeque<>());
+    synchronized (ids) {
+      ids.addFirst(id + "@" + Instant.now());
+      while (ids.size() > 32) {
+        ids.removeLast();
+      }
+    }
+  }
+
+  private String releasedNote(Target target, String id) {
+    Deque<String> ids = recentlyReleased.get(key(target.names()));
+    if (ids == null) {
+      return "";
+    }
+    synchronized (ids) {
+      for (String entry : ids) {
+        if (entry.startsWith(id + "@")) {
+          return " (it was released at " + entry.substring(id.length() + 1) + ")";
+        }
+      }
+    }
+    return "";
+  }
+
+  private static String describe(Target target) {
+    return "TerraformState " + target.names().namespace() + "/" + target.names().name();
+  }
+
+  static String key(StateNames names) {
+    return names.namespace() + "/" + names.name();
+  }
+
+  static String md5(byte[] data) {
+    try {
+      return Base64.getEncoder().encodeToString(MessageDigest.getInstance("MD5").digest(data));
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+}

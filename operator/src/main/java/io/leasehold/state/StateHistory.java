@@ -1,0 +1,168 @@
+package io.leasehold.state;
+
+import io.fabric8.kubernetes.api.model.Secret;
+import io.fabric8.kubernetes.api.model.SecretBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.stream.Collectors;
+
+/**
+ * Earlier versions of a state, one per accepted write, in Secrets that stock Terraform does not
+ * see: they carry no {@code tfstate*} labels, only {@code leasehold.io/state=NAME} and {@code
+ * leasehold.io/history=true}. A version is stored gzip'd like the state, chunked the same way when
+ * large.
+ */
+public final class StateHistory {
+
+  public static final String HISTORY_LABEL = "leasehold.io/history";
+  public static final String WORKSPACE_LABEL = "leasehold.io/workspace";
+  public static final String VERSION_ANNOTATION = "leasehold.io/version";
+  public static final String SERIAL_ANNOTATION = "leasehold.io/serial";
+  public static final String LINEAGE_ANNOTATION = "leasehold.io/lineage";
+  public static final String CHUNK_ANNOTATION = "leasehold.io/chunk";
+  public static final String SAVED_AT_ANNOTATION = "leasehold.io/saved-at";
+  public static final String REASON_ANNOTATION = "leasehold.io/reason";
+
+  private final KubernetesClient client;
+  private final StateNames names;
+
+  public StateHistory(KubernetesClient client, StateNames names) {
+    this.client = client;
+    this.names = names;
+  }
+
+  /** One kept version. */
+  public record Version(
+      String id, long serial, String lineage, String savedAt, String reason, List<Secret> chunks) {}
+
+  /** Keeps {@code current} as a version, then drops the oldest beyond {@code keep}. */
+  public Optional<String> save(StateStore.Current current, String reason, int keep) {
+    if (keep <= 0) {
+      return Optional.empty();
+    }
+    String id =
+        String.format("%013x", System.currentTimeMillis()) + "-" + current.facts().getSerial();
+    List<byte[]> parts = current.compressed().parts();
+    for (int i = 0; i < parts.size(); i++) {
+      client
+          .secrets()
+          .inNamespace(names.namespace())
+          .resource(secret(id, i, parts.size(), parts.get(i), current, reason))
+          .create();
+    }
+    prune(keep);
+    return Optional.of(id);
+  }
+
+  /** Kept versions, newest first. */
+  public List<Version> list() {
+    List<Secret> secrets =
+        client
+            .secrets()
+            .inNamespace(names.namespace())
+            .withLabel(StateNames.LABEL_STATE, names.name())
+            .withLabel(WORKSPACE_LABEL, names.workspace())
+            .withLabel(HISTORY_LABEL, "true")
+            .list()
+            .getItems();
+    Map<String, List<Secret>> byVersion =
+        secrets.stream()
+            .filter(s -> annotation(s, VERSION_ANNOTATION) != null)
+            .collect(
+                Collectors.groupingBy(
+                    s -> annotation(s, VERSION_ANNOTATION),
+                    LinkedHashMap::new,
+                    Collectors.toList()));
+    List<Version> versions = new ArrayList<>();
+    byVersion.forEach(
+        (id, chunks) -> {
+          chunks.sort(Comparator.comparingInt(s -> chunkIndex(s)));
+          Secret first = chunks.get(0);
+          versions.add(
+              new Version(
+                  id,
+                  Long.parseLong(annotation(first, SERIAL_ANNOTATION)),
+                  annotation(first, LINEAGE_ANNOTATION),
+                  annotation(first, SAVED_AT_ANNOTATION),
+                  annotation(first, REASON_ANNOTATION),
+                  List.copyOf(chunks)));
+        });
+    versions.sort(Comparator.comparing(Version::id).reversed());
+    return versions;
+  }
+
+  /** The state JSON of a kept version. */
+  public byte[] load(Version version) throws StateUnreadableException {
+    List<byte[]> parts = new ArrayList<>();
+    int expected = chunkCount(version.chunks().get(0));
+    if (version.chunks().size() != expected) {
+      throw new StateUnreadableException(
+          version.chunks().get(0).getMetadata().getName(),
+          "history version "
+              + version.id()
+              + " has "
+              + version.chunks().size()
+              + " of "
+              + expected
+              + " chunks");
+    }
+    for (Secret s : version.chunks()) {
+      parts.add(Base64.getDecoder().decode(s.getData().get(StoredState.DATA_KEY)));
+    }
+    return StoredState.decompress(names, new StoredState.Compressed(version.chunks(), parts));
+  }
+
+  private void prune(int keep) {
+    List<Version> versions = list();
+    for (int i = keep; i < versions.size(); i++) {
+      for (Secret s : versions.get(i).chunks()) {
+        client.secrets().inNamespace(names.namespace()).resource(s).delete();
+      }
+    }
+  }
+
+  private Secret secret(
+      String id, int index, int count, byte[] data, StateStore.Current current, String reason) {
+    String name = ("lh-history-" + names.workspace() + "-" + names.name() + "-" + id + "-" + index);
+    return new SecretBuilder()
+        .withNewMetadata()
+        .withName(name)
+        .withNamespace(names.namespace())
+        .addToLabels(StateNames.LABEL_STATE, names.name())
+        .addToLabels(WORKSPACE_LABEL, names.workspace())
+        .addToLabels(HISTORY_LABEL, "true")
+        .addToAnnotations(VERSION_ANNOTATION, id)
+        .addToAnnotations(SERIAL_ANNOTATION, String.valueOf(current.facts().getSerial()))
+        .addToAnnotations(LINEAGE_ANNOTATION, current.facts().getLineage())
+        .addToAnnotations(CHUNK_ANNOTATION, index + "/" + count)
+        .addToAnnotations(SAVED_AT_ANNOTATION, Instant.now().toString())
+        .addToAnnotations(REASON_ANNOTATION, reason)
+        .addToAnnotations("encoding", "gzip")
+        .endMetadata()
+        .withType("Opaque")
+        .withData(Map.of(StoredState.DATA_KEY, Base64.getEncoder().encodeToString(data)))
+        .build();
+  }
+
+  private static String annotation(Secret s, String key) {
+    Map<String, String> a = s.getMetadata().getAnnotations();
+    return a == null ? null : a.get(key);
+  }
+
+  private static int chunkIndex(Secret s) {
+    String v = annotation(s, CHUNK_ANNOTATION);
+    return v == null ? 0 : Integer.parseInt(v.substring(0, v.indexOf('/')));
+  }
+
+  private static int chunkCount(Secret s) {
+    String v = annotation(s, CHUNK_ANNOTATION);
+    return v == null ? 1 : Integer.parseInt(v.substring(v.indexOf('/') + 1));
+  }
+}

@@ -1,0 +1,384 @@
+package io.leasehold.backend;
+
+import static io.leasehold.backend.BackendClient.lockInfo;
+import static io.leasehold.support.OperatorHarness.NAMESPACE;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.fabric8.kubernetes.api.model.Secret;
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.leasehold.api.TerraformState;
+import io.leasehold.lock.LeaseLock;
+import io.leasehold.lock.LockInfo;
+import io.leasehold.state.StateNames;
+import io.leasehold.support.OperatorHarness;
+import io.leasehold.support.TerraformStates;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.time.Duration;
+import java.util.Base64;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.CompletableFuture;
+import java.util.stream.Collectors;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+class HttpBackendProtocolTest {
+
+  private static final long MAX_BYTES = 2 * 1024 * 1024;
+  private static OperatorHarness harness;
+  private static BackendClient backend;
+
+  @BeforeAll
+  static void start() {
+    harness = OperatorHarness.start();
+    String url = harness.startBackend(MAX_BYTES);
+    backend = new BackendClient(url);
+  }
+
+  @AfterAll
+  static void stop() {
+    harness.close();
+  }
+
+  private static String state(String name) {
+    TerraformState s = new TerraformState();
+    s.getMetadata().setName(name);
+    s.getMetadata().setNamespace(NAMESPACE);
+    s.getSpec().getHistory().setKeep(3);
+    harness.client().resource(s).create();
+    return NAMESPACE + "/" + name;
+  }
+
+  private static String json(long serial, String lineage, int instances) {
+    return TerraformStates.stateJson(serial, lineage, instances);
+  }
+
+  /** Everything stored for a state: Secrets (state and history) and the Lease, by version. */
+  private static Map<String, String> snapshot(String name) {
+    Map<String, String> all =
+        harness.client().secrets().inNamespace(NAMESPACE).list().getItems().stream()
+            .filter(
+                s ->
+                    s.getMetadata().getName().contains("-" + name + "-")
+                        || s.getMetadata().getName().endsWith("-" + name))
+            .collect(
+                Collectors.toMap(
+                    s -> "secret/" + s.getMetadata().getName(),
+                    s -> s.getMetadata().getResourceVersion()));
+    Lease lease = lease(name);
+    if (lease != null) {
+      all.put("lease", lease.getMetadata().getResourceVersion());
+    }
+    return all;
+  }
+
+  private static Lease lease(String name) {
+    return harness
+        .client()
+        .leases()
+        .inNamespace(NAMESPACE)
+        .withName(new StateNames(NAMESPACE, name, "default").leaseName())
+        .get();
+  }
+
+  @Test
+  @DisplayName(
+      "GET is 404 before the first write; a write is stored in Terraform's format and GET returns"
+          + " it with its Content-MD5")
+  void roundTrip() throws Exception {
+    String s = state("roundtrip");
+    assertThat(backend.get(s).status()).isEqualTo(404);
+
+    String body = json(1, "lin-rt", 2);
+    assertThat(backend.post(s, null, body).status()).isEqualTo(200);
+
+    BackendClient.Response got = backend.get(s);
+    assertThat(got.status()).isEqualTo(200);
+    assertThat(got.body()).isEqualTo(body);
+    String md5 =
+        Base64.getEncoder()
+            .encodeToString(
+                MessageDigest.getInstance("MD5").digest(body.getBytes(StandardCharsets.UTF_8)));
+    assertThat(got.header("Content-MD5")).isEqualTo(md5);
+    Secret secret =
+        harness
+            .client()
+            .secrets()
+            .inNamespace(NAMESPACE)
+            .withName("tfstate-default-roundtrip")
+            .get();
+    assertThat(secret.getMetadata().getLabels())
+        .containsEntry("tfstate", "true")
+        .containsEntry("tfstateSecretSuffix", "roundtrip");
+    assertThat(secret.getMetadata().getAnnotations()).containsEntry("encoding", "gzip");
+    await()
+        .atMost(Duration.ofSeconds(10))
+        .until(
+            () ->
+                harness.get("roundtrip").getStatus() != null
+                    && harness.get("roundtrip").getStatus().getState() != null
+                    && harness.get("roundtrip").getStatus().getState().getSerial() == 1);
+  }
+
+  @Test
+  @DisplayName(
+      "A lock excludes everyone else: 423 with the holder's LockInfo, writes without or with a"
+          + " wrong ID refused, the holder's write and unlock accepted")
+  void lockExcludesOthers() throws Exception {
+    String s = state("locking");
+    LockInfo alice = lockInfo("alice-1", "alice@laptop");
+    LockInfo bob = lockInfo("bob-1", "bob@ci");
+    assertThat(backend.lock(s, alice, null).status()).isEqualTo(200);
+    Lease held = lease("locking");
+    assertThat(held.getSpec().getHolderIdentity()).isEqualTo("alice-1");
+    assertThat(held.getMetadata().getAnnotations().get(LeaseLock.LOCK_INFO_ANNOTATION))
+        .isEqualTo(alice.toJson());
+
+    BackendClient.Response refused = backend.lock(s, bob, null);
+    assertThat(refused.status()).isEqualTo(423);
+    assertThat(LockInfo.parse(refused.body())).contains(alice);
+
+    Map<String, String> before = snapshot("locking");
+    BackendClient.Response noId = backend.post(s, null, json(1, "lin-l", 1));
+    assertThat(noId.status()).isEqualTo(423);
+    assertThat(noId.body())
+        .contains("locked by alice@laptop")
+        .contains("-lock=false")
+        .contains("Nothing was written");
+    BackendClient.Response wrongId = backend.post(s, "bob-1", json(1, "lin-l", 1));
+    assertThat(wrongId.status()).isEqualTo(409);
+    assertThat(wrongId.body()).contains("lock bob-1 does not hold the state");
+    assertThat(backend.unlock(s, bob).status()).isEqualTo(423);
+    assertThat(snapshot("locking")).isEqualTo(before);
+
+    assertThat(backend.post(s, "alice-1", json(1, "lin-l", 1)).status()).isEqualTo(200);
+    assertThat(backend.unlock(s, alice).status()).isEqualTo(200);
+    assertThat(lease("locking").getSpec().getHolderIdentity()).isNull();
+
+    // Alice's lock is gone: a late write with it is refused, nothing changes.
+    Map<String, String> after = snapshot("locking");
+    BackendClient.Response stale = backend.post(s, "alice-1", json(2, "lin-l", 1));
+    assertThat(stale.status()).isEqualTo(409);
+    assertThat(stale.body()).contains("no longer holds the state").contains("released at");
+    assertThat(snapshot("locking")).isEqualTo(after);
+  }
+
+  @Test
+  @DisplayName(
+      "Writes that would lose data are refused with 409 and change nothing: other lineage, lower"
+          + " serial, same serial with other content")
+  void guardsRefuseLosingWrites() throws Exception {
+    String s = state("guarded");
+    assertThat(backend.post(s, null, json(5, "lin-g", 1)).status()).isEqualTo(200);
+    Map<String, String> before = snapshot("guarded");
+
+    BackendClient.Response lineage = backend.post(s, null, json(6, "lin-other", 1));
+    assertThat(lineage.status()).isEqualTo(409);
+    assertThat(lineage.body()).contains("lineage lin-other differs").contains("lin-g");
+
+    BackendClient.Response older = backend.post(s, null, json(4, "lin-g", 1));
+    assertThat(older.status()).isEqualTo(409);
+    assertThat(older.body()).contains("serial 4 is lower than the stored serial 5");
+
+    BackendClient.Response clash = backend.post(s, null, json(5, "lin-g", 2));
+    assertThat(clash.status()).isEqualTo(409);
+    assertThat(clash.body()).contains("serial 5 is already stored with other content");
+
+    assertThat(snapshot("guarded")).isEqualTo(before);
+    assertThat(backend.get(s).body()).isEqualTo(json(5, "lin-g", 1));
+
+    // The same write again is harmless.
+    assertThat(backend.post(s, null, json(5, "lin-g", 1)).status()).isEqualTo(200);
+    assertThat(backend.post(s, null, json(6, "lin-g", 2)).status()).isEqualTo(200);
+    assertThat(harness.events("guarded")).isNotEmpty();
+  }
+
+  @Test
+  @DisplayName(
+      "Bodies that are not a state, a wrong Content-MD5 and oversized bodies are refused and"
+          + " change nothing")
+  void refusesBadBodies() throws Exception {
+    String s = state("bodies");
+    assertThat(backend.post(s, null, json(1, "lin-b", 1)).status()).isEqualTo(200);
+    Map<String, String> before = snapshot("bodies");
+
+    BackendClient.Response notJson = backend.post(s, null, "this is not json");
+    assertThat(notJson.status()).isEqualTo(400);
+    assertThat(notJson.body()).contains("not a Terraform state");
+    BackendClient.Response notState = backend.post(s, null, "{\"hello\":\"world\"}");
+    assertThat(notState.status()).isEqualTo(400);
+    assertThat(notState.body()).contains("not a Terraform state");
+    BackendClient.Response badMd5 =
+        backend.send(
+            "POST", s, json(2, "lin-b", 1), Map.of("Content-MD5", "AAAAAAAAAAAAAAAAAAAAAA=="));
+    assertThat(badMd5.status()).isEqualTo(400);
+    assertThat(badMd5.body()).contains("Content-MD5");
+    String huge = TerraformStates.stateJson(2, "lin-b", 1, "x".repeat((int) MAX_BYTES));
+    BackendClient.Response tooBig = backend.post(s, null, huge);
+    assertThat(tooBig.status()).isEqualTo(413);
+    assertThat(tooBig.body()).contains("over the limit");
+
+    assertThat(snapshot("bodies")).isEqualTo(before);
+  }
+
+  @Test
+  @DisplayName(
+      "Addresses that are not a TerraformState, and methods the protocol lacks, are refused")
+  void refusesBadAddresses() throws Exception {
+    assertThat(backend.get(NAMESPACE + "/missing").status()).isEqualTo(404);
+    assertThat(backend.get(NAMESPACE + "/missing").body())
+        .contains("no TerraformState default/missing");
+    assertThat(backend.get(NAMESPACE + "/Not_A_Name").status()).isEqualTo(400);
+    assertThat(backend.get("Bad_NS/x").status()).isEqualTo(400);
+    assertThat(backend.get(NAMESPACE + "%2Fother/x").status()).isIn(400, 404);
+    BackendClient.Response put = backend.send("PUT", NAMESPACE + "/x", "{}", Map.of());
+    assertThat(put.status()).isEqualTo(405);
+    assertThat(put.header("Allow")).isEqualTo("GET, POST, DELETE");
+    assertThat(backend.send("GET", "../../etc/passwd", null, Map.of()).status()).isEqualTo(404);
+  }
+
+  @Test
+  @DisplayName(
+      "LOCK with ?wait= waits in line and gets the lock the moment it is released, in FIFO order;"
+          + " a wait that runs out answers 423 with the holder")
+  void waitingLocksAreFifo() throws Exception {
+    String s = state("waiting");
+    LockInfo first = lockInfo("first", "one@host");
+    assertThat(backend.lock(s, first, null).status()).isEqualTo(200);
+
+    CompletableFuture<BackendClient.Response> second =
+        CompletableFuture.supplyAsync(
+            () -> call(() -> backend.lock(s, lockInfo("second", "two@host"), "?wait=30s")));
+    await().pollDelay(Duration.ofMillis(200)).until(() -> true);
+    CompletableFuture<BackendClient.Response> third =
+        CompletableFuture.supplyAsync(
+            () -> call(() -> backend.lock(s, lockInfo("third", "three@host"), "?wait=30s")));
+    BackendClient.Response impatient = backend.lock(s, lockInfo("impatient", "x@y"), "?wait=300ms");
+    assertThat(impatient.status()).isEqualTo(423);
+    assertThat(LockInfo.parse(impatient.body()).map(LockInfo::id)).contains("first");
+    assertThat(second).isNotDone();
+
+    backend.unlock(s, first);
+    assertThat(second.get().status()).isEqualTo(200);
+    assertThat(lease("waiting").getSpec().getHolderIdentity()).isEqualTo("second");
+    assertThat(third).isNotDone();
+    backend.unlock(s, lockInfo("second", "two@host"));
+    assertThat(third.get().status()).isEqualTo(200);
+    assertThat(lease("waiting").getSpec().getHolderIdentity()).isEqualTo("third");
+    backend.unlock(s, lockInfo("third", "three@host"));
+
+    assertThat(backend.lock(s, first, "?wait=soon").status()).isEqualTo(400);
+  }
+
+  @Test
+  @DisplayName(
+      "A lock held by stock Terraform's kubernetes backend blocks HTTP clients, and a LOCK"
+          + " waiting with ?wait= gets it once Terraform unlocks")
+  void stockTerraformLockBlocksHttp() throws Exception {
+    String s = state("mixed");
+    // Stock Terraform locks the Lease the operator created, as its kubernetes backend does.
+    await().atMost(Duration.ofSeconds(10)).until(() -> lease("mixed") != null);
+    Lease l = lease("mixed");
+    l.getSpec().setHolderIdentity("tf-k8s");
+    l.getMetadata()
+        .setAnnotations(
+            Map.of(
+                LeaseLock.LOCK_INFO_ANNOTATION,
+                TerraformStates.terraformLock("tf-k8s", "gina@laptop").toJson()));
+    harness.client().resource(l).update();
+
+    BackendClient.Response blocked = backend.lock(s, lockInfo("http-1", "h@x"), null);
+    assertThat(blocked.status()).isEqualTo(423);
+    assertThat(blocked.body()).contains("gina@laptop");
+    CompletableFuture<BackendClient.Response> waiting =
+        CompletableFuture.supplyAsync(
+            () -> call(() -> backend.lock(s, lockInfo("http-2", "h@x"), "?wait=30s")));
+    Thread.sleep(300);
+    Lease unlocked = lease("mixed");
+    unlocked.getSpec().setHolderIdentity(null);
+    unlocked.getMetadata().setAnnotations(Map.of());
+    harness.client().resource(unlocked).update();
+    assertThat(waiting.get().status()).isEqualTo(200);
+    assertThat(lease("mixed").getSpec().getHolderIdentity()).isEqualTo("http-2");
+  }
+
+  @Test
+  @DisplayName("force-unlock (UNLOCK with an empty body) releases the lock and records who did it")
+  void forceUnlock() throws Exception {
+    String s = state("forced");
+    assertThat(backend.lock(s, lockInfo("stuck", "crashed@ci"), null).status()).isEqualTo(200);
+    BackendClient.Response r = backend.send("UNLOCK", s + "/lock", null, Map.of());
+    assertThat(r.status()).isEqualTo(200);
+    assertThat(lease("forced").getSpec().getHolderIdentity()).isNull();
+    await()
+        .atMost(Duration.ofSeconds(5))
+        .until(
+            () ->
+                harness.events("forced").stream()
+                    .anyMatch(
+                        e -> e.startsWith("Warning ForceUnlocked: lock stuck held by crashed@ci")));
+  }
+
+  @Test
+  @DisplayName(
+      "Each write keeps the previous version in history (up to history.keep, unseen by stock"
+          + " Terraform); a restore is a new version; DELETE keeps the state in history")
+  void historyAndRestore() throws Exception {
+    String s = state("versions");
+    for (int serial = 1; serial <= 5; serial++) {
+      assertThat(backend.post(s, null, json(serial, "lin-v", serial)).status()).isEqualTo(200);
+    }
+    var list = new ObjectMapper().readTree(backend.get(s + "/history").body()).get("versions");
+    assertThat(list).hasSize(3);
+    assertThat(list.get(0).get("serial").asLong()).isEqualTo(4);
+    assertThat(list.get(2).get("serial").asLong()).isEqualTo(2);
+    List<Secret> history =
+        harness
+            .client()
+            .secrets()
+            .inNamespace(NAMESPACE)
+            .withLabel("leasehold.io/history", "true")
+            .withLabel("leasehold.io/state", "versions")
+            .list()
+            .getItems();
+    assertThat(history)
+        .allSatisfy(
+            h ->
+                assertThat(h.getMetadata().getLabels())
+                    .doesNotContainKeys("tfstate", "tfstateSecretSuffix", "tfstateWorkspace"));
+
+    String serial2 = list.get(2).get("id").asText();
+    assertThat(backend.get(s + "/history/" + serial2).body()).isEqualTo(json(2, "lin-v", 2));
+    BackendClient.Response restored =
+        backend.send("POST", s + "/history/" + serial2 + "/restore", null, Map.of());
+    assertThat(restored.status()).isEqualTo(200);
+    assertThat(restored.body()).contains("restored as serial 6");
+    var current = new ObjectMapper().readTree(backend.get(s).body());
+    assertThat(current.get("serial").asLong()).isEqualTo(6);
+    assertThat(current.get("resources").get(0).get("instances")).hasSize(2);
+
+    assertThat(backend.send("DELETE", s, null, Map.of()).status()).isEqualTo(200);
+    assertThat(backend.get(s).status()).isEqualTo(404);
+    var afterDelete =
+        new ObjectMapper().readTree(backend.get(s + "/history").body()).get("versions");
+    assertThat(afterDelete.get(0).get("serial").asLong()).isEqualTo(6);
+    assertThat(afterDelete.get(0).get("reason").asText()).isEqualTo("before delete");
+  }
+
+  private interface Call {
+    BackendClient.Response run() throws Exception;
+  }
+
+  private static BackendClient.Response call(Call c) {
+    try {
+      return c.run();
+    } catch (Exception e) {
+      throw new RuntimeException(e);
+    }
+  }
+}
