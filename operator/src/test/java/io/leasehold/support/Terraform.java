@@ -51,6 +51,29 @@ public final class Terraform {
   }
 
   /** Runs terraform to completion; stdout and stderr are kept apart. */
+  /** Writes {@code main.tf} as given. */
+  public void writeConfig(String config) throws IOException {
+    Files.writeString(dir.resolve("main.tf"), config, StandardCharsets.UTF_8);
+  }
+
+  /** The http backend block for a leasehold state address, with an optional {@code ?wait=}. */
+  public static String httpBackend(String stateUrl, String wait) {
+    return """
+        terraform {
+          backend "http" {
+            address        = "%s"
+            lock_address   = "%s/lock%s"
+            unlock_address = "%s/lock"
+          }
+        }
+        """
+        .formatted(stateUrl, stateUrl, wait == null ? "" : "?wait=" + wait, stateUrl);
+  }
+
+  public Path dir() {
+    return dir;
+  }
+
   public Result run(String... args) throws IOException, InterruptedException {
     Path stderr = Files.createTempFile(dir, "stderr", ".log");
     ProcessBuilder pb = builder(args).redirectErrorStream(false).redirectError(stderr.toFile());
