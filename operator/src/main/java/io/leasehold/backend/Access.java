@@ -6,11 +6,30 @@ package io.leasehold.backend;
  */
 public interface Access {
 
-  /** The embedded mode's policy: nobody is authenticated and everything is allowed. */
+  /**
+   * The embedded mode's policy: nobody is authenticated and everything is allowed. A Basic-auth
+   * user name, if sent, is kept as the requester's name (for Events), never trusted for more.
+   */
   Access NONE =
       new Access() {
         @Override
         public Requester authenticate(String authorization) {
+          if (authorization != null && authorization.regionMatches(true, 0, "Basic ", 0, 6)) {
+            try {
+              String decoded =
+                  new String(
+                      java.util.Base64.getDecoder().decode(authorization.substring(6).trim()),
+                      java.nio.charset.StandardCharsets.UTF_8);
+              int colon = decoded.indexOf(':');
+              String user = colon < 0 ? decoded : decoded.substring(0, colon);
+              if (!user.isBlank()) {
+                return new Requester(
+                    user + " (unauthenticated)", null, java.util.List.of(), java.util.Map.of());
+              }
+            } catch (IllegalArgumentException ignored) {
+              // Not base64: anonymous.
+            }
+          }
           return Requester.ANONYMOUS;
         }
 

@@ -48,6 +48,14 @@ public final class StateBackend {
       new com.fasterxml.jackson.databind.ObjectMapper();
   private static final Pattern DNS_LABEL = Pattern.compile("[a-z0-9]([-a-z0-9]*[a-z0-9])?");
 
+  /** Told what the backend did, for a person to follow (the demo prints it). */
+  @FunctionalInterface
+  public interface Audit {
+    Audit NONE = (target, who, what) -> {};
+
+    void record(Target target, Requester who, String what);
+  }
+
   /** Makes the backend once the HTTP layer knows whom to tell about released locks. */
   @FunctionalInterface
   public interface Factory {
@@ -65,6 +73,7 @@ public final class StateBackend {
   private final long maxStateBytes;
   private final JobPods jobPods;
   private final Consumer<StateNames> released;
+  private Audit audit = Audit.NONE;
   private final Map<String, ReentrantLock> writers = new ConcurrentHashMap<>();
   private final Map<String, Deque<String>> recentlyReleased = new ConcurrentHashMap<>();
 
@@ -83,6 +92,11 @@ public final class StateBackend {
     this.maxStateBytes = maxStateBytes;
     this.jobPods = jobPods;
     this.released = released;
+  }
+
+  public StateBackend withAudit(Audit audit) {
+    this.audit = audit;
+    return this;
   }
 
   public long maxStateBytes() {
@@ -197,6 +211,8 @@ public final class StateBackend {
         }
         if (incoming.getSerial().equals(stored.getSerial())) {
           if (Arrays.equals(current.get().raw(), body)) {
+            audit.record(
+                target, who, "write of serial " + incoming.getSerial() + ": already stored");
             return Reply.text(200, "state serial " + incoming.getSerial() + " is already stored");
           }
           return refuse(
@@ -214,6 +230,7 @@ public final class StateBackend {
                 target.state().getSpec().getHistory().getKeep());
       }
       new StateStore(client, target.names()).write(body, current);
+      audit.record(target, who, "write of serial " + incoming.getSerial() + ": stored");
       return Reply.text(200, "state serial " + incoming.getSerial() + " stored");
     } catch (KubernetesClientException e) {
       if (e.getCode() == 409) {
@@ -274,6 +291,7 @@ public final class StateBackend {
       try {
         if (holder.isEmpty() || expiredVouched(lease)) {
           lock.replace(heldByClient(released(lease), info));
+          audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
           return new LockAttempt(true, Reply.json(200, info.toJson()));
         }
         if (holder.get().id().equals(info.id())) {
@@ -289,6 +307,7 @@ public final class StateBackend {
           }
           return new LockAttempt(false, Reply.json(423, nested.get().toJson()));
         }
+        audit.record(target, who, "LOCK: held by " + holder.get().summary() + ", not granted now");
         return new LockAttempt(false, Reply.json(423, holderJson(lease)));
       } catch (KubernetesClientException e) {
         if (e.getCode() != 409) {
@@ -361,6 +380,7 @@ public final class StateBackend {
           lock.replace(LeaseLock.released(lease));
           remember(target, id);
           released.accept(target.names());
+          audit.record(target, who, "UNLOCK (lock " + id + ")");
           return Reply.text(200, "lock " + id + " released");
         }
         if (nested.isPresent() && nested.get().id().equals(id)) {
@@ -580,6 +600,7 @@ public final class StateBackend {
 
   private Reply refuse(Target target, Requester who, int status, String why) {
     String message = why + ". Nothing was written.";
+    audit.record(target, who, "write REFUSED (" + status + "): " + message);
     events.warning(
         target.state(),
         "WriteRefused",

@@ -85,9 +85,19 @@ public final class LeaseholdOperator implements AutoCloseable {
   /** Serves the Terraform HTTP backend over the same client, recording Events like the rest. */
   public HttpBackend serveBackend(
       Access access, JobPods jobPods, HttpBackend.Config config, long maxStateBytes) {
+    return serveBackend(access, jobPods, config, maxStateBytes, StateBackend.Audit.NONE);
+  }
+
+  public HttpBackend serveBackend(
+      Access access,
+      JobPods jobPods,
+      HttpBackend.Config config,
+      long maxStateBytes,
+      StateBackend.Audit audit) {
     return HttpBackend.start(
         client,
-        released -> new StateBackend(client, events, maxStateBytes, jobPods, released),
+        released ->
+            new StateBackend(client, events, maxStateBytes, jobPods, released).withAudit(audit),
         access,
         config);
   }

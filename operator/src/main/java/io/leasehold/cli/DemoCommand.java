@@ -1,0 +1,33 @@
+package io.leasehold.cli;
+
+import java.util.concurrent.Callable;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** {@code demo}: the two-engineers race, on the embedded API, in one command. */
+@Command(
+    name = "demo",
+    mixinStandardHelpOptions = true,
+    description = {
+      "Replays the two-engineers race on an in-memory Kubernetes API: two applies on one state at"
+          + " once, serialized by the lock; then the same with -lock=false, where the losing write"
+          + " is refused instead of silently lost.",
+      "Uses the real terraform when it is on the PATH, and the requests terraform sends otherwise."
+    })
+final class DemoCommand implements Callable<Integer> {
+
+  @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  @Option(
+      names = "--terraform",
+      paramLabel = "PATH",
+      defaultValue = "terraform",
+      description = "The terraform binary (default: terraform on the PATH).")
+  String terraform;
+
+  @Override
+  public Integer call() throws Exception {
+    return new TwoEngineersDemo(spec.commandLine().getOut(), terraform).run();
+  }
+}
