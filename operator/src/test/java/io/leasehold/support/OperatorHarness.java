@@ -51,13 +51,22 @@ public final class OperatorHarness implements AutoCloseable {
 
   public String startBackend(
       io.leasehold.backend.Access access, io.leasehold.backend.JobPods pods, long maxStateBytes) {
+    return startBackend(access, pods, maxStateBytes, io.leasehold.backend.StateBackend.Audit.NONE);
+  }
+
+  public String startBackend(
+      io.leasehold.backend.Access access,
+      io.leasehold.backend.JobPods pods,
+      long maxStateBytes,
+      io.leasehold.backend.StateBackend.Audit audit) {
     backend =
         operator.serveBackend(
             access,
             pods,
             new io.leasehold.backend.HttpBackend.Config(
-                "127.0.0.1", 0, java.time.Duration.ofMinutes(2)),
-            maxStateBytes);
+                "127.0.0.1", 0, java.time.Duration.ofMinutes(10)),
+            maxStateBytes,
+            audit);
     return backend.url();
   }
 
