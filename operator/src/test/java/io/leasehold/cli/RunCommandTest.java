@@ -68,6 +68,9 @@ class RunCommandTest {
       assertThat(m.find()).isTrue();
       String url = m.group(1);
       assertThat(out.toString()).contains("kubeconfig: " + kubeconfig.toAbsolutePath());
+      await()
+          .atMost(Duration.ofSeconds(30))
+          .until(() -> out.toString().contains("terraform-backend: http://127.0.0.1:"));
       assertThat(Files.readString(kubeconfig, StandardCharsets.UTF_8)).contains("server: " + url);
 
       Config config = Config.fromKubeconfig(Files.readString(kubeconfig));
