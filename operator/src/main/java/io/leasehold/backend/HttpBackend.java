@@ -6,6 +6,7 @@ import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
+import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.StateNames;
 import io.vertx.core.Vertx;
 import io.vertx.core.VertxOptions;
@@ -59,9 +60,13 @@ public final class HttpBackend implements AutoCloseable {
 
   /** Starts serving; returns once the port is bound. */
   public static HttpBackend start(
-      KubernetesClient client, StateBackend.Factory backendFactory, Access access, Config config) {
+      KubernetesClient client,
+      StateBackend.Factory backendFactory,
+      Access access,
+      Config config,
+      LeaseholdMetrics metrics) {
     Vertx vertx = Vertx.vertx(new VertxOptions().setWorkerPoolSize(32));
-    LockWaiters waiters = new LockWaiters(vertx);
+    LockWaiters waiters = new LockWaiters(vertx, metrics);
     StateBackend backend = backendFactory.create(names -> waiters.wake(StateBackend.key(names)));
     // A released lock, whoever released it (stock Terraform too), wakes the waiting LOCKs.
     SharedIndexInformer<Lease> leaseWatch =

@@ -35,6 +35,7 @@ final class LockWaiters {
     final Held held;
     final Promise<Reply> promise;
     final long timer;
+    final long since = System.nanoTime();
     Reply lastHeld;
 
     Waiter(
@@ -52,8 +53,11 @@ final class LockWaiters {
     }
   }
 
-  LockWaiters(Vertx vertx) {
+  private final io.leasehold.ops.LeaseholdMetrics metrics;
+
+  LockWaiters(Vertx vertx, io.leasehold.ops.LeaseholdMetrics metrics) {
     this.vertx = vertx;
+    this.metrics = metrics;
     vertx.setPeriodic(SAFETY_POLL_MILLIS, id -> wakeAll());
   }
 
@@ -139,6 +143,7 @@ final class LockWaiters {
     if (failure != null) {
       waiter.promise.tryFail(failure);
     } else {
+      metrics.lockWaited(Duration.ofNanos(System.nanoTime() - waiter.since), true);
       waiter.promise.tryComplete(reply);
     }
     // After a failure the next waiter tries at once; after a success the lock is held and the
@@ -149,6 +154,7 @@ final class LockWaiters {
   }
 
   private synchronized void expire(String key, Waiter waiter) {
+    metrics.lockWaited(Duration.ofNanos(System.nanoTime() - waiter.since), false);
     Deque<Waiter> queue = queues.get(key);
     boolean wasHead = queue != null && queue.peekFirst() == waiter;
     if (queue != null) {

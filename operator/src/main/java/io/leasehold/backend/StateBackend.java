@@ -9,6 +9,7 @@ import io.leasehold.api.TerraformState;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.operator.EventRecorder;
+import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.queue.RunnerJobs;
 import io.leasehold.state.StateHistory;
 import io.leasehold.state.StateNames;
@@ -81,12 +82,16 @@ public final class StateBackend {
    * @param jobPods tells whether a requester is a pod of a given Job
    * @param released told after this backend releases a lock, to wake waiting LOCKs
    */
+  private final LeaseholdMetrics metrics;
+
   public StateBackend(
       KubernetesClient client,
       EventRecorder events,
       long maxStateBytes,
       JobPods jobPods,
-      Consumer<StateNames> released) {
+      Consumer<StateNames> released,
+      LeaseholdMetrics metrics) {
+    this.metrics = metrics;
     this.client = client;
     this.events = events;
     this.maxStateBytes = maxStateBytes;
@@ -230,6 +235,8 @@ public final class StateBackend {
                 target.state().getSpec().getHistory().getKeep());
       }
       new StateStore(client, target.names()).write(body, current);
+      metrics.write(true, "none");
+      metrics.stateSize(body.length);
       audit.record(target, who, "write of serial " + incoming.getSerial() + ": stored");
       return Reply.text(200, "state serial " + incoming.getSerial() + " stored");
     } catch (KubernetesClientException e) {
@@ -290,6 +297,9 @@ public final class StateBackend {
       Optional<LeaseLock.Holder> holder = LeaseLock.Holder.of(lease);
       try {
         if (holder.isEmpty() || expiredVouched(lease)) {
+          if (holder.isPresent()) {
+            metrics.lockExpiredTakenOver();
+          }
           lock.replace(heldByClient(released(lease), info));
           audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
           return new LockAttempt(true, Reply.json(200, info.toJson()));
@@ -361,6 +371,7 @@ public final class StateBackend {
         LeaseLock.Holder h = holder.get();
         Optional<LockInfo> nested = nestedClientLock(lease);
         if (force) {
+          metrics.lockForced("http");
           lock.replace(LeaseLock.released(lease));
           remember(target, h.id());
           released.accept(target.names());
@@ -377,6 +388,11 @@ public final class StateBackend {
         }
         String id = info.get().id();
         if (h.id().equals(id)) {
+          h.info()
+              .map(LockInfo::created)
+              .flatMap(StateBackend::instant)
+              .ifPresent(
+                  t -> metrics.lockHeld(java.time.Duration.between(t, Instant.now()), "client"));
           lock.replace(LeaseLock.released(lease));
           remember(target, id);
           released.accept(target.names());
@@ -600,12 +616,39 @@ public final class StateBackend {
 
   private Reply refuse(Target target, Requester who, int status, String why) {
     String message = why + ". Nothing was written.";
+    metrics.write(false, reasonOf(status, why));
     audit.record(target, who, "write REFUSED (" + status + "): " + message);
     events.warning(
         target.state(),
         "WriteRefused",
         "write by " + who + " refused (" + status + "): " + message);
     return Reply.text(status, message);
+  }
+
+  /** A short, fixed reason for the refusal metric (never a name or an ID). */
+  private static String reasonOf(int status, String why) {
+    if (status == 413) {
+      return "too_large";
+    }
+    if (why.startsWith("Content-MD5")) {
+      return "content_md5";
+    }
+    if (why.startsWith("the body is not")) {
+      return "not_a_state";
+    }
+    if (why.startsWith("locked by")) {
+      return "locked";
+    }
+    if (why.startsWith("lock ")) {
+      return "stale_lock";
+    }
+    if (why.startsWith("lineage")) {
+      return "lineage";
+    }
+    if (why.startsWith("serial")) {
+      return "serial";
+    }
+    return "conflict";
   }
 
   private static boolean expiredVouched(Lease lease) {
@@ -707,6 +750,14 @@ public final class StateBackend {
 
   private static String describe(Target target) {
     return "TerraformState " + target.names().namespace() + "/" + target.names().name();
+  }
+
+  private static Optional<Instant> instant(String text) {
+    try {
+      return Optional.of(java.time.OffsetDateTime.parse(text).toInstant());
+    } catch (RuntimeException e) {
+      return Optional.empty();
+    }
   }
 
   static String key(StateNames names) {

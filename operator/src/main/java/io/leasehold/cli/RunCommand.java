@@ -9,6 +9,14 @@ import io.leasehold.backend.KubernetesAccess;
 import io.leasehold.backend.KubernetesJobPods;
 import io.leasehold.embedded.EmbeddedKubernetes;
 import io.leasehold.operator.LeaseholdOperator;
+import io.leasehold.ops.LeaseholdMetrics;
+import io.leasehold.ops.ManagementServer;
+import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
+import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
+import io.micrometer.core.instrument.binder.system.ProcessorMetrics;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.PrintWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -125,6 +133,29 @@ final class RunCommand implements Callable<Integer> {
       description = "Upper bound of ?wait= on LOCK (default 15m; forms: 30s, 10m, PT15M).")
   Duration maxLockWait;
 
+  @Option(
+      names = "--management-port",
+      paramLabel = "PORT",
+      description =
+          "Port of /metrics, /healthz and /readyz (default: 8081; with --embedded, a free port"
+              + " on 127.0.0.1).")
+  Integer managementPort;
+
+  private final PrometheusMeterRegistry registry =
+      new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+
+  private LeaseholdMetrics metrics() {
+    new JvmMemoryMetrics().bindTo(registry);
+    new JvmGcMetrics().bindTo(registry);
+    new JvmThreadMetrics().bindTo(registry);
+    new ProcessorMetrics().bindTo(registry);
+    return new LeaseholdMetrics(registry);
+  }
+
+  private ManagementServer management(String host, int port, LeaseholdOperator operator) {
+    return ManagementServer.start(host, port, registry, operator::health, operator::readiness);
+  }
+
   @Override
   public Integer call() throws Exception {
     if (!embedded && (!manifests.isEmpty() || kubeconfigOut != null)) {
@@ -191,14 +222,21 @@ final class RunCommand implements Callable<Integer> {
               .orElse("off"));
       try (LeaseholdOperator operator =
               LeaseholdOperator.start(
-                  client, new LeaseholdOperator.Options(watched, electionNamespace, identity()));
+                  client,
+                  new LeaseholdOperator.Options(
+                      watched, electionNamespace, identity(), metrics()));
+          ManagementServer management =
+              management(httpHost, managementPort == null ? 8081 : managementPort, operator);
           HttpBackend backend =
               operator.serveBackend(
                   new KubernetesAccess(client),
                   new KubernetesJobPods(client),
                   new HttpBackend.Config(httpHost, httpPort == null ? 8080 : httpPort, maxLockWait),
                   maxStateBytes)) {
-        LOG.info("Terraform HTTP backend at {}", backend.url());
+        LOG.info(
+            "Terraform HTTP backend at {}; metrics and health on port {}",
+            backend.url(),
+            management.port());
         awaitShutdown();
       }
     }
@@ -219,7 +257,9 @@ final class RunCommand implements Callable<Integer> {
               LeaseholdOperator.start(
                   client,
                   new LeaseholdOperator.Options(
-                      watchedNamespaces(), Optional.empty(), "embedded"));
+                      watchedNamespaces(), Optional.empty(), "embedded", metrics()));
+          ManagementServer management =
+              management("127.0.0.1", managementPort == null ? 0 : managementPort, operator);
           HttpBackend backend =
               operator.serveBackend(
                   Access.NONE,
@@ -228,6 +268,7 @@ final class RunCommand implements Callable<Integer> {
                   maxStateBytes)) {
         out.println("kubernetes-api: " + api.url());
         out.println("terraform-backend: " + backend.url());
+        out.println("metrics: http://127.0.0.1:" + management.port() + "/metrics");
         if (kubeconfigOut != null) {
           out.println("kubeconfig: " + kubeconfigOut.toAbsolutePath());
         }

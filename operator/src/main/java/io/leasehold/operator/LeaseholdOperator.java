@@ -3,10 +3,13 @@ package io.leasehold.operator;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.javaoperatorsdk.operator.Operator;
 import io.javaoperatorsdk.operator.api.config.LeaderElectionConfigurationBuilder;
+import io.javaoperatorsdk.operator.monitoring.micrometer.MicrometerMetrics;
 import io.leasehold.backend.Access;
 import io.leasehold.backend.HttpBackend;
 import io.leasehold.backend.JobPods;
 import io.leasehold.backend.StateBackend;
+import io.leasehold.ops.LeaseholdMetrics;
+import io.leasehold.ops.ManagementServer;
 import io.leasehold.queue.RunnerJobReconciler;
 import java.time.Duration;
 import java.util.Optional;
@@ -27,16 +30,67 @@ public final class LeaseholdOperator implements AutoCloseable {
    * @param identity this replica's name in Events and leader election
    */
   public record Options(
-      Set<String> namespaces, Optional<String> leaderElectionNamespace, String identity) {}
+      Set<String> namespaces,
+      Optional<String> leaderElectionNamespace,
+      String identity,
+      LeaseholdMetrics metrics) {
+
+    public Options(
+        Set<String> namespaces, Optional<String> leaderElectionNamespace, String identity) {
+      this(namespaces, leaderElectionNamespace, identity, LeaseholdMetrics.discarding());
+    }
+  }
 
   private final Operator operator;
   private final EventRecorder events;
   private final KubernetesClient client;
 
-  private LeaseholdOperator(Operator operator, EventRecorder events, KubernetesClient client) {
+  private final Options options;
+
+  private LeaseholdOperator(
+      Operator operator, EventRecorder events, KubernetesClient client, Options options) {
     this.operator = operator;
     this.events = events;
     this.client = client;
+    this.options = options;
+  }
+
+  /** Whether the controllers run and their informers are healthy (synced and watching). */
+  public ManagementServer.Check readiness() {
+    if (!operator.getRuntimeInfo().isStarted()) {
+      return new ManagementServer.Check(false, "the operator is starting");
+    }
+    if (!operator.getRuntimeInfo().allEventSourcesAreHealthy()) {
+      return new ManagementServer.Check(
+          false,
+          "informers not healthy: " + operator.getRuntimeInfo().unhealthyEventSources().keySet());
+    }
+    if (options.leaderElectionNamespace().isPresent()) {
+      var lease =
+          client
+              .leases()
+              .inNamespace(options.leaderElectionNamespace().get())
+              .withName(LEADER_LEASE)
+              .get();
+      String leader =
+          lease == null || lease.getSpec() == null ? null : lease.getSpec().getHolderIdentity();
+      if (leader == null) {
+        return new ManagementServer.Check(false, "no leader elected yet");
+      }
+      return new ManagementServer.Check(
+          true,
+          "informers synced; leader "
+              + leader
+              + (leader.equals(options.identity()) ? " (this replica)" : "")
+              + "; this replica serves the Terraform backend");
+    }
+    return new ManagementServer.Check(true, "informers synced; single replica");
+  }
+
+  public ManagementServer.Check health() {
+    return operator.getRuntimeInfo().isStarted()
+        ? new ManagementServer.Check(true, "running")
+        : new ManagementServer.Check(false, "not started");
   }
 
   /** Starts the operator; returns once its informers have synced. */
@@ -50,7 +104,9 @@ public final class LeaseholdOperator implements AutoCloseable {
                   .withUseSSAToPatchPrimaryResource(false)
                   .withSSABasedCreateUpdateMatchForDependentResources(false)
                   .withStopOnInformerErrorDuringStartup(true)
-                  .withCacheSyncTimeout(Duration.ofMinutes(2));
+                  .withCacheSyncTimeout(Duration.ofMinutes(2))
+                  .withMetrics(
+                      MicrometerMetrics.withoutPerResourceMetrics(options.metrics().registry()));
               options
                   .leaderElectionNamespace()
                   .ifPresent(
@@ -65,7 +121,7 @@ public final class LeaseholdOperator implements AutoCloseable {
             });
     EventRecorder events = new EventRecorder(client, options.identity());
     operator.register(
-        new TerraformStateReconciler(client, events),
+        new TerraformStateReconciler(client, events, options.metrics()),
         c -> {
           if (!options.namespaces().isEmpty()) {
             c.settingNamespaces(options.namespaces());
@@ -79,7 +135,7 @@ public final class LeaseholdOperator implements AutoCloseable {
           }
         });
     operator.start();
-    return new LeaseholdOperator(operator, events, client);
+    return new LeaseholdOperator(operator, events, client, options);
   }
 
   /** Serves the Terraform HTTP backend over the same client, recording Events like the rest. */
@@ -97,9 +153,11 @@ public final class LeaseholdOperator implements AutoCloseable {
     return HttpBackend.start(
         client,
         released ->
-            new StateBackend(client, events, maxStateBytes, jobPods, released).withAudit(audit),
+            new StateBackend(client, events, maxStateBytes, jobPods, released, options.metrics())
+                .withAudit(audit),
         access,
-        config);
+        config,
+        options.metrics());
   }
 
   @Override

@@ -30,6 +30,7 @@ import io.leasehold.api.TerraformState;
 import io.leasehold.api.TerraformStateStatus;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
+import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.queue.JobAdmission;
 import io.leasehold.queue.RunQueue;
 import io.leasehold.queue.RunnerJobs;
@@ -76,10 +77,14 @@ public class TerraformStateReconciler
   private InformerEventSource<Lease, TerraformState> leases;
   private InformerEventSource<Job, TerraformState> jobs;
 
-  public TerraformStateReconciler(KubernetesClient client, EventRecorder events) {
+  private final LeaseholdMetrics metrics;
+
+  public TerraformStateReconciler(
+      KubernetesClient client, EventRecorder events, LeaseholdMetrics metrics) {
     this.client = client;
     this.events = events;
-    this.admission = new JobAdmission(client, events, Clock.systemUTC(), this);
+    this.metrics = metrics;
+    this.admission = new JobAdmission(client, events, Clock.systemUTC(), this, metrics);
   }
 
   @Override
@@ -289,6 +294,9 @@ public class TerraformStateReconciler
       TerraformState resource, TerraformStateStatus status, JobAdmission.Outcome outcome) {
     RunQueue queue = outcome.queue();
     status.setQueued(queue.waiting().size());
+    metrics.queueLength(
+        resource.getMetadata().getNamespace() + "/" + resource.getMetadata().getName(),
+        queue.waiting().size());
     List<QueueEntry> entries = new ArrayList<>();
     for (int i = 0; i < queue.waiting().size() && i < MAX_QUEUE_IN_STATUS; i++) {
       Job job = queue.waiting().get(i);
@@ -328,6 +336,9 @@ public class TerraformStateReconciler
   private Optional<Lease> forceUnlock(TerraformState resource, LeaseLock lock, String lockId) {
     LeaseLock.ForceUnlockResult result = lock.forceUnlock(lockId);
     String who = result.previousHolder().map(LeaseLock.Holder::summary).orElse("nobody");
+    if (result.outcome() == LeaseLock.ForceUnlockOutcome.RELEASED) {
+      metrics.lockForced("annotation");
+    }
     switch (result.outcome()) {
       case RELEASED ->
           events.normal(
@@ -490,6 +501,7 @@ public class TerraformStateReconciler
   @Override
   public DeleteControl cleanup(TerraformState resource, Context<TerraformState> context) {
     StateNames names = namesOf(resource);
+    metrics.queueLength(names.namespace() + "/" + names.name(), 0);
     if (names.problem().isPresent()) {
       return DeleteControl.defaultDelete();
     }

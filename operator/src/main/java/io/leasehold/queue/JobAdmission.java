@@ -12,6 +12,7 @@ import io.leasehold.api.TerraformState;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.operator.EventRecorder;
+import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.StateNames;
 import java.time.Clock;
 import java.time.Duration;
@@ -58,12 +59,19 @@ public final class JobAdmission {
     void jobWritten(TerraformState state, Job written, Job before);
   }
 
+  private final LeaseholdMetrics metrics;
+
   public JobAdmission(
-      KubernetesClient client, EventRecorder events, Clock clock, WriteListener written) {
+      KubernetesClient client,
+      EventRecorder events,
+      Clock clock,
+      WriteListener written,
+      LeaseholdMetrics metrics) {
     this.client = client;
     this.events = events;
     this.clock = clock;
     this.written = written;
+    this.metrics = metrics;
   }
 
   public Outcome run(TerraformState state, StateNames names, Lease lease, Collection<Job> jobs) {
@@ -94,6 +102,7 @@ public final class JobAdmission {
       Optional<Job> next = queue.head();
       boolean othersRunning =
           queue.running().stream().anyMatch(j -> !j.getMetadata().getUid().equals(heldUid.get()));
+      recordHold(lease);
       if (next.isPresent() && !othersRunning) {
         Job nextJob = next.get();
         Lease before = lease;
@@ -111,6 +120,7 @@ public final class JobAdmission {
                   + name(nextJob));
         }
         unsuspend(state, nextJob, lease);
+        endedAt(holder).ifPresent(t -> metrics.handoff(Duration.between(t, clock.instant())));
         RunQueue after = RunQueue.of(names.name(), replaceJob(jobs, nextJob));
         announce(state, after, lease);
         return new Outcome(lease, after, Optional.of(nextJob), untilRenewal(lease, duration));
@@ -158,6 +168,29 @@ public final class JobAdmission {
     RunQueue after = RunQueue.of(names.name(), replaceJob(jobs, job));
     announce(state, after, lease);
     return new Outcome(lease, after, Optional.of(job), untilRenewal(lease, duration));
+  }
+
+  private void recordHold(Lease lease) {
+    ZonedDateTime acquired = lease.getSpec().getAcquireTime();
+    if (acquired != null) {
+      metrics.lockHeld(Duration.between(acquired.toInstant(), clock.instant()), "job");
+    }
+  }
+
+  /** When a finished Job ended, as the Job controller recorded it. */
+  private static Optional<java.time.Instant> endedAt(Job job) {
+    if (job == null || job.getStatus() == null || job.getStatus().getConditions() == null) {
+      return Optional.empty();
+    }
+    return job.getStatus().getConditions().stream()
+        .filter(
+            c ->
+                ("Complete".equals(c.getType()) || "Failed".equals(c.getType()))
+                    && "True".equals(c.getStatus()))
+        .map(c -> c.getLastTransitionTime())
+        .filter(Objects::nonNull)
+        .map(t -> java.time.Instant.parse(t))
+        .findFirst();
   }
 
   private Lease heldFor(StateNames names, Lease lease, Job job, int duration) {

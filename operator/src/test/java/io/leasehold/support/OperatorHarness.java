@@ -18,6 +18,8 @@ public final class OperatorHarness implements AutoCloseable {
   private final EmbeddedKubernetes api;
   private final KubernetesClient client;
   private LeaseholdOperator operator;
+  private io.leasehold.ops.LeaseholdMetrics metrics =
+      io.leasehold.ops.LeaseholdMetrics.discarding();
   private io.leasehold.backend.HttpBackend backend;
 
   private OperatorHarness(EmbeddedKubernetes api) {
@@ -32,6 +34,18 @@ public final class OperatorHarness implements AutoCloseable {
     return harness;
   }
 
+  /** Starts the embedded API and an operator that records into {@code metrics}. */
+  public static OperatorHarness start(io.leasehold.ops.LeaseholdMetrics metrics) {
+    OperatorHarness harness = new OperatorHarness(EmbeddedKubernetes.start(0));
+    harness.metrics = metrics;
+    harness.startOperator();
+    return harness;
+  }
+
+  public LeaseholdOperator operator() {
+    return operator;
+  }
+
   /** Starts the embedded API only. */
   public static OperatorHarness apiOnly() {
     return new OperatorHarness(EmbeddedKubernetes.start(0));
@@ -40,7 +54,8 @@ public final class OperatorHarness implements AutoCloseable {
   public void startOperator() {
     operator =
         LeaseholdOperator.start(
-            client, new LeaseholdOperator.Options(Set.of(), Optional.empty(), "test-operator"));
+            client,
+            new LeaseholdOperator.Options(Set.of(), Optional.empty(), "test-operator", metrics));
   }
 
   /** Serves the HTTP backend without authentication, as the embedded mode does. */
