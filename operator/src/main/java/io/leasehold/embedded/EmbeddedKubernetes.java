@@ -1,7 +1,6 @@
 package io.leasehold.embedded;
 
 import io.fabric8.kubernetes.api.model.HasMetadata;
-import io.fabric8.kubernetes.api.model.apiextensions.v1.CustomResourceDefinition;
 import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.ConfigBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
@@ -156,7 +155,7 @@ public final class EmbeddedKubernetes implements AutoCloseable {
         continue;
       }
       if (item.getMetadata().getNamespace() == null
-          && !(item instanceof CustomResourceDefinition)) {
+          && item instanceof io.fabric8.kubernetes.api.model.Namespaced) {
         item.getMetadata().setNamespace(DEFAULT_NAMESPACE);
       }
       try {
