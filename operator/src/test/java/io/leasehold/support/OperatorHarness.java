@@ -42,6 +42,11 @@ public final class OperatorHarness implements AutoCloseable {
     return harness;
   }
 
+  /** The base URL of the backend started with {@link #startBackend}. */
+  public String startedBackendUrl() {
+    return backend.url();
+  }
+
   public LeaseholdOperator operator() {
     return operator;
   }
