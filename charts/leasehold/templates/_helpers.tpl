@@ -75,7 +75,7 @@ leasehold.rules.namespaced: in every watched namespace (rules 1-7).
   verbs: ["get", "list", "watch", "create", "update", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
@@ -88,7 +88,7 @@ leasehold.rules.namespaced: in every watched namespace (rules 1-7).
 {{- define "leasehold.rules.leases" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "list", "watch", "create", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
 {{- end }}
 
 {{/* Cluster-scoped reviews: the backend's authentication and authorisation. */}}

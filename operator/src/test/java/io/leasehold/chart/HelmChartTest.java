@@ -87,10 +87,21 @@ class HelmChartTest {
     return Set.copyOf(result);
   }
 
-  /** Terraform's lock Leases and the leader-election Lease (LeaseLock, StateBackend, JOSDK). */
+  /**
+   * Terraform's lock Leases and the leader-election Lease (LeaseLock, StateBackend; the client's
+   * leader elector patches its Lease). RbacCoversCallsTest records these calls.
+   */
   private static final Set<Permission> LEASE_CALLS =
       permissions(
-          "coordination.k8s.io", "leases", "get", "list", "watch", "create", "update", "delete");
+          "coordination.k8s.io",
+          "leases",
+          "get",
+          "list",
+          "watch",
+          "create",
+          "update",
+          "patch",
+          "delete");
 
   /**
    * The API calls the operator makes in each watched namespace: the TerraformState informer and its
@@ -103,7 +114,7 @@ class HelmChartTest {
           permissions("leasehold.io", "terraformstates/status", "get", "patch", "update"),
           LEASE_CALLS,
           permissions("", "secrets", "get", "list", "watch", "create", "update", "delete"),
-          permissions("batch", "jobs", "get", "list", "watch", "patch"),
+          permissions("batch", "jobs", "list", "watch", "patch"),
           permissions("", "events", "create"),
           permissions("", "pods", "get"));
 

@@ -1,0 +1,302 @@
+package io.leasehold.chart;
+
+import static io.leasehold.support.OperatorHarness.NAMESPACE;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
+import com.marcnuri.helm.Helm;
+import io.fabric8.kubernetes.api.model.PodBuilder;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.client.ConfigBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
+import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
+import io.fabric8.mockwebserver.http.RecordedRequest;
+import io.leasehold.api.DeletionPolicy;
+import io.leasehold.api.TerraformState;
+import io.leasehold.backend.HttpBackend;
+import io.leasehold.backend.KubernetesAccess;
+import io.leasehold.backend.KubernetesJobPods;
+import io.leasehold.embedded.EmbeddedKubernetes;
+import io.leasehold.lock.LockInfo;
+import io.leasehold.operator.LeaseholdOperator;
+import io.leasehold.support.RunnerJobFixtures;
+import io.leasehold.support.TerraformStates;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.Base64;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Records every request the operator and its backend send to the API while they go through their
+ * work, and checks each is granted by the chart's RBAC, and that the chart grants nothing the code
+ * does not use.
+ */
+class RbacCoversCallsTest {
+
+  private static final String CALLER = "X-Leasehold-Test-Caller";
+  private static final ObjectMapper JSON = new ObjectMapper();
+
+  /** Granted and used, but not reached by this scenario; each with the code that uses it. */
+  private static final Map<String, String> NOT_EXERCISED =
+      Map.of(
+          "leasehold.io/terraformstates:update",
+              "the SDK may update the resource to remove a finalizer",
+          "leasehold.io/terraformstates/status:get", "status reads by the SDK",
+          "leasehold.io/terraformstates/status:update", "the SDK's status updates",
+          "leasehold.io/terraformstates:get",
+              "the backend resolves addresses from this call on real clusters",
+          "core/secrets:update", "a state update in place (covered when the state already exists)");
+
+  @Test
+  @DisplayName(
+      "Every API call the operator and backend make is granted by the chart's ClusterRole, and"
+          + " the ClusterRole grants nothing unused")
+  void rbacMatchesTheCallsMade() throws Exception {
+    Set<String> granted = grantedByChart();
+    Set<String> used = new TreeSet<>();
+    try (EmbeddedKubernetes api = EmbeddedKubernetes.start(0);
+        KubernetesClient operatorClient =
+            new KubernetesClientBuilder()
+                .withConfig(
+                    new ConfigBuilder(api.clientConfig())
+                        .withCustomHeaders(Map.of(CALLER, "operator"))
+                        .build())
+                .build();
+        KubernetesClient user = api.newClient()) {
+      KubernetesMockServer server = api.mockServer();
+      server
+          .expect()
+          .post()
+          .withPath("/apis/authentication.k8s.io/v1/tokenreviews")
+          .andReply(200, r -> tokenReview(r.getBody().readUtf8()))
+          .always();
+      server
+          .expect()
+          .post()
+          .withPath("/apis/authorization.k8s.io/v1/subjectaccessreviews")
+          .andReply(200, r -> allow(r.getBody().readUtf8()))
+          .always();
+      try (LeaseholdOperator operator =
+              LeaseholdOperator.start(
+                  operatorClient,
+                  new LeaseholdOperator.Options(Set.of(), Optional.of(NAMESPACE), "rbac-test"));
+          HttpBackend backend =
+              operator.serveBackend(
+                  new KubernetesAccess(operatorClient),
+                  new KubernetesJobPods(operatorClient),
+                  new HttpBackend.Config("127.0.0.1", 0, Duration.ofMinutes(1)),
+                  64L * 1024 * 1024)) {
+        scenario(user, backend.url() + NAMESPACE + "/rbac");
+      }
+      RecordedRequest r;
+      while ((r = server.takeRequest(10, TimeUnit.MILLISECONDS)) != null) {
+        if ("operator".equals(r.getHeader(CALLER))) {
+          used.add(permission(r));
+        }
+      }
+    }
+    System.out.println("API calls made by the operator: " + used);
+    assertThat(granted)
+        .as("the chart's ClusterRole grants every call the code made")
+        .containsAll(used);
+    Set<String> unused = new TreeSet<>(granted);
+    unused.removeAll(used);
+    unused.removeAll(NOT_EXERCISED.keySet());
+    assertThat(unused)
+        .as("granted but never used: remove from the chart or exercise here")
+        .isEmpty();
+  }
+
+  private static void scenario(KubernetesClient user, String state) throws Exception {
+    TerraformState s = new TerraformState();
+    s.getMetadata().setName("rbac");
+    s.getMetadata().setNamespace(NAMESPACE);
+    s.getSpec().setDeletionPolicy(DeletionPolicy.Delete);
+    user.resource(s).create();
+    Job first = RunnerJobFixtures.create(user, "rbac-1", "rbac");
+    RunnerJobFixtures.create(user, "rbac-2", "rbac");
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(() -> RunnerJobFixtures.running(RunnerJobFixtures.get(user, "rbac-1")));
+    user.resource(
+            new PodBuilder()
+                .withNewMetadata()
+                .withName("runner-pod")
+                .withNamespace(NAMESPACE)
+                .addNewOwnerReference()
+                .withApiVersion("batch/v1")
+                .withKind("Job")
+                .withName("rbac-1")
+                .withUid(first.getMetadata().getUid())
+                .endOwnerReference()
+                .endMetadata()
+                .build())
+        .create();
+    HttpClient http = HttpClient.newHttpClient();
+    LockInfo mine =
+        new LockInfo(
+            "in-job", "OperationTypeApply", "", "r@pod", "1.11", "2026-11-26T00:00:00Z", "");
+    send(http, "LOCK", state + "/lock", mine.toJson());
+    send(http, "POST", state + "?ID=in-job", TerraformStates.stateJson(1, "lin-rbac", 1));
+    send(http, "POST", state + "?ID=in-job", TerraformStates.stateJson(2, "lin-rbac", 2));
+    send(http, "GET", state, null);
+    send(http, "UNLOCK", state + "/lock", mine.toJson());
+    RunnerJobFixtures.finish(user, "rbac-1", true);
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(() -> RunnerJobFixtures.running(RunnerJobFixtures.get(user, "rbac-2")));
+    RunnerJobFixtures.finish(user, "rbac-2", true);
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(
+            () ->
+                user.leases()
+                        .inNamespace(NAMESPACE)
+                        .withName("lock-tfstate-default-rbac")
+                        .get()
+                        .getSpec()
+                        .getHolderIdentity()
+                    == null);
+    user.resources(TerraformState.class)
+        .inNamespace(NAMESPACE)
+        .withName("rbac")
+        .edit(
+            t -> {
+              t.getMetadata().setAnnotations(Map.of("leasehold.io/force-unlock", "nobody"));
+              return t;
+            });
+    Thread.sleep(500);
+    send(http, "DELETE", state, null);
+    send(http, "POST", state, TerraformStates.stateJson(3, "lin-rbac", 1));
+    user.resources(TerraformState.class).inNamespace(NAMESPACE).withName("rbac").delete();
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(
+            () ->
+                user.resources(TerraformState.class).inNamespace(NAMESPACE).withName("rbac").get()
+                    == null);
+    Thread.sleep(1500); // Events are written asynchronously
+  }
+
+  private static void send(HttpClient http, String method, String url, String body)
+      throws Exception {
+    String token =
+        Base64.getEncoder().encodeToString("runner:runner-token".getBytes(StandardCharsets.UTF_8));
+    http.send(
+        HttpRequest.newBuilder(URI.create(url))
+            .header("Authorization", "Basic " + token)
+            .method(
+                method,
+                body == null
+                    ? HttpRequest.BodyPublishers.noBody()
+                    : HttpRequest.BodyPublishers.ofString(body))
+            .build(),
+        HttpResponse.BodyHandlers.ofString());
+  }
+
+  private static Object tokenReview(String body) {
+    try {
+      ObjectNode review = (ObjectNode) JSON.readTree(body);
+      ObjectNode user = review.putObject("status").put("authenticated", true).putObject("user");
+      user.put("username", "system:serviceaccount:default:runner");
+      user.putObject("extra").putArray("authentication.kubernetes.io/pod-name").add("runner-pod");
+      return review;
+    } catch (Exception e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  private static Object allow(String body) {
+    try {
+      ObjectNode review = (ObjectNode) JSON.readTree(body);
+      review.putObject("status").put("allowed", true);
+      return review;
+    } catch (Exception e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  /** {@code group/resource[/subresource]:verb} of a recorded request. */
+  static String permission(RecordedRequest r) {
+    String full = r.getPath();
+    String path = full.contains("?") ? full.substring(0, full.indexOf('?')) : full;
+    String query = full.contains("?") ? full.substring(full.indexOf('?') + 1) : "";
+    String[] p = path.split("/");
+    int i;
+    String group;
+    if ("api".equals(p[1])) {
+      group = "core";
+      i = 3;
+    } else {
+      group = p[2];
+      i = 4;
+    }
+    if (p.length > i + 1 && "namespaces".equals(p[i])) {
+      i += 2;
+    }
+    String resource = p[i];
+    boolean named = p.length > i + 1;
+    if (p.length > i + 2) {
+      resource += "/" + p[i + 2];
+    }
+    String verb =
+        switch (r.getMethod()) {
+          case "GET" -> named ? "get" : query.contains("watch=true") ? "watch" : "list";
+          case "POST" -> "create";
+          case "PUT" -> "update";
+          case "PATCH" -> "patch";
+          case "DELETE" -> named ? "delete" : "deletecollection";
+          default -> r.getMethod().toLowerCase();
+        };
+    return group + "/" + resource + ":" + verb;
+  }
+
+  private static Set<String> grantedByChart() throws Exception {
+    Path chart = Path.of(System.getProperty("leasehold.projectRoot"), "charts/leasehold");
+    String manifest =
+        new Helm(chart).template().withName("leasehold").withNamespace(NAMESPACE).call();
+    Set<String> granted = new TreeSet<>();
+    try (var docs =
+        new ObjectMapper(new YAMLFactory())
+            .readerFor(JsonNode.class)
+            .<JsonNode>readValues(manifest)) {
+      while (docs.hasNext()) {
+        JsonNode doc = docs.next();
+        if (doc == null || !"ClusterRole".equals(doc.path("kind").asText())) {
+          continue;
+        }
+        for (JsonNode rule : doc.path("rules")) {
+          for (JsonNode g : rule.path("apiGroups")) {
+            for (JsonNode res : rule.path("resources")) {
+              for (JsonNode v : rule.path("verbs")) {
+                granted.add(
+                    (g.asText().isEmpty() ? "core" : g.asText())
+                        + "/"
+                        + res.asText()
+                        + ":"
+                        + v.asText());
+              }
+            }
+          }
+        }
+      }
+    }
+    return granted;
+  }
+}
