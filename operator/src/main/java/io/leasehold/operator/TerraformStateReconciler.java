@@ -580,11 +580,25 @@ public class TerraformStateReconciler
             .getItems();
     for (Secret secret : stateSecrets) {
       if (names.chunkIndex(secret.getMetadata().getName()) >= 0) {
-        client.secrets().inNamespace(names.namespace()).resource(secret).delete();
+        client
+            .secrets()
+            .inNamespace(names.namespace())
+            .resource(secret)
+            .lockResourceVersion(secret.getMetadata().getResourceVersion())
+            .delete();
         deleted.add(secret.getMetadata().getName());
       }
     }
-    client.leases().inNamespace(names.namespace()).withName(names.leaseName()).delete();
+    // Still ours (we took it above): delete it only at the version we hold.
+    lock.read()
+        .ifPresent(
+            l ->
+                client
+                    .leases()
+                    .inNamespace(names.namespace())
+                    .resource(l)
+                    .lockResourceVersion(l.getMetadata().getResourceVersion())
+                    .delete());
     deleted.add("Lease " + names.leaseName());
     events.normal(
         resource, "StateDeleted", "deletionPolicy Delete: removed " + String.join(", ", deleted));

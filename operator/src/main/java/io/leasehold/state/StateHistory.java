@@ -123,7 +123,12 @@ public final class StateHistory {
     List<Version> versions = list();
     for (int i = keep; i < versions.size(); i++) {
       for (Secret s : versions.get(i).chunks()) {
-        client.secrets().inNamespace(names.namespace()).resource(s).delete();
+        client
+            .secrets()
+            .inNamespace(names.namespace())
+            .resource(s)
+            .lockResourceVersion(s.getMetadata().getResourceVersion())
+            .delete();
       }
     }
   }

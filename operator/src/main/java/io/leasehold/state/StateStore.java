@@ -134,7 +134,12 @@ public final class StateStore {
     }
     for (var entry : existing.entrySet()) {
       if (entry.getKey() >= parts.size()) {
-        client.secrets().inNamespace(names.namespace()).resource(entry.getValue()).delete();
+        client
+            .secrets()
+            .inNamespace(names.namespace())
+            .resource(entry.getValue())
+            .lockResourceVersion(entry.getValue().getMetadata().getResourceVersion())
+            .delete();
       }
     }
   }
@@ -142,7 +147,12 @@ public final class StateStore {
   /** Deletes the state Secrets (main and chunks), each at the version read. */
   public void delete(Current previous) {
     for (Secret s : previous.compressed().secrets()) {
-      client.secrets().inNamespace(names.namespace()).resource(s).delete();
+      client
+          .secrets()
+          .inNamespace(names.namespace())
+          .resource(s)
+          .lockResourceVersion(s.getMetadata().getResourceVersion())
+          .delete();
     }
   }
 

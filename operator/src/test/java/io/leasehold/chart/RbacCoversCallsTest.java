@@ -63,13 +63,11 @@ class RbacCoversCallsTest {
               "the backend resolves addresses from this call on real clusters",
           "core/secrets:update", "a state update in place (covered when the state already exists)");
 
-  @Test
-  @DisplayName(
-      "Every API call the operator and backend make is granted by the chart's ClusterRole, and"
-          + " the ClusterRole grants nothing unused")
-  void rbacMatchesTheCallsMade() throws Exception {
-    Set<String> granted = grantedByChart();
-    Set<String> used = new TreeSet<>();
+  /** Every request the operator and backend sent during the scenario, in order. */
+  private static final java.util.List<RecordedRequest> CALLS = new java.util.ArrayList<>();
+
+  @org.junit.jupiter.api.BeforeAll
+  static void recordScenario() throws Exception {
     try (EmbeddedKubernetes api = EmbeddedKubernetes.start(0);
         KubernetesClient operatorClient =
             new KubernetesClientBuilder()
@@ -107,10 +105,20 @@ class RbacCoversCallsTest {
       RecordedRequest r;
       while ((r = server.takeRequest(10, TimeUnit.MILLISECONDS)) != null) {
         if ("operator".equals(r.getHeader(CALLER))) {
-          used.add(permission(r));
+          CALLS.add(r);
         }
       }
     }
+  }
+
+  @Test
+  @DisplayName(
+      "Every API call the operator and backend make is granted by the chart's ClusterRole, and"
+          + " the ClusterRole grants nothing unused")
+  void rbacMatchesTheCallsMade() throws Exception {
+    Set<String> granted = grantedByChart();
+    Set<String> used = new TreeSet<>();
+    CALLS.forEach(r -> used.add(permission(r)));
     System.out.println("API calls made by the operator: " + used);
     assertThat(granted)
         .as("the chart's ClusterRole grants every call the code made")
@@ -121,6 +129,44 @@ class RbacCoversCallsTest {
     assertThat(unused)
         .as("granted but never used: remove from the chart or exercise here")
         .isEmpty();
+  }
+
+  @Test
+  @DisplayName(
+      "Every update or delete of a lock Lease or a state Secret carries the resourceVersion it"
+          + " read, so a real API server refuses it rather than losing a concurrent change")
+  void everyLeaseAndSecretChangeIsConditional() throws Exception {
+    int checked = 0;
+    java.util.List<String> unconditional = new java.util.ArrayList<>();
+    for (RecordedRequest r : CALLS) {
+      String path = r.getPath();
+      boolean leaseOrSecret = path.contains("/leases/") || path.contains("/secrets/");
+      if (!leaseOrSecret || path.contains("/leases/" + LeaseholdOperator.LEADER_LEASE)) {
+        continue;
+      }
+      String body = r.getBody() == null ? "" : r.getBody().readUtf8();
+      JsonNode json = body.isBlank() ? JSON.createObjectNode() : JSON.readTree(body);
+      boolean conditional =
+          switch (r.getMethod()) {
+            case "PUT" -> !json.at("/metadata/resourceVersion").asText("").isEmpty();
+            case "DELETE" -> !json.at("/preconditions/resourceVersion").asText("").isEmpty();
+            case "PATCH" ->
+                body.contains("/metadata/resourceVersion")
+                    || !json.at("/metadata/resourceVersion").asText("").isEmpty();
+            default -> true;
+          };
+      if (!"GET".equals(r.getMethod()) && !"POST".equals(r.getMethod())) {
+        checked++;
+        if (!conditional) {
+          unconditional.add(r.getMethod() + " " + path);
+        }
+      }
+    }
+    System.out.println("Lease and Secret updates and deletes checked: " + checked);
+    assertThat(checked)
+        .as("the scenario updates and deletes Leases and Secrets")
+        .isGreaterThanOrEqualTo(8);
+    assertThat(unconditional).isEmpty();
   }
 
   private static void scenario(KubernetesClient user, String state) throws Exception {
