@@ -66,6 +66,7 @@ public class TerraformStateReconciler
   static final String TERRAFORM_SELECTOR = StateNames.LABEL_TFSTATE + "=true";
   private static final int MAX_QUEUE_IN_STATUS = 50;
   private static final long DELETION_RETRY_MILLIS = 10_000;
+  private static final long CONFLICT_RETRY_MILLIS = 50;
   private static final Logger LOG = LoggerFactory.getLogger(TerraformStateReconciler.class);
   private static final ObjectMapper MAPPER = new ObjectMapper();
 
@@ -195,8 +196,19 @@ public class TerraformStateReconciler
       lease = forceUnlock(resource, lock, forceUnlockId).orElse(lease);
     }
 
-    JobAdmission.Outcome queue =
-        admission.run(resource, names, lease, context.getSecondaryResources(Job.class));
+    JobAdmission.Outcome queue;
+    try {
+      queue = admission.run(resource, names, lease, context.getSecondaryResources(Job.class));
+    } catch (KubernetesClientException e) {
+      if (e.getCode() != 409) {
+        throw e;
+      }
+      // Someone (a backend client, stock Terraform) changed the Lease or Job since it was read:
+      // nothing was written; look again at once with fresh caches.
+      LOG.debug(
+          "{}/{}: {} changed meanwhile; retrying", names.namespace(), names.name(), e.getMessage());
+      return UpdateControl.<TerraformState>noUpdate().rescheduleAfter(CONFLICT_RETRY_MILLIS);
+    }
     lease = queue.lease();
     recordQueue(resource, status, queue);
 
