@@ -25,6 +25,7 @@ import java.util.Arrays;
 import java.util.Base64;
 import java.util.Deque;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
@@ -146,6 +147,10 @@ public final class StateBackend {
   public Reply get(Target target) {
     Optional<StateStore.Current> current = readOrFail(target, "read");
     if (current.isEmpty()) {
+      Optional<String> missing = missingState(client, target.names());
+      if (missing.isPresent()) {
+        return Reply.text(500, missing.get());
+      }
       return Reply.text(404, "no state stored yet for " + describe(target));
     }
     byte[] raw = current.get().raw();
@@ -190,6 +195,12 @@ public final class StateBackend {
             target, who, lockProblem.get().startsWith("locked") ? 423 : 409, lockProblem.get());
       }
       Optional<StateStore.Current> current = readOrFail(target, "write");
+      if (current.isEmpty()) {
+        Optional<String> missing = missingState(client, target.names());
+        if (missing.isPresent()) {
+          return refuse(target, who, 409, missing.get());
+        }
+      }
       if (current.isPresent()) {
         StateFacts stored = current.get().facts();
         if (!stored.getLineage().equals(incoming.getLineage())) {
@@ -478,7 +489,37 @@ public final class StateBackend {
           423, "the state is locked, and a restore needs the lock: " + attempt.reply().bodyText());
     }
     try {
-      Optional<StateStore.Current> current = readOrFail(target, "write");
+      StateStore store = new StateStore(client, target.names());
+      Optional<StateStore.Current> current;
+      try {
+        current = store.read();
+      } catch (StateUnreadableException unreadable) {
+        // The documented way out of a corrupt state: keep the corrupt Secrets in history as
+        // they are, then write the chosen version over them.
+        List<io.fabric8.kubernetes.api.model.Secret> corrupt = store.secrets();
+        String kept =
+            history.saveUnreadable(corrupt, "unreadable, replaced by restore of " + versionId);
+        store.writeOver(old, corrupt);
+        events.warning(
+            target.state(),
+            "StateRestored",
+            "the unreadable state (kept in history as "
+                + kept
+                + ") was replaced by history version "
+                + versionId
+                + " (serial "
+                + version.serial()
+                + ") by "
+                + who);
+        return Reply.text(
+            200,
+            "history version "
+                + versionId
+                + " (serial "
+                + version.serial()
+                + ") restored over the unreadable state, which is kept in history as "
+                + kept);
+      }
       long serial = current.map(c -> c.facts().getSerial() + 1).orElse(version.serial());
       if (current.isPresent() && !current.get().facts().getLineage().equals(version.lineage())) {
         return Reply.text(
@@ -546,6 +587,34 @@ public final class StateBackend {
                             + " of "
                             + describe(target)
                             + "; list them at .../history"));
+  }
+
+  /**
+   * Why an absent state is a fault rather than "no state yet": versions are kept in history but the
+   * state was not deleted through the backend, so its Secret was removed by hand. Guessing (serving
+   * nothing, or accepting a fresh state) would lose it.
+   */
+  public static Optional<String> missingState(KubernetesClient client, StateNames names) {
+    var versions = new StateHistory(client, names).list();
+    if (versions.isEmpty() || "before delete".equals(versions.get(0).reason())) {
+      return Optional.empty();
+    }
+    StateHistory.Version latest = versions.get(0);
+    return Optional.of(
+        "state Secret "
+            + names.secretName()
+            + " is missing but "
+            + versions.size()
+            + " version(s) are kept in history (the latest: serial "
+            + latest.serial()
+            + ", id "
+            + latest.id()
+            + "): it was deleted outside leasehold. Restore a version with POST"
+            + " /v1/states/"
+            + names.namespace()
+            + "/"
+            + names.name()
+            + "/history/<id>/restore (list them at .../history)");
   }
 
   /** Why a write or delete carrying {@code lockId} may not go ahead, if it may not. */

@@ -28,6 +28,7 @@ import io.leasehold.api.QueueEntry;
 import io.leasehold.api.StateFacts;
 import io.leasehold.api.TerraformState;
 import io.leasehold.api.TerraformStateStatus;
+import io.leasehold.backend.StateBackend;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.ops.LeaseholdMetrics;
@@ -245,6 +246,12 @@ public class TerraformStateReconciler
     String degradedMessage = null;
     try {
       Optional<StateFacts> facts = StoredState.read(names, secrets);
+      if (facts.isEmpty() && previous.getState() != null) {
+        Optional<String> missing = StateBackend.missingState(client, names);
+        if (missing.isPresent()) {
+          throw new StateUnreadableException(names.secretName(), missing.get());
+        }
+      }
       status.setState(facts.orElse(null));
       recordStateTransition(resource, previous.getState(), facts.orElse(null));
       conditions.set(

@@ -61,6 +61,33 @@ public final class StateHistory {
     return Optional.of(id);
   }
 
+  /**
+   * Keeps the Secrets of a state that cannot be read, exactly as they are, before a restore
+   * replaces them: nothing is thrown away, not even a corrupt state.
+   */
+  public String saveUnreadable(List<Secret> secrets, String reason) {
+    String id = String.format("%013x", System.currentTimeMillis()) + "-unreadable";
+    List<Secret> ordered = new ArrayList<>(secrets);
+    ordered.sort(Comparator.comparingInt(x -> names.chunkIndex(x.getMetadata().getName())));
+    for (int i = 0; i < ordered.size(); i++) {
+      Map<String, String> data = ordered.get(i).getData();
+      String encoded = data == null ? null : data.get(StoredState.DATA_KEY);
+      byte[] bytes = encoded == null ? new byte[0] : decodeLeniently(encoded);
+      Secret copy =
+          new SecretBuilder(secret(id, i, ordered.size(), bytes, -1, "unreadable", reason)).build();
+      client.secrets().inNamespace(names.namespace()).resource(copy).create();
+    }
+    return id;
+  }
+
+  private static byte[] decodeLeniently(String encoded) {
+    try {
+      return Base64.getDecoder().decode(encoded);
+    } catch (IllegalArgumentException e) {
+      return encoded.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+    }
+  }
+
   /** Kept versions, newest first. */
   public List<Version> list() {
     List<Secret> secrets =
@@ -135,6 +162,12 @@ public final class StateHistory {
 
   private Secret secret(
       String id, int index, int count, byte[] data, StateStore.Current current, String reason) {
+    return secret(
+        id, index, count, data, current.facts().getSerial(), current.facts().getLineage(), reason);
+  }
+
+  private Secret secret(
+      String id, int index, int count, byte[] data, long serial, String lineage, String reason) {
     String name = ("lh-history-" + names.workspace() + "-" + names.name() + "-" + id + "-" + index);
     return new SecretBuilder()
         .withNewMetadata()
@@ -144,8 +177,8 @@ public final class StateHistory {
         .addToLabels(WORKSPACE_LABEL, names.workspace())
         .addToLabels(HISTORY_LABEL, "true")
         .addToAnnotations(VERSION_ANNOTATION, id)
-        .addToAnnotations(SERIAL_ANNOTATION, String.valueOf(current.facts().getSerial()))
-        .addToAnnotations(LINEAGE_ANNOTATION, current.facts().getLineage())
+        .addToAnnotations(SERIAL_ANNOTATION, String.valueOf(serial))
+        .addToAnnotations(LINEAGE_ANNOTATION, lineage)
         .addToAnnotations(CHUNK_ANNOTATION, index + "/" + count)
         .addToAnnotations(SAVED_AT_ANNOTATION, Instant.now().toString())
         .addToAnnotations(REASON_ANNOTATION, reason)

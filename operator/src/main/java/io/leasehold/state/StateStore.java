@@ -107,14 +107,18 @@ public final class StateStore {
    *     changed since it was read
    */
   public void write(byte[] raw, Optional<Current> previous) {
+    writeOver(raw, previous.map(p -> p.compressed().secrets()).orElse(List.of()));
+  }
+
+  /**
+   * Replaces whatever state Secrets are in {@code read} (as read, at their versions) with {@code
+   * raw}: how a restore replaces a state that cannot be read.
+   */
+  public void writeOver(byte[] raw, List<Secret> read) {
     List<byte[]> parts = split(gzip(raw));
     Map<Integer, Secret> existing = new HashMap<>();
-    previous.ifPresent(
-        p ->
-            p.compressed()
-                .secrets()
-                .forEach(s -> existing.put(names.chunkIndex(s.getMetadata().getName()), s)));
-    if (previous.isEmpty()) {
+    read.forEach(s -> existing.put(names.chunkIndex(s.getMetadata().getName()), s));
+    if (read.isEmpty()) {
       // A Secret without the tfstate key (Terraform's "no state yet") is updated in place.
       Secret main =
           client.secrets().inNamespace(names.namespace()).withName(names.secretName()).get();
