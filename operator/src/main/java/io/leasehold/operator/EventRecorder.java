@@ -25,6 +25,12 @@ public final class EventRecorder implements AutoCloseable {
   private static final AtomicLong SEQUENCE = new AtomicLong();
 
   private static final int BACKLOG = 10_000;
+  static final java.time.Duration WARNING_INTERVAL = java.time.Duration.ofSeconds(10);
+
+  private record Sent(long sentNanos, long suppressed) {}
+
+  private final java.util.Map<String, Sent> warnings =
+      new java.util.concurrent.ConcurrentHashMap<>();
 
   private final KubernetesClient client;
   private final String instance;
@@ -66,8 +72,40 @@ public final class EventRecorder implements AutoCloseable {
     record(object, "Normal", reason, message);
   }
 
+  /**
+   * Records a Warning, at most one per object and reason every {@link #WARNING_INTERVAL}: a client
+   * retrying a refused write must not flood the namespace with Events. The next Warning that goes
+   * out says how many were held back.
+   */
   public void warning(HasMetadata object, String reason, String message) {
-    record(object, "Warning", reason, message);
+    String key = object.getMetadata().getUid() + "/" + reason;
+    long now = System.nanoTime();
+    long[] suppressed = new long[1];
+    boolean emit =
+        warnings
+                .compute(
+                    key,
+                    (k, last) -> {
+                      if (last == null || now - last.sentNanos() >= WARNING_INTERVAL.toNanos()) {
+                        suppressed[0] = last == null ? 0 : last.suppressed();
+                        return new Sent(now, 0);
+                      }
+                      return new Sent(last.sentNanos(), last.suppressed() + 1);
+                    })
+                .sentNanos()
+            == now;
+    if (emit) {
+      record(
+          object,
+          "Warning",
+          reason,
+          suppressed[0] == 0
+              ? message
+              : message + " (" + suppressed[0] + " similar Warnings held back)");
+    }
+    if (warnings.size() > 10_000) {
+      warnings.clear();
+    }
   }
 
   private void record(HasMetadata object, String type, String reason, String message) {
