@@ -55,7 +55,7 @@ class StateSizeBenchmark {
           "heap above baseline (peak)");
       for (String s : sizes.split(",")) {
         int size = Integer.parseInt(s.trim());
-        String name = "size-" + size;
+        String name = "s" + size + "b";
         create(h, name);
         create(h, name + "-k");
         String url = base + NAMESPACE + "/" + name;
@@ -131,7 +131,7 @@ class StateSizeBenchmark {
     List<Double> pulls = new ArrayList<>();
     for (int r = 1; r <= REPEATS; r++) {
       Path file = dir.resolve("push-" + r + ".tfstate");
-      Files.writeString(file, state(r, size, r));
+      Files.writeString(file, state(r * 10L, size, r));
       long t0 = System.nanoTime();
       tf.run("state", "push", file.toString()).assertOk();
       pushes.add((System.nanoTime() - t0) / 1e6);
