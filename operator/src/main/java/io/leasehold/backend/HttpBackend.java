@@ -19,6 +19,7 @@ import io.vertx.ext.web.RoutingContext;
 import io.vertx.ext.web.handler.BodyHandler;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
@@ -43,15 +44,21 @@ public final class HttpBackend implements AutoCloseable {
    * @param port port to listen on (0: a free one)
    * @param maxWait upper bound of {@code ?wait=} on LOCK
    */
-  public record Config(String host, int port, Duration maxWait) {}
+  public record Config(String host, int port, Duration maxWait, java.util.Set<String> namespaces) {
+
+    /** Serving every namespace. */
+    public Config(String host, int port, Duration maxWait) {
+      this(host, port, maxWait, java.util.Set.of());
+    }
+  }
 
   private final Vertx vertx;
   private final HttpServer server;
-  private final SharedIndexInformer<Lease> leaseWatch;
+  private final List<SharedIndexInformer<Lease>> leaseWatch;
   private final String host;
 
   private HttpBackend(
-      Vertx vertx, HttpServer server, SharedIndexInformer<Lease> leaseWatch, String host) {
+      Vertx vertx, HttpServer server, List<SharedIndexInformer<Lease>> leaseWatch, String host) {
     this.vertx = vertx;
     this.server = server;
     this.leaseWatch = leaseWatch;
@@ -68,36 +75,50 @@ public final class HttpBackend implements AutoCloseable {
     Vertx vertx = Vertx.vertx(new VertxOptions().setWorkerPoolSize(32));
     LockWaiters waiters = new LockWaiters(vertx, metrics);
     StateBackend backend = backendFactory.create(names -> waiters.wake(StateBackend.key(names)));
-    // A released lock, whoever released it (stock Terraform too), wakes the waiting LOCKs.
-    SharedIndexInformer<Lease> leaseWatch =
-        client
-            .leases()
-            .inAnyNamespace()
-            .withLabel(StateNames.LABEL_TFSTATE, "true")
-            .inform(
-                new ResourceEventHandler<>() {
-                  @Override
-                  public void onAdd(Lease lease) {
-                    changed(lease);
-                  }
+    // A released lock, whoever released it (stock Terraform too), wakes the waiting LOCKs. With
+    // --namespace the watch stays inside the namespaces the operator may read.
+    ResourceEventHandler<Lease> wake =
+        new ResourceEventHandler<>() {
+          @Override
+          public void onAdd(Lease lease) {
+            changed(lease);
+          }
 
-                  @Override
-                  public void onUpdate(Lease old, Lease lease) {
-                    changed(lease);
-                  }
+          @Override
+          public void onUpdate(Lease old, Lease lease) {
+            changed(lease);
+          }
 
-                  @Override
-                  public void onDelete(Lease lease, boolean unknown) {
-                    changed(lease);
-                  }
+          @Override
+          public void onDelete(Lease lease, boolean unknown) {
+            changed(lease);
+          }
 
-                  private void changed(Lease lease) {
-                    String suffix = lease.getMetadata().getLabels().get(StateNames.LABEL_SUFFIX);
-                    if (suffix != null && LeaseLock.Holder.of(lease).isEmpty()) {
-                      waiters.wake(lease.getMetadata().getNamespace() + "/" + suffix);
-                    }
-                  }
-                });
+          private void changed(Lease lease) {
+            String suffix = lease.getMetadata().getLabels().get(StateNames.LABEL_SUFFIX);
+            if (suffix != null && LeaseLock.Holder.of(lease).isEmpty()) {
+              waiters.wake(lease.getMetadata().getNamespace() + "/" + suffix);
+            }
+          }
+        };
+    List<SharedIndexInformer<Lease>> leaseWatch = new java.util.ArrayList<>();
+    if (config.namespaces().isEmpty()) {
+      leaseWatch.add(
+          client
+              .leases()
+              .inAnyNamespace()
+              .withLabel(StateNames.LABEL_TFSTATE, "true")
+              .inform(wake));
+    } else {
+      for (String ns : config.namespaces()) {
+        leaseWatch.add(
+            client
+                .leases()
+                .inNamespace(ns)
+                .withLabel(StateNames.LABEL_TFSTATE, "true")
+                .inform(wake));
+      }
+    }
     Routes routes = new Routes(vertx, backend, access, waiters, config);
     HttpServer server =
         vertx.createHttpServer(
@@ -110,7 +131,7 @@ public final class HttpBackend implements AutoCloseable {
     try {
       server.listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
     } catch (Exception e) {
-      leaseWatch.close();
+      leaseWatch.forEach(SharedIndexInformer::close);
       vertx.close();
       throw new IllegalStateException(
           "cannot serve the Terraform backend on "
@@ -136,7 +157,7 @@ public final class HttpBackend implements AutoCloseable {
 
   @Override
   public void close() {
-    leaseWatch.close();
+    leaseWatch.forEach(SharedIndexInformer::close);
     try {
       vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
     } catch (Exception e) {
@@ -266,7 +287,28 @@ public final class HttpBackend implements AutoCloseable {
       serve(ctx, verb, (t, who) -> handler.apply(t));
     }
 
+    /** A namespace outside --namespace is not served: the operator may not read it. */
+    private boolean served(RoutingContext ctx) {
+      String ns = ctx.pathParam("ns");
+      if (config.namespaces().isEmpty() || config.namespaces().contains(ns)) {
+        return true;
+      }
+      send(
+          ctx,
+          Reply.text(
+              404,
+              "namespace "
+                  + ns
+                  + " is not served by this leasehold (it watches "
+                  + String.join(", ", new java.util.TreeSet<>(config.namespaces()))
+                  + ")"));
+      return false;
+    }
+
     private void serve(RoutingContext ctx, Access.Verb verb, Handler handler) {
+      if (!served(ctx)) {
+        return;
+      }
       String authorization = ctx.request().getHeader("Authorization");
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
@@ -283,6 +325,9 @@ public final class HttpBackend implements AutoCloseable {
     }
 
     private void lock(RoutingContext ctx) {
+      if (!served(ctx)) {
+        return;
+      }
       String authorization = ctx.request().getHeader("Authorization");
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
@@ -336,6 +381,9 @@ public final class HttpBackend implements AutoCloseable {
     }
 
     private void unlock(RoutingContext ctx) {
+      if (!served(ctx)) {
+        return;
+      }
       String authorization = ctx.request().getHeader("Authorization");
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");

@@ -156,7 +156,10 @@ public final class LeaseholdOperator implements AutoCloseable {
             new StateBackend(client, events, maxStateBytes, jobPods, released, options.metrics())
                 .withAudit(audit),
         access,
-        config,
+        config.namespaces().isEmpty() && !options.namespaces().isEmpty()
+            ? new HttpBackend.Config(
+                config.host(), config.port(), config.maxWait(), options.namespaces())
+            : config,
         options.metrics());
   }
 
