@@ -188,11 +188,9 @@ public final class StateBackend {
     ReentrantLock writer = writers.computeIfAbsent(key(target.names()), k -> new ReentrantLock());
     writer.lock();
     try {
-      Lease lease = new LeaseLock(client, target.names()).read().orElse(null);
-      Optional<String> lockProblem = lockProblem(target, lease, lockId, "write");
-      if (lockProblem.isPresent()) {
-        return refuse(
-            target, who, lockProblem.get().startsWith("locked") ? 423 : 409, lockProblem.get());
+      Optional<Reply> notHolder = refusalForLock(target, who, lockId, "write");
+      if (notHolder.isPresent()) {
+        return notHolder.get();
       }
       Optional<StateStore.Current> current = readOrFail(target, "write");
       if (current.isEmpty()) {
@@ -269,11 +267,9 @@ public final class StateBackend {
     ReentrantLock writer = writers.computeIfAbsent(key(target.names()), k -> new ReentrantLock());
     writer.lock();
     try {
-      Lease lease = new LeaseLock(client, target.names()).read().orElse(null);
-      Optional<String> lockProblem = lockProblem(target, lease, lockId, "delete");
-      if (lockProblem.isPresent()) {
-        return refuse(
-            target, who, lockProblem.get().startsWith("locked") ? 423 : 409, lockProblem.get());
+      Optional<Reply> notHolder = refusalForLock(target, who, lockId, "delete");
+      if (notHolder.isPresent()) {
+        return notHolder.get();
       }
       Optional<StateStore.Current> current = readOrFail(target, "delete");
       if (current.isEmpty()) {
@@ -615,6 +611,13 @@ public final class StateBackend {
             + "/"
             + names.name()
             + "/history/<id>/restore (list them at .../history)");
+  }
+
+  /** The refusal (423 locked by another, 409 not the holder) of a write or delete, if any. */
+  private Optional<Reply> refusalForLock(Target target, Requester who, String lockId, String what) {
+    Lease lease = new LeaseLock(client, target.names()).read().orElse(null);
+    return lockProblem(target, lease, lockId, what)
+        .map(problem -> refuse(target, who, problem.startsWith("locked") ? 423 : 409, problem));
   }
 
   /** Why a write or delete carrying {@code lockId} may not go ahead, if it may not. */

@@ -219,7 +219,8 @@ public final class CustomResourceValidation {
     }
   }
 
-  private static Object toCel(JsonNode node) {
+  /** A JSON value as CEL sees it: maps, lists, strings, longs, doubles, booleans, null. */
+  public static Object toCel(JsonNode node) {
     if (node == null || node.isNull() || node.isMissingNode()) {
       return dev.cel.common.values.NullValue.NULL_VALUE;
     }

@@ -720,23 +720,7 @@ class HelmChartTest {
   }
 
   private static Object toCel(JsonNode node) {
-    if (node.isObject()) {
-      Map<String, Object> map = new LinkedHashMap<>();
-      node.fields().forEachRemaining(e -> map.put(e.getKey(), toCel(e.getValue())));
-      return map;
-    }
-    if (node.isArray()) {
-      List<Object> list = new ArrayList<>();
-      node.forEach(e -> list.add(toCel(e)));
-      return list;
-    }
-    if (node.isBoolean()) {
-      return node.booleanValue();
-    }
-    if (node.isIntegralNumber()) {
-      return node.longValue();
-    }
-    return node.asText();
+    return io.leasehold.embedded.CustomResourceValidation.toCel(node);
   }
 
   @Test
