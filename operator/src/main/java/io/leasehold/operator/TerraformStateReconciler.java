@@ -432,6 +432,17 @@ public class TerraformStateReconciler
     if (Objects.equals(beforeId, afterId)) {
       return;
     }
+    if (beforeId != null
+        && afterId != null
+        && beforeId.startsWith(RunnerJobs.HOLDER_PREFIX)
+        && afterId.startsWith(RunnerJobs.HOLDER_PREFIX)) {
+      // A queue handover: one Event rather than a release and a take.
+      events.normal(
+          resource,
+          "LockHandedOver",
+          "lock passed from " + describe(before) + " to " + after.get().summary());
+      return;
+    }
     if (beforeId != null) {
       events.normal(
           resource,
