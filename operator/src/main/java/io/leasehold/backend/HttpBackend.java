@@ -4,6 +4,7 @@ import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import io.leasehold.kube.OnChange;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.ops.LeaseholdMetrics;
@@ -78,29 +79,13 @@ public final class HttpBackend implements AutoCloseable {
     // A released lock, whoever released it (stock Terraform too), wakes the waiting LOCKs. With
     // --namespace the watch stays inside the namespaces the operator may read.
     ResourceEventHandler<Lease> wake =
-        new ResourceEventHandler<>() {
-          @Override
-          public void onAdd(Lease lease) {
-            changed(lease);
-          }
-
-          @Override
-          public void onUpdate(Lease old, Lease lease) {
-            changed(lease);
-          }
-
-          @Override
-          public void onDelete(Lease lease, boolean unknown) {
-            changed(lease);
-          }
-
-          private void changed(Lease lease) {
-            String suffix = lease.getMetadata().getLabels().get(StateNames.LABEL_SUFFIX);
-            if (suffix != null && LeaseLock.Holder.of(lease).isEmpty()) {
-              waiters.wake(lease.getMetadata().getNamespace() + "/" + suffix);
-            }
-          }
-        };
+        OnChange.includingDeletes(
+            (Lease lease) -> {
+              String suffix = lease.getMetadata().getLabels().get(StateNames.LABEL_SUFFIX);
+              if (suffix != null && LeaseLock.Holder.of(lease).isEmpty()) {
+                waiters.wake(lease.getMetadata().getNamespace() + "/" + suffix);
+              }
+            });
     List<SharedIndexInformer<Lease>> leaseWatch = new java.util.ArrayList<>();
     if (config.namespaces().isEmpty()) {
       leaseWatch.add(

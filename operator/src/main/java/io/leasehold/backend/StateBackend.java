@@ -1,7 +1,6 @@
 package io.leasehold.backend;
 
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
-import io.fabric8.kubernetes.api.model.coordination.v1.LeaseBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.leasehold.api.StateFacts;
@@ -24,7 +23,6 @@ import java.util.ArrayDeque;
 import java.util.Arrays;
 import java.util.Base64;
 import java.util.Deque;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -42,9 +40,6 @@ import java.util.regex.Pattern;
  * <p>All methods block on the Kubernetes API; the HTTP layer calls them off its event loop.
  */
 public final class StateBackend {
-
-  /** On a Lease held for a runner Job: the LockInfo of the Job's own terraform, nested in it. */
-  public static final String CLIENT_LOCK_ANNOTATION = "leasehold.io/client-lock";
 
   private static final com.fasterxml.jackson.databind.ObjectMapper MAPPER =
       new com.fasterxml.jackson.databind.ObjectMapper();
@@ -163,7 +158,7 @@ public final class StateBackend {
       return refuse(
           target,
           who,
-          413,
+          Refusal.TOO_LARGE,
           "the state is "
               + body.length
               + " bytes, over the limit of "
@@ -174,7 +169,7 @@ public final class StateBackend {
       return refuse(
           target,
           who,
-          400,
+          Refusal.CONTENT_MD5,
           "Content-MD5 "
               + contentMd5
               + " does not match the body: it was changed or cut in transit");
@@ -183,7 +178,8 @@ public final class StateBackend {
     try {
       incoming = io.leasehold.state.StoredState.facts(body, "request body", "request body");
     } catch (StateUnreadableException e) {
-      return refuse(target, who, 400, "the body is not a Terraform state: " + e.getMessage());
+      return refuse(
+          target, who, Refusal.NOT_A_STATE, "the body is not a Terraform state: " + e.getMessage());
     }
     ReentrantLock writer = writers.computeIfAbsent(key(target.names()), k -> new ReentrantLock());
     writer.lock();
@@ -196,7 +192,7 @@ public final class StateBackend {
       if (current.isEmpty()) {
         Optional<String> missing = missingState(client, target.names());
         if (missing.isPresent()) {
-          return refuse(target, who, 409, missing.get());
+          return refuse(target, who, Refusal.STATE_MISSING, missing.get());
         }
       }
       if (current.isPresent()) {
@@ -205,7 +201,7 @@ public final class StateBackend {
           return refuse(
               target,
               who,
-              409,
+              Refusal.LINEAGE,
               "lineage "
                   + incoming.getLineage()
                   + " differs from the stored state's lineage "
@@ -216,7 +212,7 @@ public final class StateBackend {
           return refuse(
               target,
               who,
-              409,
+              Refusal.SERIAL,
               "serial "
                   + incoming.getSerial()
                   + " is lower than the stored serial "
@@ -232,7 +228,7 @@ public final class StateBackend {
           return refuse(
               target,
               who,
-              409,
+              Refusal.SERIAL,
               "serial "
                   + incoming.getSerial()
                   + " is already stored with other content: another write with this serial landed first, and this one would overwrite it");
@@ -253,7 +249,7 @@ public final class StateBackend {
         return refuse(
             target,
             who,
-            409,
+            Refusal.CONFLICT,
             "the state Secrets changed while this write was checked (a writer outside the lock); retry");
       }
       throw e;
@@ -307,7 +303,7 @@ public final class StateBackend {
           if (holder.isPresent()) {
             metrics.lockExpiredTakenOver();
           }
-          lock.replace(heldByClient(released(lease), info));
+          lock.replace(LeaseLock.heldBy(LeaseLock.released(lease), info));
           audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
           return new LockAttempt(true, Reply.json(200, info.toJson()));
         }
@@ -319,7 +315,8 @@ public final class StateBackend {
             && jobPods.isPodOfJob(who, lease.getMetadata().getNamespace(), jobUid.get())) {
           Optional<LockInfo> nested = nestedClientLock(lease);
           if (nested.isEmpty() || nested.get().id().equals(info.id())) {
-            lock.replace(withNestedClientLock(lease, info));
+            lock.replace(
+                LeaseLock.withAnnotation(lease, LeaseLock.CLIENT_LOCK_ANNOTATION, info.toJson()));
             return new LockAttempt(true, Reply.json(200, info.toJson()));
           }
           return new LockAttempt(false, Reply.json(423, nested.get().toJson()));
@@ -407,7 +404,7 @@ public final class StateBackend {
           return Reply.text(200, "lock " + id + " released");
         }
         if (nested.isPresent() && nested.get().id().equals(id)) {
-          lock.replace(withoutNestedClientLock(lease));
+          lock.replace(LeaseLock.withAnnotation(lease, LeaseLock.CLIENT_LOCK_ANNOTATION, null));
           remember(target, id);
           return Reply.text(200, "lock " + id + " released; the runner Job keeps the state's lock");
         }
@@ -617,17 +614,18 @@ public final class StateBackend {
   private Optional<Reply> refusalForLock(Target target, Requester who, String lockId, String what) {
     Lease lease = new LeaseLock(client, target.names()).read().orElse(null);
     return lockProblem(target, lease, lockId, what)
-        .map(problem -> refuse(target, who, problem.startsWith("locked") ? 423 : 409, problem));
+        .map(problem -> refuse(target, who, problem.kind(), problem.message()));
   }
 
   /** Why a write or delete carrying {@code lockId} may not go ahead, if it may not. */
-  private Optional<String> lockProblem(Target target, Lease lease, String lockId, String what) {
+  private Optional<Problem> lockProblem(Target target, Lease lease, String lockId, String what) {
     Optional<LeaseLock.Holder> holder =
         lease == null ? Optional.empty() : LeaseLock.Holder.of(lease);
     boolean hasId = lockId != null && !lockId.isBlank();
     if (holder.isEmpty()) {
       if (hasId) {
-        return Optional.of(
+        return Problem.of(
+            Refusal.STALE_LOCK,
             "lock "
                 + lockId
                 + " no longer holds the state: it was released, broken or expired"
@@ -638,7 +636,8 @@ public final class StateBackend {
     }
     LeaseLock.Holder h = holder.get();
     if (!hasId) {
-      return Optional.of(
+      return Problem.of(
+          Refusal.LOCKED,
           "locked by "
               + h.summary()
               + " (lock ID "
@@ -649,7 +648,8 @@ public final class StateBackend {
     }
     if (LeaseLock.vouchedHolder(lease).isPresent()
         && LeaseLock.expired(lease, ZonedDateTime.now())) {
-      return Optional.of(
+      return Problem.of(
+          Refusal.STALE_LOCK,
           "lock "
               + h.id()
               + " expired: its holder stopped renewing it; take the lock again and re-run");
@@ -661,7 +661,8 @@ public final class StateBackend {
     if (nested.isPresent() && nested.get().id().equals(lockId)) {
       return Optional.empty();
     }
-    return Optional.of(
+    return Problem.of(
+        Refusal.STALE_LOCK,
         "lock "
             + lockId
             + " does not hold the state"
@@ -686,9 +687,10 @@ public final class StateBackend {
     }
   }
 
-  private Reply refuse(Target target, Requester who, int status, String why) {
+  private Reply refuse(Target target, Requester who, Refusal kind, String why) {
+    int status = kind.status;
     String message = why + ". Nothing was written.";
-    metrics.write(false, reasonOf(status, why));
+    metrics.write(false, kind.reason);
     audit.record(target, who, "write REFUSED (" + status + "): " + message);
     events.warning(
         target.state(),
@@ -697,30 +699,31 @@ public final class StateBackend {
     return Reply.text(status, message);
   }
 
-  /** A short, fixed reason for the refusal metric (never a name or an ID). */
-  private static String reasonOf(int status, String why) {
-    if (status == 413) {
-      return "too_large";
+  /** Why a write is refused: its HTTP status and the metric's fixed reason (never a name). */
+  private enum Refusal {
+    TOO_LARGE(413, "too_large"),
+    CONTENT_MD5(400, "content_md5"),
+    NOT_A_STATE(400, "not_a_state"),
+    LOCKED(423, "locked"),
+    STALE_LOCK(409, "stale_lock"),
+    STATE_MISSING(409, "state_missing"),
+    LINEAGE(409, "lineage"),
+    SERIAL(409, "serial"),
+    CONFLICT(409, "conflict");
+
+    final int status;
+    final String reason;
+
+    Refusal(int status, String reason) {
+      this.status = status;
+      this.reason = reason;
     }
-    if (why.startsWith("Content-MD5")) {
-      return "content_md5";
+  }
+
+  private record Problem(Refusal kind, String message) {
+    static Optional<Problem> of(Refusal kind, String message) {
+      return Optional.of(new Problem(kind, message));
     }
-    if (why.startsWith("the body is not")) {
-      return "not_a_state";
-    }
-    if (why.startsWith("locked by")) {
-      return "locked";
-    }
-    if (why.startsWith("lock ")) {
-      return "stale_lock";
-    }
-    if (why.startsWith("lineage")) {
-      return "lineage";
-    }
-    if (why.startsWith("serial")) {
-      return "serial";
-    }
-    return "conflict";
   }
 
   private static boolean expiredVouched(Lease lease) {
@@ -728,49 +731,8 @@ public final class StateBackend {
         && LeaseLock.expired(lease, ZonedDateTime.now());
   }
 
-  private static Lease heldByClient(Lease unlocked, LockInfo info) {
-    Map<String, String> annotations = new HashMap<>(annotations(unlocked));
-    annotations.put(LeaseLock.LOCK_INFO_ANNOTATION, info.toJson());
-    return new LeaseBuilder(unlocked)
-        .editMetadata()
-        .withAnnotations(annotations)
-        .endMetadata()
-        .editOrNewSpec()
-        .withHolderIdentity(info.id())
-        .endSpec()
-        .build();
-  }
-
-  private static Lease withNestedClientLock(Lease lease, LockInfo info) {
-    Map<String, String> annotations = new HashMap<>(annotations(lease));
-    annotations.put(CLIENT_LOCK_ANNOTATION, info.toJson());
-    return new LeaseBuilder(lease)
-        .editMetadata()
-        .withAnnotations(annotations)
-        .endMetadata()
-        .build();
-  }
-
-  private static Lease withoutNestedClientLock(Lease lease) {
-    Map<String, String> annotations = new HashMap<>(annotations(lease));
-    annotations.remove(CLIENT_LOCK_ANNOTATION);
-    return new LeaseBuilder(lease)
-        .editMetadata()
-        .withAnnotations(annotations)
-        .endMetadata()
-        .build();
-  }
-
-  private static Lease released(Lease lease) {
-    Lease copy = LeaseLock.released(lease);
-    Map<String, String> annotations = new HashMap<>(annotations(copy));
-    annotations.remove(CLIENT_LOCK_ANNOTATION);
-    copy.getMetadata().setAnnotations(annotations);
-    return copy;
-  }
-
   static Optional<LockInfo> nestedClientLock(Lease lease) {
-    return LockInfo.parse(annotations(lease).get(CLIENT_LOCK_ANNOTATION));
+    return LockInfo.parse(annotations(lease).get(LeaseLock.CLIENT_LOCK_ANNOTATION));
   }
 
   private static String holderJson(Lease lease) {

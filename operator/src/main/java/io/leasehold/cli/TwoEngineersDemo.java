@@ -291,7 +291,6 @@ final class TwoEngineersDemo {
     JsonNode state = new ObjectMapper().readTree(get(url));
     TreeSet<String> items = new TreeSet<>();
     state.path("outputs").path("items").path("value").forEach(v -> items.add(v.asText()));
-    state.path("resources").forEach(r -> r.path("instances").forEach(i -> {}));
     out.println(
         "  State "
             + when

@@ -24,6 +24,9 @@ public final class LeaseLock {
 
   public static final String LOCK_INFO_ANNOTATION = "app.terraform.io/lock-info";
 
+  /** On a Lease held for a runner Job: the LockInfo of the Job's own terraform, nested in it. */
+  public static final String CLIENT_LOCK_ANNOTATION = "leasehold.io/client-lock";
+
   /** Set by leasehold on Leases it holds and renews on a holder's behalf. */
   public static final String HELD_FOR_ANNOTATION = "leasehold.io/held-for";
 
@@ -146,23 +149,40 @@ public final class LeaseLock {
     if (holder.isPresent()) {
       return holder;
     }
+    Lease held = heldBy(lease, info);
+    client.leases().inNamespace(names.namespace()).resource(held).update();
+    return Optional.empty();
+  }
+
+  /**
+   * An unlocked Lease as Terraform locks it: {@code holderIdentity} set to the lock ID and {@value
+   * #LOCK_INFO_ANNOTATION} carrying the LockInfo.
+   */
+  public static Lease heldBy(Lease unlocked, LockInfo info) {
+    return new LeaseBuilder(withAnnotation(unlocked, LOCK_INFO_ANNOTATION, info.toJson()))
+        .editOrNewSpec()
+        .withHolderIdentity(info.id())
+        .endSpec()
+        .build();
+  }
+
+  /** A copy of {@code lease} with annotation {@code key} set to {@code value}, or removed. */
+  public static Lease withAnnotation(Lease lease, String key, String value) {
     Map<String, String> annotations =
         new HashMap<>(
             lease.getMetadata().getAnnotations() == null
                 ? Map.of()
                 : lease.getMetadata().getAnnotations());
-    annotations.put(LOCK_INFO_ANNOTATION, info.toJson());
-    Lease held =
-        new LeaseBuilder(lease)
-            .editMetadata()
-            .withAnnotations(annotations)
-            .endMetadata()
-            .editSpec()
-            .withHolderIdentity(info.id())
-            .endSpec()
-            .build();
-    client.leases().inNamespace(names.namespace()).resource(held).update();
-    return Optional.empty();
+    if (value == null) {
+      annotations.remove(key);
+    } else {
+      annotations.put(key, value);
+    }
+    return new LeaseBuilder(lease)
+        .editMetadata()
+        .withAnnotations(annotations)
+        .endMetadata()
+        .build();
   }
 
   /**
@@ -262,7 +282,10 @@ public final class LeaseLock {
     }
   }
 
-  /** A copy of {@code lease} unlocked the way Terraform unlocks: holder and lock-info cleared. */
+  /**
+   * A copy of {@code lease} unlocked the way Terraform unlocks: holder and lock-info cleared, and
+   * leasehold's own holding fields and any nested client lock with them.
+   */
   public static Lease released(Lease lease) {
     Lease copy =
         new LeaseBuilder(lease)
@@ -278,6 +301,8 @@ public final class LeaseLock {
       Map<String, String> kept = new HashMap<>(annotations);
       kept.remove(LOCK_INFO_ANNOTATION);
       kept.remove(HELD_FOR_ANNOTATION);
+      // A lock nested under the released one goes with it.
+      kept.remove(CLIENT_LOCK_ANNOTATION);
       copy.getMetadata().setAnnotations(kept);
     }
     return copy;

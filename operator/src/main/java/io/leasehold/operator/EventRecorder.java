@@ -80,28 +80,25 @@ public final class EventRecorder implements AutoCloseable {
   public void warning(HasMetadata object, String reason, String message) {
     String key = object.getMetadata().getUid() + "/" + reason;
     long now = System.nanoTime();
-    long[] suppressed = new long[1];
-    boolean emit =
-        warnings
-                .compute(
-                    key,
-                    (k, last) -> {
-                      if (last == null || now - last.sentNanos() >= WARNING_INTERVAL.toNanos()) {
-                        suppressed[0] = last == null ? 0 : last.suppressed();
-                        return new Sent(now, 0);
-                      }
-                      return new Sent(last.sentNanos(), last.suppressed() + 1);
-                    })
-                .sentNanos()
-            == now;
-    if (emit) {
+    // Held back so far, or -1 when this one is held back too.
+    long[] heldBack = {-1};
+    warnings.compute(
+        key,
+        (k, last) -> {
+          if (last == null || now - last.sentNanos() >= WARNING_INTERVAL.toNanos()) {
+            heldBack[0] = last == null ? 0 : last.suppressed();
+            return new Sent(now, 0);
+          }
+          return new Sent(last.sentNanos(), last.suppressed() + 1);
+        });
+    if (heldBack[0] >= 0) {
       record(
           object,
           "Warning",
           reason,
-          suppressed[0] == 0
+          heldBack[0] == 0
               ? message
-              : message + " (" + suppressed[0] + " similar Warnings held back)");
+              : message + " (" + heldBack[0] + " similar Warnings held back)");
     }
     if (warnings.size() > 10_000) {
       warnings.clear();

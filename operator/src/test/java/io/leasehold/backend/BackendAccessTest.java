@@ -267,7 +267,7 @@ class BackendAccessTest {
     assertThat(lease.getSpec().getHolderIdentity()).startsWith("job/jobbed-run/");
     assertThat(lease.getMetadata().getAnnotations())
         .containsKey(LeaseLock.HELD_FOR_ANNOTATION)
-        .doesNotContainKey(StateBackend.CLIENT_LOCK_ANNOTATION);
+        .doesNotContainKey(LeaseLock.CLIENT_LOCK_ANNOTATION);
     RunnerJobFixtures.finish(harness.client(), "jobbed-run", true);
   }
 }

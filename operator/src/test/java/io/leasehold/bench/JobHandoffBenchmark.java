@@ -6,11 +6,11 @@ import static org.awaitility.Awaitility.await;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
-import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
 import io.fabric8.mockwebserver.http.RecordedRequest;
 import io.leasehold.api.TerraformState;
+import io.leasehold.kube.OnChange;
 import io.leasehold.queue.RunnerJobs;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.RunnerJobFixtures;
@@ -60,32 +60,18 @@ class JobHandoffBenchmark {
               .inNamespace(NAMESPACE)
               .withLabel(RunnerJobs.STATE_LABEL, "bench")
               .inform(
-                  new ResourceEventHandler<>() {
-                    @Override
-                    public void onAdd(Job job) {
-                      seen(job);
-                    }
-
-                    @Override
-                    public void onUpdate(Job old, Job job) {
-                      seen(job);
-                    }
-
-                    @Override
-                    public void onDelete(Job job, boolean unknown) {}
-
-                    private void seen(Job job) {
-                      String name = job.getMetadata().getName();
-                      if (!RunnerJobs.suspended(job)
-                          && !RunnerJobs.finished(job)
-                          && admittedAt.putIfAbsent(name, System.nanoTime()) == null) {
-                        synchronized (order) {
-                          order.add(name);
+                  OnChange.of(
+                      (Job job) -> {
+                        String name = job.getMetadata().getName();
+                        if (!RunnerJobs.suspended(job)
+                            && !RunnerJobs.finished(job)
+                            && admittedAt.putIfAbsent(name, System.nanoTime()) == null) {
+                          synchronized (order) {
+                            order.add(name);
+                          }
+                          driver.submit(() -> complete(h, job, finishedAt));
                         }
-                        driver.submit(() -> complete(h, job, finishedAt));
-                      }
-                    }
-                  });
+                      }));
       KubernetesMockServer server = h.api().mockServer();
       drain(server);
       long start = System.nanoTime();

@@ -5,6 +5,7 @@ import static io.leasehold.support.OperatorHarness.NAMESPACE;
 import io.leasehold.api.TerraformState;
 import io.leasehold.backend.Access;
 import io.leasehold.backend.JobPods;
+import io.leasehold.kube.OnChange;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.Terraform;
 import java.nio.file.Files;
@@ -83,29 +84,11 @@ class LockWaitBenchmark {
             .inNamespace(NAMESPACE)
             .withField("metadata.name", "lock-tfstate-default-" + name)
             .inform(
-                new io.fabric8.kubernetes.client.informers.ResourceEventHandler<
-                    io.fabric8.kubernetes.api.model.coordination.v1.Lease>() {
-                  @Override
-                  public void onAdd(io.fabric8.kubernetes.api.model.coordination.v1.Lease l) {
-                    seen(l);
-                  }
-
-                  @Override
-                  public void onUpdate(
-                      io.fabric8.kubernetes.api.model.coordination.v1.Lease o,
-                      io.fabric8.kubernetes.api.model.coordination.v1.Lease l) {
-                    seen(l);
-                  }
-
-                  @Override
-                  public void onDelete(
-                      io.fabric8.kubernetes.api.model.coordination.v1.Lease l, boolean unknown) {}
-
-                  private void seen(io.fabric8.kubernetes.api.model.coordination.v1.Lease l) {
-                    boolean held = l.getSpec() != null && l.getSpec().getHolderIdentity() != null;
-                    transitions.add(new long[] {System.nanoTime(), held ? 1 : 0});
-                  }
-                });
+                OnChange.of(
+                    (io.fabric8.kubernetes.api.model.coordination.v1.Lease l) -> {
+                      boolean held = l.getSpec() != null && l.getSpec().getHolderIdentity() != null;
+                      transitions.add(new long[] {System.nanoTime(), held ? 1 : 0});
+                    }));
     List<Terraform> runs = new ArrayList<>();
     for (int i = 0; i < k; i++) {
       Terraform tf = new Terraform(Files.createTempDirectory("bench-" + name));

@@ -3,9 +3,9 @@ package io.leasehold.bench;
 import static io.leasehold.support.OperatorHarness.NAMESPACE;
 
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
-import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.leasehold.api.TerraformState;
+import io.leasehold.kube.OnChange;
 import io.leasehold.queue.RunnerJobs;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.RunnerJobFixtures;
@@ -54,32 +54,19 @@ class ScaleBenchmark {
               .jobs()
               .inNamespace(NAMESPACE)
               .inform(
-                  new ResourceEventHandler<>() {
-                    @Override
-                    public void onAdd(Job j) {
-                      seen(j);
-                    }
-
-                    @Override
-                    public void onUpdate(Job o, Job j) {
-                      seen(j);
-                    }
-
-                    @Override
-                    public void onDelete(Job j, boolean unknown) {}
-
-                    private void seen(Job j) {
-                      if (RunnerJobs.finished(j)) {
-                        finished.add(j.getMetadata().getName());
-                      } else if (!RunnerJobs.suspended(j)) {
-                        RunnerJobs.stateName(j).ifPresent(s -> firstAdmitted.putIfAbsent(s, true));
-                        driver.submit(
-                            () ->
-                                RunnerJobFixtures.finish(
-                                    h.client(), j.getMetadata().getName(), true));
-                      }
-                    }
-                  });
+                  OnChange.of(
+                      (Job j) -> {
+                        if (RunnerJobs.finished(j)) {
+                          finished.add(j.getMetadata().getName());
+                        } else if (!RunnerJobs.suspended(j)) {
+                          RunnerJobs.stateName(j)
+                              .ifPresent(s -> firstAdmitted.putIfAbsent(s, true));
+                          driver.submit(
+                              () ->
+                                  RunnerJobFixtures.finish(
+                                      h.client(), j.getMetadata().getName(), true));
+                        }
+                      }));
       long start = System.nanoTime();
       for (int s = 0; s < states; s++) {
         TerraformState state = new TerraformState();

@@ -7,7 +7,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
 import io.leasehold.api.TerraformState;
@@ -16,6 +15,7 @@ import io.leasehold.backend.HttpBackend;
 import io.leasehold.backend.JobPods;
 import io.leasehold.backend.StateBackend;
 import io.leasehold.embedded.EmbeddedKubernetes;
+import io.leasehold.kube.OnChange;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.operator.EventRecorder;
 import io.leasehold.operator.LeaseholdOperator;
@@ -322,7 +322,7 @@ class FaultInjectionTest {
     try {
       while (!done.get()) {
         if (n < 40 && running.size() < 200) {
-          RunnerJobFixtures.runnerCreate(test, String.format("chaos-job-%03d", n++), STATE);
+          RunnerJobFixtures.create(test, String.format("chaos-job-%03d", n++), STATE);
           count("job-created");
         }
         for (Job job :
@@ -417,29 +417,15 @@ class FaultInjectionTest {
         .inNamespace(NS)
         .withField("metadata.name", names.leaseName())
         .inform(
-            new ResourceEventHandler<>() {
-              @Override
-              public void onAdd(Lease l) {
-                record(l);
-              }
-
-              @Override
-              public void onUpdate(Lease o, Lease l) {
-                record(l);
-              }
-
-              @Override
-              public void onDelete(Lease l, boolean unknown) {}
-
-              private void record(Lease l) {
-                if (names.leaseName().equals(l.getMetadata().getName())) {
-                  holders.add(
-                      new Holder(
-                          System.nanoTime(),
-                          l.getSpec() == null ? null : l.getSpec().getHolderIdentity()));
-                }
-              }
-            });
+            OnChange.of(
+                (Lease l) -> {
+                  if (names.leaseName().equals(l.getMetadata().getName())) {
+                    holders.add(
+                        new Holder(
+                            System.nanoTime(),
+                            l.getSpec() == null ? null : l.getSpec().getHolderIdentity()));
+                  }
+                }));
   }
 
   private SharedIndexInformer<Job> watchJobs(
@@ -450,33 +436,19 @@ class FaultInjectionTest {
         .inNamespace(NS)
         .withLabel(RunnerJobs.STATE_LABEL, STATE)
         .inform(
-            new ResourceEventHandler<>() {
-              @Override
-              public void onAdd(Job j) {
-                seen(j);
-              }
-
-              @Override
-              public void onUpdate(Job o, Job j) {
-                seen(j);
-              }
-
-              @Override
-              public void onDelete(Job j, boolean unknown) {}
-
-              private synchronized void seen(Job j) {
-                String name = j.getMetadata().getName();
-                boolean active = !RunnerJobs.suspended(j) && !RunnerJobs.finished(j);
-                Boolean was = running.put(name, active);
-                if (active && !Boolean.TRUE.equals(was)) {
-                  admissions.computeIfAbsent(name, k -> new AtomicInteger()).incrementAndGet();
-                  long now = running.values().stream().filter(b -> b).count();
-                  if (now > 1) {
-                    violations.add("two runner Jobs admitted at once: " + running);
+            OnChange.of(
+                (Job j) -> {
+                  String name = j.getMetadata().getName();
+                  boolean active = !RunnerJobs.suspended(j) && !RunnerJobs.finished(j);
+                  Boolean was = running.put(name, active);
+                  if (active && !Boolean.TRUE.equals(was)) {
+                    admissions.computeIfAbsent(name, k -> new AtomicInteger()).incrementAndGet();
+                    long now = running.values().stream().filter(b -> b).count();
+                    if (now > 1) {
+                      violations.add("two runner Jobs admitted at once: " + running);
+                    }
                   }
-                }
-              }
-            });
+                }));
   }
 
   private void check(

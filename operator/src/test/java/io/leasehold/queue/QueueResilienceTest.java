@@ -10,8 +10,8 @@ import static org.awaitility.Awaitility.await;
 
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
-import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import io.leasehold.kube.OnChange;
 import io.leasehold.state.StateNames;
 import io.leasehold.support.OperatorHarness;
 import java.time.Duration;
@@ -98,38 +98,24 @@ class QueueResilienceTest {
               .inNamespace(NAMESPACE)
               .withLabel(RunnerJobs.STATE_LABEL, "busy")
               .inform(
-                  new ResourceEventHandler<>() {
-                    @Override
-                    public void onAdd(Job job) {
-                      observe(job);
-                    }
-
-                    @Override
-                    public void onUpdate(Job old, Job job) {
-                      observe(job);
-                    }
-
-                    @Override
-                    public void onDelete(Job job, boolean unknown) {}
-
-                    private synchronized void observe(Job job) {
-                      String name = job.getMetadata().getName();
-                      boolean active = !RunnerJobs.suspended(job) && !RunnerJobs.finished(job);
-                      Boolean was = runningNow.put(name, active);
-                      if (active && !Boolean.TRUE.equals(was)) {
-                        admissions
-                            .computeIfAbsent(name, k -> new AtomicInteger())
-                            .incrementAndGet();
-                        order.add(name);
-                        long concurrent = runningNow.values().stream().filter(b -> b).count();
-                        if (concurrent > 1) {
-                          violations.add(name + " admitted while " + runningNow);
+                  OnChange.of(
+                      (Job job) -> {
+                        String name = job.getMetadata().getName();
+                        boolean active = !RunnerJobs.suspended(job) && !RunnerJobs.finished(job);
+                        Boolean was = runningNow.put(name, active);
+                        if (active && !Boolean.TRUE.equals(was)) {
+                          admissions
+                              .computeIfAbsent(name, k -> new AtomicInteger())
+                              .incrementAndGet();
+                          order.add(name);
+                          long concurrent = runningNow.values().stream().filter(b -> b).count();
+                          if (concurrent > 1) {
+                            violations.add(name + " admitted while " + runningNow);
+                          }
+                          // The test driver plays the runner: it ends as soon as it starts.
+                          driver.submit(() -> finish(h.client(), name, true));
                         }
-                        // The test driver plays the runner: it ends as soon as it starts.
-                        driver.submit(() -> finish(h.client(), name, true));
-                      }
-                    }
-                  });
+                      }));
       try {
         // Created concurrently, as pipelines would.
         ExecutorService creators = Executors.newFixedThreadPool(4);

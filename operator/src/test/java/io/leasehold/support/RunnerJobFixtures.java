@@ -40,11 +40,6 @@ public final class RunnerJobFixtures {
     return client.resource(runner(name, state, true)).create();
   }
 
-  /** Creates a suspended runner Job for {@code state}. */
-  public static Job runnerCreate(KubernetesClient client, String name, String state) {
-    return create(client, name, state);
-  }
-
   public static Job get(KubernetesClient client, String name) {
     return client.batch().v1().jobs().inNamespace(OperatorHarness.NAMESPACE).withName(name).get();
   }
