@@ -108,6 +108,8 @@ public final class JobAdmission {
         Lease before = lease;
         lease = new LeaseLock(client, names).replace(heldFor(names, lease, nextJob, duration));
         written.leaseWritten(state, lease, before);
+        unsuspend(state, nextJob, lease);
+        // Events go out after the admission, so their writes do not delay it.
         if (holder != null) {
           events.normal(
               holder,
@@ -119,7 +121,6 @@ public final class JobAdmission {
                   + " passed to Job "
                   + name(nextJob));
         }
-        unsuspend(state, nextJob, lease);
         endedAt(holder).ifPresent(t -> metrics.handoff(Duration.between(t, clock.instant())));
         RunQueue after = RunQueue.of(names.name(), replaceJob(jobs, nextJob));
         announce(state, after, lease);

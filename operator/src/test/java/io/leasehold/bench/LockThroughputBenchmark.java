@@ -16,21 +16,42 @@ import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.junit.jupiter.api.Test;
 
 /**
  * LOCK/UNLOCK cycles per second through the HTTP backend on the embedded API: one client on one
- * state, 16 clients queueing with ?wait= on one state, and 16 clients spread over 100 states.
- * Prints figures; asserts nothing about speed.
- *
- * <p>Run: {@code mvn -B -pl operator test -Dtest=LockThroughputBenchmark
- * -Dsurefire.failIfNoSpecifiedTests=false [-Dcycles=2000]}
+ * state, 16 clients queueing with {@code ?wait=} on one state (which also gives the handoff latency
+ * between waiting clients), and 16 clients spread over 100 states.
  */
-class LockThroughputBenchmark {
+final class LockThroughputBenchmark implements Benchmark {
 
-  @Test
-  void lockCycles() throws Exception {
-    int cycles = Integer.getInteger("cycles", 2000);
+  @Override
+  public String id() {
+    return "throughput";
+  }
+
+  @Override
+  public String title() {
+    return "Lock throughput and ?wait= handoff";
+  }
+
+  @Override
+  public String description(BenchSettings settings) {
+    return """
+        HTTP clients run LOCK then UNLOCK in a loop (%d cycles per case) against the backend on
+        the embedded API: one client on one state; 16 clients on one state, queueing with
+        `?wait=60s`; 16 clients spread over 100 states. In the 16-clients-one-state case every
+        lock is handed from one client to a waiting one, and the handoff is timed as a client
+        sees it: from the moment the holder sends UNLOCK to the moment the next client has its
+        LOCK answered 200. Each cycle writes the Lease twice; the operator also patches the
+        TerraformState status and records Events on lock changes, all on the same in-memory API,
+        which is what limits the figures.
+        """
+        .formatted(settings.lockCycles());
+  }
+
+  @Override
+  public List<Figure> run(BenchSettings settings) throws Exception {
+    int cycles = settings.lockCycles();
     try (OperatorHarness h = OperatorHarness.start()) {
       String base = h.startBackend(64L * 1024 * 1024);
       for (int i = 0; i < 100; i++) {
@@ -40,16 +61,69 @@ class LockThroughputBenchmark {
         h.client().resource(s).create();
       }
       Thread.sleep(2000);
-      run(base, "warm-up, 1 client, 1 state", 1, 1, cycles / 4);
-      System.out.println();
-      run(base, "1 client, 1 state", 1, 1, cycles);
-      run(base, "16 clients, 1 state (?wait=)", 16, 1, cycles);
-      run(base, "16 clients, 100 states", 16, 100, cycles);
-      System.out.println();
+      run(base, 1, 1, Math.max(1, cycles / 4), new Timeline());
+      List<Figure> figures = new ArrayList<>();
+      figures.add(
+          Figure.of("1 client, 1 state: cycles/s", run(base, 1, 1, cycles, new Timeline()), "/s"));
+      Timeline queued = new Timeline();
+      figures.add(
+          Figure.of(
+              "16 clients, 1 state, ?wait=: cycles/s", run(base, 16, 1, cycles, queued), "/s"));
+      List<Double> handoffs = queued.handoffsMs();
+      figures.add(
+          Figure.target(
+              "?wait= handoff UNLOCK -> next LOCK, p50", Bench.percentile(handoffs, 50), "ms", 20));
+      figures.add(
+          Figure.target(
+              "?wait= handoff UNLOCK -> next LOCK, p99",
+              Bench.percentile(handoffs, 99),
+              "ms",
+              100));
+      figures.add(
+          Figure.of(
+              "16 clients, 100 states: cycles/s",
+              run(base, 16, 100, cycles, new Timeline()),
+              "/s"));
+      return figures;
     }
   }
 
-  private static void run(String base, String label, int clients, int states, int cycles)
+  /** When clients sent UNLOCK and got LOCK granted, to time the handoffs between them. */
+  private static final class Timeline {
+    private final List<long[]> marks = java.util.Collections.synchronizedList(new ArrayList<>());
+
+    void unlockSent() {
+      marks.add(new long[] {System.nanoTime(), 0});
+    }
+
+    void lockGranted() {
+      marks.add(new long[] {System.nanoTime(), 1});
+    }
+
+    /** For each granted LOCK after the first: time since the latest UNLOCK sent before it. */
+    List<Double> handoffsMs() {
+      List<long[]> sorted;
+      synchronized (marks) {
+        sorted = new ArrayList<>(marks);
+      }
+      sorted.sort(java.util.Comparator.comparingLong(m -> m[0]));
+      List<Double> gaps = new ArrayList<>();
+      Long lastUnlock = null;
+      for (long[] m : sorted) {
+        if (m[1] == 0) {
+          lastUnlock = m[0];
+        } else if (lastUnlock != null) {
+          gaps.add((m[0] - lastUnlock) / 1e6);
+          lastUnlock = null;
+        }
+      }
+      gaps.sort(Double::compare);
+      return gaps;
+    }
+  }
+
+  /** Runs {@code cycles} LOCK/UNLOCK cycles; returns cycles per second. */
+  private static double run(String base, int clients, int states, int cycles, Timeline timeline)
       throws Exception {
     HttpClient http = HttpClient.newHttpClient();
     AtomicInteger next = new AtomicInteger();
@@ -85,6 +159,8 @@ class LockThroughputBenchmark {
                   if (locked != 200) {
                     throw new IllegalStateException("LOCK answered " + locked);
                   }
+                  timeline.lockGranted();
+                  timeline.unlockSent();
                   int unlocked = send(http, "UNLOCK", url, info);
                   if (unlocked != 200) {
                     throw new IllegalStateException("UNLOCK answered " + unlocked);
@@ -98,9 +174,7 @@ class LockThroughputBenchmark {
     }
     pool.shutdown();
     double seconds = (System.nanoTime() - start) / 1e9;
-    System.out.printf(
-        "  %-32s %6d cycles in %6.2f s: %7.1f LOCK/UNLOCK cycles/s%n",
-        label, cycles, seconds, cycles / seconds);
+    return cycles / seconds;
   }
 
   private static int send(HttpClient http, String method, String url, String body) {

@@ -10,28 +10,85 @@ import io.leasehold.queue.RunnerJobs;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.RunnerJobFixtures;
 import java.lang.management.ManagementFactory;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.Test;
 
 /**
  * Many states with queued runner Jobs on the embedded API: time until every state has admitted its
- * first Job, time to drain every queue (a driver completes each Job as soon as it runs), and heap
- * after GC (operator and in-memory API in one JVM). Prints figures only.
- *
- * <p>Run: {@code mvn -B -pl operator test -Dtest=ScaleBenchmark
- * -Dsurefire.failIfNoSpecifiedTests=false -Dstates=1000 -Djobs=5}
+ * first Job, time to drain every queue, and heap after GC, at each state count given, so the growth
+ * shows.
  */
-class ScaleBenchmark {
+final class ScaleBenchmark implements Benchmark {
 
-  @Test
-  void manyStates() throws Exception {
-    int states = Integer.getInteger("states", 100);
-    int jobs = Integer.getInteger("jobs", 5);
+  @Override
+  public String id() {
+    return "scale";
+  }
+
+  @Override
+  public String title() {
+    return "Scale: many states with queued Jobs";
+  }
+
+  @Override
+  public String description(BenchSettings settings) {
+    return """
+        For each count N in %s: N x %d runner Jobs are created suspended first, then the N
+        TerraformStates, so every queue is full when its state appears. A driver completes each
+        Job as soon as it is admitted. "First admissions" is the time from the first state's
+        creation until every state has admitted its first Job (it includes creating the states,
+        given beside it); "drained" until all Jobs are complete. Heap is measured after two full
+        GCs once the queues are drained, for the whole JVM: the operator AND the in-memory API
+        that stores every Job, Lease, Secret and Event, so the operator's own share is smaller.
+        What limits the figures: the in-memory API matches every request against every stored
+        object, so each request gets slower as the store grows.
+        """
+        .formatted(settings.states(), settings.jobsPerState());
+  }
+
+  @Override
+  public List<Figure> run(BenchSettings settings) throws Exception {
+    List<Figure> figures = new ArrayList<>();
+    double[] first = null;
+    double[] last = null;
+    for (int states : settings.states()) {
+      double[] m = measure(states, settings.jobsPerState());
+      boolean largest = states == settings.states().get(settings.states().size() - 1);
+      String p = states + " states: ";
+      figures.add(Figure.of(p + "creating the states", m[0], "s"));
+      figures.add(Figure.of(p + "first admissions (every state)", m[1], "s"));
+      figures.add(Figure.of(p + "all Jobs drained", m[2], "s"));
+      figures.add(Figure.of(p + "runs per second", states * settings.jobsPerState() / m[2], "/s"));
+      figures.add(
+          largest
+              ? Figure.target(p + "heap after GC, operator and API", m[3], "MiB", 256)
+              : Figure.of(p + "heap after GC, operator and API", m[3], "MiB"));
+      if (first == null) {
+        first = m;
+      }
+      last = m;
+    }
+    if (settings.states().size() > 1) {
+      String g =
+          settings.states().get(settings.states().size() - 1)
+              + " vs "
+              + settings.states().get(0)
+              + " states: ";
+      figures.add(Figure.of(g + "first admissions grew", last[1] / first[1], "x"));
+      figures.add(Figure.of(g + "drain time grew", last[2] / first[2], "x"));
+      figures.add(Figure.of(g + "heap grew", last[3] / first[3], "x"));
+    }
+    return figures;
+  }
+
+  /** Returns creation seconds, first-admission seconds, drain seconds, heap MiB. */
+  private static double[] measure(int states, int jobs) throws Exception {
     try (OperatorHarness h = OperatorHarness.start()) {
       // Jobs first, states after: every queue is full when the first state appears.
       ExecutorService creators = Executors.newFixedThreadPool(8);
@@ -89,20 +146,7 @@ class ScaleBenchmark {
       Thread.sleep(500);
       System.gc();
       long heap = ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
-      System.out.println();
-      System.out.printf(
-          "scale: %d states x %d Jobs on the embedded API: states created in %.1f s; every state"
-              + " admitted its first Job after %.1f s; all %d Jobs drained after %.1f s (%.1f"
-              + " runs/s); heap after GC %.0f MiB (operator and in-memory API together)%n",
-          states,
-          jobs,
-          created,
-          allFirst,
-          states * jobs,
-          drained,
-          states * jobs / drained,
-          heap / 1048576.0);
-      System.out.println();
+      return new double[] {created, allFirst, drained, heap / 1048576.0};
     }
   }
 }

@@ -1,0 +1,310 @@
+package io.leasehold.bench;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.lang.management.ManagementFactory;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.temporal.ChronoUnit;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Collectors;
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * Runs the benchmark suite, prints each table as it completes and writes them all, with the command
+ * and the machine, to a Markdown report.
+ *
+ * <p>Run from the project root: {@code mvn -B -Pbench -DskipTests verify} (arguments in {@code
+ * -Dbench.args="..."}).
+ */
+@Command(
+    name = "bench",
+    mixinStandardHelpOptions = true,
+    description = "Runs leasehold's benchmarks and writes BENCHMARKS.md.")
+public final class Bench implements Callable<Integer> {
+
+  @Option(
+      names = "--repeat",
+      defaultValue = "3",
+      description =
+          "runs of each benchmark; the report gives the median (default ${DEFAULT-VALUE})")
+  int repeat;
+
+  @Option(
+      names = "--only",
+      split = ",",
+      description = "benchmarks to run, by id: wait, handoff, throughput, scale, size")
+  List<String> only = new ArrayList<>();
+
+  @Option(
+      names = "--output",
+      defaultValue = "BENCHMARKS.md",
+      description = "report file (default ${DEFAULT-VALUE})")
+  Path output;
+
+  @Option(names = "--handoffs", defaultValue = "200", description = "measured Job handoffs")
+  int handoffs;
+
+  @Option(
+      names = "--run-millis",
+      defaultValue = "100",
+      description = "how long each Job runs in the idle-operator handoff measurement")
+  long runMillis;
+
+  @Option(names = "--applies", defaultValue = "8", description = "concurrent terraform applies")
+  int applies;
+
+  @Option(
+      names = "--states",
+      split = ",",
+      defaultValue = "100,1000",
+      description = "state counts of the scale benchmark")
+  List<Integer> states;
+
+  @Option(names = "--jobs", defaultValue = "5", description = "queued Jobs per state (scale)")
+  int jobs;
+
+  @Option(
+      names = "--sizes",
+      split = ",",
+      defaultValue = "10240,1048576,16777216,67108864",
+      description = "raw state sizes in bytes (size)")
+  List<Integer> sizes;
+
+  @Option(
+      names = "--cycles",
+      defaultValue = "600",
+      description = "LOCK/UNLOCK cycles per lock-throughput case")
+  int cycles;
+
+  /** How the harness is started (the {@code bench} profile of the build). */
+  static final String COMMAND = "mvn -B -Pbench -DskipTests verify";
+
+  static List<Benchmark> all() {
+    return List.of(
+        new LockWaitBenchmark(),
+        new JobHandoffBenchmark(),
+        new LockThroughputBenchmark(),
+        new ScaleBenchmark());
+  }
+
+  /** The arguments as given, recorded in the report so the command re-creates it. */
+  private List<String> given = List.of();
+
+  public static void main(String[] args) {
+    Bench bench = new Bench();
+    bench.given = List.of(args);
+    int code = new CommandLine(bench).execute(args);
+    // Informer and HTTP client threads of finished runs must not keep the JVM alive.
+    System.exit(code);
+  }
+
+  @Override
+  public Integer call() throws Exception {
+    BenchSettings settings =
+        new BenchSettings(handoffs, runMillis, applies, states, jobs, sizes, cycles);
+    List<Benchmark> selected =
+        all().stream().filter(b -> only.isEmpty() || only.contains(b.id())).toList();
+    if (selected.isEmpty()) {
+      System.err.println(
+          "no benchmark matches --only "
+              + only
+              + "; ids are "
+              + all().stream().map(Benchmark::id).collect(Collectors.joining(", ")));
+      return 2;
+    }
+    Instant started = Instant.now();
+    StringBuilder report = new StringBuilder();
+    report.append("# Benchmarks\n\n");
+    report.append("Written by the benchmark harness; do not edit by hand. Re-create with:\n\n");
+    String args = String.join(" ", given);
+    report
+        .append("```\n")
+        .append(COMMAND)
+        .append(args.isEmpty() ? "" : " -Dbench.args=\"" + args + "\"")
+        .append("\n```\n\n");
+    report.append(machine(started)).append('\n');
+    report.append(
+        "Each figure is the median of the runs, with the lowest and highest beside it. Both sides"
+            + " of a comparison run in the same run, one after the other, so their ratio holds"
+            + " on a noisy machine. Targets are upper limits on the median.\n\n");
+    for (Benchmark b : selected) {
+      System.out.printf("%n== %s (%d run(s)) ==%n", b.title(), repeat);
+      Map<String, List<Figure>> figures = new LinkedHashMap<>();
+      long t0 = System.nanoTime();
+      String skipped = null;
+      for (int r = 1; r <= repeat && skipped == null; r++) {
+        try {
+          for (Figure f : b.run(settings)) {
+            figures.computeIfAbsent(f.name(), k -> new ArrayList<>()).add(f);
+          }
+          System.out.printf("-- run %d of %d done%n", r, repeat);
+        } catch (BenchSkipped e) {
+          skipped = e.getMessage();
+        }
+      }
+      Duration took = Duration.ofNanos(System.nanoTime() - t0);
+      String table = skipped == null ? table(figures) : "**Skipped:** " + skipped + "\n";
+      System.out.println(table);
+      report.append("## ").append(b.title()).append("\n\n");
+      report.append(b.description(settings).strip()).append("\n\n");
+      report.append(table).append('\n');
+      report
+          .append("_")
+          .append(repeat)
+          .append(" run(s) in ")
+          .append(took.truncatedTo(ChronoUnit.SECONDS).toString().substring(2).toLowerCase())
+          .append("._\n\n");
+      write(report);
+    }
+    System.out.println("report written to " + output.toAbsolutePath());
+    return 0;
+  }
+
+  private void write(StringBuilder report) {
+    try {
+      Files.writeString(output, report.toString(), StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write the report to " + output, e);
+    }
+  }
+
+  static String table(Map<String, List<Figure>> figures) {
+    StringBuilder t = new StringBuilder();
+    t.append("| figure | median | lowest .. highest | target |\n");
+    t.append("|---|---:|---:|---|\n");
+    figures.forEach(
+        (name, values) -> {
+          List<Double> sorted = values.stream().map(Figure::value).sorted().toList();
+          double median = median(sorted);
+          String unit = values.get(0).unit();
+          Double atMost = values.get(0).atMost();
+          String target =
+              atMost == null
+                  ? ""
+                  : "at most "
+                      + format(atMost, unit)
+                      + (median <= atMost ? ": met" : ": **missed**");
+          t.append("| ")
+              .append(name)
+              .append(" | ")
+              .append(format(median, unit))
+              .append(" | ")
+              .append(
+                  sorted.size() == 1
+                      ? "(1 run)"
+                      : format(sorted.get(0), unit)
+                          + " .. "
+                          + format(sorted.get(sorted.size() - 1), unit))
+              .append(" | ")
+              .append(target)
+              .append(" |\n");
+        });
+    return t.toString();
+  }
+
+  /** The {@code p}th percentile (nearest rank) of sorted values. */
+  static double percentile(List<Double> sorted, int p) {
+    if (sorted.isEmpty()) {
+      throw new IllegalStateException("nothing was measured");
+    }
+    int index = (int) Math.ceil(p / 100.0 * sorted.size()) - 1;
+    return sorted.get(Math.max(0, Math.min(sorted.size() - 1, index)));
+  }
+
+  static double median(List<Double> sorted) {
+    int n = sorted.size();
+    return n % 2 == 1 ? sorted.get(n / 2) : (sorted.get(n / 2 - 1) + sorted.get(n / 2)) / 2;
+  }
+
+  static String format(double value, String unit) {
+    String number;
+    double abs = Math.abs(value);
+    if (abs >= 100 || value == Math.rint(value) && abs < 1e6) {
+      number = String.format(Locale.ROOT, "%,.0f", value);
+    } else if (abs >= 10) {
+      number = String.format(Locale.ROOT, "%.1f", value);
+    } else {
+      number = String.format(Locale.ROOT, "%.2f", value);
+    }
+    return unit.isEmpty() ? number : unit.equals("x") ? number + "x" : number + " " + unit;
+  }
+
+  private static String machine(Instant started) {
+    StringBuilder m = new StringBuilder("Machine and run:\n\n");
+    m.append("- date: ").append(started.truncatedTo(ChronoUnit.SECONDS)).append('\n');
+    m.append("- CPU: ")
+        .append(firstMatch(Path.of("/proc/cpuinfo"), "model name").orElse("unknown"))
+        .append(", ")
+        .append(Runtime.getRuntime().availableProcessors())
+        .append(" cores available\n");
+    firstMatch(Path.of("/proc/meminfo"), "MemTotal")
+        .ifPresent(mem -> m.append("- memory: ").append(mem).append('\n'));
+    m.append("- OS: ")
+        .append(System.getProperty("os.name"))
+        .append(' ')
+        .append(System.getProperty("os.version"))
+        .append('\n');
+    m.append("- Java: ")
+        .append(System.getProperty("java.vm.name"))
+        .append(' ')
+        .append(System.getProperty("java.runtime.version"))
+        .append(", harness heap limit ")
+        .append(Runtime.getRuntime().maxMemory() / 1048576)
+        .append(" MiB, JVM flags ")
+        .append(ManagementFactory.getRuntimeMXBean().getInputArguments())
+        .append('\n');
+    m.append("- terraform: ")
+        .append(toolVersion("terraform", "Terraform v", "version"))
+        .append(", kubectl: ")
+        .append(toolVersion("kubectl", "Client Version", "version", "--client"))
+        .append('\n');
+    m.append(
+        "- Kubernetes API: the embedded API (Fabric8 mock server in CRUD mode, in the harness"
+            + " JVM)\n");
+    return m.toString();
+  }
+
+  private static java.util.Optional<String> firstMatch(Path file, String key) {
+    try {
+      return Files.readAllLines(file).stream()
+          .filter(l -> l.startsWith(key))
+          .map(l -> l.substring(l.indexOf(':') + 1).trim())
+          .findFirst();
+    } catch (IOException e) {
+      return java.util.Optional.empty();
+    }
+  }
+
+  static String toolVersion(String tool, String linePrefix, String... args) {
+    List<String> command = new ArrayList<>();
+    command.add(tool);
+    command.addAll(List.of(args));
+    try {
+      Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
+      String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+      p.waitFor(30, TimeUnit.SECONDS);
+      return out.lines()
+          .map(String::trim)
+          .filter(l -> l.startsWith(linePrefix))
+          .findFirst()
+          .orElse("unknown");
+    } catch (IOException e) {
+      return "not on the PATH";
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return "unknown";
+    }
+  }
+}
