@@ -4,6 +4,7 @@ import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import io.leasehold.api.TerraformState;
 import io.leasehold.kube.OnChange;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
@@ -55,14 +56,14 @@ public final class HttpBackend implements AutoCloseable {
 
   private final Vertx vertx;
   private final HttpServer server;
-  private final List<SharedIndexInformer<Lease>> leaseWatch;
+  private final List<SharedIndexInformer<?>> watches;
   private final String host;
 
   private HttpBackend(
-      Vertx vertx, HttpServer server, List<SharedIndexInformer<Lease>> leaseWatch, String host) {
+      Vertx vertx, HttpServer server, List<SharedIndexInformer<?>> watches, String host) {
     this.vertx = vertx;
     this.server = server;
-    this.leaseWatch = leaseWatch;
+    this.watches = watches;
     this.host = host;
   }
 
@@ -86,24 +87,40 @@ public final class HttpBackend implements AutoCloseable {
                 waiters.wake(lease.getMetadata().getNamespace() + "/" + suffix);
               }
             });
-    List<SharedIndexInformer<Lease>> leaseWatch = new java.util.ArrayList<>();
+    List<SharedIndexInformer<?>> watches = new java.util.ArrayList<>();
+    List<SharedIndexInformer<TerraformState>> stateWatch = new java.util.ArrayList<>();
     if (config.namespaces().isEmpty()) {
-      leaseWatch.add(
+      watches.add(
           client
               .leases()
               .inAnyNamespace()
               .withLabel(StateNames.LABEL_TFSTATE, "true")
               .inform(wake));
+      stateWatch.add(client.resources(TerraformState.class).inAnyNamespace().inform());
     } else {
       for (String ns : config.namespaces()) {
-        leaseWatch.add(
+        watches.add(
             client
                 .leases()
                 .inNamespace(ns)
                 .withLabel(StateNames.LABEL_TFSTATE, "true")
                 .inform(wake));
+        stateWatch.add(client.resources(TerraformState.class).inNamespace(ns).inform());
       }
     }
+    watches.addAll(stateWatch);
+    // Every request names a TerraformState: read it from the watch cache, and from the API only
+    // when the cache has not seen it (created a moment ago, or not there at all).
+    backend.withStates(
+        (ns, name) -> {
+          for (SharedIndexInformer<TerraformState> watch : stateWatch) {
+            TerraformState cached = watch.getStore().getByKey(ns + "/" + name);
+            if (cached != null) {
+              return cached;
+            }
+          }
+          return client.resources(TerraformState.class).inNamespace(ns).withName(name).get();
+        });
     Routes routes = new Routes(vertx, backend, access, waiters, config);
     HttpServer server =
         vertx.createHttpServer(
@@ -116,7 +133,7 @@ public final class HttpBackend implements AutoCloseable {
     try {
       server.listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
     } catch (Exception e) {
-      leaseWatch.forEach(SharedIndexInformer::close);
+      watches.forEach(SharedIndexInformer::close);
       vertx.close();
       throw new IllegalStateException(
           "cannot serve the Terraform backend on "
@@ -127,7 +144,7 @@ public final class HttpBackend implements AutoCloseable {
               + e.getMessage(),
           e);
     }
-    return new HttpBackend(vertx, server, leaseWatch, config.host());
+    return new HttpBackend(vertx, server, watches, config.host());
   }
 
   public int port() {
@@ -142,7 +159,7 @@ public final class HttpBackend implements AutoCloseable {
 
   @Override
   public void close() {
-    leaseWatch.forEach(SharedIndexInformer::close);
+    watches.forEach(SharedIndexInformer::close);
     try {
       vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
     } catch (Exception e) {

@@ -59,6 +59,12 @@ public final class StateBackend {
     StateBackend create(Consumer<StateNames> released);
   }
 
+  /** Looks up a TerraformState by namespace and name; null when there is none. */
+  @FunctionalInterface
+  public interface States {
+    TerraformState find(String namespace, String name);
+  }
+
   /** The state a request addresses. */
   public record Target(TerraformState state, StateNames names) {}
 
@@ -71,6 +77,7 @@ public final class StateBackend {
   private final JobPods jobPods;
   private final Consumer<StateNames> released;
   private Audit audit = Audit.NONE;
+  private States states;
   private final Map<String, ReentrantLock> writers = new ConcurrentHashMap<>();
   private final Map<String, Deque<String>> recentlyReleased = new ConcurrentHashMap<>();
 
@@ -93,6 +100,14 @@ public final class StateBackend {
     this.maxStateBytes = maxStateBytes;
     this.jobPods = jobPods;
     this.released = released;
+    this.states =
+        (ns, name) -> client.resources(TerraformState.class).inNamespace(ns).withName(name).get();
+  }
+
+  /** Where TerraformStates are looked up (the HTTP layer passes its watch cache). */
+  public StateBackend withStates(States states) {
+    this.states = states;
+    return this;
   }
 
   public StateBackend withAudit(Audit audit) {
@@ -117,8 +132,7 @@ public final class StateBackend {
               + name
               + "' is not a TerraformState name (a DNS label): the address is /v1/states/NS/NAME");
     }
-    TerraformState state =
-        client.resources(TerraformState.class).inNamespace(namespace).withName(name).get();
+    TerraformState state = states.find(namespace, name);
     if (state == null) {
       throw ReplyException.text(
           404,
