@@ -1,0 +1,21 @@
+package io.leasehold.bench;
+
+import java.util.List;
+
+/**
+ * One benchmark of the suite. {@link #run} measures once, on a fresh embedded API, and returns its
+ * figures; {@link Bench} repeats it and reports the median of each figure.
+ */
+interface Benchmark {
+
+  /** Short id used by {@code --only}, for example {@code handoff}. */
+  String id();
+
+  /** Heading in the report. */
+  String title();
+
+  /** What is measured and against what, as a Markdown paragraph. */
+  String description(BenchSettings settings);
+
+  List<Figure> run(BenchSettings settings) throws Exception;
+}
