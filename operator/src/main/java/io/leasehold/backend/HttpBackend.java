@@ -15,12 +15,16 @@ import io.vertx.core.VertxOptions;
 import io.vertx.core.http.HttpMethod;
 import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpServerOptions;
+import io.vertx.core.http.HttpServerRequest;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.Router;
 import io.vertx.ext.web.RoutingContext;
 import io.vertx.ext.web.handler.BodyHandler;
+import java.io.IOException;
+import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -53,6 +57,12 @@ public final class HttpBackend implements AutoCloseable {
       this(host, port, maxWait, java.util.Set.of());
     }
   }
+
+  /** Where a POST's {@link RequestBody} is kept in its routing context. */
+  private static final String BODY = "leasehold.requestBody";
+
+  /** Bytes of a streamed body handed to the connection at a time. */
+  private static final int STREAM_PIECE = 64 * 1024;
 
   private final Vertx vertx;
   private final HttpServer server;
@@ -185,31 +195,19 @@ public final class HttpBackend implements AutoCloseable {
 
     Router router() {
       Router router = Router.router(vertx);
+      String state = "/v1/states/:ns/:name";
+      String lock = state + "/lock";
+      // Before the body handler: a state's body is streamed, never buffered whole.
+      router.route(HttpMethod.POST, state).handler(this::post);
       router
           .route("/v1/states/*")
           .handler(
               BodyHandler.create(false)
                   .setBodyLimit(backend.maxStateBytes())
                   .setDeleteUploadedFilesOnEnd(true));
-      String state = "/v1/states/:ns/:name";
-      String lock = state + "/lock";
       router
           .route(HttpMethod.GET, state)
           .handler(ctx -> serve(ctx, Access.Verb.GET, t -> backend.get(t)));
-      router
-          .route(HttpMethod.POST, state)
-          .handler(
-              ctx ->
-                  serve(
-                      ctx,
-                      Access.Verb.UPDATE,
-                      (t, who) ->
-                          backend.post(
-                              t,
-                              ctx.request().getParam("ID"),
-                              body(ctx),
-                              ctx.request().getHeader("Content-MD5"),
-                              who)));
       router
           .route(HttpMethod.DELETE, state)
           .handler(
@@ -256,13 +254,7 @@ public final class HttpBackend implements AutoCloseable {
           .failureHandler(
               ctx -> {
                 if (ctx.statusCode() == 413) {
-                  send(
-                      ctx,
-                      Reply.text(
-                          413,
-                          "the request body is over the limit of "
-                              + backend.maxStateBytes()
-                              + " bytes (--max-state-bytes). Nothing was written."));
+                  send(ctx, tooLarge(backend.maxStateBytes()));
                 } else {
                   Throwable f = ctx.failure();
                   LOG.error(
@@ -324,6 +316,53 @@ public final class HttpBackend implements AutoCloseable {
               },
               false)
           .onComplete(result -> reply(ctx, result));
+    }
+
+    /**
+     * POST of a state: refused at once when its Content-Length is over the limit; otherwise its
+     * body is read, after authentication, by a worker as it arrives (see {@link RequestBody}).
+     */
+    private void post(RoutingContext ctx) {
+      HttpServerRequest request = ctx.request();
+      RequestBody body = RequestBody.of(request, vertx.getOrCreateContext());
+      ctx.put(BODY, body);
+      if (!served(ctx)) {
+        return;
+      }
+      long max = backend.maxStateBytes();
+      String length = request.getHeader("Content-Length");
+      if (length != null
+          && length.trim().matches("[0-9]{1,18}")
+          && Long.parseLong(length.trim()) > max) {
+        send(ctx, tooLarge(max));
+        return;
+      }
+      if ("100-continue".equalsIgnoreCase(request.getHeader("Expect"))) {
+        request.response().writeContinue();
+      }
+      String authorization = request.getHeader("Authorization");
+      String ns = ctx.pathParam("ns");
+      String name = ctx.pathParam("name");
+      String lockId = request.getParam("ID");
+      String contentMd5 = request.getHeader("Content-MD5");
+      vertx
+          .executeBlocking(
+              () -> {
+                Requester who = access.authenticate(authorization);
+                access.authorize(who, Access.Verb.UPDATE, ns, name);
+                StateBackend.Target target = backend.resolve(ns, name);
+                return backend.post(target, lockId, body, contentMd5, who);
+              },
+              false)
+          .onComplete(result -> reply(ctx, result));
+    }
+
+    private static Reply tooLarge(long max) {
+      return Reply.text(
+          413,
+          "the request body is over the limit of "
+              + max
+              + " bytes (--max-state-bytes). Nothing was written.");
     }
 
     private void lock(RoutingContext ctx) {
@@ -437,11 +476,94 @@ public final class HttpBackend implements AutoCloseable {
       if (response.ended()) {
         return;
       }
+      RequestBody body = ctx.get(BODY);
+      if (body != null && !body.complete()) {
+        // Answered before the whole body was read: the rest is read and dropped.
+        body.discard();
+      }
       response.setStatusCode(reply.status()).putHeader("Content-Type", reply.contentType());
       for (Map.Entry<String, String> h : reply.headers().entrySet()) {
         response.putHeader(h.getKey(), h.getValue());
       }
+      if (reply.stream() != null) {
+        stream(ctx, reply.stream());
+        return;
+      }
       response.end(io.vertx.core.buffer.Buffer.buffer(reply.body()));
+    }
+
+    /**
+     * Sends a streamed body piece by piece as the connection takes it (the response's write queue
+     * bounds what is buffered), on the event loop: the stream is in memory and never blocks.
+     */
+    private static void stream(RoutingContext ctx, Reply.Streamed body) {
+      HttpServerResponse response = ctx.response();
+      InputStream in;
+      try {
+        in = body.open();
+      } catch (IOException e) {
+        LOG.error("backend request {} {}: cannot open the body", method(ctx), path(ctx), e);
+        response.setStatusCode(500).end("the state cannot be read: " + e.getMessage() + "\n");
+        return;
+      }
+      response.putHeader("Content-Length", Long.toString(body.length()));
+      response.closeHandler(v -> closeQuietly(in));
+      new Pump(ctx, in).run();
+    }
+
+    /** Copies a stream into the response while its write queue has room. */
+    private static final class Pump {
+      private final RoutingContext ctx;
+      private final InputStream in;
+      private final byte[] buffer = new byte[STREAM_PIECE];
+
+      Pump(RoutingContext ctx, InputStream in) {
+        this.ctx = ctx;
+        this.in = in;
+      }
+
+      void run() {
+        HttpServerResponse response = ctx.response();
+        try {
+          while (!response.closed()) {
+            if (response.writeQueueFull()) {
+              response.drainHandler(v -> run());
+              return;
+            }
+            int n = in.readNBytes(buffer, 0, buffer.length);
+            if (n > 0) {
+              response.write(io.vertx.core.buffer.Buffer.buffer(Arrays.copyOf(buffer, n)));
+            }
+            if (n < buffer.length) {
+              closeQuietly(in);
+              response.end();
+              return;
+            }
+          }
+          closeQuietly(in);
+        } catch (IOException | RuntimeException e) {
+          closeQuietly(in);
+          // Cut short: the client sees fewer bytes than Content-Length said, never a bad state.
+          LOG.error("backend request {} {}: sending the body failed", method(ctx), path(ctx), e);
+          ctx.request().connection().close();
+        }
+      }
+    }
+
+    private static void closeQuietly(InputStream in) {
+      try {
+        in.close();
+      } catch (IOException e) {
+        // Nothing held but memory.
+      }
+    }
+
+    private static HttpMethod method(RoutingContext ctx) {
+      return ctx.request().method();
+    }
+
+    private static String path(RoutingContext ctx) {
+      return ctx.request().path();
     }
   }
 }

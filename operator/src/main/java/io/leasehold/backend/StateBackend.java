@@ -10,18 +10,20 @@ import io.leasehold.lock.LockInfo;
 import io.leasehold.operator.EventRecorder;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.queue.RunnerJobs;
+import io.leasehold.state.IncomingState;
 import io.leasehold.state.StateHistory;
 import io.leasehold.state.StateNames;
 import io.leasehold.state.StateStore;
 import io.leasehold.state.StateUnreadableException;
+import io.leasehold.state.StoredState;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
 import java.time.Instant;
 import java.time.ZonedDateTime;
 import java.util.ArrayDeque;
-import java.util.Arrays;
-import java.util.Base64;
 import java.util.Deque;
 import java.util.List;
 import java.util.Map;
@@ -152,7 +154,10 @@ public final class StateBackend {
     return new Target(state, names);
   }
 
-  /** GET: the state JSON with its Content-MD5, or 404 when none is stored yet. */
+  /**
+   * GET: the state JSON with its Content-MD5, or 404 when none is stored yet. The JSON is streamed
+   * from the gzip data as it is sent, never held whole.
+   */
   public Reply get(Target target) {
     Optional<StateStore.Current> current = readOrFail(target, "read");
     if (current.isEmpty()) {
@@ -162,24 +167,55 @@ public final class StateBackend {
       }
       return Reply.text(404, "no state stored yet for " + describe(target));
     }
-    byte[] raw = current.get().raw();
-    return new Reply(200, "application/json", raw, Map.of("Content-MD5", md5(raw)));
+    return stateReply(current.get().compressed(), current.get().facts(), current.get().md5());
+  }
+
+  private static Reply stateReply(StoredState.Compressed compressed, StateFacts facts, String md5) {
+    long length = facts.getRawBytes();
+    return Reply.streamed(
+        200,
+        "application/json",
+        new Reply.Streamed() {
+          @Override
+          public long length() {
+            return length;
+          }
+
+          @Override
+          public InputStream open() throws IOException {
+            return StoredState.open(compressed);
+          }
+        },
+        Map.of("Content-MD5", md5));
   }
 
   /** POST: writes the state if every guard allows it; otherwise changes nothing. */
   public Reply post(Target target, String lockId, byte[] body, String contentMd5, Requester who) {
-    if (body.length > maxStateBytes) {
+    try {
+      return post(target, lockId, new ByteArrayInputStream(body), contentMd5, who);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /**
+   * POST with the body as a stream: it is read once, as it arrives, into its MD5, its facts and its
+   * gzip'd parts; only the parts are kept. The state is written only after every guard passed.
+   *
+   * @throws IOException when the body cannot be read (the client went away); nothing is written
+   */
+  public Reply post(
+      Target target, String lockId, InputStream body, String contentMd5, Requester who)
+      throws IOException {
+    IncomingState incoming = IncomingState.read(body, maxStateBytes);
+    if (incoming.tooLarge()) {
       return refuse(
           target,
           who,
           Refusal.TOO_LARGE,
-          "the state is "
-              + body.length
-              + " bytes, over the limit of "
-              + maxStateBytes
-              + " bytes (--max-state-bytes)");
+          "the state is over the limit of " + maxStateBytes + " bytes (--max-state-bytes)");
     }
-    if (contentMd5 != null && !contentMd5.isBlank() && !contentMd5.trim().equals(md5(body))) {
+    if (contentMd5 != null && !contentMd5.isBlank() && !contentMd5.trim().equals(incoming.md5())) {
       return refuse(
           target,
           who,
@@ -188,13 +224,14 @@ public final class StateBackend {
               + contentMd5
               + " does not match the body: it was changed or cut in transit");
     }
-    StateFacts incoming;
-    try {
-      incoming = io.leasehold.state.StoredState.facts(body, "request body", "request body");
-    } catch (StateUnreadableException e) {
+    if (incoming.notAState() != null) {
       return refuse(
-          target, who, Refusal.NOT_A_STATE, "the body is not a Terraform state: " + e.getMessage());
+          target,
+          who,
+          Refusal.NOT_A_STATE,
+          "the body is not a Terraform state: " + incoming.notAState().getMessage());
     }
+    StateFacts facts = incoming.facts();
     ReentrantLock writer = writers.computeIfAbsent(key(target.names()), k -> new ReentrantLock());
     writer.lock();
     try {
@@ -211,53 +248,52 @@ public final class StateBackend {
       }
       if (current.isPresent()) {
         StateFacts stored = current.get().facts();
-        if (!stored.getLineage().equals(incoming.getLineage())) {
+        if (!stored.getLineage().equals(facts.getLineage())) {
           return refuse(
               target,
               who,
               Refusal.LINEAGE,
               "lineage "
-                  + incoming.getLineage()
+                  + facts.getLineage()
                   + " differs from the stored state's lineage "
                   + stored.getLineage()
                   + ": this is another state (check the backend address and workspace)");
         }
-        if (incoming.getSerial() < stored.getSerial()) {
+        if (facts.getSerial() < stored.getSerial()) {
           return refuse(
               target,
               who,
               Refusal.SERIAL,
               "serial "
-                  + incoming.getSerial()
+                  + facts.getSerial()
                   + " is lower than the stored serial "
                   + stored.getSerial()
                   + ": this write is based on an older state and would undo newer changes");
         }
-        if (incoming.getSerial().equals(stored.getSerial())) {
-          if (Arrays.equals(current.get().raw(), body)) {
-            audit.record(
-                target, who, "write of serial " + incoming.getSerial() + ": already stored");
-            return Reply.text(200, "state serial " + incoming.getSerial() + " is already stored");
+        if (facts.getSerial().equals(stored.getSerial())) {
+          if (sameContent(new StateStore(client, target.names()), current.get(), incoming)) {
+            audit.record(target, who, "write of serial " + facts.getSerial() + ": already stored");
+            return Reply.text(200, "state serial " + facts.getSerial() + " is already stored");
           }
           return refuse(
               target,
               who,
               Refusal.SERIAL,
               "serial "
-                  + incoming.getSerial()
+                  + facts.getSerial()
                   + " is already stored with other content: another write with this serial landed first, and this one would overwrite it");
         }
         new StateHistory(client, target.names())
             .save(
                 current.get(),
-                "before serial " + incoming.getSerial(),
+                "before serial " + facts.getSerial(),
                 target.state().getSpec().getHistory().getKeep());
       }
-      new StateStore(client, target.names()).write(body, current);
+      new StateStore(client, target.names()).writeParts(incoming.parts(), current);
       metrics.write(true, "none");
-      metrics.stateSize(body.length);
-      audit.record(target, who, "write of serial " + incoming.getSerial() + ": stored");
-      return Reply.text(200, "state serial " + incoming.getSerial() + " stored");
+      metrics.stateSize(incoming.bytes());
+      audit.record(target, who, "write of serial " + facts.getSerial() + ": stored");
+      return Reply.text(200, "state serial " + facts.getSerial() + " stored");
     } catch (KubernetesClientException e) {
       if (e.getCode() == 409) {
         return refuse(
@@ -459,8 +495,10 @@ public final class StateBackend {
   public Reply historyVersion(Target target, String versionId) {
     StateHistory.Version version = findVersion(target, versionId);
     try {
-      byte[] raw = new StateHistory(client, target.names()).load(version);
-      return new Reply(200, "application/json", raw, Map.of("Content-MD5", md5(raw)));
+      StoredState.Compressed compressed =
+          new StateHistory(client, target.names()).compressed(version);
+      StoredState.Inspection inspection = StoredState.inspect(target.names(), compressed);
+      return stateReply(compressed, inspection.facts(), inspection.md5());
     } catch (StateUnreadableException e) {
       throw ReplyException.text(
           500, "history version " + versionId + " cannot be read: " + e.getMessage());
@@ -690,7 +728,8 @@ public final class StateBackend {
 
   private Optional<StateStore.Current> readOrFail(Target target, String what) {
     try {
-      return new StateStore(client, target.names()).read();
+      // Only a read serves the gzip data; a write or delete fetches it again if it needs it.
+      return new StateStore(client, target.names()).read(what.equals("read"));
     } catch (StateUnreadableException e) {
       throw ReplyException.text(
           500,
@@ -812,11 +851,26 @@ public final class StateBackend {
     return names.namespace() + "/" + names.name();
   }
 
-  static String md5(byte[] data) {
+  /**
+   * Whether the incoming state is the stored one byte for byte: told apart at once by size or MD5,
+   * and otherwise compared by streaming both, so that equal digests are never taken on trust.
+   */
+  private static boolean sameContent(
+      StateStore store, StateStore.Current current, IncomingState incoming) {
+    if (current.facts().getRawBytes() != incoming.bytes()
+        || !current.md5().equals(incoming.md5())) {
+      return false;
+    }
     try {
-      return Base64.getEncoder().encodeToString(MessageDigest.getInstance("MD5").digest(data));
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
+      return StoredState.sameContent(store.refetch(current), incoming.parts());
+    } catch (StoredState.ChunkUnreadable e) {
+      if (e.unreadable().getCause() instanceof KubernetesClientException changed) {
+        // Changed since it was read: refused as a conflict.
+        throw changed;
+      }
+      throw new UncheckedIOException(e);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
     }
   }
 }

@@ -3,6 +3,7 @@ package io.leasehold.state;
 import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.api.model.SecretBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.leasehold.kube.SecretMetadata;
 import java.time.Instant;
 import java.util.ArrayList;
 import java.util.Base64;
@@ -49,13 +50,33 @@ public final class StateHistory {
     }
     String id =
         String.format("%013x", System.currentTimeMillis()) + "-" + current.facts().getSerial();
-    List<byte[]> parts = current.compressed().parts();
-    for (int i = 0; i < parts.size(); i++) {
-      client
-          .secrets()
-          .inNamespace(names.namespace())
-          .resource(secret(id, i, parts.size(), parts.get(i), current, reason))
-          .create();
+    List<Secret> read = current.compressed().secrets();
+    StateStore store = new StateStore(client, names);
+    List<Secret> created = new ArrayList<>();
+    try {
+      for (int i = 0; i < read.size(); i++) {
+        // The gzip data is copied as it is: held, or fetched again at the version read.
+        String data =
+            current.held()
+                ? current.compressed().parts().get(i).base64()
+                : store.refetch(read.get(i)).getData().get(StoredState.DATA_KEY);
+        created.add(
+            client
+                .secrets()
+                .inNamespace(names.namespace())
+                .resource(secret(id, i, read.size(), data, current, reason))
+                .create());
+      }
+    } catch (RuntimeException e) {
+      // An incomplete version is no version: take back what was made of it.
+      for (Secret s : created) {
+        try {
+          client.secrets().inNamespace(names.namespace()).resource(s).delete();
+        } catch (RuntimeException ignored) {
+          // Left behind, it is an incomplete version that load() refuses.
+        }
+      }
+      throw e;
     }
     prune(keep);
     return Optional.of(id);
@@ -74,7 +95,16 @@ public final class StateHistory {
       String encoded = data == null ? null : data.get(StoredState.DATA_KEY);
       byte[] bytes = encoded == null ? new byte[0] : decodeLeniently(encoded);
       Secret copy =
-          new SecretBuilder(secret(id, i, ordered.size(), bytes, -1, "unreadable", reason)).build();
+          new SecretBuilder(
+                  secret(
+                      id,
+                      i,
+                      ordered.size(),
+                      Base64.getEncoder().encodeToString(bytes),
+                      -1,
+                      "unreadable",
+                      reason))
+              .build();
       client.secrets().inNamespace(names.namespace()).resource(copy).create();
     }
     return id;
@@ -88,17 +118,20 @@ public final class StateHistory {
     }
   }
 
-  /** Kept versions, newest first. */
+  /** Kept versions, newest first; their Secrets without data (see {@link #compressed}). */
   public List<Version> list() {
+    // Metadata only: a version's data is fetched when it is read.
     List<Secret> secrets =
-        client
-            .secrets()
-            .inNamespace(names.namespace())
-            .withLabel(StateNames.LABEL_STATE, names.name())
-            .withLabel(WORKSPACE_LABEL, names.workspace())
-            .withLabel(HISTORY_LABEL, "true")
-            .list()
-            .getItems();
+        SecretMetadata.list(
+            client,
+            names.namespace(),
+            Map.of(
+                StateNames.LABEL_STATE,
+                names.name(),
+                WORKSPACE_LABEL,
+                names.workspace(),
+                HISTORY_LABEL,
+                "true"));
     Map<String, List<Secret>> byVersion =
         secrets.stream()
             .filter(s -> annotation(s, VERSION_ANNOTATION) != null)
@@ -127,7 +160,12 @@ public final class StateHistory {
 
   /** The state JSON of a kept version. */
   public byte[] load(Version version) throws StateUnreadableException {
-    List<byte[]> parts = new ArrayList<>();
+    return StoredState.decompress(names, compressed(version));
+  }
+
+  /** The gzip data of a kept version, fetched and decoded Secret by Secret. */
+  public StoredState.Compressed compressed(Version version) throws StateUnreadableException {
+    List<Chunk> parts = new ArrayList<>();
     int expected = chunkCount(version.chunks().get(0));
     if (version.chunks().size() != expected) {
       throw new StateUnreadableException(
@@ -140,10 +178,24 @@ public final class StateHistory {
               + expected
               + " chunks");
     }
-    for (Secret s : version.chunks()) {
-      parts.add(Base64.getDecoder().decode(s.getData().get(StoredState.DATA_KEY)));
+    for (Secret listed : version.chunks()) {
+      Secret s =
+          client
+              .secrets()
+              .inNamespace(names.namespace())
+              .withName(listed.getMetadata().getName())
+              .get();
+      if (s == null) {
+        throw new StateUnreadableException(
+            listed.getMetadata().getName(),
+            "history version "
+                + version.id()
+                + " lost its Secret "
+                + listed.getMetadata().getName());
+      }
+      parts.add(StoredState.decode(s));
     }
-    return StoredState.decompress(names, new StoredState.Compressed(version.chunks(), parts));
+    return new StoredState.Compressed(version.chunks(), List.copyOf(parts));
   }
 
   private void prune(int keep) {
@@ -161,13 +213,13 @@ public final class StateHistory {
   }
 
   private Secret secret(
-      String id, int index, int count, byte[] data, StateStore.Current current, String reason) {
+      String id, int index, int count, String data, StateStore.Current current, String reason) {
     return secret(
         id, index, count, data, current.facts().getSerial(), current.facts().getLineage(), reason);
   }
 
   private Secret secret(
-      String id, int index, int count, byte[] data, long serial, String lineage, String reason) {
+      String id, int index, int count, String data, long serial, String lineage, String reason) {
     String name = ("lh-history-" + names.workspace() + "-" + names.name() + "-" + id + "-" + index);
     return new SecretBuilder()
         .withNewMetadata()
@@ -185,7 +237,7 @@ public final class StateHistory {
         .addToAnnotations("encoding", "gzip")
         .endMetadata()
         .withType("Opaque")
-        .withData(Map.of(StoredState.DATA_KEY, Base64.getEncoder().encodeToString(data)))
+        .withData(Map.of(StoredState.DATA_KEY, data))
         .build();
   }
 

@@ -3,24 +3,25 @@ package io.leasehold.state;
 import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.api.model.SecretBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.dsl.FilterWatchListDeletable;
+import io.fabric8.kubernetes.client.dsl.Resource;
 import io.leasehold.api.StateFacts;
-import java.io.ByteArrayOutputStream;
-import java.io.IOException;
-import java.io.UncheckedIOException;
+import io.leasehold.kube.SecretMetadata;
 import java.util.ArrayList;
-import java.util.Arrays;
-import java.util.Base64;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
-import java.util.zip.GZIPOutputStream;
 
 /**
  * Reads and writes a state exactly where and how Terraform's {@code kubernetes} backend keeps it
  * (gzip in Secret {@code tfstate-WS-NAME}, chunked past {@value #CHUNK_BYTES} bytes into {@code
  * -part-N} Secrets), so stock Terraform and leasehold read each other's writes. Every update
  * carries the {@code resourceVersion} it read: a concurrent change makes it fail, never lost.
+ *
+ * <p>A large state is never held whole: its Secrets are fetched one at a time and kept only as
+ * their gzip data (the base64 text is dropped once decoded), the JSON is only ever streamed, and a
+ * write goes out one Secret at a time from gzip parts.
  */
 public final class StateStore {
 
@@ -35,25 +36,26 @@ public final class StateStore {
     this.names = names;
   }
 
-  /** The stored state as read from the API server. */
-  public record Current(StoredState.Compressed compressed, byte[] raw, StateFacts facts) {}
+  /**
+   * The stored state as read from the API server: its Secrets, kept without their data for their
+   * names and the versions that updates are conditional on; its gzip data when it was kept (see
+   * {@link #read(boolean)}); its facts and the MD5 of its JSON.
+   */
+  public record Current(StoredState.Compressed compressed, StateFacts facts, String md5) {
+    /** Whether the gzip data is held; when not, {@link #refetch} gives it. */
+    public boolean held() {
+      return !compressed.parts().isEmpty();
+    }
+  }
 
   /** The Secrets of this state as the API server has them now (main and chunks). */
   public List<Secret> secrets() {
     List<Secret> found = new ArrayList<>();
-    Secret main =
-        client.secrets().inNamespace(names.namespace()).withName(names.secretName()).get();
+    Secret main = get(names.secretName());
     if (main != null) {
       found.add(main);
     }
-    for (Secret s :
-        client
-            .secrets()
-            .inNamespace(names.namespace())
-            .withLabel(StateNames.LABEL_SUFFIX, names.name())
-            .withLabel(StateNames.LABEL_WORKSPACE, names.workspace())
-            .list()
-            .getItems()) {
+    for (Secret s : chunkSecrets().list().getItems()) {
       if (names.chunkIndex(s.getMetadata().getName()) > 0) {
         found.add(s);
       }
@@ -61,41 +63,161 @@ public final class StateStore {
     return found;
   }
 
+  /** The state now stored, with its gzip data held, or empty when there is none. */
+  public Optional<Current> read() throws StateUnreadableException {
+    return read(true);
+  }
+
   /**
-   * The state now stored, or empty when there is none.
+   * The state now stored, or empty when there is none. The main Secret and each chunk are fetched
+   * one at a time and streamed through the checks as they come, so no more than three Secrets' data
+   * is held at once besides what is kept: with {@code keepData} the gzip data of every Secret (to
+   * serve it); without, nothing (a write gets it again with {@link #refetch}). A last list, of
+   * metadata only, finds chunks stranded past a missing one.
    *
    * @throws StateUnreadableException when what is stored cannot be read (it is left as it is)
    */
-  public Optional<Current> read() throws StateUnreadableException {
-    Optional<StoredState.Compressed> compressed = StoredState.collect(names, secrets());
-    if (compressed.isEmpty()) {
+  public Optional<Current> read(boolean keepData) throws StateUnreadableException {
+    Secret main = get(names.secretName());
+    if (main == null) {
+      for (Secret s : unread(List.of())) {
+        throw new StateUnreadableException(
+            s.getMetadata().getName(),
+            "Secret "
+                + names.secretName()
+                + " is missing but its chunk "
+                + s.getMetadata().getName()
+                + " exists");
+      }
       return Optional.empty();
     }
-    byte[] raw = StoredState.decompress(names, compressed.get());
-    StateFacts facts = StoredState.facts(raw, "Secret " + names.secretName(), names.secretName());
-    facts.setSecretName(names.secretName());
-    facts.setCompressedBytes(compressed.get().size());
-    facts.setChunks(compressed.get().parts().size());
-    return Optional.of(new Current(compressed.get(), raw, facts));
+    if (main.getData() == null || !main.getData().containsKey(StoredState.DATA_KEY)) {
+      return Optional.empty();
+    }
+    List<Secret> secrets = new ArrayList<>();
+    List<Chunk> parts = new ArrayList<>();
+    Secret[] ahead = {main, get(names.chunkSecretName(1))};
+    boolean single = ahead[1] == null;
+    StoredState.ChunkStream stream =
+        new StoredState.ChunkStream(
+            () -> {
+              Secret s = ahead[0];
+              if (s == null) {
+                return Optional.empty();
+              }
+              ahead[0] = ahead[1];
+              ahead[1] = ahead[0] == null ? null : get(names.chunkSecretName(secrets.size() + 2));
+              Secret kept = withoutData(s);
+              secrets.add(kept);
+              if (keepData) {
+                try {
+                  parts.add(StoredState.decode(s));
+                } catch (StateUnreadableException e) {
+                  throw new StoredState.ChunkUnreadable(e);
+                }
+              }
+              return Optional.of(s);
+            });
+    StoredState.Inspection inspection = StoredState.inspect(names, stream, single);
+    List<String> read = secrets.stream().map(s -> s.getMetadata().getName()).toList();
+    for (Secret s : unread(read)) {
+      throw StoredState.missingChunk(names, secrets.size(), s.getMetadata().getName());
+    }
+    StoredState.Compressed compressed =
+        new StoredState.Compressed(List.copyOf(secrets), List.copyOf(parts));
+    return Optional.of(new Current(compressed, inspection.facts(), inspection.md5()));
   }
 
-  public static byte[] gzip(byte[] raw) {
-    ByteArrayOutputStream out = new ByteArrayOutputStream(Math.max(64, raw.length / 4));
-    try (GZIPOutputStream gz = new GZIPOutputStream(out)) {
-      gz.write(raw);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
+  /**
+   * The gzip data of {@code current} fetched again, Secret by Secret as the stream is read, each
+   * checked to be still at the version first read.
+   *
+   * <p>The stream fails with a {@link StoredState.ChunkUnreadable} when a Secret changed or went.
+   */
+  public StoredState.ChunkStream refetch(Current current) {
+    if (current.held()) {
+      return new StoredState.ChunkStream(current.compressed().parts());
     }
-    return out.toByteArray();
+    java.util.Iterator<Secret> next = current.compressed().secrets().iterator();
+    return new StoredState.ChunkStream(
+        () -> {
+          if (!next.hasNext()) {
+            return Optional.empty();
+          }
+          try {
+            return Optional.of(refetch(next.next()));
+          } catch (io.fabric8.kubernetes.client.KubernetesClientException e) {
+            throw new StoredState.ChunkUnreadable(
+                new StateUnreadableException(names.secretName(), e.getMessage(), e));
+          }
+        });
   }
 
-  /** Splits gzip data the way Terraform does: 1 MiB per Secret. */
-  public static List<byte[]> split(byte[] gz) {
-    List<byte[]> parts = new ArrayList<>();
-    for (int offset = 0; offset < gz.length || parts.isEmpty(); offset += CHUNK_BYTES) {
-      parts.add(Arrays.copyOfRange(gz, offset, Math.min(gz.length, offset + CHUNK_BYTES)));
+  /**
+   * Secret {@code read} as the API server has it now, data included, provided it is still at the
+   * version first read.
+   *
+   * @throws io.fabric8.kubernetes.client.KubernetesClientException with code 409 when it changed or
+   *     is gone
+   */
+  public Secret refetch(Secret read) {
+    String name = read.getMetadata().getName();
+    Secret now = get(name);
+    String version = read.getMetadata().getResourceVersion();
+    if (now == null || !java.util.Objects.equals(now.getMetadata().getResourceVersion(), version)) {
+      throw new io.fabric8.kubernetes.client.KubernetesClientException(
+          new io.fabric8.kubernetes.api.model.StatusBuilder()
+              .withCode(409)
+              .withReason("Conflict")
+              .withMessage(
+                  "Secret "
+                      + name
+                      + (now == null ? " is gone" : " changed")
+                      + " since it was read at version "
+                      + version)
+              .build());
     }
-    return parts;
+    return now;
+  }
+
+  private static Secret withoutData(Secret s) {
+    return new SecretBuilder(s).withData(null).withStringData(null).build();
+  }
+
+  private Secret get(String name) {
+    return client.secrets().inNamespace(names.namespace()).withName(name).get();
+  }
+
+  private FilterWatchListDeletable<
+          Secret, io.fabric8.kubernetes.api.model.SecretList, Resource<Secret>>
+      chunkSecrets() {
+    return client
+        .secrets()
+        .inNamespace(names.namespace())
+        .withLabel(StateNames.LABEL_SUFFIX, names.name())
+        .withLabel(StateNames.LABEL_WORKSPACE, names.workspace());
+  }
+
+  /**
+   * Chunk Secrets of this state other than those named in {@code read}, lowest first, listed
+   * without their data.
+   */
+  private List<Secret> unread(List<String> read) {
+    return SecretMetadata.list(
+            client,
+            names.namespace(),
+            Map.of(
+                StateNames.LABEL_SUFFIX,
+                names.name(),
+                StateNames.LABEL_WORKSPACE,
+                names.workspace()))
+        .stream()
+        .filter(s -> names.chunkIndex(s.getMetadata().getName()) > 0)
+        .filter(s -> !read.contains(s.getMetadata().getName()))
+        .sorted(
+            java.util.Comparator.comparingInt(
+                (Secret s) -> names.chunkIndex(s.getMetadata().getName())))
+        .toList();
   }
 
   /**
@@ -107,7 +229,12 @@ public final class StateStore {
    *     changed since it was read
    */
   public void write(byte[] raw, Optional<Current> previous) {
-    writeOver(raw, previous.map(p -> p.compressed().secrets()).orElse(List.of()));
+    writeParts(ChunkedGzip.of(raw), previous);
+  }
+
+  /** Like {@link #write(byte[], Optional)}, with the state already gzip'd into parts. */
+  public void writeParts(List<Chunk> parts, Optional<Current> previous) {
+    writeOver(parts, previous.map(p -> p.compressed().secrets()).orElse(List.of()));
   }
 
   /**
@@ -115,13 +242,15 @@ public final class StateStore {
    * raw}: how a restore replaces a state that cannot be read.
    */
   public void writeOver(byte[] raw, List<Secret> read) {
-    List<byte[]> parts = split(gzip(raw));
+    writeOver(ChunkedGzip.of(raw), read);
+  }
+
+  private void writeOver(List<Chunk> parts, List<Secret> read) {
     Map<Integer, Secret> existing = new HashMap<>();
     read.forEach(s -> existing.put(names.chunkIndex(s.getMetadata().getName()), s));
     if (read.isEmpty()) {
       // A Secret without the tfstate key (Terraform's "no state yet") is updated in place.
-      Secret main =
-          client.secrets().inNamespace(names.namespace()).withName(names.secretName()).get();
+      Secret main = get(names.secretName());
       if (main != null) {
         existing.put(0, main);
       }
@@ -160,7 +289,7 @@ public final class StateStore {
     }
   }
 
-  private Secret secret(String name, byte[] data, Secret old) {
+  private Secret secret(String name, Chunk data, Secret old) {
     Map<String, String> labels = new HashMap<>(names.terraformLabels());
     Map<String, String> annotations = new HashMap<>();
     annotations.put("encoding", "gzip");
@@ -179,7 +308,7 @@ public final class StateStore {
         .withLabels(labels)
         .withAnnotations(annotations)
         .endMetadata()
-        .withData(Map.of(StoredState.DATA_KEY, Base64.getEncoder().encodeToString(data)))
+        .withData(Map.of(StoredState.DATA_KEY, data.base64()))
         .build();
   }
 }

@@ -9,8 +9,13 @@ import java.io.ByteArrayInputStream;
 import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
+import java.io.OutputStream;
 import java.io.SequenceInputStream;
+import java.security.DigestInputStream;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Base64;
 import java.util.Collection;
 import java.util.Collections;
@@ -23,69 +28,147 @@ import java.util.zip.ZipException;
 /**
  * Reads a state stored the way Terraform's {@code kubernetes} backend stores it: gzip in the {@code
  * tfstate} key of Secret {@code tfstate-WS-NAME}, continued past 1 MiB in {@code
- * tfstate-WS-NAME-part-1}, {@code -part-2}, ... It streams, so a large state is never held whole.
+ * tfstate-WS-NAME-part-1}, {@code -part-2}, ... It streams, so a large state is never held whole:
+ * the JSON is parsed as it is decompressed, and a Secret's base64 is decoded only when the stream
+ * reaches it.
  */
 public final class StoredState {
 
   public static final String DATA_KEY = "tfstate";
   private static final JsonFactory JSON = new JsonFactory();
+  private static final int BUFFER = 64 * 1024;
 
   private StoredState() {}
 
-  /** A stored state's gzip data, split over its Secrets in order (main first). */
-  public record Compressed(List<Secret> secrets, List<byte[]> parts) {
+  /**
+   * A stored state's gzip data, decoded, in chunk order (main first), with the Secrets it was read
+   * from. The Secrets may have been stripped of their data: they are kept for their names and the
+   * versions that updates are conditional on.
+   */
+  public record Compressed(List<Secret> secrets, List<Chunk> parts) {
     public long size() {
-      return parts.stream().mapToLong(p -> p.length).sum();
+      return parts.stream().mapToLong(Chunk::length).sum();
     }
 
     /** The gzip stream: the parts joined, read without copying them together. */
     public InputStream stream() {
       List<InputStream> streams = new ArrayList<>();
-      for (byte[] part : parts) {
-        streams.add(new ByteArrayInputStream(part));
+      for (Chunk part : parts) {
+        streams.add(part.stream());
       }
       return new SequenceInputStream(Collections.enumeration(streams));
     }
   }
 
+  /** What one pass over a state's JSON found: its facts and the JSON's MD5 (base64). */
+  public record Inspection(StateFacts facts, String md5) {}
+
   /**
    * Facts about the state held in {@code secrets} (any Secrets of the namespace; those that are not
-   * this state's are ignored), or empty when there is no state yet.
+   * this state's are ignored), or empty when there is no state yet. Each Secret's data is decoded
+   * only while the stream passes through it, so at most one chunk is held decoded at a time.
    *
    * @throws StateUnreadableException when a chunk is missing or the data is not gzip'd state JSON
    */
   public static Optional<StateFacts> read(StateNames names, Collection<Secret> secrets)
       throws StateUnreadableException {
-    Optional<Compressed> compressed = collect(names, secrets);
-    if (compressed.isEmpty()) {
+    Optional<List<Secret>> ordered = ordered(names, secrets);
+    if (ordered.isEmpty()) {
       return Optional.empty();
     }
-    Compressed c = compressed.get();
+    List<Secret> chunks = ordered.get();
+    java.util.Iterator<Secret> next = chunks.iterator();
+    Inspection inspection =
+        inspect(
+            names,
+            new ChunkStream(() -> next.hasNext() ? Optional.of(next.next()) : Optional.empty()),
+            chunks.size() == 1);
+    return Optional.of(inspection.facts());
+  }
+
+  /**
+   * Facts and MD5 of the state in {@code c}, from one streaming pass over its JSON.
+   *
+   * @throws StateUnreadableException when the data is not gzip'd state JSON
+   */
+  public static Inspection inspect(StateNames names, Compressed c) throws StateUnreadableException {
+    Inspection inspection = inspect(names, new ChunkStream(c.parts()), c.parts().size() == 1);
+    inspection.facts().setChunks(c.parts().size());
+    return inspection;
+  }
+
+  /**
+   * Facts and MD5 of the state whose gzip data {@code compressed} gives, Secret by Secret, from one
+   * streaming pass: at most one Secret's data is decoded at a time. Every Secret is read, also past
+   * the end of the gzip data, so that each is checked and counted.
+   *
+   * @param single whether the state is known to be in one Secret (for messages only)
+   * @throws StateUnreadableException when the data is not gzip'd state JSON
+   */
+  public static Inspection inspect(StateNames names, ChunkStream compressed, boolean single)
+      throws StateUnreadableException {
     String first = names.secretName();
-    String where = where(names, c);
+    String where = single ? where(names, 1) : where(names, 2);
+    MessageDigest md5 = md5();
     StateFacts facts;
-    try (CountingInputStream raw = new CountingInputStream(gunzip(c, where, first))) {
-      facts = parse(raw, where, first);
-      facts.setRawBytes(raw.count());
+    try {
+      try (CountingInputStream raw =
+          new CountingInputStream(new DigestInputStream(gunzip(compressed, where, first), md5))) {
+        facts = parse(raw, where, first);
+        facts.setRawBytes(raw.count());
+        compressed.transferTo(OutputStream.nullOutputStream());
+      }
+    } catch (ChunkUnreadable e) {
+      throw e.unreadable();
     } catch (IOException e) {
       throw new StateUnreadableException(first, where + ": " + describe(e), e);
     }
     facts.setSecretName(first);
-    facts.setCompressedBytes(c.size());
-    facts.setChunks(c.parts().size());
-    return Optional.of(facts);
+    facts.setCompressedBytes(compressed.count());
+    facts.setChunks(compressed.chunks());
+    return new Inspection(facts, Base64.getEncoder().encodeToString(md5.digest()));
   }
 
   /** The state JSON, decompressed, checked to be a Terraform state. */
   public static byte[] decompress(StateNames names, Compressed c) throws StateUnreadableException {
     String first = names.secretName();
-    String where = where(names, c);
-    try (InputStream in = gunzip(c, where, first)) {
+    String where = where(names, c.parts().size());
+    try (InputStream in = gunzip(c.stream(), where, first)) {
       byte[] raw = in.readAllBytes();
       facts(raw, where, first);
       return raw;
     } catch (IOException e) {
       throw new StateUnreadableException(first, where + ": " + describe(e), e);
+    }
+  }
+
+  /**
+   * The state JSON of {@code c} as a stream, decompressed as it is read (its gzip data must have
+   * been checked, for example by {@link #inspect}).
+   */
+  public static InputStream open(Compressed c) throws IOException {
+    return new GZIPInputStream(c.stream(), BUFFER);
+  }
+
+  /**
+   * Whether the gzip data {@code a} and {@code b} hold the same bytes once decompressed, compared
+   * as both streams are read.
+   */
+  public static boolean sameContent(InputStream a, List<Chunk> b) throws IOException {
+    try (InputStream x = new GZIPInputStream(a, BUFFER);
+        InputStream y = open(new Compressed(List.of(), b))) {
+      byte[] bx = new byte[BUFFER];
+      byte[] by = new byte[BUFFER];
+      while (true) {
+        int nx = x.readNBytes(bx, 0, BUFFER);
+        int ny = y.readNBytes(by, 0, BUFFER);
+        if (nx != ny || !Arrays.equals(bx, 0, nx, by, 0, ny)) {
+          return false;
+        }
+        if (nx < BUFFER) {
+          return true;
+        }
+      }
     }
   }
 
@@ -105,17 +188,45 @@ public final class StoredState {
     }
   }
 
-  private static String where(StateNames names, Compressed c) {
-    return c.parts().size() == 1
+  /**
+   * Facts of a state JSON document read from {@code raw}, which is read to its end (the caller
+   * counts it if it needs the size).
+   *
+   * @throws StateUnreadableException naming {@code where} when it is not a Terraform state
+   * @throws IOException when {@code raw} itself fails (a JSON error is a StateUnreadableException)
+   */
+  public static StateFacts facts(InputStream raw, String where, String objectName)
+      throws IOException, StateUnreadableException {
+    try {
+      return parse(raw, where, objectName);
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw new StateUnreadableException(objectName, where + ": " + describe(e), e);
+    }
+  }
+
+  static MessageDigest md5() {
+    try {
+      return MessageDigest.getInstance("MD5");
+    } catch (NoSuchAlgorithmException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
+  private static String where(StateNames names, int chunks) {
+    return chunks == 1
         ? "Secret " + names.secretName()
         : "Secret " + names.secretName() + " and its chunks";
   }
 
   /**
-   * The gzip data of the state held in {@code secrets}, in chunk order, or empty when there is no
-   * state yet (Terraform reads a state Secret without the key as no state too).
+   * The Secrets of the state held in {@code secrets}, in chunk order, or empty when there is no
+   * state yet (Terraform reads a state Secret without the key as no state too). Their data is not
+   * decoded here.
+   *
+   * @throws StateUnreadableException when a chunk or the main Secret is missing, or a chunk has no
+   *     data
    */
-  public static Optional<Compressed> collect(StateNames names, Collection<Secret> secrets)
+  public static Optional<List<Secret>> ordered(StateNames names, Collection<Secret> secrets)
       throws StateUnreadableException {
     TreeMap<Integer, Secret> chunks = new TreeMap<>();
     for (Secret secret : secrets) {
@@ -141,43 +252,78 @@ public final class StoredState {
     if (main.getData() == null || !main.getData().containsKey(DATA_KEY)) {
       return Optional.empty();
     }
-    List<byte[]> parts = new ArrayList<>();
     List<Secret> ordered = new ArrayList<>();
     int expected = 0;
     for (var entry : chunks.entrySet()) {
       Secret secret = entry.getValue();
       String name = secret.getMetadata().getName();
       if (entry.getKey() != expected) {
-        throw new StateUnreadableException(
-            name,
-            "chunk "
-                + names.chunkSecretName(expected)
-                + " is missing: found "
-                + name
-                + " after "
-                + (expected == 1 ? names.secretName() : names.chunkSecretName(expected - 1)));
+        throw missingChunk(names, expected, name);
       }
       expected++;
-      String encoded = secret.getData() == null ? null : secret.getData().get(DATA_KEY);
-      if (encoded == null) {
+      if (secret.getData() == null || secret.getData().get(DATA_KEY) == null) {
         throw new StateUnreadableException(
             name, "Secret " + name + " has no '" + DATA_KEY + "' key");
       }
-      try {
-        parts.add(Base64.getDecoder().decode(encoded));
-      } catch (IllegalArgumentException e) {
-        throw new StateUnreadableException(
-            name, "Secret " + name + " key '" + DATA_KEY + "' is not base64: " + e.getMessage(), e);
-      }
       ordered.add(secret);
     }
-    return Optional.of(new Compressed(List.copyOf(ordered), List.copyOf(parts)));
+    return Optional.of(List.copyOf(ordered));
   }
 
-  private static InputStream gunzip(Compressed c, String where, String first)
-      throws StateUnreadableException {
+  /** Chunk {@code expected} is missing, and {@code found} comes after it. */
+  static StateUnreadableException missingChunk(StateNames names, int expected, String found) {
+    return new StateUnreadableException(
+        found,
+        "chunk "
+            + names.chunkSecretName(expected)
+            + " is missing: found "
+            + found
+            + " after "
+            + (expected == 1 ? names.secretName() : names.chunkSecretName(expected - 1)));
+  }
+
+  /**
+   * The gzip data in Secret {@code secret}'s {@code tfstate} key.
+   *
+   * @throws StateUnreadableException when the key is missing or not base64
+   */
+  public static Chunk decode(Secret secret) throws StateUnreadableException {
+    String name = secret.getMetadata().getName();
+    String encoded = secret.getData() == null ? null : secret.getData().get(DATA_KEY);
+    if (encoded == null) {
+      throw new StateUnreadableException(name, "Secret " + name + " has no '" + DATA_KEY + "' key");
+    }
     try {
-      return new GZIPInputStream(c.stream(), 64 * 1024);
+      return Chunk.fromBase64(encoded);
+    } catch (IllegalArgumentException e) {
+      throw new StateUnreadableException(
+          name, "Secret " + name + " key '" + DATA_KEY + "' is not base64: " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * The gzip data of the state held in {@code secrets}, decoded, in chunk order, or empty when
+   * there is no state yet.
+   */
+  public static Optional<Compressed> collect(StateNames names, Collection<Secret> secrets)
+      throws StateUnreadableException {
+    Optional<List<Secret>> ordered = ordered(names, secrets);
+    if (ordered.isEmpty()) {
+      return Optional.empty();
+    }
+    List<Chunk> parts = new ArrayList<>();
+    for (Secret s : ordered.get()) {
+      parts.add(decode(s));
+    }
+    return Optional.of(new Compressed(ordered.get(), List.copyOf(parts)));
+  }
+
+  private static InputStream gunzip(InputStream compressed, String where, String first)
+      throws StateUnreadableException, ChunkUnreadable {
+    try {
+      return new GZIPInputStream(compressed, BUFFER);
+    } catch (ChunkUnreadable e) {
+      throw e;
     } catch (IOException e) {
       throw new StateUnreadableException(first, where + ": not gzip data (" + describe(e) + ")", e);
     }
@@ -284,6 +430,113 @@ public final class StoredState {
 
     long count() {
       return count;
+    }
+  }
+
+  /**
+   * A Secret of the state that cannot be read (its data is not base64, or it changed since it was
+   * first read), met while streaming: carries the reason as it is to be reported.
+   */
+  public static final class ChunkUnreadable extends IOException {
+    private final transient StateUnreadableException unreadable;
+
+    public ChunkUnreadable(StateUnreadableException unreadable) {
+      super(unreadable.getMessage());
+      this.unreadable = unreadable;
+    }
+
+    public StateUnreadableException unreadable() {
+      return unreadable;
+    }
+  }
+
+  /** Where a {@link ChunkStream} gets the state's Secrets from, in order, one at a time. */
+  @FunctionalInterface
+  public interface SecretSource {
+    /** The next Secret of the state, or empty after the last. */
+    Optional<Secret> next() throws IOException;
+  }
+
+  /**
+   * The gzip data of a state's Secrets in order, each decoded from base64 only when the stream gets
+   * to it and dropped when it is past, so that one Secret's data at most is held.
+   */
+  public static final class ChunkStream extends InputStream {
+    private final SecretSource source;
+    private final java.util.Iterator<Chunk> held;
+    private InputStream current = InputStream.nullInputStream();
+    private long count;
+    private int chunks;
+
+    /** Over Secrets from {@code source}, decoded as they come. */
+    public ChunkStream(SecretSource source) {
+      this.source = source;
+      this.held = null;
+    }
+
+    /** Over chunks already decoded. */
+    public ChunkStream(List<Chunk> parts) {
+      this.source = null;
+      this.held = parts.iterator();
+    }
+
+    private boolean advance() throws IOException {
+      if (held != null) {
+        if (!held.hasNext()) {
+          return false;
+        }
+        current = held.next().stream();
+      } else {
+        Optional<Secret> next = source.next();
+        if (next.isEmpty()) {
+          return false;
+        }
+        try {
+          current = decode(next.get()).stream();
+        } catch (StateUnreadableException e) {
+          throw new ChunkUnreadable(e);
+        }
+      }
+      chunks++;
+      return true;
+    }
+
+    @Override
+    public int read() throws IOException {
+      byte[] one = new byte[1];
+      return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
+    }
+
+    @Override
+    public int read(byte[] b, int off, int len) throws IOException {
+      if (len == 0) {
+        return 0;
+      }
+      while (true) {
+        int n = current.read(b, off, len);
+        if (n > 0) {
+          count += n;
+          return n;
+        }
+        if (!advance()) {
+          return -1;
+        }
+      }
+    }
+
+    @Override
+    public int available() throws IOException {
+      return current.available();
+    }
+
+    /** Bytes of gzip data read so far. */
+    public long count() {
+      return count;
+    }
+
+    /** Secrets (or chunks) reached so far. */
+    public int chunks() {
+      return chunks;
     }
   }
 }

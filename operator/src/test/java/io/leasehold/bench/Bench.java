@@ -96,7 +96,8 @@ public final class Bench implements Callable<Integer> {
         new LockWaitBenchmark(),
         new JobHandoffBenchmark(),
         new LockThroughputBenchmark(),
-        new ScaleBenchmark());
+        new ScaleBenchmark(),
+        new StateSizeBenchmark());
   }
 
   /** The arguments as given, recorded in the report so the command re-creates it. */

@@ -67,6 +67,72 @@ public final class TerraformStates {
     return out.toByteArray();
   }
 
+  /**
+   * A state JSON of about {@code bytes} bytes, padded with random base64 (gzip barely shrinks it).
+   */
+  public static String randomState(long serial, String lineage, int bytes, long seed) {
+    byte[] noise = new byte[Math.max(1, (bytes - 400) * 3 / 4)];
+    new java.util.Random(seed).nextBytes(noise);
+    return stateJson(serial, lineage, 1, Base64.getEncoder().encodeToString(noise));
+  }
+
+  /**
+   * Gzip of {@code data} in deflate's stored (uncompressed) blocks: a valid gzip stream, as any
+   * reader takes it, whose length is exactly {@link #storedGzipLength} of the data's length.
+   */
+  public static byte[] storedGzip(byte[] data) {
+    java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+    out.writeBytes(new byte[] {0x1f, (byte) 0x8b, 8, 0, 0, 0, 0, 0, 0, (byte) 0xff});
+    int offset = 0;
+    do {
+      int n = Math.min(65535, data.length - offset);
+      boolean last = offset + n == data.length;
+      out.write(last ? 1 : 0);
+      out.write(n & 0xff);
+      out.write(n >>> 8);
+      out.write(~n & 0xff);
+      out.write((~n >>> 8) & 0xff);
+      out.write(data, offset, n);
+      offset += n;
+    } while (offset < data.length);
+    java.util.zip.CRC32 crc = new java.util.zip.CRC32();
+    crc.update(data);
+    writeIntLe(out, (int) crc.getValue());
+    writeIntLe(out, data.length);
+    return out.toByteArray();
+  }
+
+  /** The length of {@link #storedGzip} of {@code n} bytes. */
+  public static long storedGzipLength(long n) {
+    return 18 + n + 5 * Math.max(1, (n + 65534) / 65535);
+  }
+
+  /**
+   * A state JSON whose {@link #storedGzip} is exactly {@code gzipBytes} long, so that it fills its
+   * Secrets to the byte.
+   */
+  public static String stateForStoredGzipOf(long gzipBytes, long serial, String lineage) {
+    int base = stateJson(serial, lineage, 1, "").length();
+    long n = gzipBytes - 18 - 5 * ((gzipBytes + 65534) / 65535);
+    while (storedGzipLength(n) < gzipBytes) {
+      n++;
+    }
+    while (storedGzipLength(n) > gzipBytes) {
+      n--;
+    }
+    if (storedGzipLength(n) != gzipBytes) {
+      throw new IllegalArgumentException("no stored gzip is exactly " + gzipBytes + " bytes");
+    }
+    return stateJson(serial, lineage, 1, "x".repeat((int) (n - base)));
+  }
+
+  private static void writeIntLe(java.io.ByteArrayOutputStream out, int v) {
+    out.write(v & 0xff);
+    out.write((v >>> 8) & 0xff);
+    out.write((v >>> 16) & 0xff);
+    out.write((v >>> 24) & 0xff);
+  }
+
   /** The Secrets Terraform writes for {@code stateJson}: main first, then -part-N chunks. */
   public static List<Secret> secrets(StateNames names, String stateJson) {
     return secretsOfGzip(names, gzip(stateJson.getBytes(StandardCharsets.UTF_8)));
