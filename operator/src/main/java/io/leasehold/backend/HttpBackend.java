@@ -543,6 +543,10 @@ public final class HttpBackend implements AutoCloseable {
           closeQuietly(in);
         } catch (IOException | RuntimeException e) {
           closeQuietly(in);
+          if (response.closed()) {
+            // The client went away; nothing to tell it.
+            return;
+          }
           // Cut short: the client sees fewer bytes than Content-Length said, never a bad state.
           LOG.error("backend request {} {}: sending the body failed", method(ctx), path(ctx), e);
           ctx.request().connection().close();

@@ -132,7 +132,8 @@ public final class IncomingState {
     @Override
     public int read(byte[] b, int off, int len) throws IOException {
       // Reads at most one byte past the limit: enough to know it is over.
-      int n = super.read(b, off, (int) Math.min(len, Math.max(1, max + 1 - count)));
+      long room = max - count;
+      int n = super.read(b, off, room >= len ? len : (int) room + 1);
       if (n > 0) {
         count += n;
         if (count > max) {

@@ -133,6 +133,9 @@ class StreamingStateTest {
     byte[] body = TerraformStates.stateJson(1, "l", 3).getBytes(StandardCharsets.UTF_8);
     assertThat(IncomingState.read(new ByteArrayInputStream(body), body.length).tooLarge())
         .isFalse();
+    IncomingState unlimited = IncomingState.read(new ByteArrayInputStream(body), Long.MAX_VALUE);
+    assertThat(unlimited.tooLarge()).isFalse();
+    assertThat(unlimited.bytes()).isEqualTo(body.length);
 
     CountingStream counted = new CountingStream(body);
     IncomingState over = IncomingState.read(counted, body.length - 1);
