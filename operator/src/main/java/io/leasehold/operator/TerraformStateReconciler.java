@@ -29,6 +29,7 @@ import io.leasehold.api.StateFacts;
 import io.leasehold.api.TerraformState;
 import io.leasehold.api.TerraformStateStatus;
 import io.leasehold.backend.StateBackend;
+import io.leasehold.kube.MetadataOnlySecrets;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.ops.LeaseholdMetrics;
@@ -36,6 +37,7 @@ import io.leasehold.queue.JobAdmission;
 import io.leasehold.queue.RunQueue;
 import io.leasehold.queue.RunnerJobs;
 import io.leasehold.state.StateNames;
+import io.leasehold.state.StateStore;
 import io.leasehold.state.StateUnreadableException;
 import io.leasehold.state.StoredState;
 import java.time.Clock;
@@ -106,6 +108,7 @@ public class TerraformStateReconciler
         new InformerEventSource<>(
             InformerEventSourceConfiguration.from(Secret.class, TerraformState.class)
                 .withName("secrets")
+                .withItemStore(new MetadataOnlySecrets())
                 .withLabelSelector(TERRAFORM_SELECTOR)
                 .withSecondaryToPrimaryMapper(TerraformStateReconciler::bySuffixLabel)
                 .build(),
@@ -245,7 +248,7 @@ public class TerraformStateReconciler
     String degradedReason = null;
     String degradedMessage = null;
     try {
-      Optional<StateFacts> facts = StoredState.read(names, secrets);
+      Optional<StateFacts> facts = facts(ResourceID.fromResource(resource), names, secrets);
       if (facts.isEmpty() && previous.getState() != null) {
         Optional<String> missing = StateBackend.missingState(client, names);
         if (missing.isPresent()) {
@@ -344,12 +347,42 @@ public class TerraformStateReconciler
   }
 
   private static String fingerprint(List<Secret> secrets, StateUnreadableException e) {
-    StringBuilder b = new StringBuilder(e.getMessage());
-    secrets.stream()
+    return e.getMessage() + "|" + versions(secrets);
+  }
+
+  private static String versions(List<Secret> secrets) {
+    return secrets.stream()
         .map(x -> x.getMetadata().getName() + "@" + x.getMetadata().getResourceVersion())
         .sorted()
-        .forEach(x -> b.append('|').append(x));
-    return b.toString();
+        .collect(java.util.stream.Collectors.joining("|"));
+  }
+
+  /** Facts of a state as last read, with the Secret versions they were read at. */
+  private record KnownFacts(String versions, Optional<StateFacts> facts) {}
+
+  private final Map<ResourceID, KnownFacts> knownFacts =
+      new java.util.concurrent.ConcurrentHashMap<>();
+
+  /**
+   * Facts of the stored state. The Secret cache keeps no data, so the state is read from the API,
+   * one Secret at a time as it streams through the parser, but only when the cached Secret versions
+   * changed since the last read.
+   */
+  private Optional<StateFacts> facts(ResourceID id, StateNames names, List<Secret> secrets)
+      throws StateUnreadableException {
+    String versions = versions(secrets);
+    KnownFacts known = knownFacts.get(id);
+    if (known != null && known.versions().equals(versions)) {
+      return known.facts();
+    }
+    // The cached Secrets tell whether there is a state and whether a chunk is missing; only a
+    // state that may be readable is fetched.
+    Optional<StateFacts> facts =
+        StoredState.ordered(names, secrets).isEmpty()
+            ? Optional.empty()
+            : new StateStore(client, names).read(false).map(StateStore.Current::facts);
+    knownFacts.put(id, new KnownFacts(versions, facts));
+    return facts;
   }
 
   private Optional<Lease> forceUnlock(TerraformState resource, LeaseLock lock, String lockId) {
@@ -531,6 +564,7 @@ public class TerraformStateReconciler
   @Override
   public DeleteControl cleanup(TerraformState resource, Context<TerraformState> context) {
     StateNames names = namesOf(resource);
+    knownFacts.remove(ResourceID.fromResource(resource));
     metrics.queueLength(names.namespace() + "/" + names.name(), 0);
     if (names.problem().isPresent()) {
       return DeleteControl.defaultDelete();
