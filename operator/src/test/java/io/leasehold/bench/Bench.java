@@ -126,20 +126,24 @@ public final class Bench implements Callable<Integer> {
       return 2;
     }
     Instant started = Instant.now();
-    StringBuilder report = new StringBuilder();
-    report.append("# Benchmarks\n\n");
-    report.append("Written by the benchmark harness; do not edit by hand. Re-create with:\n\n");
+    StringBuilder header = new StringBuilder();
+    header.append("# Benchmarks\n\n");
+    header.append("Written by the benchmark harness; do not edit by hand. Re-create with:\n\n");
     String args = String.join(" ", given);
-    report
-        .append("```\n")
-        .append(COMMAND)
-        .append(args.isEmpty() ? "" : " -Dbench.args=\"" + args + "\"")
-        .append("\n```\n\n");
-    report.append(machine(started)).append('\n');
-    report.append(
+    String command = COMMAND + (args.isEmpty() ? "" : " -Dbench.args=\"" + args + "\"");
+    header.append("```\n").append(COMMAND).append("\n```\n\n");
+    header.append(machine(started)).append('\n');
+    header.append(
         "Each figure is the median of the runs, with the lowest and highest beside it. Both sides"
             + " of a comparison run in the same run, one after the other, so their ratio holds"
-            + " on a noisy machine. Targets are upper limits on the median.\n\n");
+            + " on a noisy machine. Targets are upper limits on the median. Each section ends"
+            + " with when and with which command it was measured; with `--only`, the sections of"
+            + " the other benchmarks are kept from the report as it was.\n\n");
+    // Sections by title; a run of some benchmarks keeps the others' sections as they were.
+    Map<String, String> sections = new LinkedHashMap<>();
+    if (!only.isEmpty()) {
+      sections.putAll(existingSections());
+    }
     for (Benchmark b : selected) {
       System.out.printf("%n== %s (%d run(s)) ==%n", b.title(), repeat);
       Map<String, List<Figure>> figures = new LinkedHashMap<>();
@@ -158,19 +162,56 @@ public final class Bench implements Callable<Integer> {
       Duration took = Duration.ofNanos(System.nanoTime() - t0);
       String table = skipped == null ? table(figures) : "**Skipped:** " + skipped + "\n";
       System.out.println(table);
-      report.append("## ").append(b.title()).append("\n\n");
-      report.append(b.description(settings).strip()).append("\n\n");
-      report.append(table).append('\n');
-      report
+      StringBuilder section = new StringBuilder();
+      section.append("## ").append(b.title()).append("\n\n");
+      section.append(b.description(settings).strip()).append("\n\n");
+      section.append(table).append('\n');
+      section
           .append("_")
           .append(repeat)
           .append(" run(s) in ")
           .append(took.truncatedTo(ChronoUnit.SECONDS).toString().substring(2).toLowerCase())
-          .append("._\n\n");
+          .append(", started ")
+          .append(started.truncatedTo(ChronoUnit.SECONDS))
+          .append(", by `")
+          .append(command)
+          .append("`._\n\n");
+      sections.put(b.title(), section.toString());
+      StringBuilder report = new StringBuilder(header);
+      all().stream()
+          .map(Benchmark::title)
+          .filter(sections::containsKey)
+          .forEach(t -> report.append(sections.get(t)));
       write(report);
     }
     System.out.println("report written to " + output.toAbsolutePath());
     return 0;
+  }
+
+  /** The sections of the report as it is now, by title (none when there is no report yet). */
+  private Map<String, String> existingSections() throws IOException {
+    Map<String, String> found = new LinkedHashMap<>();
+    if (!Files.exists(output)) {
+      return found;
+    }
+    String title = null;
+    StringBuilder text = new StringBuilder();
+    for (String line : Files.readAllLines(output, StandardCharsets.UTF_8)) {
+      if (line.startsWith("## ")) {
+        if (title != null) {
+          found.put(title, text.toString());
+        }
+        title = line.substring(3).trim();
+        text = new StringBuilder();
+      }
+      if (title != null) {
+        text.append(line).append('\n');
+      }
+    }
+    if (title != null) {
+      found.put(title, text.toString());
+    }
+    return found;
   }
 
   private void write(StringBuilder report) {
