@@ -36,7 +36,7 @@ final class StateSizeBenchmark implements Benchmark {
    * The child operator's heap limit: the heap the Helm chart's default memory limit gives (512Mi at
    * MaxRAMPercentage=75). The largest size must pass within it.
    */
-  static final String CHILD_XMX = System.getProperty("leasehold.bench.size.xmx", "384m");
+  static final String CHILD_XMX = "384m";
 
   private static final long MAX_STATE_BYTES = 512L * 1024 * 1024;
   private static final Duration REQUEST_TIMEOUT = Duration.ofMinutes(5);
