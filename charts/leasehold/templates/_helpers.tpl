@@ -68,7 +68,7 @@ leasehold.rules.namespaced: in every watched namespace (rules 1-7).
   verbs: ["get", "list", "watch", "patch", "update"]
 - apiGroups: ["leasehold.io"]
   resources: ["terraformstates/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["get", "update"]
 {{ include "leasehold.rules.leases" . }}
 - apiGroups: [""]
   resources: ["secrets"]

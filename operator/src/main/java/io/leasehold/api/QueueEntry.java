@@ -4,33 +4,52 @@ import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import java.util.Objects;
 
-/** A runner Job waiting for the lock. */
+/** One place in a state's line: a runner Job, or an HTTP client waiting with ?wait=. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
 public class QueueEntry {
 
-  @JsonPropertyDescription("Name of the Job (same namespace).")
-  private String job;
+  @JsonPropertyDescription("job (a runner Job) or client (an HTTP backend client waiting).")
+  private String kind;
 
-  @JsonPropertyDescription("1-based position in the queue.")
+  @JsonPropertyDescription("The Job's name (same namespace), or who the client said it is.")
+  private String name;
+
+  @JsonPropertyDescription("1-based position in the line.")
   private Integer position;
 
-  @JsonPropertyDescription("When the Job was created: the queue is in creation order.")
-  private String createdAt;
+  @JsonPropertyDescription(
+      "When it joined the line (for a Job not in line yet, when it was created).")
+  private String since;
+
+  @JsonPropertyDescription(
+      "For a client: true while its request is connected; false while it is away (it keeps its"
+          + " place for a grace period, but is passed over while away).")
+  private Boolean connected;
 
   public QueueEntry() {}
 
-  public QueueEntry(String job, int position, String createdAt) {
-    this.job = job;
+  public QueueEntry(String kind, String name, int position, String since, Boolean connected) {
+    this.kind = kind;
+    this.name = name;
     this.position = position;
-    this.createdAt = createdAt;
+    this.since = since;
+    this.connected = connected;
   }
 
-  public String getJob() {
-    return job;
+  public String getKind() {
+    return kind;
   }
 
-  public void setJob(String job) {
-    this.job = job;
+  public void setKind(String kind) {
+    this.kind = kind;
+  }
+
+  public String getName() {
+    return name;
+  }
+
+  public void setName(String name) {
+    this.name = name;
   }
 
   public Integer getPosition() {
@@ -41,24 +60,34 @@ public class QueueEntry {
     this.position = position;
   }
 
-  public String getCreatedAt() {
-    return createdAt;
+  public String getSince() {
+    return since;
   }
 
-  public void setCreatedAt(String createdAt) {
-    this.createdAt = createdAt;
+  public void setSince(String since) {
+    this.since = since;
+  }
+
+  public Boolean getConnected() {
+    return connected;
+  }
+
+  public void setConnected(Boolean connected) {
+    this.connected = connected;
   }
 
   @Override
   public boolean equals(Object o) {
     return o instanceof QueueEntry q
-        && Objects.equals(job, q.job)
+        && Objects.equals(kind, q.kind)
+        && Objects.equals(name, q.name)
         && Objects.equals(position, q.position)
-        && Objects.equals(createdAt, q.createdAt);
+        && Objects.equals(since, q.since)
+        && Objects.equals(connected, q.connected);
   }
 
   @Override
   public int hashCode() {
-    return Objects.hash(job, position, createdAt);
+    return Objects.hash(kind, name, position, since, connected);
   }
 }

@@ -16,11 +16,13 @@ public class TerraformStateStatus {
   @JsonPropertyDescription("Who holds the lock, in short: empty when the state is unlocked.")
   private String holder;
 
-  @JsonPropertyDescription("Number of runner Jobs waiting for the lock.")
+  @JsonPropertyDescription(
+      "Number waiting for the lock: runner Jobs and HTTP backend clients waiting with ?wait=.")
   private Integer queued;
 
   @JsonPropertyDescription(
-      "Runner Jobs waiting for the lock, in the order they will run (at most the first 50).")
+      "The line: runner Jobs and waiting HTTP clients in the order they are served (at most the"
+          + " first 50).")
   private List<QueueEntry> queue;
 
   @JsonPropertyDescription("The runner Job leasehold holds the lock for, while it runs.")

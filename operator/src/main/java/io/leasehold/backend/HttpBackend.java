@@ -1,13 +1,8 @@
 package io.leasehold.backend;
 
-import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
-import io.fabric8.kubernetes.client.KubernetesClient;
-import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
-import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
-import io.leasehold.api.TerraformState;
-import io.leasehold.kube.OnChange;
-import io.leasehold.lock.LeaseLock;
+import io.leasehold.kube.EventRecorder;
 import io.leasehold.lock.LockInfo;
+import io.leasehold.lock.LockService;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.StateNames;
 import io.vertx.core.Vertx;
@@ -25,7 +20,6 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.Arrays;
-import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
@@ -66,72 +60,47 @@ public final class HttpBackend implements AutoCloseable {
 
   private final Vertx vertx;
   private final HttpServer server;
-  private final List<SharedIndexInformer<?>> watches;
+  private final LockWaiters waiters;
   private final String host;
 
-  private HttpBackend(
-      Vertx vertx, HttpServer server, List<SharedIndexInformer<?>> watches, String host) {
+  private HttpBackend(Vertx vertx, HttpServer server, LockWaiters waiters, String host) {
     this.vertx = vertx;
     this.server = server;
-    this.watches = watches;
+    this.waiters = waiters;
     this.host = host;
   }
 
-  /** Starts serving; returns once the port is bound. */
+  /**
+   * Starts serving; returns once the port is bound.
+   *
+   * @param locks the replica's lock service; its Lease watch wakes waiting LOCKs
+   * @param states where TerraformStates are looked up (the replica's watch cache)
+   */
   public static HttpBackend start(
-      KubernetesClient client,
+      LockService locks,
+      StateBackend.States states,
       StateBackend.Factory backendFactory,
       Access access,
+      JobPods jobPods,
+      EventRecorder events,
       Config config,
-      LeaseholdMetrics metrics) {
+      LeaseholdMetrics metrics,
+      StateBackend.Audit audit) {
     Vertx vertx = Vertx.vertx(new VertxOptions().setWorkerPoolSize(32));
-    LockWaiters waiters = new LockWaiters(vertx, metrics);
-    StateBackend backend = backendFactory.create(names -> waiters.wake(StateBackend.key(names)));
-    // A released lock, whoever released it (stock Terraform too), wakes the waiting LOCKs. With
-    // --namespace the watch stays inside the namespaces the operator may read.
-    ResourceEventHandler<Lease> wake =
-        OnChange.includingDeletes(
-            (Lease lease) -> {
-              String suffix = lease.getMetadata().getLabels().get(StateNames.LABEL_SUFFIX);
-              if (suffix != null && LeaseLock.Holder.of(lease).isEmpty()) {
-                waiters.wake(lease.getMetadata().getNamespace() + "/" + suffix);
-              }
-            });
-    List<SharedIndexInformer<?>> watches = new java.util.ArrayList<>();
-    List<SharedIndexInformer<TerraformState>> stateWatch = new java.util.ArrayList<>();
-    if (config.namespaces().isEmpty()) {
-      watches.add(
-          client
-              .leases()
-              .inAnyNamespace()
-              .withLabel(StateNames.LABEL_TFSTATE, "true")
-              .inform(wake));
-      stateWatch.add(client.resources(TerraformState.class).inAnyNamespace().inform());
-    } else {
-      for (String ns : config.namespaces()) {
-        watches.add(
-            client
-                .leases()
-                .inNamespace(ns)
-                .withLabel(StateNames.LABEL_TFSTATE, "true")
-                .inform(wake));
-        stateWatch.add(client.resources(TerraformState.class).inNamespace(ns).inform());
-      }
-    }
-    watches.addAll(stateWatch);
-    // Every request names a TerraformState: read it from the watch cache, and from the API only
-    // when the cache has not seen it (created a moment ago, or not there at all).
-    backend.withStates(
-        (ns, name) -> {
-          for (SharedIndexInformer<TerraformState> watch : stateWatch) {
-            TerraformState cached = watch.getStore().getByKey(ns + "/" + name);
-            if (cached != null) {
-              return cached;
-            }
+    LockWaiters waiters = new LockWaiters(vertx, locks, metrics);
+    LockRequests lockRequests =
+        new LockRequests(locks, waiters, access, jobPods, events, metrics, audit);
+    StateBackend backend = backendFactory.create(lockRequests).withStates(states);
+    // A changed Lease, whoever changed it (stock Terraform too), may make a waiter's turn come.
+    locks.onLeaseChange(
+        lease -> {
+          var labels = lease.getMetadata().getLabels();
+          String suffix = labels == null ? null : labels.get(StateNames.LABEL_SUFFIX);
+          if (suffix != null) {
+            waiters.wake(lease.getMetadata().getNamespace(), suffix);
           }
-          return client.resources(TerraformState.class).inNamespace(ns).withName(name).get();
         });
-    Routes routes = new Routes(vertx, backend, access, waiters, config);
+    Routes routes = new Routes(vertx, backend, lockRequests, access, config);
     HttpServer server =
         vertx.createHttpServer(
             new HttpServerOptions()
@@ -143,7 +112,7 @@ public final class HttpBackend implements AutoCloseable {
     try {
       server.listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
     } catch (Exception e) {
-      watches.forEach(SharedIndexInformer::close);
+      waiters.close();
       vertx.close();
       throw new IllegalStateException(
           "cannot serve the Terraform backend on "
@@ -154,7 +123,7 @@ public final class HttpBackend implements AutoCloseable {
               + e.getMessage(),
           e);
     }
-    return new HttpBackend(vertx, server, watches, config.host());
+    return new HttpBackend(vertx, server, waiters, config.host());
   }
 
   public int port() {
@@ -169,7 +138,7 @@ public final class HttpBackend implements AutoCloseable {
 
   @Override
   public void close() {
-    watches.forEach(SharedIndexInformer::close);
+    waiters.close();
     try {
       vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
     } catch (Exception e) {
@@ -181,15 +150,15 @@ public final class HttpBackend implements AutoCloseable {
   private static final class Routes {
     private final Vertx vertx;
     private final StateBackend backend;
+    private final LockRequests locks;
     private final Access access;
-    private final LockWaiters waiters;
     private final Config config;
 
-    Routes(Vertx vertx, StateBackend backend, Access access, LockWaiters waiters, Config config) {
+    Routes(Vertx vertx, StateBackend backend, LockRequests locks, Access access, Config config) {
       this.vertx = vertx;
       this.backend = backend;
+      this.locks = locks;
       this.access = access;
-      this.waiters = waiters;
       this.config = config;
     }
 
@@ -395,30 +364,84 @@ public final class HttpBackend implements AutoCloseable {
               () -> {
                 Requester who = access.authenticate(authorization);
                 access.authorize(who, Access.Verb.UPDATE, ns, name);
-                StateBackend.Target target = backend.resolve(ns, name);
-                return new Object[] {target, who};
+                return new Resolved(backend.resolve(ns, name), who, locks.caller(who));
               },
               false)
           .compose(
               resolved -> {
-                StateBackend.Target target = (StateBackend.Target) resolved[0];
-                Requester who = (Requester) resolved[1];
-                LockWaiters.Attempt attempt = () -> backend.tryLock(target, info.get(), who);
                 if (waitFor.isZero()) {
-                  return vertx.executeBlocking(() -> attempt.get().reply(), false);
+                  return vertx.executeBlocking(
+                      () ->
+                          locks.lockNow(
+                              resolved.target(), info.get(), resolved.who(), resolved.caller()),
+                      false);
                 }
-                Runnable undo =
-                    () ->
-                        backend.unlock(
-                            target, info.get().toJson().getBytes(StandardCharsets.UTF_8), who);
-                return waiters.enqueue(
-                    StateBackend.key(target.names()),
-                    attempt,
-                    undo,
-                    () -> backend.heldReply(target),
-                    waitFor);
+                return locks
+                    .lockWaiting(
+                        resolved.target(),
+                        info.get(),
+                        resolved.who(),
+                        resolved.caller(),
+                        waitFor,
+                        connection(ctx))
+                    .map(outcome -> new Delivery(resolved, outcome));
               })
-          .onComplete(result -> reply(ctx, result));
+          .onComplete(
+              result -> {
+                if (result.failed()) {
+                  reply(ctx, io.vertx.core.Future.failedFuture(result.cause()));
+                  return;
+                }
+                Object value = result.result();
+                if (value instanceof LockWaiters.Outcome outcome) {
+                  // Answered at once: the request was connected a moment ago.
+                  deliver(ctx, null, outcome);
+                } else {
+                  Delivery d = (Delivery) value;
+                  deliver(ctx, d.resolved(), d.outcome());
+                }
+              });
+    }
+
+    private record Resolved(
+        StateBackend.Target target, Requester who, io.leasehold.lock.Caller caller) {}
+
+    private record Delivery(Resolved resolved, LockWaiters.Outcome outcome) {}
+
+    /**
+     * Sends a LOCK's answer. A grant that cannot be delivered (the client went away meanwhile) is
+     * undone, so the lock is never held for a request that is not there.
+     */
+    private void deliver(RoutingContext ctx, Resolved resolved, LockWaiters.Outcome outcome) {
+      if (outcome.reply() == null) {
+        // The client went away while it waited: there is nobody to answer.
+        return;
+      }
+      Optional<io.leasehold.lock.LockService.Granted> grant = outcome.grant();
+      if (grant.isEmpty() || resolved == null) {
+        send(ctx, outcome.reply());
+        return;
+      }
+      if (ctx.response().closed() || ctx.response().ended()) {
+        locks.undeliverable(resolved.target(), grant.get(), resolved.caller());
+        return;
+      }
+      send(ctx, outcome.reply())
+          .onFailure(f -> locks.undeliverable(resolved.target(), grant.get(), resolved.caller()));
+    }
+
+    private static LockWaiters.Connection connection(RoutingContext ctx) {
+      return new LockWaiters.Connection() {
+        @Override
+        public boolean open() {
+          return !ctx.response().closed() && !ctx.response().ended();
+        }
+
+        @Override
+        public void onClose(Runnable closed) {
+          ctx.response().closeHandler(v -> closed.run());
+        }
+      };
     }
 
     private void unlock(RoutingContext ctx) {
@@ -430,6 +453,12 @@ public final class HttpBackend implements AutoCloseable {
       String name = ctx.pathParam("name");
       byte[] body = body(ctx);
       boolean force = body.length == 0;
+      Optional<LockInfo> info =
+          force ? Optional.empty() : LockInfo.parse(new String(body, StandardCharsets.UTF_8));
+      if (!force && (info.isEmpty() || info.get().id() == null || info.get().id().isBlank())) {
+        send(ctx, Reply.text(400, "the UNLOCK body is not a Terraform LockInfo with an ID"));
+        return;
+      }
       vertx
           .executeBlocking(
               () -> {
@@ -437,7 +466,9 @@ public final class HttpBackend implements AutoCloseable {
                 access.authorize(
                     who, force ? Access.Verb.FORCE_UNLOCK : Access.Verb.UPDATE, ns, name);
                 StateBackend.Target target = backend.resolve(ns, name);
-                return backend.unlock(target, body, who);
+                return force
+                    ? locks.forceUnlock(target, who)
+                    : locks.unlock(target, info.get(), who, locks.caller(who));
               },
               false)
           .onComplete(result -> reply(ctx, result));
@@ -471,10 +502,11 @@ public final class HttpBackend implements AutoCloseable {
               .withHeader("Allow", allowed));
     }
 
-    private static void send(RoutingContext ctx, Reply reply) {
+    private static io.vertx.core.Future<Void> send(RoutingContext ctx, Reply reply) {
       HttpServerResponse response = ctx.response();
-      if (response.ended()) {
-        return;
+      if (response.ended() || response.closed()) {
+        return io.vertx.core.Future.failedFuture(
+            "the response was already sent or its connection closed");
       }
       RequestBody body = ctx.get(BODY);
       if (body != null && !body.complete()) {
@@ -487,9 +519,9 @@ public final class HttpBackend implements AutoCloseable {
       }
       if (reply.stream() != null) {
         stream(ctx, reply.stream());
-        return;
+        return io.vertx.core.Future.succeededFuture();
       }
-      response.end(io.vertx.core.buffer.Buffer.buffer(reply.body()));
+      return response.end(io.vertx.core.buffer.Buffer.buffer(reply.body()));
     }
 
     /**

@@ -1,184 +1,438 @@
 package io.leasehold.backend;
 
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.leasehold.lock.Caller;
+import io.leasehold.lock.LockInfo;
+import io.leasehold.lock.LockService;
+import io.leasehold.lock.Ticket;
+import io.leasehold.ops.LeaseholdMetrics;
+import io.leasehold.state.StateNames;
+import io.vertx.core.Future;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import java.time.Duration;
-import java.util.ArrayDeque;
-import java.util.Deque;
 import java.util.HashMap;
+import java.util.LinkedHashMap;
 import java.util.Map;
-import java.util.function.Supplier;
+import java.util.Optional;
+import java.util.concurrent.Callable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
- * LOCK requests that wait ({@code ?wait=30s}) for a held lock, in arrival order per state. A
- * waiting request holds no thread: it is a pending promise, tried again when the lock is released
- * (the Lease watch or this backend's own UNLOCK says so) and answered 423 with the holder when its
- * wait runs out.
+ * The LOCK requests of this replica that wait ({@code ?wait=30s}) for a state's lock. Their order
+ * is not kept here but in the state's line on the Lease ({@link io.leasehold.lock.Line}), shared by
+ * every replica; this class keeps what only this replica knows: which of its waiting requests are
+ * still connected. A waiting request holds no thread: it is a pending promise, served when the
+ * Lease changes (its watch says so), answered 423 when its wait runs out, and dropped from the
+ * running the moment its connection closes.
+ *
+ * <p>Per state, one attempt runs at a time on a worker; changes that arrive meanwhile make it run
+ * once more.
  */
 final class LockWaiters {
 
-  /** One attempt to take the lock: blocking, run on a worker. */
-  interface Attempt extends Supplier<StateBackend.LockAttempt> {}
-
-  /** What to answer a waiter whose wait ran out: 423 with the current holder (blocking). */
-  interface Held extends Supplier<Reply> {}
-
+  private static final Logger LOG = LoggerFactory.getLogger(LockWaiters.class);
   private static final long SAFETY_POLL_MILLIS = 2_000;
 
+  /** A request's connection, as far as waiting for the lock needs it. */
+  interface Connection {
+    boolean open();
+
+    /** Runs {@code closed} once if the connection closes before the request is answered. */
+    void onClose(Runnable closed);
+  }
+
+  /** How a LOCK ended: the reply to send and, when it was granted, the grant to undo if unsent. */
+  record Outcome(Reply reply, Optional<LockService.Granted> grant) {}
+
   private final Vertx vertx;
-  private final Map<String, Deque<Waiter>> queues = new HashMap<>();
-  private final Map<String, Boolean> trying = new HashMap<>();
+  private final LockService service;
+  private final LeaseholdMetrics metrics;
+  private final Map<String, StateLine> lines = new HashMap<>();
+  private final long poll;
 
   private final class Waiter {
-    final Attempt attempt;
-    final Runnable undo;
-    final Held held;
-    final Promise<Reply> promise;
-    final long timer;
+    final LockInfo info;
+    final Caller caller;
+    final Promise<Outcome> promise = Promise.promise();
     final long since = System.nanoTime();
+    long timer = -1;
+    boolean arrived;
     Reply lastHeld;
 
-    Waiter(
-        String key,
-        Attempt attempt,
-        Runnable undo,
-        Held held,
-        Promise<Reply> promise,
-        Duration wait) {
-      this.attempt = attempt;
-      this.undo = undo;
-      this.held = held;
-      this.promise = promise;
-      this.timer = vertx.setTimer(Math.max(1, wait.toMillis()), id -> expire(key, this));
+    Waiter(LockInfo info, Caller caller) {
+      this.info = info;
+      this.caller = caller;
     }
   }
 
-  private final io.leasehold.ops.LeaseholdMetrics metrics;
+  /** The waiting requests of one state on this replica, in the order they arrived here. */
+  private final class StateLine {
+    final StateNames names;
+    final LinkedHashMap<String, Waiter> waiting = new LinkedHashMap<>();
+    boolean running;
+    boolean again;
+    long passOverTimer = -1;
+    String passOverKey;
 
-  LockWaiters(Vertx vertx, io.leasehold.ops.LeaseholdMetrics metrics) {
+    StateLine(StateNames names) {
+      this.names = names;
+    }
+  }
+
+  LockWaiters(Vertx vertx, LockService service, LeaseholdMetrics metrics) {
     this.vertx = vertx;
+    this.service = service;
     this.metrics = metrics;
-    vertx.setPeriodic(SAFETY_POLL_MILLIS, id -> wakeAll());
+    this.poll = vertx.setPeriodic(SAFETY_POLL_MILLIS, id -> serveAll());
   }
 
   /**
-   * Queues a LOCK that may wait up to {@code wait}; the future ends with its answer. {@code undo}
-   * releases a lock taken for a waiter that was answered (timed out) while its attempt ran, so a
-   * client told 423 never holds the lock.
+   * A LOCK that may wait up to {@code wait}: granted when its turn comes while it is connected,
+   * answered 423 when the wait runs out, never granted once its connection closed (it then keeps
+   * its place in line for the grace period, in case the same lock ID comes back).
    */
-  synchronized io.vertx.core.Future<Reply> enqueue(
-      String key, Attempt attempt, Runnable undo, Held held, Duration wait) {
-    Promise<Reply> promise = Promise.promise();
-    Deque<Waiter> queue = queues.computeIfAbsent(key, k -> new ArrayDeque<>());
-    queue.addLast(new Waiter(key, attempt, undo, held, promise, wait));
-    if (queue.size() == 1) {
-      tryHead(key);
+  synchronized Future<Outcome> lock(
+      StateNames names, LockInfo info, Caller caller, Duration wait, Connection connection) {
+    StateLine line = lines.computeIfAbsent(key(names), k -> new StateLine(names));
+    Waiter waiter = new Waiter(info, caller);
+    Waiter earlier = line.waiting.put(info.id(), waiter);
+    if (earlier != null) {
+      // The same client asks again (its earlier request is still open here, e.g. behind a proxy
+      // that cut it): the new request takes over the place; the old one gets a plain answer.
+      vertx.cancelTimer(earlier.timer);
+      earlier.promise.tryComplete(
+          new Outcome(
+              Reply.text(409, "superseded by a newer LOCK request with the same lock ID"),
+              Optional.empty()));
     }
-    return promise.future();
-  }
-
-  /** The lock of {@code key} may be free: the first waiter tries to take it. */
-  synchronized void wake(String key) {
-    if (queues.containsKey(key)) {
-      tryHead(key);
+    waiter.timer = vertx.setTimer(Math.max(1, wait.toMillis()), t -> timedOut(line, waiter));
+    connection.onClose(() -> disconnected(line, waiter));
+    if (!connection.open()) {
+      disconnected(line, waiter);
+      return waiter.promise.future();
     }
+    serve(line);
+    return waiter.promise.future();
   }
 
-  synchronized int waiting(String key) {
-    Deque<Waiter> q = queues.get(key);
-    return q == null ? 0 : q.size();
-  }
-
-  private synchronized void wakeAll() {
-    for (String key : queues.keySet().toArray(String[]::new)) {
-      tryHead(key);
-    }
-  }
-
-  private void tryHead(String key) {
-    Deque<Waiter> queue = queues.get(key);
-    if (queue == null || queue.isEmpty() || Boolean.TRUE.equals(trying.get(key))) {
+  private void arrived(StateLine line, Waiter waiter, LockService.Answer answer) {
+    if (line.waiting.get(waiter.info.id()) != waiter) {
+      // Gone meanwhile (disconnected, timed out or superseded).
+      if (answer instanceof LockService.Granted g) {
+        undoLater(line.names, g, waiter.caller);
+      }
       return;
     }
-    Waiter head = queue.peekFirst();
-    trying.put(key, true);
-    vertx
-        .<StateBackend.LockAttempt>executeBlocking(() -> head.attempt.get(), false)
-        .onComplete(
-            result -> {
+    if (answer instanceof LockService.Granted g) {
+      finish(line, waiter, g, null);
+    } else if (answer instanceof LockService.NotNow n) {
+      waiter.lastHeld = Reply.json(423, n.holderJson());
+    } else if (answer instanceof LockService.Refused r) {
+      finish(line, waiter, null, ReplyException.text(LockRequests.status(r), r.message()));
+    } else {
+      finish(line, waiter, null, new IllegalStateException(answer.toString()));
+    }
+  }
+
+  /** The lock of {@code names} may have changed hands: serve this replica's waiters. */
+  synchronized void wake(StateNames names) {
+    wake(names.namespace(), names.name());
+  }
+
+  /** The lock of state {@code namespace/name} may have changed hands. */
+  synchronized void wake(String namespace, String name) {
+    StateLine line = lines.get(namespace + "/" + name);
+    if (line != null) {
+      serve(line);
+    }
+  }
+
+  /** The connected waiting requests of this replica for {@code names}, by lock ID. */
+  synchronized Map<String, LockService.Waiting> local(StateNames names) {
+    StateLine line = lines.get(key(names));
+    return line == null ? Map.of() : snapshot(line);
+  }
+
+  /** Waiting requests of this replica for {@code names}. */
+  synchronized int waiting(StateNames names) {
+    StateLine line = lines.get(key(names));
+    return line == null ? 0 : line.waiting.size();
+  }
+
+  /** The connected waiters of this replica whose turn may come. */
+  private Map<String, LockService.Waiting> snapshot(StateLine line) {
+    Map<String, LockService.Waiting> local = new LinkedHashMap<>();
+    line.waiting.forEach((id, w) -> local.put(id, new LockService.Waiting(w.info, w.caller)));
+    return local;
+  }
+
+  private synchronized void serveAll() {
+    for (StateLine line : lines.values().toArray(StateLine[]::new)) {
+      serve(line);
+    }
+  }
+
+  /**
+   * Takes new waiters into the line, then grants the lock to this replica's first connected waiter
+   * if its turn has come. One run per state at a time, so this replica's own writes never race.
+   */
+  private void serve(StateLine line) {
+    if (line.running) {
+      line.again = true;
+      return;
+    }
+    if (line.waiting.isEmpty() && line.passOverTimer < 0) {
+      lines.remove(key(line.names));
+      return;
+    }
+    line.running = true;
+    line.again = false;
+    java.util.List<Waiter> arriving =
+        line.waiting.values().stream().filter(w -> !w.arrived).toList();
+    arriving.forEach(w -> w.arrived = true);
+    Map<String, LockService.Waiting> local = snapshot(line);
+    blocking(
+        () -> {
+          Map<Waiter, Object> answers = new LinkedHashMap<>();
+          for (Waiter w : arriving) {
+            try {
+              answers.put(w, service.lock(line.names, w.info, w.caller, true, local));
+            } catch (RuntimeException e) {
+              answers.put(w, e);
+            }
+          }
+          Optional<LockService.Granted> granted = service.serve(line.names, local);
+          Optional<Ticket> blocker =
+              granted.isPresent()
+                  ? Optional.empty()
+                  : service.blockedBy(service.current(line.names), local);
+          Lease lease = blocker.isPresent() ? service.current(line.names) : null;
+          return new Served(answers, granted, blocker, lease);
+        },
+        served -> served(line, served),
+        failure -> {
+          LOG.warn(
+              "{}/{}: serving waiting LOCKs failed: {}",
+              line.names.namespace(),
+              line.names.name(),
+              failure.getMessage());
+          synchronized (LockWaiters.this) {
+            line.running = false;
+            if (line.again) {
+              serve(line);
+            }
+          }
+        });
+  }
+
+  private record Served(
+      Map<Waiter, Object> answers,
+      Optional<LockService.Granted> granted,
+      Optional<Ticket> blocker,
+      Lease lease) {}
+
+  private synchronized void served(StateLine line, Served served) {
+    line.running = false;
+    served
+        .answers()
+        .forEach(
+            (waiter, answer) -> {
+              if (answer instanceof LockService.Answer a) {
+                arrived(line, waiter, a);
+              } else if (line.waiting.get(waiter.info.id()) == waiter) {
+                finish(line, waiter, null, (Throwable) answer);
+              }
+            });
+    if (served.granted().isPresent()) {
+      LockService.Granted g = served.granted().get();
+      Waiter waiter = line.waiting.get(g.lockId());
+      if (waiter == null) {
+        // Its connection closed while the grant was written: the lock is never held for it.
+        undoLater(line.names, g, null);
+      } else {
+        finish(line, waiter, g, null);
+      }
+      // After a grant the lock is held; the next waiter is served when it is released.
+    }
+    schedulePassOver(line, served.blocker(), served.lease());
+    if (line.again || line.waiting.values().stream().anyMatch(w -> !w.arrived)) {
+      serve(line);
+    } else if (line.waiting.isEmpty() && line.passOverTimer < 0) {
+      lines.remove(key(line.names));
+    }
+  }
+
+  /**
+   * The lock is free but the first in line is a client of another replica that has not granted it.
+   * If nothing changes within the owner timeout, that replica is presumed gone and the client is
+   * passed over (it keeps its place, and takes it back if its replica was alive after all).
+   */
+  private void schedulePassOver(StateLine line, Optional<Ticket> blocker, Lease lease) {
+    String key =
+        blocker.isEmpty() || lease == null
+            ? null
+            : blocker.get().id() + "@" + lease.getMetadata().getResourceVersion();
+    if (java.util.Objects.equals(key, line.passOverKey)) {
+      return;
+    }
+    if (line.passOverTimer >= 0) {
+      vertx.cancelTimer(line.passOverTimer);
+      line.passOverTimer = -1;
+    }
+    line.passOverKey = key;
+    if (key == null) {
+      return;
+    }
+    String id = blocker.get().id();
+    String version = lease.getMetadata().getResourceVersion();
+    line.passOverTimer =
+        vertx.setTimer(
+            Math.max(1, service.settings().ownerTimeout().toMillis()),
+            t -> {
               synchronized (LockWaiters.this) {
-                trying.put(key, false);
-                if (result.failed()) {
-                  finish(key, head, null, result.cause());
-                } else if (result.result().acquired() && head.promise.future().isComplete()) {
-                  vertx.executeBlocking(
-                      () -> {
-                        head.undo.run();
-                        return null;
-                      },
-                      false);
-                  tryHead(key);
-                } else if (result.result().acquired()) {
-                  finish(key, head, result.result().reply(), null);
-                } else {
-                  head.lastHeld = result.result().reply();
-                  if (head.promise.future().isComplete()) {
-                    tryHead(key);
-                  }
-                }
+                line.passOverTimer = -1;
+                line.passOverKey = null;
+              }
+              blocking(
+                  () -> {
+                    service.passOver(line.names, id, version);
+                    return null;
+                  },
+                  ignored -> wake(line.names),
+                  failure -> wake(line.names));
+            });
+  }
+
+  private synchronized void timedOut(StateLine line, Waiter waiter) {
+    if (line.waiting.get(waiter.info.id()) != waiter) {
+      return;
+    }
+    line.waiting.remove(waiter.info.id());
+    metrics.lockWaited(Duration.ofNanos(System.nanoTime() - waiter.since), false);
+    Reply held =
+        waiter.lastHeld != null
+            ? waiter.lastHeld
+            : Reply.text(423, "the lock was taken by requests before this one in line; retry");
+    waiter.promise.tryComplete(new Outcome(held, Optional.empty()));
+    left(line, waiter);
+  }
+
+  private synchronized void disconnected(StateLine line, Waiter waiter) {
+    if (line.waiting.get(waiter.info.id()) != waiter) {
+      return;
+    }
+    line.waiting.remove(waiter.info.id());
+    vertx.cancelTimer(waiter.timer);
+    metrics.lockWaited(Duration.ofNanos(System.nanoTime() - waiter.since), false);
+    LOG.info(
+        "{}/{}: LOCK {} by {} left the line: its connection closed while it waited",
+        line.names.namespace(),
+        line.names.name(),
+        waiter.info.id(),
+        waiter.caller.describe());
+    waiter.promise.tryComplete(new Outcome(null, Optional.empty()));
+    left(line, waiter);
+  }
+
+  /** The request ended without the lock: its place is kept for the grace period only. */
+  private void left(StateLine line, Waiter waiter) {
+    String id = waiter.info.id();
+    blocking(
+        () -> {
+          service.left(line.names, id);
+          return null;
+        },
+        ignored -> wake(line.names),
+        failure -> wake(line.names));
+    // Once the grace period is over, the place goes (if it was not taken back meanwhile).
+    vertx.setTimer(
+        service.settings().ticketGrace().toMillis() + 1_000,
+        t ->
+            blocking(
+                () -> {
+                  service.prune(line.names);
+                  return null;
+                },
+                ignored -> {},
+                failure -> {}));
+    serve(line);
+  }
+
+  private void finish(StateLine line, Waiter waiter, LockService.Granted grant, Throwable failure) {
+    vertx.cancelTimer(waiter.timer);
+    line.waiting.remove(waiter.info.id(), waiter);
+    if (failure != null) {
+      waiter.promise.tryFail(failure);
+      left(line, waiter);
+      return;
+    }
+    metrics.lockWaited(Duration.ofNanos(System.nanoTime() - waiter.since), true);
+    waiter.promise.tryComplete(
+        new Outcome(Reply.json(200, waiter.info.toJson()), Optional.of(grant)));
+  }
+
+  /**
+   * A grant whose answer could not be delivered is undone with a conditional write, and the next
+   * waiter is served.
+   */
+  void undoLater(StateNames names, LockService.Granted grant, Caller caller) {
+    blocking(
+        () -> service.undo(names, grant, caller == null ? ownerOf(grant) : caller),
+        undone -> {
+          if (undone) {
+            LOG.info(
+                "{}/{}: lock {} released again: its requester went away before it was told",
+                names.namespace(),
+                names.name(),
+                grant.lockId());
+          }
+          wake(names);
+        },
+        failure ->
+            LOG.warn(
+                "{}/{}: lock {} granted to a request that went away could not be released: {}",
+                names.namespace(),
+                names.name(),
+                grant.lockId(),
+                failure.getMessage()));
+  }
+
+  /** The identity recorded on the Lease written by a grant. */
+  private static Caller ownerOf(LockService.Granted grant) {
+    String owner =
+        grant.lease() == null || grant.lease().getMetadata().getAnnotations() == null
+            ? ""
+            : grant
+                .lease()
+                .getMetadata()
+                .getAnnotations()
+                .getOrDefault(io.leasehold.lock.LeaseLock.OWNER_ANNOTATION, "");
+    return Caller.of(owner, owner);
+  }
+
+  void close() {
+    vertx.cancelTimer(poll);
+  }
+
+  private <T> void blocking(
+      Callable<T> work,
+      java.util.function.Consumer<T> done,
+      java.util.function.Consumer<Throwable> failed) {
+    vertx
+        .<T>executeBlocking(work, false)
+        .onComplete(
+            r -> {
+              if (r.succeeded()) {
+                done.accept(r.result());
+              } else {
+                failed.accept(r.cause());
               }
             });
   }
 
-  private void finish(String key, Waiter waiter, Reply reply, Throwable failure) {
-    vertx.cancelTimer(waiter.timer);
-    Deque<Waiter> queue = queues.get(key);
-    if (queue != null) {
-      queue.remove(waiter);
-      if (queue.isEmpty()) {
-        queues.remove(key);
-        trying.remove(key);
-      }
-    }
-    if (failure != null) {
-      waiter.promise.tryFail(failure);
-    } else {
-      metrics.lockWaited(Duration.ofNanos(System.nanoTime() - waiter.since), true);
-      waiter.promise.tryComplete(reply);
-    }
-    // After a failure the next waiter tries at once; after a success the lock is held and the
-    // next waiter is woken when it is released.
-    if (queue != null && !queue.isEmpty() && failure != null) {
-      tryHead(key);
-    }
-  }
-
-  private synchronized void expire(String key, Waiter waiter) {
-    metrics.lockWaited(Duration.ofNanos(System.nanoTime() - waiter.since), false);
-    Deque<Waiter> queue = queues.get(key);
-    boolean wasHead = queue != null && queue.peekFirst() == waiter;
-    if (queue != null) {
-      queue.remove(waiter);
-      if (queue.isEmpty()) {
-        queues.remove(key);
-      }
-    }
-    if (waiter.lastHeld != null) {
-      waiter.promise.tryComplete(waiter.lastHeld);
-    } else {
-      vertx
-          .executeBlocking(waiter.held::get, false)
-          .onComplete(
-              r -> {
-                if (r.succeeded()) {
-                  waiter.promise.tryComplete(r.result());
-                } else {
-                  waiter.promise.tryFail(r.cause());
-                }
-              });
-    }
-    if (wasHead) {
-      tryHead(key);
-    }
+  private static String key(StateNames names) {
+    return names.namespace() + "/" + names.name();
   }
 }

@@ -1,15 +1,12 @@
 package io.leasehold.backend;
 
-import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.leasehold.api.StateFacts;
 import io.leasehold.api.TerraformState;
-import io.leasehold.lock.LeaseLock;
+import io.leasehold.kube.EventRecorder;
 import io.leasehold.lock.LockInfo;
-import io.leasehold.operator.EventRecorder;
 import io.leasehold.ops.LeaseholdMetrics;
-import io.leasehold.queue.RunnerJobs;
 import io.leasehold.state.IncomingState;
 import io.leasehold.state.StateHistory;
 import io.leasehold.state.StateNames;
@@ -20,17 +17,12 @@ import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
 import java.time.Instant;
-import java.time.ZonedDateTime;
-import java.util.ArrayDeque;
-import java.util.Deque;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.locks.ReentrantLock;
-import java.util.function.Consumer;
 import java.util.regex.Pattern;
 
 /**
@@ -55,10 +47,10 @@ public final class StateBackend {
     void record(Target target, Requester who, String what);
   }
 
-  /** Makes the backend once the HTTP layer knows whom to tell about released locks. */
+  /** Makes the backend once the HTTP layer has its lock requests. */
   @FunctionalInterface
   public interface Factory {
-    StateBackend create(Consumer<StateNames> released);
+    StateBackend create(LockRequests locks);
   }
 
   /** Looks up a TerraformState by namespace and name; null when there is none. */
@@ -70,38 +62,30 @@ public final class StateBackend {
   /** The state a request addresses. */
   public record Target(TerraformState state, StateNames names) {}
 
-  /** A LOCK attempt: acquired, or held by someone (the reply then says who). */
-  public record LockAttempt(boolean acquired, Reply reply) {}
-
   private final KubernetesClient client;
   private final EventRecorder events;
   private final long maxStateBytes;
-  private final JobPods jobPods;
-  private final Consumer<StateNames> released;
+  private final LockRequests locks;
   private Audit audit = Audit.NONE;
   private States states;
   private final Map<String, ReentrantLock> writers = new ConcurrentHashMap<>();
-  private final Map<String, Deque<String>> recentlyReleased = new ConcurrentHashMap<>();
 
-  /**
-   * @param jobPods tells whether a requester is a pod of a given Job
-   * @param released told after this backend releases a lock, to wake waiting LOCKs
-   */
   private final LeaseholdMetrics metrics;
 
+  /**
+   * @param locks the lock requests, for the lock check of writes and the restore's lock
+   */
   public StateBackend(
       KubernetesClient client,
       EventRecorder events,
       long maxStateBytes,
-      JobPods jobPods,
-      Consumer<StateNames> released,
+      LockRequests locks,
       LeaseholdMetrics metrics) {
     this.metrics = metrics;
     this.client = client;
     this.events = events;
     this.maxStateBytes = maxStateBytes;
-    this.jobPods = jobPods;
-    this.released = released;
+    this.locks = locks;
     this.states =
         (ns, name) -> client.resources(TerraformState.class).inNamespace(ns).withName(name).get();
   }
@@ -339,135 +323,6 @@ public final class StateBackend {
     }
   }
 
-  /** LOCK: takes the lock for {@code info} now, or says who holds it. */
-  public LockAttempt tryLock(Target target, LockInfo info, Requester who) {
-    if (info.id() == null || info.id().isBlank()) {
-      throw ReplyException.text(400, "the LOCK body is not a Terraform LockInfo: it has no ID");
-    }
-    LeaseLock lock = new LeaseLock(client, target.names());
-    for (int attempt = 0; attempt < 5; attempt++) {
-      Lease lease = lock.ensureExists();
-      Optional<LeaseLock.Holder> holder = LeaseLock.Holder.of(lease);
-      try {
-        if (holder.isEmpty() || expiredVouched(lease)) {
-          if (holder.isPresent()) {
-            metrics.lockExpiredTakenOver();
-          }
-          lock.replace(LeaseLock.heldBy(LeaseLock.released(lease), info));
-          audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
-          return new LockAttempt(true, Reply.json(200, info.toJson()));
-        }
-        if (holder.get().id().equals(info.id())) {
-          return new LockAttempt(true, Reply.json(200, info.toJson()));
-        }
-        Optional<String> jobUid = LeaseLock.vouchedHolder(lease).flatMap(RunnerJobs::uidOf);
-        if (jobUid.isPresent()
-            && jobPods.isPodOfJob(who, lease.getMetadata().getNamespace(), jobUid.get())) {
-          Optional<LockInfo> nested = nestedClientLock(lease);
-          if (nested.isEmpty() || nested.get().id().equals(info.id())) {
-            lock.replace(
-                LeaseLock.withAnnotation(lease, LeaseLock.CLIENT_LOCK_ANNOTATION, info.toJson()));
-            return new LockAttempt(true, Reply.json(200, info.toJson()));
-          }
-          return new LockAttempt(false, Reply.json(423, nested.get().toJson()));
-        }
-        audit.record(target, who, "LOCK: held by " + holder.get().summary() + ", not granted now");
-        return new LockAttempt(false, Reply.json(423, holderJson(lease)));
-      } catch (KubernetesClientException e) {
-        if (e.getCode() != 409) {
-          throw e;
-        }
-        // The Lease changed while we looked: look again.
-      }
-    }
-    throw ReplyException.text(503, "the lock Lease keeps changing; retry");
-  }
-
-  /** 423 with the current holder's LockInfo, for a LOCK whose wait ran out. */
-  public Reply heldReply(Target target) {
-    Lease lease = new LeaseLock(client, target.names()).read().orElse(null);
-    if (lease == null || LeaseLock.Holder.of(lease).isEmpty()) {
-      // Free now, but others were ahead in line.
-      return Reply.text(423, "the lock was taken by LOCKs queued earlier; retry");
-    }
-    return Reply.json(423, holderJson(lease));
-  }
-
-  /**
-   * UNLOCK: releases the lock held with the ID in {@code body}; an empty body (what {@code
-   * terraform force-unlock} sends) releases whatever lock is held: callers must have checked the
-   * requester may force-unlock.
-   */
-  public Reply unlock(Target target, byte[] body, Requester who) {
-    boolean force = body == null || body.length == 0;
-    Optional<LockInfo> info =
-        force ? Optional.empty() : LockInfo.parse(new String(body, StandardCharsets.UTF_8));
-    if (!force && (info.isEmpty() || info.get().id() == null || info.get().id().isBlank())) {
-      throw ReplyException.text(400, "the UNLOCK body is not a Terraform LockInfo with an ID");
-    }
-    LeaseLock lock = new LeaseLock(client, target.names());
-    for (int attempt = 0; attempt < 5; attempt++) {
-      Lease lease = lock.read().orElse(null);
-      Optional<LeaseLock.Holder> holder =
-          lease == null ? Optional.empty() : LeaseLock.Holder.of(lease);
-      try {
-        if (holder.isEmpty()) {
-          if (force) {
-            return Reply.text(200, "the state is not locked");
-          }
-          return Reply.text(
-              409,
-              "lock "
-                  + info.get().id()
-                  + " is not held: the state is unlocked"
-                  + releasedNote(target, info.get().id()));
-        }
-        LeaseLock.Holder h = holder.get();
-        Optional<LockInfo> nested = nestedClientLock(lease);
-        if (force) {
-          metrics.lockForced("http");
-          lock.replace(LeaseLock.released(lease));
-          remember(target, h.id());
-          released.accept(target.names());
-          events.warning(
-              target.state(),
-              "ForceUnlocked",
-              "lock "
-                  + h.id()
-                  + " held by "
-                  + h.summary()
-                  + " was force-unlocked through the HTTP backend by "
-                  + who);
-          return Reply.text(200, "lock " + h.id() + " held by " + h.summary() + " released");
-        }
-        String id = info.get().id();
-        if (h.id().equals(id)) {
-          h.info()
-              .map(LockInfo::created)
-              .flatMap(StateBackend::instant)
-              .ifPresent(
-                  t -> metrics.lockHeld(java.time.Duration.between(t, Instant.now()), "client"));
-          lock.replace(LeaseLock.released(lease));
-          remember(target, id);
-          released.accept(target.names());
-          audit.record(target, who, "UNLOCK (lock " + id + ")");
-          return Reply.text(200, "lock " + id + " released");
-        }
-        if (nested.isPresent() && nested.get().id().equals(id)) {
-          lock.replace(LeaseLock.withAnnotation(lease, LeaseLock.CLIENT_LOCK_ANNOTATION, null));
-          remember(target, id);
-          return Reply.text(200, "lock " + id + " released; the runner Job keeps the state's lock");
-        }
-        return Reply.json(423, holderJson(lease));
-      } catch (KubernetesClientException e) {
-        if (e.getCode() != 409) {
-          throw e;
-        }
-      }
-    }
-    throw ReplyException.text(503, "the lock Lease keeps changing; retry");
-  }
-
   /** GET history: the kept versions, newest first, as JSON. */
   public Reply history(Target target) {
     StringBuilder json = new StringBuilder("{\"versions\":[");
@@ -528,10 +383,12 @@ public final class StateBackend {
             "leasehold",
             Instant.now().toString(),
             target.names().secretName());
-    LockAttempt attempt = tryLock(target, info, who);
-    if (!attempt.acquired()) {
+    io.leasehold.lock.Caller caller = locks.caller(who);
+    LockWaiters.Outcome attempt = locks.lockNow(target, info, who, caller);
+    if (attempt.grant().isEmpty()) {
       return Reply.text(
-          423, "the state is locked, and a restore needs the lock: " + attempt.reply().bodyText());
+          attempt.reply().status() == 423 ? 423 : attempt.reply().status(),
+          "the state is locked, and a restore needs the lock: " + attempt.reply().bodyText());
     }
     try {
       StateStore store = new StateStore(client, target.names());
@@ -614,7 +471,7 @@ public final class StateBackend {
               + ") restored as serial "
               + serial);
     } finally {
-      unlock(target, info.toJson().getBytes(StandardCharsets.UTF_8), who);
+      locks.unlock(target, info, who, caller);
     }
   }
 
@@ -634,96 +491,28 @@ public final class StateBackend {
                             + "; list them at .../history"));
   }
 
-  /**
-   * Why an absent state is a fault rather than "no state yet": versions are kept in history but the
-   * state was not deleted through the backend, so its Secret was removed by hand. Guessing (serving
-   * nothing, or accepting a fresh state) would lose it.
-   */
   public static Optional<String> missingState(KubernetesClient client, StateNames names) {
-    var versions = new StateHistory(client, names).list();
-    if (versions.isEmpty() || "before delete".equals(versions.get(0).reason())) {
-      return Optional.empty();
-    }
-    StateHistory.Version latest = versions.get(0);
-    return Optional.of(
-        "state Secret "
-            + names.secretName()
-            + " is missing but "
-            + versions.size()
-            + " version(s) are kept in history (the latest: serial "
-            + latest.serial()
-            + ", id "
-            + latest.id()
-            + "): it was deleted outside leasehold. Restore a version with POST"
-            + " /v1/states/"
-            + names.namespace()
-            + "/"
-            + names.name()
-            + "/history/<id>/restore (list them at .../history)");
+    return io.leasehold.state.MissingState.of(client, names);
   }
 
-  /** The refusal (423 locked by another, 409 not the holder) of a write or delete, if any. */
+  /**
+   * The refusal (423 locked by another, 409 not the holder, 403 another identity's lock) of a write
+   * or delete, if any.
+   */
   private Optional<Reply> refusalForLock(Target target, Requester who, String lockId, String what) {
-    Lease lease = new LeaseLock(client, target.names()).read().orElse(null);
-    return lockProblem(target, lease, lockId, what)
-        .map(problem -> refuse(target, who, problem.kind(), problem.message()));
-  }
-
-  /** Why a write or delete carrying {@code lockId} may not go ahead, if it may not. */
-  private Optional<Problem> lockProblem(Target target, Lease lease, String lockId, String what) {
-    Optional<LeaseLock.Holder> holder =
-        lease == null ? Optional.empty() : LeaseLock.Holder.of(lease);
-    boolean hasId = lockId != null && !lockId.isBlank();
-    if (holder.isEmpty()) {
-      if (hasId) {
-        return Problem.of(
-            Refusal.STALE_LOCK,
-            "lock "
-                + lockId
-                + " no longer holds the state: it was released, broken or expired"
-                + releasedNote(target, lockId)
-                + "; take the lock again and re-run");
-      }
-      return Optional.empty();
-    }
-    LeaseLock.Holder h = holder.get();
-    if (!hasId) {
-      return Problem.of(
-          Refusal.LOCKED,
-          "locked by "
-              + h.summary()
-              + " (lock ID "
-              + h.id()
-              + "); a "
-              + what
-              + " without the lock (-lock=false) is refused while the state is locked");
-    }
-    if (LeaseLock.vouchedHolder(lease).isPresent()
-        && LeaseLock.expired(lease, ZonedDateTime.now())) {
-      return Problem.of(
-          Refusal.STALE_LOCK,
-          "lock "
-              + h.id()
-              + " expired: its holder stopped renewing it; take the lock again and re-run");
-    }
-    if (h.id().equals(lockId)) {
-      return Optional.empty();
-    }
-    Optional<LockInfo> nested = nestedClientLock(lease);
-    if (nested.isPresent() && nested.get().id().equals(lockId)) {
-      return Optional.empty();
-    }
-    return Problem.of(
-        Refusal.STALE_LOCK,
-        "lock "
-            + lockId
-            + " does not hold the state"
-            + releasedNote(target, lockId)
-            + "; it is locked by "
-            + h.summary()
-            + " (lock ID "
-            + h.id()
-            + ")");
+    return locks
+        .checkWrite(target, lockId, who, locks.caller(who), what)
+        .map(
+            r ->
+                refuse(
+                    target,
+                    who,
+                    switch (r.refusal()) {
+                      case LOCKED -> Refusal.LOCKED;
+                      case NOT_OWNER -> Refusal.NOT_OWNER;
+                      default -> Refusal.STALE_LOCK;
+                    },
+                    r.message()));
   }
 
   private Optional<StateStore.Current> readOrFail(Target target, String what) {
@@ -759,6 +548,7 @@ public final class StateBackend {
     NOT_A_STATE(400, "not_a_state"),
     LOCKED(423, "locked"),
     STALE_LOCK(409, "stale_lock"),
+    NOT_OWNER(403, "not_owner"),
     STATE_MISSING(409, "state_missing"),
     LINEAGE(409, "lineage"),
     SERIAL(409, "serial"),
@@ -773,78 +563,8 @@ public final class StateBackend {
     }
   }
 
-  private record Problem(Refusal kind, String message) {
-    static Optional<Problem> of(Refusal kind, String message) {
-      return Optional.of(new Problem(kind, message));
-    }
-  }
-
-  private static boolean expiredVouched(Lease lease) {
-    return LeaseLock.vouchedHolder(lease).isPresent()
-        && LeaseLock.expired(lease, ZonedDateTime.now());
-  }
-
-  static Optional<LockInfo> nestedClientLock(Lease lease) {
-    return LockInfo.parse(annotations(lease).get(LeaseLock.CLIENT_LOCK_ANNOTATION));
-  }
-
-  private static String holderJson(Lease lease) {
-    String json = annotations(lease).get(LeaseLock.LOCK_INFO_ANNOTATION);
-    if (LockInfo.parse(json).isPresent()) {
-      return json;
-    }
-    return new LockInfo(
-            lease.getSpec().getHolderIdentity(),
-            "",
-            "held without Terraform lock info",
-            "",
-            "",
-            "",
-            "")
-        .toJson();
-  }
-
-  private static Map<String, String> annotations(Lease lease) {
-    Map<String, String> a = lease.getMetadata().getAnnotations();
-    return a == null ? Map.of() : a;
-  }
-
-  private void remember(Target target, String id) {
-    Deque<String> ids =
-        recentlyReleased.computeIfAbsent(key(target.names()), k -> new ArrayDeque<>());
-    synchronized (ids) {
-      ids.addFirst(id + "@" + Instant.now());
-      while (ids.size() > 32) {
-        ids.removeLast();
-      }
-    }
-  }
-
-  private String releasedNote(Target target, String id) {
-    Deque<String> ids = recentlyReleased.get(key(target.names()));
-    if (ids == null) {
-      return "";
-    }
-    synchronized (ids) {
-      for (String entry : ids) {
-        if (entry.startsWith(id + "@")) {
-          return " (it was released at " + entry.substring(id.length() + 1) + ")";
-        }
-      }
-    }
-    return "";
-  }
-
   private static String describe(Target target) {
     return "TerraformState " + target.names().namespace() + "/" + target.names().name();
-  }
-
-  private static Optional<Instant> instant(String text) {
-    try {
-      return Optional.of(java.time.OffsetDateTime.parse(text).toInstant());
-    } catch (RuntimeException e) {
-      return Optional.empty();
-    }
   }
 
   static String key(StateNames names) {

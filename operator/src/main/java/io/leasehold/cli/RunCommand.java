@@ -8,6 +8,7 @@ import io.leasehold.backend.JobPods;
 import io.leasehold.backend.KubernetesAccess;
 import io.leasehold.backend.KubernetesJobPods;
 import io.leasehold.embedded.EmbeddedKubernetes;
+import io.leasehold.lock.LockService;
 import io.leasehold.operator.LeaseholdOperator;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.ops.ManagementServer;
@@ -134,6 +135,26 @@ final class RunCommand implements Callable<Integer> {
   Duration maxLockWait;
 
   @Option(
+      names = "--replicas",
+      paramLabel = "N",
+      defaultValue = "1",
+      description =
+          "With --embedded: run N operator replicas in this process against the one embedded"
+              + " API, with leader election, each serving the backend on its own port (the first"
+              + " on --http-port). Default 1.")
+  int replicas;
+
+  @Option(
+      names = "--ticket-grace",
+      paramLabel = "DURATION",
+      defaultValue = "PT30S",
+      converter = DurationConverter.class,
+      description =
+          "How long a ?wait= client whose request ended keeps its place in line for its retry"
+              + " with the same lock ID (default 30s).")
+  Duration ticketGrace;
+
+  @Option(
       names = "--management-port",
       paramLabel = "PORT",
       description =
@@ -156,11 +177,23 @@ final class RunCommand implements Callable<Integer> {
     return ManagementServer.start(host, port, registry, operator::health, operator::readiness);
   }
 
+  private LockService.Settings lockSettings() {
+    return new LockService.Settings(ticketGrace, LockService.Settings.DEFAULTS.ownerTimeout());
+  }
+
   @Override
   public Integer call() throws Exception {
-    if (!embedded && (!manifests.isEmpty() || kubeconfigOut != null)) {
+    if (!embedded && (!manifests.isEmpty() || kubeconfigOut != null || replicas != 1)) {
       throw new CommandLine.ParameterException(
-          spec.commandLine(), "-f and --kubeconfig-out need --embedded");
+          spec.commandLine(), "-f, --kubeconfig-out and --replicas need --embedded");
+    }
+    if (replicas < 1 || replicas > 9) {
+      throw new CommandLine.ParameterException(
+          spec.commandLine(), "--replicas must be between 1 and 9, not " + replicas);
+    }
+    if (ticketGrace.isNegative()) {
+      throw new CommandLine.ParameterException(
+          spec.commandLine(), "--ticket-grace must not be negative");
     }
     for (Path manifest : manifests) {
       if (!Files.isReadable(manifest)) {
@@ -220,22 +253,23 @@ final class RunCommand implements Callable<Integer> {
           electionNamespace
               .map(ns -> "on Lease " + ns + "/" + LeaseholdOperator.LEADER_LEASE)
               .orElse("off"));
-      try (LeaseholdOperator operator =
-              LeaseholdOperator.start(
+      try (Replica replica =
+              Replica.start(
                   client,
-                  new LeaseholdOperator.Options(
-                      watched, electionNamespace, identity(), metrics()));
+                  new LeaseholdOperator.Options(watched, electionNamespace, identity(), metrics())
+                      .withLocks(lockSettings()),
+                  new Replica.Backend(
+                      new KubernetesAccess(client),
+                      new KubernetesJobPods(client),
+                      new HttpBackend.Config(
+                          httpHost, httpPort == null ? 8080 : httpPort, maxLockWait),
+                      maxStateBytes));
           ManagementServer management =
-              management(httpHost, managementPort == null ? 8081 : managementPort, operator);
-          HttpBackend backend =
-              operator.serveBackend(
-                  new KubernetesAccess(client),
-                  new KubernetesJobPods(client),
-                  new HttpBackend.Config(httpHost, httpPort == null ? 8080 : httpPort, maxLockWait),
-                  maxStateBytes)) {
+              management(
+                  httpHost, managementPort == null ? 8081 : managementPort, replica.operator())) {
         LOG.info(
             "Terraform HTTP backend at {}; metrics and health on port {}",
-            backend.url(),
+            replica.url(),
             management.port());
         awaitShutdown();
       }
@@ -253,33 +287,68 @@ final class RunCommand implements Callable<Integer> {
       if (kubeconfigOut != null) {
         api.writeKubeconfig(kubeconfigOut);
       }
-      try (LeaseholdOperator operator =
-              LeaseholdOperator.start(
+      List<AutoCloseable> running = new ArrayList<>();
+      try {
+        List<Replica> started = new ArrayList<>();
+        List<ManagementServer> managements = new ArrayList<>();
+        for (int i = 1; i <= replicas; i++) {
+          boolean first = i == 1;
+          Optional<String> election =
+              replicas > 1 ? Optional.of(EmbeddedKubernetes.DEFAULT_NAMESPACE) : Optional.empty();
+          String identity = replicas > 1 ? "replica-" + i : "embedded";
+          LeaseholdMetrics metrics =
+              first
+                  ? metrics()
+                  : new LeaseholdMetrics(new PrometheusMeterRegistry(PrometheusConfig.DEFAULT));
+          Replica replica =
+              Replica.start(
                   client,
-                  new LeaseholdOperator.Options(
-                      watchedNamespaces(), Optional.empty(), "embedded", metrics()));
+                  new LeaseholdOperator.Options(watchedNamespaces(), election, identity, metrics)
+                      .withLocks(lockSettings()),
+                  new Replica.Backend(
+                      Access.NONE,
+                      JobPods.NONE,
+                      new HttpBackend.Config(
+                          "127.0.0.1", first && httpPort != null ? httpPort : 0, maxLockWait),
+                      maxStateBytes));
+          running.add(0, replica);
+          started.add(replica);
           ManagementServer management =
-              management("127.0.0.1", managementPort == null ? 0 : managementPort, operator);
-          HttpBackend backend =
-              operator.serveBackend(
-                  Access.NONE,
-                  JobPods.NONE,
-                  new HttpBackend.Config("127.0.0.1", httpPort == null ? 0 : httpPort, maxLockWait),
-                  maxStateBytes)) {
+              ManagementServer.start(
+                  "127.0.0.1",
+                  first && managementPort != null ? managementPort : 0,
+                  (PrometheusMeterRegistry) metrics.registry(),
+                  replica.operator()::health,
+                  replica.operator()::readiness);
+          running.add(0, management);
+          managements.add(management);
+        }
         out.println("kubernetes-api: " + api.url());
-        out.println("terraform-backend: " + backend.url());
-        out.println("metrics: http://127.0.0.1:" + management.port() + "/metrics");
+        for (int i = 0; i < started.size(); i++) {
+          out.println("terraform-backend: " + started.get(i).url());
+        }
+        for (ManagementServer management : managements) {
+          out.println("metrics: http://127.0.0.1:" + management.port() + "/metrics");
+        }
         if (kubeconfigOut != null) {
           out.println("kubeconfig: " + kubeconfigOut.toAbsolutePath());
         }
         out.flush();
         LOG.warn(
-            "embedded mode: the Kubernetes API at {} and the Terraform backend at {} are"
+            "embedded mode: the Kubernetes API at {} and the Terraform backend{} are"
                 + " unauthenticated and listen on loopback only; the API is in memory and"
                 + " everything is lost when this process stops",
             api.url(),
-            backend.url());
+            replicas > 1 ? "s (" + replicas + " replicas, leader election on)" : "");
         awaitShutdown();
+      } finally {
+        for (AutoCloseable c : running) {
+          try {
+            c.close();
+          } catch (Exception e) {
+            LOG.warn("stopping {} failed: {}", c, e.getMessage());
+          }
+        }
       }
     }
     return 0;

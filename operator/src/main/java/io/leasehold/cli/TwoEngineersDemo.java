@@ -58,17 +58,16 @@ final class TwoEngineersDemo {
     out.flush();
     try (EmbeddedKubernetes api = EmbeddedKubernetes.start(0);
         KubernetesClient client = api.newClient();
-        LeaseholdOperator operator =
-            LeaseholdOperator.start(
+        Replica backend =
+            Replica.start(
                 client,
-                new LeaseholdOperator.Options(java.util.Set.of(), Optional.empty(), "demo"));
-        HttpBackend backend =
-            operator.serveBackend(
-                Access.NONE,
-                JobPods.NONE,
-                new HttpBackend.Config("127.0.0.1", 0, Duration.ofMinutes(2)),
-                64L * 1024 * 1024,
-                this::timeline)) {
+                new LeaseholdOperator.Options(java.util.Set.of(), Optional.empty(), "demo"),
+                new Replica.Backend(
+                    Access.NONE,
+                    JobPods.NONE,
+                    new HttpBackend.Config("127.0.0.1", 0, Duration.ofMinutes(2)),
+                    64L * 1024 * 1024,
+                    this::timeline))) {
       TerraformState state = new TerraformState();
       state.getMetadata().setName(STATE);
       state.getMetadata().setNamespace("default");

@@ -4,21 +4,26 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.javaoperatorsdk.operator.Operator;
 import io.javaoperatorsdk.operator.api.config.LeaderElectionConfigurationBuilder;
 import io.javaoperatorsdk.operator.monitoring.micrometer.MicrometerMetrics;
-import io.leasehold.backend.Access;
-import io.leasehold.backend.HttpBackend;
-import io.leasehold.backend.JobPods;
-import io.leasehold.backend.StateBackend;
+import io.leasehold.kube.EventRecorder;
+import io.leasehold.lock.LockService;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.ops.ManagementServer;
-import io.leasehold.queue.RunnerJobReconciler;
+import io.leasehold.queue.Arrivals;
+import io.leasehold.queue.Renewals;
+import java.time.Clock;
 import java.time.Duration;
 import java.util.Optional;
 import java.util.Set;
 
-/** Wires leasehold's reconcilers into a Java Operator SDK operator and runs them. */
+/**
+ * One replica's operator: the TerraformState reconciler (which admits runner Jobs) on the Java
+ * Operator SDK, the shared informer caches, the lock service and the renewals of Job locks. Every
+ * replica runs the informers and the lock service (its HTTP backend needs them); only the leader
+ * reconciles and renews.
+ */
 public final class LeaseholdOperator implements AutoCloseable {
 
-  /** Name of the Lease the replicas elect a leader on. */
+  /** Default name of the Lease the replicas elect a leader on. */
   public static final String LEADER_LEASE = "leasehold-operator-leader";
 
   /**
@@ -27,35 +32,79 @@ public final class LeaseholdOperator implements AutoCloseable {
    * @param namespaces namespaces to watch; empty watches all
    * @param leaderElectionNamespace where the leader-election Lease lives; empty runs without leader
    *     election (a single replica)
-   * @param identity this replica's name in Events and leader election
+   * @param identity this replica's name in Events, leader election and the line
+   * @param locks the lock's settings (ticket grace, owner timeout)
+   * @param election leader election's timing
    */
   public record Options(
       Set<String> namespaces,
       Optional<String> leaderElectionNamespace,
       String identity,
-      LeaseholdMetrics metrics) {
+      LeaseholdMetrics metrics,
+      LockService.Settings locks,
+      Leadership.Timing election,
+      String leaderLease) {
+
+    public Options(
+        Set<String> namespaces,
+        Optional<String> leaderElectionNamespace,
+        String identity,
+        LeaseholdMetrics metrics) {
+      this(
+          namespaces,
+          leaderElectionNamespace,
+          identity,
+          metrics,
+          LockService.Settings.DEFAULTS,
+          Leadership.Timing.DEFAULT,
+          LEADER_LEASE);
+    }
 
     public Options(
         Set<String> namespaces, Optional<String> leaderElectionNamespace, String identity) {
       this(namespaces, leaderElectionNamespace, identity, LeaseholdMetrics.discarding());
+    }
+
+    public Options withLocks(LockService.Settings settings) {
+      return new Options(
+          namespaces, leaderElectionNamespace, identity, metrics, settings, election, leaderLease);
+    }
+
+    public Options withElection(Leadership.Timing timing) {
+      return new Options(
+          namespaces, leaderElectionNamespace, identity, metrics, locks, timing, leaderLease);
     }
   }
 
   private final Operator operator;
   private final EventRecorder events;
   private final KubernetesClient client;
-
   private final Options options;
+  private final SharedCaches caches;
+  private final LockService locks;
+  private final Leadership leadership;
+  private final Renewals renewals;
 
   private LeaseholdOperator(
-      Operator operator, EventRecorder events, KubernetesClient client, Options options) {
+      Operator operator,
+      EventRecorder events,
+      KubernetesClient client,
+      Options options,
+      SharedCaches caches,
+      LockService locks,
+      Leadership leadership,
+      Renewals renewals) {
     this.operator = operator;
     this.events = events;
     this.client = client;
     this.options = options;
+    this.caches = caches;
+    this.locks = locks;
+    this.leadership = leadership;
+    this.renewals = renewals;
   }
 
-  /** Whether the controllers run and their informers are healthy (synced and watching). */
+  /** Whether the controllers run, their informers are healthy, and who leads. */
   public ManagementServer.Check readiness() {
     if (!operator.getRuntimeInfo().isStarted()) {
       return new ManagementServer.Check(false, "the operator is starting");
@@ -65,26 +114,30 @@ public final class LeaseholdOperator implements AutoCloseable {
           false,
           "informers not healthy: " + operator.getRuntimeInfo().unhealthyEventSources().keySet());
     }
-    if (options.leaderElectionNamespace().isPresent()) {
-      var lease =
-          client
-              .leases()
-              .inNamespace(options.leaderElectionNamespace().get())
-              .withName(LEADER_LEASE)
-              .get();
-      String leader =
-          lease == null || lease.getSpec() == null ? null : lease.getSpec().getHolderIdentity();
-      if (leader == null) {
-        return new ManagementServer.Check(false, "no leader elected yet");
-      }
+    if (!leadership.elected()) {
+      return new ManagementServer.Check(true, "informers synced; single replica");
+    }
+    String leader = leadership.leader();
+    if (leadership.leading()) {
       return new ManagementServer.Check(
           true,
           "informers synced; leader "
-              + leader
-              + (leader.equals(options.identity()) ? " (this replica)" : "")
-              + "; this replica serves the Terraform backend");
+              + options.identity()
+              + " (this replica): reconciling; this replica serves the Terraform backend");
     }
-    return new ManagementServer.Check(true, "informers synced; single replica");
+    if (leader == null) {
+      return new ManagementServer.Check(false, "no leader elected yet");
+    }
+    return new ManagementServer.Check(
+        true,
+        "informers synced; leader "
+            + leader
+            + (leadership.lost() != null
+                ? "; this replica lost leadership at "
+                    + leadership.lost()
+                    + " and stopped reconciling"
+                : "")
+            + "; this replica does not reconcile and serves the Terraform backend");
   }
 
   public ManagementServer.Check health() {
@@ -95,6 +148,15 @@ public final class LeaseholdOperator implements AutoCloseable {
 
   /** Starts the operator; returns once its informers have synced. */
   public static LeaseholdOperator start(KubernetesClient client, Options options) {
+    Leadership leadership =
+        options.leaderElectionNamespace().isPresent()
+            ? Leadership.elected(
+                client,
+                options.leaderElectionNamespace().get(),
+                options.leaderLease(),
+                options.identity(),
+                options.election())
+            : Leadership.alone();
     Operator operator =
         new Operator(
             o -> {
@@ -113,58 +175,67 @@ public final class LeaseholdOperator implements AutoCloseable {
                       ns ->
                           o.withLeaderElectionConfiguration(
                               LeaderElectionConfigurationBuilder.aLeaderElectionConfiguration(
-                                      LEADER_LEASE)
+                                      options.leaderLease())
                                   .withLeaseNamespace(ns)
                                   .withIdentity(options.identity())
+                                  .withLeaseDuration(options.election().leaseDuration())
+                                  .withRenewDeadline(options.election().renewDeadline())
+                                  .withRetryPeriod(options.election().retryPeriod())
+                                  .withLeaderCallbacks(leadership.callbacks())
                                   .withExitOnStopLeading(false)
                                   .build()));
             });
+    leadership.attach(operator);
     EventRecorder events = new EventRecorder(client, options.identity());
+    SharedCaches caches = new SharedCaches(client);
+    LockService locks =
+        new LockService(client, caches, Clock.systemUTC(), options.identity(), options.locks());
+    Arrivals arrivals = new Arrivals();
     operator.register(
-        new TerraformStateReconciler(client, events, options.metrics()),
-        c -> {
-          if (!options.namespaces().isEmpty()) {
-            c.settingNamespaces(options.namespaces());
-          }
-        });
-    operator.register(
-        new RunnerJobReconciler(client, events),
+        new TerraformStateReconciler(
+            client, events, options.metrics(), locks, caches, leadership, arrivals),
         c -> {
           if (!options.namespaces().isEmpty()) {
             c.settingNamespaces(options.namespaces());
           }
         });
     operator.start();
-    return new LeaseholdOperator(operator, events, client, options);
+    Renewals renewals =
+        new Renewals(locks, caches::leases, caches::state, leadership, Clock.systemUTC()).start();
+    return new LeaseholdOperator(
+        operator, events, client, options, caches, locks, leadership, renewals);
   }
 
-  /** Serves the Terraform HTTP backend over the same client, recording Events like the rest. */
-  public HttpBackend serveBackend(
-      Access access, JobPods jobPods, HttpBackend.Config config, long maxStateBytes) {
-    return serveBackend(access, jobPods, config, maxStateBytes, StateBackend.Audit.NONE);
+  public Options options() {
+    return options;
   }
 
-  public HttpBackend serveBackend(
-      Access access,
-      JobPods jobPods,
-      HttpBackend.Config config,
-      long maxStateBytes,
-      StateBackend.Audit audit) {
-    return HttpBackend.start(
-        client,
-        released ->
-            new StateBackend(client, events, maxStateBytes, jobPods, released, options.metrics())
-                .withAudit(audit),
-        access,
-        config.namespaces().isEmpty() && !options.namespaces().isEmpty()
-            ? new HttpBackend.Config(
-                config.host(), config.port(), config.maxWait(), options.namespaces())
-            : config,
-        options.metrics());
+  public KubernetesClient client() {
+    return client;
+  }
+
+  public EventRecorder events() {
+    return events;
+  }
+
+  /** The informer caches this replica shares between its reconciler and its backend. */
+  public SharedCaches caches() {
+    return caches;
+  }
+
+  /** The lock service every lock transition of this replica goes through. */
+  public LockService locks() {
+    return locks;
+  }
+
+  public Leadership leadership() {
+    return leadership;
   }
 
   @Override
   public void close() {
+    renewals.close();
+    leadership.close();
     operator.stop();
     events.close();
   }

@@ -2,7 +2,6 @@ package io.leasehold.operator;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
@@ -16,6 +15,7 @@ import io.javaoperatorsdk.operator.api.reconciler.Context;
 import io.javaoperatorsdk.operator.api.reconciler.ControllerConfiguration;
 import io.javaoperatorsdk.operator.api.reconciler.DeleteControl;
 import io.javaoperatorsdk.operator.api.reconciler.EventSourceContext;
+import io.javaoperatorsdk.operator.api.reconciler.PrimaryUpdateAndCacheUtils;
 import io.javaoperatorsdk.operator.api.reconciler.Reconciler;
 import io.javaoperatorsdk.operator.api.reconciler.UpdateControl;
 import io.javaoperatorsdk.operator.processing.event.ResourceID;
@@ -28,35 +28,39 @@ import io.leasehold.api.QueueEntry;
 import io.leasehold.api.StateFacts;
 import io.leasehold.api.TerraformState;
 import io.leasehold.api.TerraformStateStatus;
-import io.leasehold.backend.StateBackend;
+import io.leasehold.kube.EventRecorder;
 import io.leasehold.kube.MetadataOnlySecrets;
+import io.leasehold.lock.Holder;
 import io.leasehold.lock.LeaseLock;
-import io.leasehold.lock.LockInfo;
+import io.leasehold.lock.LockService;
+import io.leasehold.lock.Ticket;
 import io.leasehold.ops.LeaseholdMetrics;
+import io.leasehold.queue.Arrivals;
 import io.leasehold.queue.JobAdmission;
 import io.leasehold.queue.RunQueue;
 import io.leasehold.queue.RunnerJobs;
+import io.leasehold.state.MissingState;
 import io.leasehold.state.StateNames;
 import io.leasehold.state.StateStore;
 import io.leasehold.state.StateUnreadableException;
 import io.leasehold.state.StoredState;
 import java.time.Clock;
 import java.time.Instant;
-import java.time.temporal.ChronoUnit;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
-import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Keeps each TerraformState's lock Lease in place and its status true to the stored state and the
- * lock, without ever taking, clearing or changing a lock someone holds or writing the state.
+ * Keeps each TerraformState's lock Lease in place and its status true to the stored state, the lock
+ * and the line, admits its runner Jobs in their turn (through {@link JobAdmission} and the {@link
+ * LockService}), and carries out force-unlock and deletion. Never writes the state. Only the leader
+ * reconciles.
  */
 @ControllerConfiguration(name = "terraformstate", generationAwareEventProcessing = false)
 @GradualRetry(maxAttempts = 20, initialInterval = 100, intervalMultiplier = 2, maxInterval = 10_000)
@@ -76,19 +80,35 @@ public class TerraformStateReconciler
   private final KubernetesClient client;
   private final EventRecorder events;
   private final FaultSettling faults = new FaultSettling();
+  private final LockService locks;
   private final JobAdmission admission;
+  private final Arrivals arrivals;
+  private final SharedCaches caches;
+  private final Leadership leadership;
   private final Set<String> warnedUnserialized = ConcurrentHashMap.newKeySet();
-  private InformerEventSource<Lease, TerraformState> leases;
+  private final Set<String> warnedStateNotFound = ConcurrentHashMap.newKeySet();
   private InformerEventSource<Job, TerraformState> jobs;
+  private volatile boolean jobsSynced;
 
   private final LeaseholdMetrics metrics;
 
   public TerraformStateReconciler(
-      KubernetesClient client, EventRecorder events, LeaseholdMetrics metrics) {
+      KubernetesClient client,
+      EventRecorder events,
+      LeaseholdMetrics metrics,
+      LockService locks,
+      SharedCaches caches,
+      Leadership leadership,
+      Arrivals arrivals) {
     this.client = client;
     this.events = events;
     this.metrics = metrics;
-    this.admission = new JobAdmission(client, events, Clock.systemUTC(), this, metrics);
+    this.locks = locks;
+    this.caches = caches;
+    this.leadership = leadership;
+    this.arrivals = arrivals;
+    this.admission =
+        new JobAdmission(client, locks, events, Clock.systemUTC(), this, metrics, arrivals);
   }
 
   @Override
@@ -96,14 +116,32 @@ public class TerraformStateReconciler
       EventSourceContext<TerraformState> context) {
     // Terraform labels its Secrets and its Lease tfstate=true and tfstateSecretSuffix=<name>;
     // leasehold creates its Leases with the same labels, so one selector finds both.
-    leases =
+    var leases =
         new InformerEventSource<>(
             InformerEventSourceConfiguration.from(Lease.class, TerraformState.class)
                 .withName("leases")
                 .withLabelSelector(TERRAFORM_SELECTOR)
                 .withSecondaryToPrimaryMapper(TerraformStateReconciler::bySuffixLabel)
                 .build(),
-            context);
+            context) {
+          @Override
+          public void onAdd(Lease lease) {
+            super.onAdd(lease);
+            caches.leaseChanged(lease);
+          }
+
+          @Override
+          public void onUpdate(Lease before, Lease after) {
+            super.onUpdate(before, after);
+            caches.leaseChanged(after);
+          }
+
+          @Override
+          public void onDelete(Lease lease, boolean unknown) {
+            super.onDelete(lease, unknown);
+            caches.leaseChanged(lease);
+          }
+        };
     var secrets =
         new InformerEventSource<>(
             InformerEventSourceConfiguration.from(Secret.class, TerraformState.class)
@@ -118,25 +156,93 @@ public class TerraformStateReconciler
             InformerEventSourceConfiguration.from(Job.class, TerraformState.class)
                 .withName("jobs")
                 .withLabelSelector(RunnerJobs.STATE_LABEL)
-                .withSecondaryToPrimaryMapper(
-                    job ->
-                        RunnerJobs.stateName(job)
-                            .map(n -> Set.of(new ResourceID(n, job.getMetadata().getNamespace())))
-                            .orElse(Set.of()))
+                // A Job belongs to the state it is labelled for and, once admitted, to the state
+                // it was admitted for, whatever its label says now.
+                .withSecondaryToPrimaryMapper(TerraformStateReconciler::statesOfJob)
                 .withOnDeleteFilter(
                     (job, unknown) -> {
-                      admission.forget(job.getMetadata().getUid());
-                      warnedUnserialized.remove(job.getMetadata().getUid());
+                      String uid = job.getMetadata().getUid();
+                      admission.forget(uid);
+                      arrivals.forget(uid);
+                      warnedUnserialized.remove(uid);
+                      warnedStateNotFound.remove(uid);
                       return true;
                     })
                 .build(),
-            context);
+            context) {
+          @Override
+          public void onAdd(Job job) {
+            if (jobsSynced) {
+              // Announced by the watch: its creation, in the order the API server accepted it.
+              arrivals.created(job);
+            }
+            super.onAdd(job);
+            checkStateExists(job);
+          }
+
+          @Override
+          public void onUpdate(Job before, Job after) {
+            super.onUpdate(before, after);
+            checkStateExists(after);
+          }
+
+          @Override
+          public synchronized void start() {
+            super.start();
+            jobsSynced = true;
+          }
+        };
+    caches.bind(context.getPrimaryCache(), leases);
     return List.of(leases, secrets, jobs);
   }
 
-  @Override
-  public void leaseWritten(TerraformState state, Lease written, Lease before) {
-    leases.handleRecentResourceUpdate(ResourceID.fromResource(state), written, before);
+  private static Set<ResourceID> statesOfJob(Job job) {
+    Set<ResourceID> states = new java.util.HashSet<>();
+    String ns = job.getMetadata().getNamespace();
+    RunnerJobs.stateName(job).ifPresent(n -> states.add(new ResourceID(n, ns)));
+    Map<String, String> a = job.getMetadata().getAnnotations();
+    if (a != null && a.get(RunnerJobs.ADMITTED_FOR_ANNOTATION) != null) {
+      states.add(new ResourceID(a.get(RunnerJobs.ADMITTED_FOR_ANNOTATION), ns));
+    }
+    return states;
+  }
+
+  /**
+   * A waiting runner Job whose TerraformState does not exist is told so, once: it stays suspended
+   * and is admitted once the state is created.
+   */
+  private void checkStateExists(Job job) {
+    if (!leadership.leading()
+        || RunnerJobs.finished(job)
+        || RunnerJobs.admitted(job)
+        || !jobsSynced) {
+      return;
+    }
+    String state = RunnerJobs.stateName(job).orElse("");
+    String ns = job.getMetadata().getNamespace();
+    if (!state.isEmpty() && caches.cachedState(ns, state) != null) {
+      warnedStateNotFound.remove(job.getMetadata().getUid());
+      return;
+    }
+    if (!state.isEmpty() && caches.state(ns, state) != null) {
+      return;
+    }
+    if (warnedStateNotFound.add(job.getMetadata().getUid())) {
+      events.warning(
+          job,
+          "StateNotFound",
+          "TerraformState '"
+              + state
+              + "' does not exist in namespace "
+              + ns
+              + "; the Job "
+              + (RunnerJobs.suspended(job)
+                  ? "waits suspended and is admitted once the TerraformState is created"
+                  : "is not suspended, so it runs without the lock")
+              + ". Check the "
+              + RunnerJobs.STATE_LABEL
+              + " label");
+    }
   }
 
   @Override
@@ -181,28 +287,21 @@ public class TerraformStateReconciler
         events.warning(resource, "InvalidName", message);
       }
       status.setConditions(conditions.build());
-      return writeStatus(resource, previous, status);
+      return writeStatus(resource, context, previous, status);
     }
 
-    LeaseLock lock = new LeaseLock(client, names);
-    Lease lease =
-        context.getSecondaryResources(Lease.class).stream()
-            .filter(l -> names.leaseName().equals(l.getMetadata().getName()))
-            .findFirst()
-            .orElse(null);
-    if (lease == null) {
-      lease = lock.ensureExists();
-      leases.handleRecentResourceCreate(ResourceID.fromResource(resource), lease);
+    if (!leadership.leading()) {
+      // Leadership was lost while this reconcile waited: the new leader does it.
+      return UpdateControl.noUpdate();
     }
-
     String forceUnlockId = annotation(resource, FORCE_UNLOCK_ANNOTATION);
     if (forceUnlockId != null) {
-      lease = forceUnlock(resource, lock, forceUnlockId).orElse(lease);
+      forceUnlock(resource, names, forceUnlockId);
     }
 
     JobAdmission.Outcome queue;
     try {
-      queue = admission.run(resource, names, lease, context.getSecondaryResources(Job.class));
+      queue = admission.run(resource, names, context.getSecondaryResources(Job.class));
     } catch (KubernetesClientException e) {
       if (e.getCode() != 409) {
         throw e;
@@ -213,14 +312,14 @@ public class TerraformStateReconciler
           "{}/{}: {} changed meanwhile; retrying", names.namespace(), names.name(), e.getMessage());
       return UpdateControl.<TerraformState>noUpdate().rescheduleAfter(CONFLICT_RETRY_MILLIS);
     }
-    lease = queue.lease();
+    Lease lease = queue.lease();
     recordQueue(resource, status, queue);
 
-    Optional<LeaseLock.Holder> holder = LeaseLock.Holder.of(lease);
-    recordLockTransition(resource, previous.getLock(), holder);
+    Optional<Holder> holder = Holder.of(lease);
+    recordLockTransition(resource, previous.getLock(), holder, queue);
     if (holder.isPresent()) {
-      LeaseLock.Holder h = holder.get();
-      status.setLock(h.toStatus());
+      Holder h = holder.get();
+      status.setLock(lockStatus(h));
       status.setHolder(h.summary());
       String message =
           "locked by "
@@ -250,7 +349,7 @@ public class TerraformStateReconciler
     try {
       Optional<StateFacts> facts = facts(ResourceID.fromResource(resource), names, secrets);
       if (facts.isEmpty() && previous.getState() != null) {
-        Optional<String> missing = StateBackend.missingState(client, names);
+        Optional<String> missing = MissingState.of(client, names);
         if (missing.isPresent()) {
           throw new StateUnreadableException(names.secretName(), missing.get());
         }
@@ -305,28 +404,55 @@ public class TerraformStateReconciler
       conditions.set(Conditions.DEGRADED, true, degradedReason, degradedMessage);
     }
     status.setConditions(conditions.build());
-    UpdateControl<TerraformState> control = writeStatus(resource, previous, status);
+    UpdateControl<TerraformState> control = writeStatus(resource, context, previous, status);
     if (!queue.recheckAfter().isZero()) {
       control.rescheduleAfter(queue.recheckAfter());
     }
     return control;
   }
 
+  /** The line in the status: Jobs and waiting clients in the order they are served. */
   private void recordQueue(
       TerraformState resource, TerraformStateStatus status, JobAdmission.Outcome outcome) {
     RunQueue queue = outcome.queue();
-    status.setQueued(queue.waiting().size());
-    metrics.queueLength(
-        resource.getMetadata().getNamespace() + "/" + resource.getMetadata().getName(),
-        queue.waiting().size());
     List<QueueEntry> entries = new ArrayList<>();
-    for (int i = 0; i < queue.waiting().size() && i < MAX_QUEUE_IN_STATUS; i++) {
-      Job job = queue.waiting().get(i);
+    Set<String> lined = new java.util.HashSet<>();
+    Set<String> waitingJobs = new java.util.HashSet<>();
+    queue.waiting().forEach(j -> waitingJobs.add(j.getMetadata().getUid()));
+    Instant now = Instant.now();
+    for (Ticket t :
+        LeaseLock.line(outcome.lease()).pruned(now, locks.settings().ticketGrace()).tickets()) {
+      if (t.isJob() && !waitingJobs.contains(t.id())) {
+        continue;
+      }
+      lined.add(t.id());
       entries.add(
           new QueueEntry(
-              job.getMetadata().getName(), i + 1, job.getMetadata().getCreationTimestamp()));
+              t.isJob() ? "job" : "client",
+              t.who(),
+              entries.size() + 1,
+              t.since().toString(),
+              t.isJob() ? null : t.gone() == null));
     }
-    status.setQueue(entries.isEmpty() ? null : entries);
+    for (Job job : queue.waiting()) {
+      if (!lined.contains(job.getMetadata().getUid())) {
+        entries.add(
+            new QueueEntry(
+                "job",
+                job.getMetadata().getName(),
+                entries.size() + 1,
+                job.getMetadata().getCreationTimestamp(),
+                null));
+      }
+    }
+    status.setQueued(entries.size());
+    metrics.queueLength(
+        resource.getMetadata().getNamespace() + "/" + resource.getMetadata().getName(),
+        entries.size());
+    status.setQueue(
+        entries.isEmpty()
+            ? null
+            : List.copyOf(entries.subList(0, Math.min(entries.size(), MAX_QUEUE_IN_STATUS))));
     status.setRunningJob(outcome.holder().map(j -> j.getMetadata().getName()).orElse(null));
     List<String> unserialized =
         queue.unserialized().stream().map(j -> j.getMetadata().getName()).toList();
@@ -344,6 +470,26 @@ public class TerraformStateReconciler
         events.warning(resource, "UnserializedRunner", message);
       }
     }
+  }
+
+  private static LockStatus lockStatus(Holder h) {
+    LockStatus status = new LockStatus();
+    status.setId(h.id());
+    h.info()
+        .ifPresent(
+            i -> {
+              status.setWho(emptyToNull(i.who()));
+              status.setOperation(emptyToNull(i.operation()));
+              status.setInfo(emptyToNull(i.info()));
+              status.setSince(emptyToNull(i.created()));
+              status.setVersion(emptyToNull(i.version()));
+            });
+    status.setVouched(h.vouched());
+    return status;
+  }
+
+  private static String emptyToNull(String s) {
+    return s == null || s.isEmpty() ? null : s;
   }
 
   private static String fingerprint(List<Secret> secrets, StateUnreadableException e) {
@@ -385,55 +531,50 @@ public class TerraformStateReconciler
     return facts;
   }
 
-  private Optional<Lease> forceUnlock(TerraformState resource, LeaseLock lock, String lockId) {
-    LeaseLock.ForceUnlockResult result = lock.forceUnlock(lockId);
-    String who = result.previousHolder().map(LeaseLock.Holder::summary).orElse("nobody");
-    if (result.outcome() == LeaseLock.ForceUnlockOutcome.RELEASED) {
+  private void forceUnlock(TerraformState resource, StateNames names, String lockId) {
+    LockService.Answer answer = locks.forceUnlock(names, Optional.of(lockId));
+    if (answer instanceof LockService.Released released) {
       metrics.lockForced("annotation");
-    }
-    switch (result.outcome()) {
-      case RELEASED ->
-          events.normal(
-              resource,
-              "ForceUnlocked",
-              "released lock "
-                  + lockId
-                  + " held by "
-                  + who
-                  + result
-                      .previousHolder()
-                      .flatMap(LeaseLock.Holder::info)
-                      .map(i -> i.created() == null ? "" : " since " + i.created())
-                      .orElse("")
-                  + ", as asked by the "
-                  + FORCE_UNLOCK_ANNOTATION
-                  + " annotation");
-      case ID_MISMATCH ->
-          events.warning(
-              resource,
-              "ForceUnlockRefused",
-              "lock left alone: "
-                  + FORCE_UNLOCK_ANNOTATION
-                  + " names lock "
-                  + lockId
-                  + " but the lock is held by "
-                  + who
-                  + " with ID "
-                  + result.previousHolder().map(LeaseLock.Holder::id).orElse("?"));
-      case NOT_LOCKED ->
-          events.normal(
-              resource,
-              "ForceUnlockNotNeeded",
-              "the state is not locked; " + FORCE_UNLOCK_ANNOTATION + " " + lockId + " ignored");
-      case CONFLICT -> {
-        // The Lease changed while we looked; keep the annotation and look again.
-        throw new KubernetesClientException(
-            "lock Lease changed during force-unlock; retrying", 409, null);
-      }
-      default -> throw new IllegalStateException(result.outcome().toString());
+      Holder h = released.previous();
+      String id = released.nested() ? lockId : h.id();
+      events.normal(
+          resource,
+          "ForceUnlocked",
+          "released lock "
+              + id
+              + (released.nested() ? " nested under the lock of " : " held by ")
+              + h.summary()
+              + h.info()
+                  .map(
+                      i ->
+                          i.created() == null || i.created().isEmpty()
+                              ? ""
+                              : " since " + i.created())
+                  .orElse("")
+              + ", as asked by the "
+              + FORCE_UNLOCK_ANNOTATION
+              + " annotation");
+    } else if (answer instanceof LockService.NotHeld n && n.holder().isPresent()) {
+      events.warning(
+          resource,
+          "ForceUnlockRefused",
+          "lock left alone: "
+              + FORCE_UNLOCK_ANNOTATION
+              + " names lock "
+              + lockId
+              + " but the lock is held by "
+              + n.holder().get().summary()
+              + " with ID "
+              + n.holder().get().id());
+    } else if (answer instanceof LockService.NotHeld) {
+      events.normal(
+          resource,
+          "ForceUnlockNotNeeded",
+          "the state is not locked; " + FORCE_UNLOCK_ANNOTATION + " " + lockId + " ignored");
+    } else {
+      throw new IllegalStateException(answer.toString());
     }
     removeAnnotation(resource, FORCE_UNLOCK_ANNOTATION, lockId);
-    return lock.read();
   }
 
   private void removeAnnotation(TerraformState resource, String key, String expectedValue) {
@@ -459,21 +600,36 @@ public class TerraformStateReconciler
   }
 
   private void recordLockTransition(
-      TerraformState resource, LockStatus before, Optional<LeaseLock.Holder> after) {
+      TerraformState resource,
+      LockStatus before,
+      Optional<Holder> after,
+      JobAdmission.Outcome outcome) {
     String beforeId = before == null ? null : before.getId();
-    String afterId = after.map(LeaseLock.Holder::id).orElse(null);
+    String afterId = after.map(Holder::id).orElse(null);
     if (Objects.equals(beforeId, afterId)) {
       return;
     }
-    if (beforeId != null
-        && afterId != null
-        && beforeId.startsWith(RunnerJobs.HOLDER_PREFIX)
-        && afterId.startsWith(RunnerJobs.HOLDER_PREFIX)) {
+    if (outcome.handedOver() && beforeId != null && afterId != null) {
       // A queue handover: one Event rather than a release and a take.
       events.normal(
           resource,
           "LockHandedOver",
           "lock passed from " + describe(before) + " to " + after.get().summary());
+      return;
+    }
+    if (beforeId != null
+        && afterId != null
+        && beforeId.startsWith(LeaseLock.JOB_PREFIX)
+        && afterId.startsWith(LeaseLock.JOB_PREFIX)) {
+      // One runner Job's lock replaced by another's, but not by leasehold's queue.
+      events.warning(
+          resource,
+          "LockChangedOutsideLeasehold",
+          "the lock Lease changed from "
+              + describe(before)
+              + " to "
+              + after.get().summary()
+              + " without leasehold handing it over: someone edited the Lease");
       return;
     }
     if (beforeId != null) {
@@ -483,7 +639,7 @@ public class TerraformStateReconciler
           "lock " + beforeId + " held by " + describe(before) + " was released");
     }
     if (afterId != null) {
-      LeaseLock.Holder h = after.get();
+      Holder h = after.get();
       events.normal(resource, "LockTaken", "lock " + afterId + " taken by " + h.summary());
       if (h.info().isEmpty()) {
         events.warning(
@@ -536,23 +692,29 @@ public class TerraformStateReconciler
     }
   }
 
+  /**
+   * Writes the status when it changed, with the Java Operator SDK's update-and-cache support: the
+   * update is conditional on the version read (retried on a newer one), and the next reconcile sees
+   * the written status even before its watch event arrives, so no transition is reported twice.
+   */
   private UpdateControl<TerraformState> writeStatus(
-      TerraformState resource, TerraformStateStatus previous, TerraformStateStatus status) {
+      TerraformState resource,
+      Context<TerraformState> context,
+      TerraformStateStatus previous,
+      TerraformStateStatus status) {
     if (status.equals(previous)) {
       return UpdateControl.noUpdate();
     }
-    // JSON Patch "add /status" replaces the whole status: fields that became empty go away,
-    // which a merge patch of an object without them would not do.
-    ArrayNode patch = MAPPER.createArrayNode();
-    ObjectNode op = patch.addObject();
-    op.put("op", "add").put("path", "/status");
-    op.set("value", MAPPER.valueToTree(status));
-    client
-        .resources(TerraformState.class)
-        .inNamespace(resource.getMetadata().getNamespace())
-        .resource(resource)
-        .subresource("status")
-        .patch(PatchContext.of(PatchType.JSON), patch.toString());
+    PrimaryUpdateAndCacheUtils.updateStatusAndCacheResource(
+        resource,
+        context,
+        r -> {
+          TerraformState copy = new TerraformState();
+          copy.setMetadata(r.getMetadata());
+          copy.setSpec(r.getSpec());
+          copy.setStatus(status);
+          return copy;
+        });
     return UpdateControl.noUpdate();
   }
 
@@ -580,36 +742,18 @@ public class TerraformStateReconciler
               + " are left in place for stock Terraform");
       return DeleteControl.defaultDelete();
     }
-    LeaseLock lock = new LeaseLock(client, names);
-    String deletionLockId = "leasehold-delete-" + UUID.randomUUID();
-    Optional<LeaseLock.Holder> blocker;
-    try {
-      blocker =
-          lock.tryAcquire(
-              new LockInfo(
-                  deletionLockId,
-                  "delete",
-                  "deleting TerraformState "
-                      + names.namespace()
-                      + "/"
-                      + names.name()
-                      + " (deletionPolicy Delete)",
-                  "leasehold",
-                  "",
-                  Instant.now().truncatedTo(ChronoUnit.SECONDS).toString(),
-                  names.secretName()));
-    } catch (KubernetesClientException e) {
-      if (e.getCode() == 409) {
-        return DeleteControl.noFinalizerRemoval().rescheduleAfter(1_000);
-      }
-      throw e;
+    if (!leadership.leading()) {
+      return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
     }
-    if (blocker.isPresent()) {
+    // The deletion lock has an ID fixed for this TerraformState, so a retry asks for the same.
+    LockService.Answer taken = locks.lockForDeletion(names, resource.getMetadata().getUid());
+    if (taken instanceof LockService.NotNow blocked) {
+      Holder blocker = blocked.holder().orElseThrow();
       String message =
           "deletionPolicy Delete: waiting for lock "
-              + blocker.get().id()
+              + blocker.id()
               + " held by "
-              + blocker.get().summary()
+              + blocker.summary()
               + " to be released before the state is deleted";
       TerraformStateStatus previous =
           resource.getStatus() == null ? new TerraformStateStatus() : resource.getStatus();
@@ -630,7 +774,7 @@ public class TerraformStateReconciler
                       c.getType(), "True".equals(c.getStatus()), c.getReason(), c.getMessage()));
       conditions.set(Conditions.READY, false, "DeletionWaitingForUnlock", message);
       status.setConditions(conditions.build());
-      writeStatus(resource, previous, status);
+      writeStatus(resource, context, previous, status);
       return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
     }
     // We hold the lock now: nobody can write the state while it is deleted.
@@ -654,7 +798,8 @@ public class TerraformStateReconciler
       }
     }
     // Still ours (we took it above): delete it only at the version we hold.
-    lock.read()
+    locks
+        .peek(names)
         .ifPresent(
             l ->
                 client

@@ -3,22 +3,28 @@ package io.leasehold.queue;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.api.model.batch.v1.JobBuilder;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.leasehold.api.TerraformState;
+import io.leasehold.kube.EventRecorder;
+import io.leasehold.lock.Holder;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
-import io.leasehold.operator.EventRecorder;
+import io.leasehold.lock.LockService;
+import io.leasehold.lock.Ticket;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.StateNames;
 import java.time.Clock;
 import java.time.Duration;
-import java.time.ZonedDateTime;
+import java.time.Instant;
 import java.time.format.DateTimeFormatter;
 import java.util.Collection;
+import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
@@ -26,128 +32,124 @@ import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * Admits a state's runner Jobs one at a time: takes the Lease for the head of the queue, and only
- * then unsuspends it; renews the Lease while it runs; hands the Lease to the next Job (or releases
- * it) the moment the running Job completes, fails or disappears. Never touches a lock held by
- * anyone else.
- *
- * <p>Every Lease change is conditional on the version read, so two operator instances, or an
- * operator and stock Terraform, can never both believe they took the lock.
+ * Admits a state's runner Jobs one at a time, in their turn in the state's line: the lock is taken
+ * for the Job (through the {@link LockService}) and only then is the Job unsuspended; the moment it
+ * completes, fails or is deleted the lock goes to the next in line (a Job in the same write, or
+ * released for a waiting client). An admitted Job is followed by its UID, whatever becomes of its
+ * labels. Renewals run on their own schedule ({@link Renewals}).
  */
 public final class JobAdmission {
 
   /** Written as the holder's Operation in Terraform's LockInfo. */
   public static final String OPERATION = "leasehold-run";
 
+  /** How often a running Job that lost its label is looked at, having left the watch. */
+  static final Duration UNWATCHED_HOLDER_POLL = Duration.ofSeconds(1);
+
   private static final ObjectMapper MAPPER = new ObjectMapper();
 
-  /** What the queue looks like after this pass, and when to look again. */
-  public record Outcome(Lease lease, RunQueue queue, Optional<Job> holder, Duration recheckAfter) {}
+  /**
+   * What the queue looks like after this pass, and when to look again.
+   *
+   * @param holder the Job holding the lock, if one does
+   * @param handedOver the lock was handed from a Job that ended to the next in this pass
+   */
+  public record Outcome(
+      Lease lease,
+      RunQueue queue,
+      Optional<Job> holder,
+      Duration recheckAfter,
+      boolean handedOver) {
+    Outcome(Lease lease, RunQueue queue, Optional<Job> holder, Duration recheckAfter) {
+      this(lease, queue, holder, recheckAfter, false);
+    }
+  }
+
+  /** Told after each write, so informer caches can show it before its watch event arrives. */
+  public interface WriteListener {
+    void jobWritten(TerraformState state, Job written, Job before);
+  }
 
   private final KubernetesClient client;
+  private final LockService locks;
   private final EventRecorder events;
   private final Clock clock;
   private final WriteListener written;
+  private final LeaseholdMetrics metrics;
+  private final Arrivals arrivals;
 
   /** UIDs of waiting Jobs already told their position, so each hears it once. */
   private final Set<String> announced = ConcurrentHashMap.newKeySet();
 
-  /** Told after each write, so informer caches can show it before its watch event arrives. */
-  public interface WriteListener {
-    void leaseWritten(TerraformState state, Lease written, Lease before);
+  /** Per state: the client first in line that a free lock has waited for, and since when. */
+  private final Map<String, Blocked> blocked = new ConcurrentHashMap<>();
 
-    void jobWritten(TerraformState state, Job written, Job before);
-  }
-
-  private final LeaseholdMetrics metrics;
+  private record Blocked(String ticket, String resourceVersion, Instant since) {}
 
   public JobAdmission(
       KubernetesClient client,
+      LockService locks,
       EventRecorder events,
       Clock clock,
       WriteListener written,
-      LeaseholdMetrics metrics) {
+      LeaseholdMetrics metrics,
+      Arrivals arrivals) {
     this.client = client;
+    this.locks = locks;
     this.events = events;
     this.clock = clock;
     this.written = written;
     this.metrics = metrics;
+    this.arrivals = arrivals;
   }
 
-  public Outcome run(TerraformState state, StateNames names, Lease lease, Collection<Job> jobs) {
-    RunQueue queue = RunQueue.of(names.name(), jobs);
+  /**
+   * One pass over a state's Jobs and lock.
+   *
+   * @throws KubernetesClientException with code 409 when the Lease or a Job changed since it was
+   *     read: nothing was decided on stale data; look again
+   */
+  public Outcome run(TerraformState state, StateNames names, Collection<Job> jobs) {
+    RunQueue queue = RunQueue.of(names.name(), jobs, arrivals);
     int duration = state.getSpec().getLock().getLeaseDurationSeconds();
-    Duration idle = Duration.ZERO;
-    Optional<String> vouched = LeaseLock.vouchedHolder(lease);
-    Optional<String> heldUid = vouched.flatMap(RunnerJobs::uidOf);
+    Instant now = clock.instant();
+    // Waiting Jobs join the line in their order of arrival; Jobs no longer waiting leave it.
+    Lease lease =
+        locks.lineUp(
+            names, queue.waiting().stream().map(j -> Ticket.job(uid(j), name(j), now)).toList());
+    Optional<Holder> holder = Holder.of(lease, now);
+    Optional<String> heldUid = holder.flatMap(Holder::jobUid);
 
     if (heldUid.isPresent()) {
-      Job holder = find(jobs, heldUid.get());
-      boolean active =
-          holder != null
-              && !RunnerJobs.finished(holder)
-              && holder.getMetadata().getDeletionTimestamp() == null;
-      if (active) {
-        if (!RunnerJobs.admitted(holder)) {
-          // The Lease was taken for it but the operator stopped before unsuspending it.
-          unsuspend(state, holder, lease);
+      HolderJob found = holderJob(names, jobs, holder.get());
+      Job job = found.job();
+      if (job != null && active(job)) {
+        if (!RunnerJobs.admitted(job)) {
+          // The lock was taken for it but the operator stopped before unsuspending it.
+          unsuspend(state, names, job, lease);
         }
-        lease = renewIfDue(state, names, lease, duration);
         announce(state, queue, lease);
-        return new Outcome(lease, queue, Optional.of(holder), untilRenewal(lease, duration));
+        return new Outcome(
+            lease,
+            queue,
+            Optional.of(job),
+            found.watched() ? Duration.ZERO : UNWATCHED_HOLDER_POLL);
       }
-      String ending = RunnerJobs.ending(holder);
-      String finishedName =
-          holder != null ? holder.getMetadata().getName() : jobName(vouched.get());
-      Optional<Job> next = queue.head();
-      boolean othersRunning =
-          queue.running().stream().anyMatch(j -> !j.getMetadata().getUid().equals(heldUid.get()));
-      recordHold(lease);
-      if (next.isPresent() && !othersRunning) {
-        Job nextJob = next.get();
-        Lease before = lease;
-        lease = new LeaseLock(client, names).replace(heldFor(names, lease, nextJob, duration));
-        written.leaseWritten(state, lease, before);
-        unsuspend(state, nextJob, lease);
-        // Events go out after the admission, so their writes do not delay it.
-        if (holder != null) {
-          events.normal(
-              holder,
-              "LockReleased",
-              "Job "
-                  + ending
-                  + "; the lock on "
-                  + names.name()
-                  + " passed to Job "
-                  + name(nextJob));
-        }
-        endedAt(holder).ifPresent(t -> metrics.handoff(Duration.between(t, clock.instant())));
-        RunQueue after = RunQueue.of(names.name(), replaceJob(jobs, nextJob));
-        announce(state, after, lease);
-        return new Outcome(lease, after, Optional.of(nextJob), untilRenewal(lease, duration));
-      }
-      Lease before = lease;
-      lease = new LeaseLock(client, names).replace(LeaseLock.released(lease));
-      written.leaseWritten(state, lease, before);
-      if (holder != null) {
-        events.normal(
-            holder, "LockReleased", "Job " + ending + "; the lock on " + names.name() + " is free");
-      }
-      announce(state, queue, lease);
-      return new Outcome(lease, queue, Optional.empty(), idle);
+      return handOn(state, names, lease, jobs, queue, job, holder.get(), duration);
     }
 
-    if (LeaseLock.Holder.of(lease).isPresent()) {
+    if (holder.isPresent() && !holder.get().expired()) {
       // Held by someone leasehold does not admit for (stock Terraform, an HTTP client):
       // the queue waits until they release it.
+      blocked.remove(key(names));
       announce(state, queue, lease);
-      return new Outcome(lease, queue, Optional.empty(), idle);
+      return new Outcome(lease, queue, Optional.empty(), Duration.ZERO);
     }
     if (!queue.running().isEmpty()) {
       // A Job admitted earlier still runs although its lock is gone (broken or expired while
       // the operator was away): admitting another would run two at once.
       Job stray = queue.running().get(0);
-      if (announced.add("stray/" + stray.getMetadata().getUid())) {
+      if (announced.add("stray/" + uid(stray))) {
         events.warning(
             stray,
             "RunningWithoutLock",
@@ -155,31 +157,146 @@ public final class JobAdmission {
                 + names.name()
                 + "; no other Job is admitted until it ends");
       }
-      return new Outcome(lease, queue, Optional.empty(), idle);
+      return new Outcome(lease, queue, Optional.empty(), Duration.ZERO);
     }
-    Optional<Job> head = queue.head();
-    if (head.isEmpty()) {
-      return new Outcome(lease, queue, Optional.empty(), idle);
+    Optional<Ticket> next = locks.next(lease);
+    if (next.isPresent() && next.get().isJob()) {
+      Optional<Job> job = queue.waitingJob(next.get().id());
+      if (job.isPresent()) {
+        blocked.remove(key(names));
+        lease = admit(state, names, lease, job.get(), duration);
+        RunQueue after = RunQueue.of(names.name(), admittedCopy(jobs, job.get(), names), arrivals);
+        announce(state, after, lease);
+        return new Outcome(lease, after, job, Duration.ZERO);
+      }
     }
-    Job job = head.get();
-    Lease before = lease;
-    lease = new LeaseLock(client, names).replace(heldFor(names, lease, job, duration));
-    written.leaseWritten(state, lease, before);
-    unsuspend(state, job, lease);
-    RunQueue after = RunQueue.of(names.name(), replaceJob(jobs, job));
-    announce(state, after, lease);
-    return new Outcome(lease, after, Optional.of(job), untilRenewal(lease, duration));
+    Duration recheck = passOverIfStuck(names, lease, next);
+    announce(state, queue, lease);
+    return new Outcome(lease, queue, Optional.empty(), recheck);
+  }
+
+  /** The Job the lock is held for, found by UID even when its labels no longer say so. */
+  private record HolderJob(Job job, boolean watched) {}
+
+  private HolderJob holderJob(StateNames names, Collection<Job> jobs, Holder holder) {
+    String uid = holder.jobUid().orElseThrow();
+    for (Job j : jobs) {
+      if (uid.equals(uid(j))) {
+        return new HolderJob(j, true);
+      }
+    }
+    // Not among the labelled Jobs: its label was removed or changed, or it is gone.
+    Job byName =
+        client
+            .batch()
+            .v1()
+            .jobs()
+            .inNamespace(names.namespace())
+            .withName(LeaseLock.jobName(holder.id()))
+            .get();
+    if (byName != null && uid.equals(uid(byName))) {
+      boolean watched =
+          RunnerJobs.stateName(byName).isPresent(); // relabelled to another state: still watched
+      return new HolderJob(byName, watched);
+    }
+    return new HolderJob(null, true);
+  }
+
+  private static boolean active(Job job) {
+    return !RunnerJobs.finished(job) && job.getMetadata().getDeletionTimestamp() == null;
+  }
+
+  /** The Job holding the lock ended: the lock goes to the next in line, or is released. */
+  private Outcome handOn(
+      TerraformState state,
+      StateNames names,
+      Lease lease,
+      Collection<Job> jobs,
+      RunQueue queue,
+      Job ended,
+      Holder holder,
+      int duration) {
+    String ending = RunnerJobs.ending(ended);
+    String endedName = ended != null ? name(ended) : LeaseLock.jobName(holder.id());
+    recordHold(lease);
+    Optional<Ticket> next = locks.next(lease);
+    String endedUid = holder.jobUid().orElse("");
+    boolean othersRunning = queue.running().stream().anyMatch(j -> !uid(j).equals(endedUid));
+    if (next.isPresent() && next.get().isJob() && !othersRunning) {
+      Optional<Job> job = queue.waitingJob(next.get().id());
+      if (job.isPresent()) {
+        Lease handed = admit(state, names, lease, job.get(), duration);
+        if (ended != null) {
+          events.normal(
+              ended,
+              "LockReleased",
+              "Job "
+                  + ending
+                  + "; the lock on "
+                  + names.name()
+                  + " passed to Job "
+                  + name(job.get()));
+        }
+        endedAt(ended).ifPresent(t -> metrics.handoff(Duration.between(t, clock.instant())));
+        RunQueue after = RunQueue.of(names.name(), admittedCopy(jobs, job.get(), names), arrivals);
+        announce(state, after, handed);
+        return new Outcome(handed, after, job, Duration.ZERO, true);
+      }
+    }
+    Lease released = locks.releaseJob(lease);
+    if (ended != null) {
+      events.normal(
+          ended, "LockReleased", "Job " + ending + "; the lock on " + names.name() + " is free");
+    } else {
+      events.normal(
+          state,
+          "LockReleased",
+          "runner Job " + endedName + " is gone; the lock on " + names.name() + " is free");
+    }
+    announce(state, queue, released);
+    return new Outcome(released, queue, Optional.empty(), Duration.ZERO);
+  }
+
+  /**
+   * The lock is free and the first in line is a client of a replica that has not granted it: if
+   * that goes on past the owner timeout with the Lease unchanged, the replica is presumed gone and
+   * the client is passed over. Returns when to look again.
+   */
+  private Duration passOverIfStuck(StateNames names, Lease lease, Optional<Ticket> next) {
+    if (next.isEmpty() || !next.get().isClient()) {
+      blocked.remove(key(names));
+      return Duration.ZERO;
+    }
+    String version = lease.getMetadata().getResourceVersion();
+    Instant now = clock.instant();
+    Blocked b =
+        blocked.compute(
+            key(names),
+            (k, old) ->
+                old != null
+                        && old.ticket().equals(next.get().id())
+                        && old.resourceVersion().equals(version)
+                    ? old
+                    : new Blocked(next.get().id(), version, now));
+    Duration waited = Duration.between(b.since(), now);
+    Duration timeout = locks.settings().ownerTimeout();
+    if (waited.compareTo(timeout) < 0) {
+      return timeout.minus(waited).plusMillis(50);
+    }
+    locks.passOver(names, next.get().id(), version);
+    blocked.remove(key(names));
+    return Duration.ZERO;
   }
 
   private void recordHold(Lease lease) {
-    ZonedDateTime acquired = lease.getSpec().getAcquireTime();
+    var acquired = lease.getSpec().getAcquireTime();
     if (acquired != null) {
       metrics.lockHeld(Duration.between(acquired.toInstant(), clock.instant()), "job");
     }
   }
 
   /** When a finished Job ended, as the Job controller recorded it. */
-  private static Optional<java.time.Instant> endedAt(Job job) {
+  private static Optional<Instant> endedAt(Job job) {
     if (job == null || job.getStatus() == null || job.getStatus().getConditions() == null) {
       return Optional.empty();
     }
@@ -190,12 +307,12 @@ public final class JobAdmission {
                     && "True".equals(c.getStatus()))
         .map(c -> c.getLastTransitionTime())
         .filter(Objects::nonNull)
-        .map(t -> java.time.Instant.parse(t))
+        .map(Instant::parse)
         .findFirst();
   }
 
-  private Lease heldFor(StateNames names, Lease lease, Job job, int duration) {
-    ZonedDateTime now = ZonedDateTime.now(clock);
+  /** Takes the lock for {@code job} and then unsuspends it. */
+  private Lease admit(TerraformState state, StateNames names, Lease lease, Job job, int duration) {
     LockInfo info =
         new LockInfo(
             RunnerJobs.holderId(job),
@@ -207,60 +324,36 @@ public final class JobAdmission {
                 + " admitted by leasehold; the lock is renewed while it runs",
             "job/" + name(job),
             "leasehold",
-            now.format(DateTimeFormatter.ISO_INSTANT),
+            DateTimeFormatter.ISO_INSTANT.format(clock.instant()),
             names.secretName());
-    return LeaseLock.heldFor(lease, info, duration, now);
+    Lease held = locks.admit(lease, info, uid(job), duration);
+    unsuspend(state, names, job, held);
+    return held;
   }
 
-  private Lease renewIfDue(TerraformState state, StateNames names, Lease lease, int duration) {
-    ZonedDateTime now = ZonedDateTime.now(clock);
-    ZonedDateTime renewed = lease.getSpec().getRenewTime();
-    boolean due =
-        renewed == null
-            || !Objects.equals(lease.getSpec().getLeaseDurationSeconds(), duration)
-            || !renewed.plus(renewInterval(duration)).isAfter(now);
-    if (!due) {
-      return lease;
-    }
-    Lease before = lease;
-    Lease after = new LeaseLock(client, names).replace(LeaseLock.renewed(lease, duration, now));
-    written.leaseWritten(state, after, before);
-    return after;
-  }
-
-  /** Renew at a third of the duration: two renewals can fail before the lease lapses. */
-  static Duration renewInterval(int durationSeconds) {
-    return Duration.ofMillis(Math.max(1000, durationSeconds * 1000L / 3));
-  }
-
-  private Duration untilRenewal(Lease lease, int duration) {
-    ZonedDateTime renewed = lease.getSpec().getRenewTime();
-    if (renewed == null) {
-      return Duration.ofSeconds(1);
-    }
-    Duration left =
-        Duration.between(ZonedDateTime.now(clock), renewed.plus(renewInterval(duration)));
-    return left.isNegative() || left.isZero() ? Duration.ofMillis(100) : left;
-  }
-
-  private void unsuspend(TerraformState state, Job job, Lease lease) {
+  private void unsuspend(TerraformState state, StateNames names, Job job, Lease lease) {
     String pointer = "/metadata/annotations";
     ArrayNode patch = MAPPER.createArrayNode();
     // Only this Job: a Job re-created under the same name has another UID and is not admitted.
     patch.addObject().put("op", "test").put("path", "/metadata/uid").put("value", uid(job));
-    String now = ZonedDateTime.now(clock).format(DateTimeFormatter.ISO_INSTANT);
+    String now = DateTimeFormatter.ISO_INSTANT.format(clock.instant());
+    Map<String, String> marks = new HashMap<>();
+    marks.put(RunnerJobs.ADMITTED_ANNOTATION, now);
+    marks.put(RunnerJobs.ADMITTED_FOR_ANNOTATION, names.name());
     if (job.getMetadata().getAnnotations() == null) {
       patch
           .addObject()
           .put("op", "add")
           .put("path", pointer)
-          .set("value", MAPPER.valueToTree(Map.of(RunnerJobs.ADMITTED_ANNOTATION, now)));
+          .set("value", MAPPER.valueToTree(marks));
     } else {
-      patch
-          .addObject()
-          .put("op", "add")
-          .put("path", pointer + "/" + RunnerJobs.ADMITTED_ANNOTATION.replace("/", "~1"))
-          .put("value", now);
+      marks.forEach(
+          (k, v) ->
+              patch
+                  .addObject()
+                  .put("op", "add")
+                  .put("path", pointer + "/" + k.replace("~", "~0").replace("/", "~1"))
+                  .put("value", v));
     }
     patch.addObject().put("op", "add").put("path", "/spec/suspend").put("value", false);
     try {
@@ -274,8 +367,8 @@ public final class JobAdmission {
               .patch(PatchContext.of(PatchType.JSON), patch.toString());
       written.jobWritten(state, admitted, job);
     } catch (KubernetesClientException e) {
-      if (e.getCode() == 404) {
-        // Deleted in between: the next pass finds it gone and passes the lock on.
+      if (e.getCode() == 404 || e.getCode() == 422) {
+        // Deleted (or re-created) in between: the next pass finds it gone and passes the lock on.
         return;
       }
       throw e;
@@ -291,25 +384,37 @@ public final class JobAdmission {
             + " taken for this Job; it is unsuspended and runs now");
   }
 
-  /** Tells each waiting Job, once, where it stands and behind whom. */
+  /** Tells each waiting Job, once, where it stands in line and behind whom. */
   private void announce(TerraformState state, RunQueue queue, Lease lease) {
-    String holder = LeaseLock.Holder.of(lease).map(LeaseLock.Holder::summary).orElse(null);
-    for (int i = 0; i < queue.waiting().size(); i++) {
-      Job job = queue.waiting().get(i);
+    if (queue.waiting().isEmpty()) {
+      return;
+    }
+    String holder = Holder.of(lease).map(Holder::summary).orElse(null);
+    List<Ticket> line = LeaseLock.line(lease).tickets();
+    for (Job job : queue.waiting()) {
       if (!announced.add(uid(job))) {
         continue;
       }
-      String behind =
-          i > 0
-              ? "behind Job " + name(queue.waiting().get(i - 1))
-              : holder != null ? "behind the lock holder " + holder : "at the head";
+      int index = -1;
+      for (int i = 0; i < line.size(); i++) {
+        if (line.get(i).id().equals(uid(job))) {
+          index = i;
+          break;
+        }
+      }
+      String behind;
+      if (index > 0) {
+        Ticket before = line.get(index - 1);
+        behind = before.isJob() ? "behind Job " + before.who() : "behind client " + before.who();
+      } else {
+        behind = holder != null ? "behind the lock holder " + holder : "at the head";
+      }
       events.normal(
           job,
           "Queued",
           "waiting for the lock on "
               + state.getMetadata().getName()
-              + " at position "
-              + (i + 1)
+              + (index >= 0 ? " at position " + (index + 1) : "")
               + ", "
               + behind);
     }
@@ -321,35 +426,32 @@ public final class JobAdmission {
     announced.remove("stray/" + uid);
   }
 
-  private static Collection<Job> replaceJob(Collection<Job> jobs, Job admitted) {
-    return jobs.stream()
-        .map(
-            j -> {
-              if (!uid(j).equals(uid(admitted))) {
-                return j;
-              }
-              Job copy =
-                  new io.fabric8.kubernetes.api.model.batch.v1.JobBuilder(j)
-                      .editMetadata()
-                      .addToAnnotations(RunnerJobs.ADMITTED_ANNOTATION, "now")
-                      .endMetadata()
-                      .editSpec()
-                      .withSuspend(false)
-                      .endSpec()
-                      .build();
-              return copy;
-            })
-        .toList();
+  /** The Jobs with {@code admitted} as it is now that it was admitted (for the status). */
+  private static Collection<Job> admittedCopy(
+      Collection<Job> jobs, Job admitted, StateNames names) {
+    List<Job> copy = new java.util.ArrayList<>(jobs.size() + 1);
+    for (Job j : jobs) {
+      if (admitted == null || !uid(j).equals(uid(admitted))) {
+        copy.add(j);
+      }
+    }
+    if (admitted != null) {
+      copy.add(
+          new JobBuilder(admitted)
+              .editMetadata()
+              .addToAnnotations(RunnerJobs.ADMITTED_ANNOTATION, "now")
+              .addToAnnotations(RunnerJobs.ADMITTED_FOR_ANNOTATION, names.name())
+              .endMetadata()
+              .editSpec()
+              .withSuspend(false)
+              .endSpec()
+              .build());
+    }
+    return copy;
   }
 
-  private static Job find(Collection<Job> jobs, String uid) {
-    return jobs.stream().filter(j -> uid.equals(uid(j))).findFirst().orElse(null);
-  }
-
-  private static String jobName(String holderId) {
-    String rest = holderId.substring(RunnerJobs.HOLDER_PREFIX.length());
-    int slash = rest.lastIndexOf('/');
-    return slash < 0 ? rest : rest.substring(0, slash);
+  private static String key(StateNames names) {
+    return names.namespace() + "/" + names.name();
   }
 
   private static String uid(Job job) {

@@ -2,6 +2,7 @@ package io.leasehold.queue;
 
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.batch.v1.JobCondition;
+import io.leasehold.lock.LeaseLock;
 import java.util.Map;
 import java.util.Optional;
 
@@ -14,8 +15,8 @@ public final class RunnerJobs {
   /** Set, together with {@code spec.suspend: false}, when leasehold admits the Job. */
   public static final String ADMITTED_ANNOTATION = "leasehold.io/admitted-at";
 
-  /** Prefix of the lock ID (the Lease's holderIdentity) leasehold uses for a Job. */
-  public static final String HOLDER_PREFIX = "job/";
+  /** The TerraformState the Job was admitted for: it holds that state's lock until it ends. */
+  public static final String ADMITTED_FOR_ANNOTATION = "leasehold.io/admitted-for";
 
   private RunnerJobs() {}
 
@@ -26,18 +27,7 @@ public final class RunnerJobs {
 
   /** The lock ID for a Job: {@code job/<name>/<uid>}, so a re-created Job never inherits it. */
   public static String holderId(Job job) {
-    return HOLDER_PREFIX + job.getMetadata().getName() + "/" + job.getMetadata().getUid();
-  }
-
-  /** The UID named by a Job lock ID, if it is one. */
-  public static Optional<String> uidOf(String holderId) {
-    if (holderId == null || !holderId.startsWith(HOLDER_PREFIX)) {
-      return Optional.empty();
-    }
-    int slash = holderId.lastIndexOf('/');
-    return slash > HOLDER_PREFIX.length()
-        ? Optional.of(holderId.substring(slash + 1))
-        : Optional.empty();
+    return LeaseLock.jobLockId(job.getMetadata().getName(), job.getMetadata().getUid());
   }
 
   /** Complete or Failed: the Job will run no more pods. */
@@ -76,5 +66,19 @@ public final class RunnerJobs {
   public static boolean admitted(Job job) {
     Map<String, String> a = job.getMetadata().getAnnotations();
     return a != null && a.containsKey(ADMITTED_ANNOTATION);
+  }
+
+  /**
+   * Whether the Job was admitted for state {@code stateName}: a Job admitted for one state and
+   * relabelled to another still belongs to the first until it ends.
+   */
+  public static boolean admittedFor(Job job, String stateName) {
+    if (!admitted(job)) {
+      return false;
+    }
+    String admittedFor = job.getMetadata().getAnnotations().get(ADMITTED_FOR_ANNOTATION);
+    return admittedFor == null
+        ? stateName(job).map(stateName::equals).orElse(false)
+        : admittedFor.equals(stateName);
   }
 }

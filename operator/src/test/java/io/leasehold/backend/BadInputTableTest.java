@@ -72,7 +72,7 @@ class BadInputTableTest {
         .isEqualTo(200);
     assertThat(
             backend
-                .send("LOCK", S + "/lock", lockInfo("holder-1", "h@x").toJson(), auth("admin"))
+                .send("LOCK", S + "/lock", lockInfo("holder-1", "h@x").toJson(), auth("runner"))
                 .status())
         .isEqualTo(200);
     assertThat(

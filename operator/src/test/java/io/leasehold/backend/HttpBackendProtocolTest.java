@@ -299,9 +299,13 @@ class HttpBackendProtocolTest {
         CompletableFuture.supplyAsync(
             () -> call(() -> backend.lock(s, lockInfo("http-2", "h@x"), "?wait=30s")));
     Thread.sleep(300);
+    // Terraform unlocks as its kubernetes backend does: holder and lock-info cleared, the
+    // Lease's other annotations (leasehold's line among them) left as they are.
     Lease unlocked = lease("mixed");
     unlocked.getSpec().setHolderIdentity(null);
-    unlocked.getMetadata().setAnnotations(Map.of());
+    Map<String, String> kept = new java.util.HashMap<>(unlocked.getMetadata().getAnnotations());
+    kept.remove(LeaseLock.LOCK_INFO_ANNOTATION);
+    unlocked.getMetadata().setAnnotations(kept);
     harness.client().resource(unlocked).update();
     assertThat(waiting.get().status()).isEqualTo(200);
     assertThat(lease("mixed").getSpec().getHolderIdentity()).isEqualTo("http-2");

@@ -21,6 +21,7 @@ import io.leasehold.api.TerraformState;
 import io.leasehold.backend.HttpBackend;
 import io.leasehold.backend.KubernetesAccess;
 import io.leasehold.backend.KubernetesJobPods;
+import io.leasehold.cli.Replica;
 import io.leasehold.embedded.EmbeddedKubernetes;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.operator.LeaseholdOperator;
@@ -90,16 +91,15 @@ class RbacCoversCallsTest {
           .withPath("/apis/authorization.k8s.io/v1/subjectaccessreviews")
           .andReply(200, r -> allow(r.getBody().readUtf8()))
           .always();
-      try (LeaseholdOperator operator =
-              LeaseholdOperator.start(
-                  operatorClient,
-                  new LeaseholdOperator.Options(Set.of(), Optional.of(NAMESPACE), "rbac-test"));
-          HttpBackend backend =
-              operator.serveBackend(
+      try (Replica backend =
+          Replica.start(
+              operatorClient,
+              new LeaseholdOperator.Options(Set.of(), Optional.of(NAMESPACE), "rbac-test"),
+              new Replica.Backend(
                   new KubernetesAccess(operatorClient),
                   new KubernetesJobPods(operatorClient),
                   new HttpBackend.Config("127.0.0.1", 0, Duration.ofMinutes(1)),
-                  64L * 1024 * 1024)) {
+                  64L * 1024 * 1024))) {
         scenario(user, backend.url() + NAMESPACE + "/rbac");
       }
       RecordedRequest r;

@@ -137,6 +137,6 @@ class RunCommandTest {
   void manifestsNeedEmbedded() {
     Outcome o = execute("run", "-f", "x.yaml");
     assertThat(o.exitCode()).isEqualTo(2);
-    assertThat(o.err()).contains("-f and --kubeconfig-out need --embedded");
+    assertThat(o.err()).contains("-f, --kubeconfig-out and --replicas need --embedded");
   }
 }

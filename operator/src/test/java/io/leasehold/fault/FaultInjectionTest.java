@@ -13,13 +13,12 @@ import io.leasehold.api.TerraformState;
 import io.leasehold.backend.Access;
 import io.leasehold.backend.HttpBackend;
 import io.leasehold.backend.JobPods;
-import io.leasehold.backend.StateBackend;
+import io.leasehold.cli.Replica;
 import io.leasehold.embedded.EmbeddedKubernetes;
 import io.leasehold.kube.OnChange;
 import io.leasehold.lock.LockInfo;
-import io.leasehold.operator.EventRecorder;
+import io.leasehold.operator.Leadership;
 import io.leasehold.operator.LeaseholdOperator;
-import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.queue.RunnerJobs;
 import io.leasehold.state.StateNames;
 import io.leasehold.state.StateStore;
@@ -108,21 +107,17 @@ class FaultInjectionTest {
       test.resource(state).create();
 
       AtomicReference<LeaseholdOperator> operator = new AtomicReference<>(startOperator(client));
-      EventRecorder events = new EventRecorder(client, "fault-backend");
-      HttpBackend backend =
-          HttpBackend.start(
+      // A second replica that stays up and serves the backend, while the first is stopped and
+      // started; leader election decides which one reconciles.
+      Replica backend =
+          Replica.start(
               client,
-              released ->
-                  new StateBackend(
-                      client,
-                      events,
-                      16L * 1024 * 1024,
-                      JobPods.NONE,
-                      released,
-                      LeaseholdMetrics.discarding()),
-              Access.NONE,
-              new HttpBackend.Config("127.0.0.1", 0, Duration.ofSeconds(30)),
-              LeaseholdMetrics.discarding());
+              options("fault-backend"),
+              new Replica.Backend(
+                  Access.NONE,
+                  JobPods.NONE,
+                  new HttpBackend.Config("127.0.0.1", 0, Duration.ofSeconds(30)),
+                  16L * 1024 * 1024));
       String url = backend.url() + NS + "/" + STATE;
       SharedIndexInformer<Lease> leaseWatch = watchLease(test, names);
       Map<String, Boolean> jobRunning = new ConcurrentHashMap<>();
@@ -165,7 +160,6 @@ class FaultInjectionTest {
       leaseWatch.close();
       jobWatch.close();
       backend.close();
-      events.close();
       operator.get().close();
     }
     System.out.printf(
@@ -182,8 +176,14 @@ class FaultInjectionTest {
   }
 
   private static LeaseholdOperator startOperator(KubernetesClient client) {
-    return LeaseholdOperator.start(
-        client, new LeaseholdOperator.Options(Set.of(), Optional.empty(), "fault-operator"));
+    return LeaseholdOperator.start(client, options("fault-operator"));
+  }
+
+  private static LeaseholdOperator.Options options(String identity) {
+    return new LeaseholdOperator.Options(Set.of(), Optional.of(NS), identity)
+        .withElection(
+            new Leadership.Timing(
+                Duration.ofSeconds(3), Duration.ofSeconds(2), Duration.ofMillis(500)));
   }
 
   // ---- clients ----
@@ -462,7 +462,7 @@ class FaultInjectionTest {
       String previous = null;
       for (Holder h : holders) {
         if (previous != null && h.holder() != null && !previous.equals(h.holder())) {
-          boolean jobHandover = previous.startsWith(RunnerJobs.HOLDER_PREFIX);
+          boolean jobHandover = previous.startsWith(io.leasehold.lock.LeaseLock.JOB_PREFIX);
           if (!jobHandover) {
             violations.add(
                 "lock went from " + previous + " to " + h.holder() + " without being released");

@@ -80,13 +80,15 @@ public final class OperatorHarness implements AutoCloseable {
       long maxStateBytes,
       io.leasehold.backend.StateBackend.Audit audit) {
     backend =
-        operator.serveBackend(
-            access,
-            pods,
-            new io.leasehold.backend.HttpBackend.Config(
-                "127.0.0.1", 0, java.time.Duration.ofMinutes(10)),
-            maxStateBytes,
-            audit);
+        io.leasehold.cli.Replica.serve(
+            operator,
+            new io.leasehold.cli.Replica.Backend(
+                access,
+                pods,
+                new io.leasehold.backend.HttpBackend.Config(
+                    "127.0.0.1", 0, java.time.Duration.ofMinutes(10)),
+                maxStateBytes,
+                audit));
     return backend.url();
   }
 

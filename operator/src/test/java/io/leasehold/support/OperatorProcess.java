@@ -6,6 +6,7 @@ import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.leasehold.backend.Access;
 import io.leasehold.backend.HttpBackend;
 import io.leasehold.backend.JobPods;
+import io.leasehold.cli.Replica;
 import io.leasehold.operator.LeaseholdOperator;
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
@@ -41,16 +42,15 @@ public final class OperatorProcess {
     Config config = Config.fromKubeconfig(kubeconfig);
     config.setRequestTimeout(120_000);
     try (KubernetesClient client = new KubernetesClientBuilder().withConfig(config).build();
-        LeaseholdOperator operator =
-            LeaseholdOperator.start(
+        Replica backend =
+            Replica.start(
                 client,
-                new LeaseholdOperator.Options(Set.of(), Optional.empty(), "operator-process"));
-        HttpBackend backend =
-            operator.serveBackend(
-                Access.NONE,
-                JobPods.NONE,
-                new HttpBackend.Config("127.0.0.1", 0, Duration.ofMinutes(10)),
-                maxStateBytes)) {
+                new LeaseholdOperator.Options(Set.of(), Optional.empty(), "operator-process"),
+                new Replica.Backend(
+                    Access.NONE,
+                    JobPods.NONE,
+                    new HttpBackend.Config("127.0.0.1", 0, Duration.ofMinutes(10)),
+                    maxStateBytes))) {
       System.out.println(BACKEND_LINE + backend.url());
       System.out.flush();
       BufferedReader in =

@@ -1,4 +1,4 @@
-package io.leasehold.operator;
+package io.leasehold.kube;
 
 import io.fabric8.kubernetes.api.model.EventBuilder;
 import io.fabric8.kubernetes.api.model.HasMetadata;

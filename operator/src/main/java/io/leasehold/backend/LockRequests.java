@@ -1,0 +1,318 @@
+package io.leasehold.backend;
+
+import io.leasehold.kube.EventRecorder;
+import io.leasehold.lock.Caller;
+import io.leasehold.lock.Holder;
+import io.leasehold.lock.LockInfo;
+import io.leasehold.lock.LockService;
+import io.leasehold.ops.LeaseholdMetrics;
+import io.leasehold.state.StateNames;
+import io.vertx.core.Future;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.OffsetDateTime;
+import java.util.ArrayDeque;
+import java.util.Deque;
+import java.util.Map;
+import java.util.Optional;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The lock part of Terraform's {@code http} backend: LOCK (at once, or waiting in line with {@code
+ * ?wait=}), UNLOCK, force-unlock, and the lock check of every write. The decisions are the {@link
+ * LockService}'s; this class turns them into HTTP answers and records what users need to see.
+ */
+public final class LockRequests {
+
+  private final LockService locks;
+  private final LockWaiters waiters;
+  private final Access access;
+  private final JobPods jobPods;
+  private final EventRecorder events;
+  private final LeaseholdMetrics metrics;
+  private final Map<String, Deque<String>> recentlyReleased = new ConcurrentHashMap<>();
+  private final StateBackend.Audit audit;
+
+  LockRequests(
+      LockService locks,
+      LockWaiters waiters,
+      Access access,
+      JobPods jobPods,
+      EventRecorder events,
+      LeaseholdMetrics metrics,
+      StateBackend.Audit audit) {
+    this.audit = audit;
+    this.locks = locks;
+    this.waiters = waiters;
+    this.access = access;
+    this.jobPods = jobPods;
+    this.events = events;
+    this.metrics = metrics;
+  }
+
+  public LockService service() {
+    return locks;
+  }
+
+  /** The lock service's view of a requester: its identity, and whether it is a Job's pod. */
+  Caller caller(Requester who) {
+    return new Caller() {
+      @Override
+      public String identity() {
+        return who.user();
+      }
+
+      @Override
+      public boolean isPodOfJob(String namespace, String jobUid) {
+        return jobPods.isPodOfJob(who, namespace, jobUid);
+      }
+
+      @Override
+      public String describe() {
+        return who.toString();
+      }
+
+      @Override
+      public String toString() {
+        return who.toString();
+      }
+    };
+  }
+
+  /** The HTTP status of a refusal. */
+  static int status(LockService.Refused refused) {
+    return switch (refused.refusal()) {
+      case NOT_OWNER -> 403;
+      case LINE_FULL -> 503;
+      case STALE_LOCK -> 409;
+      case LOCKED -> 423;
+    };
+  }
+
+  /**
+   * LOCK without waiting: granted now, or 423 with the holder (or with the first in line, when the
+   * lock is free but others are before the requester). Blocking.
+   */
+  LockWaiters.Outcome lockNow(
+      StateBackend.Target target, LockInfo info, Requester who, Caller caller) {
+    LockService.Answer answer =
+        locks.lock(target.names(), info, caller, false, waiters.local(target.names()));
+    if (answer instanceof LockService.Granted g) {
+      if (g.tookOver()) {
+        metrics.lockExpiredTakenOver();
+      }
+      audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
+      return new LockWaiters.Outcome(Reply.json(200, info.toJson()), Optional.of(g));
+    }
+    if (answer instanceof LockService.NotNow n) {
+      audit.record(
+          target,
+          who,
+          "LOCK: "
+              + n.holder().map(h -> "held by " + h.summary()).orElse("others are first in line")
+              + ", not granted now");
+      return new LockWaiters.Outcome(Reply.json(423, n.holderJson()), Optional.empty());
+    }
+    if (answer instanceof LockService.Refused r) {
+      return new LockWaiters.Outcome(Reply.text(status(r), r.message()), Optional.empty());
+    }
+    throw new IllegalStateException(answer.toString());
+  }
+
+  /** LOCK that waits in line up to {@code wait} while its connection is open. */
+  Future<LockWaiters.Outcome> lockWaiting(
+      StateBackend.Target target,
+      LockInfo info,
+      Requester who,
+      Caller caller,
+      Duration wait,
+      LockWaiters.Connection connection) {
+    return waiters
+        .lock(target.names(), info, caller, wait, connection)
+        .map(
+            outcome -> {
+              if (outcome.grant().isPresent()) {
+                if (outcome.grant().get().tookOver()) {
+                  metrics.lockExpiredTakenOver();
+                }
+                audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
+              } else if (outcome.reply() != null) {
+                audit.record(
+                    target, who, "LOCK: waited " + wait + ", answered " + outcome.reply().status());
+              } else {
+                audit.record(target, who, "LOCK: went away while it waited; not granted");
+              }
+              return outcome;
+            });
+  }
+
+  /** A granted LOCK whose answer could not be delivered: the grant is undone. */
+  void undeliverable(StateBackend.Target target, LockService.Granted grant, Caller caller) {
+    waiters.undoLater(target.names(), grant, caller);
+  }
+
+  /**
+   * UNLOCK with the holder's lock ID; another identity's lock needs the force-unlock permission.
+   * Blocking.
+   */
+  Reply unlock(StateBackend.Target target, LockInfo info, Requester who, Caller caller) {
+    StateNames names = target.names();
+    LockService.Answer answer = locks.unlock(names, info.id(), caller);
+    if (answer instanceof LockService.Refused r && r.refusal() == LockService.Refusal.NOT_OWNER) {
+      requireForceUnlock(target, who, r);
+      answer = locks.forceUnlock(names, Optional.of(info.id()));
+      if (answer instanceof LockService.Released released) {
+        forced(target, released, who);
+        return Reply.text(
+            200,
+            "lock "
+                + info.id()
+                + " of "
+                + released.previous().summary()
+                + " released with the force-unlock permission");
+      }
+    }
+    if (answer instanceof LockService.Released released) {
+      remember(names, info.id());
+      waiters.wake(names);
+      audit.record(target, who, "UNLOCK (lock " + info.id() + ")");
+      if (released.nested()) {
+        return Reply.text(
+            200, "lock " + info.id() + " released; the runner Job keeps the state's lock");
+      }
+      released
+          .previous()
+          .info()
+          .map(LockInfo::created)
+          .flatMap(LockRequests::instant)
+          .ifPresent(t -> metrics.lockHeld(Duration.between(t, Instant.now()), "client"));
+      return Reply.text(200, "lock " + info.id() + " released");
+    }
+    if (answer instanceof LockService.NotHeld n) {
+      return n.holder().isEmpty()
+          ? Reply.text(409, n.message() + releasedNote(names, info.id()))
+          : Reply.json(423, io.leasehold.lock.LeaseLock.holderJson(locks.current(names)));
+    }
+    if (answer instanceof LockService.Refused r) {
+      return Reply.text(status(r), r.message());
+    }
+    throw new IllegalStateException(answer.toString());
+  }
+
+  /** UNLOCK with an empty body ({@code terraform force-unlock}): releases whatever lock is held. */
+  Reply forceUnlock(StateBackend.Target target, Requester who) {
+    LockService.Answer answer = locks.forceUnlock(target.names(), Optional.empty());
+    if (answer instanceof LockService.Released released) {
+      forced(target, released, who);
+      return Reply.text(
+          200,
+          "lock "
+              + released.previous().id()
+              + " held by "
+              + released.previous().summary()
+              + " released");
+    }
+    return Reply.text(200, "the state is not locked");
+  }
+
+  private void forced(StateBackend.Target target, LockService.Released released, Requester who) {
+    metrics.lockForced("http");
+    remember(target.names(), released.previous().id());
+    waiters.wake(target.names());
+    events.warning(
+        target.state(),
+        "ForceUnlocked",
+        "lock "
+            + released.previous().id()
+            + " held by "
+            + released.previous().summary()
+            + " was force-unlocked through the HTTP backend by "
+            + who);
+  }
+
+  /**
+   * Whether a POST or DELETE carrying {@code lockId} may go ahead: empty when it may, otherwise the
+   * refusal (423 locked, 409 stale lock, 403 another identity's lock). Blocking.
+   */
+  Optional<LockService.Refused> checkWrite(
+      StateBackend.Target target, String lockId, Requester who, Caller caller, String what) {
+    LockService.Answer answer = locks.checkWrite(target.names(), lockId, caller, what);
+    if (answer instanceof LockService.Refused r) {
+      if (r.refusal() == LockService.Refusal.NOT_OWNER) {
+        requireForceUnlock(target, who, r);
+        return Optional.empty();
+      }
+      if (r.refusal() == LockService.Refusal.STALE_LOCK && lockId != null) {
+        return Optional.of(
+            new LockService.Refused(
+                r.refusal(), r.message() + releasedNote(target.names(), lockId), r.holder()));
+      }
+      return Optional.of(r);
+    }
+    return Optional.empty();
+  }
+
+  /** 403 naming the holder unless {@code who} may force-unlock. */
+  private void requireForceUnlock(
+      StateBackend.Target target, Requester who, LockService.Refused refused) {
+    try {
+      access.authorize(
+          who,
+          Access.Verb.FORCE_UNLOCK,
+          target.names().namespace(),
+          target.state().getMetadata().getName());
+    } catch (ReplyException e) {
+      if (e.reply().status() == 403) {
+        throw ReplyException.text(403, refused.message());
+      }
+      throw e;
+    }
+  }
+
+  /** 423 with the current holder's LockInfo, for a LOCK whose wait ran out. */
+  Reply heldReply(StateBackend.Target target) {
+    var lease = locks.current(target.names());
+    Optional<Holder> holder = Holder.of(lease);
+    if (holder.isEmpty()) {
+      return Reply.text(423, "the lock was taken by requests before this one in line; retry");
+    }
+    return Reply.json(423, io.leasehold.lock.LeaseLock.holderJson(lease));
+  }
+
+  private void remember(StateNames names, String id) {
+    Deque<String> ids = recentlyReleased.computeIfAbsent(key(names), k -> new ArrayDeque<>());
+    synchronized (ids) {
+      ids.addFirst(id + "@" + Instant.now());
+      while (ids.size() > 32) {
+        ids.removeLast();
+      }
+    }
+  }
+
+  private String releasedNote(StateNames names, String id) {
+    Deque<String> ids = recentlyReleased.get(key(names));
+    if (ids == null) {
+      return "";
+    }
+    synchronized (ids) {
+      for (String entry : ids) {
+        if (entry.startsWith(id + "@")) {
+          return " (it was released at " + entry.substring(id.length() + 1) + ")";
+        }
+      }
+    }
+    return "";
+  }
+
+  private static String key(StateNames names) {
+    return names.namespace() + "/" + names.name();
+  }
+
+  private static Optional<Instant> instant(String text) {
+    try {
+      return Optional.of(OffsetDateTime.parse(text).toInstant());
+    } catch (RuntimeException e) {
+      return Optional.empty();
+    }
+  }
+}

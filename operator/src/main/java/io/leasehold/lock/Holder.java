@@ -1,0 +1,77 @@
+package io.leasehold.lock;
+
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import java.time.Instant;
+import java.util.Map;
+import java.util.Optional;
+
+/**
+ * Who holds a state's lock, as its Lease says.
+ *
+ * @param id the lock ID ({@code spec.holderIdentity})
+ * @param info Terraform's LockInfo, when the Lease carries it
+ * @param vouched leasehold holds and renews the Lease for this holder (a runner Job)
+ * @param expired vouched, but not renewed within its duration: the holder may be taken over
+ * @param owner the identity that took the lock through leasehold's backend, when it was
+ * @param nested the lock a runner Job's own terraform took under the Job's lock, if any
+ */
+public record Holder(
+    String id,
+    Optional<LockInfo> info,
+    boolean vouched,
+    boolean expired,
+    Optional<String> owner,
+    Optional<Nested> nested) {
+
+  /** A lock taken by a runner Job's pod under the Job's lock. */
+  public record Nested(LockInfo info, Optional<String> owner) {}
+
+  /** The holder of {@code lease} at {@code now}, or empty when it is unlocked. */
+  public static Optional<Holder> of(Lease lease, Instant now) {
+    if (lease == null || lease.getSpec() == null) {
+      return Optional.empty();
+    }
+    String id = lease.getSpec().getHolderIdentity();
+    if (id == null || id.isEmpty()) {
+      return Optional.empty();
+    }
+    Map<String, String> a = LeaseLock.annotations(lease);
+    boolean vouched = id.equals(a.get(LeaseLock.HELD_FOR_ANNOTATION));
+    boolean expired = vouched && LeaseLock.expired(lease, now);
+    Optional<Nested> nested =
+        LockInfo.parse(a.get(LeaseLock.CLIENT_LOCK_ANNOTATION))
+            .map(
+                i ->
+                    new Nested(
+                        i, Optional.ofNullable(a.get(LeaseLock.CLIENT_LOCK_OWNER_ANNOTATION))));
+    return Optional.of(
+        new Holder(
+            id,
+            LockInfo.parse(a.get(LeaseLock.LOCK_INFO_ANNOTATION)),
+            vouched,
+            expired,
+            Optional.ofNullable(a.get(LeaseLock.OWNER_ANNOTATION)),
+            nested));
+  }
+
+  public static Optional<Holder> of(Lease lease) {
+    return of(lease, Instant.now());
+  }
+
+  /** The runner Job this lock is held for, when leasehold holds it for one. */
+  public Optional<String> jobUid() {
+    return vouched ? LeaseLock.jobUid(id) : Optional.empty();
+  }
+
+  /** A short description for {@code kubectl get}: who, and for what. */
+  public String summary() {
+    return info.map(
+            i -> {
+              String who = i.who() == null || i.who().isEmpty() ? id : i.who();
+              return i.operation() == null || i.operation().isEmpty()
+                  ? who
+                  : who + " (" + i.operation() + ")";
+            })
+        .orElse(id);
+  }
+}

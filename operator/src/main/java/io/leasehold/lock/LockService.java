@@ -1,0 +1,919 @@
+package io.leasehold.lock;
+
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.leasehold.state.StateNames;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+import java.util.function.Predicate;
+import java.util.function.UnaryOperator;
+
+/**
+ * The one place where a state's lock changes hands. Every transition (a client's LOCK and UNLOCK, a
+ * runner Job's pod locking under the Job's lock, admitting a Job, renewing its lock, handing it on,
+ * taking over an expired lock, force-unlocking, the deletion lock) is decided here and written as
+ * one update of the Lease conditional on the version it was decided on; nothing else writes a lock
+ * Lease.
+ *
+ * <p>The rules:
+ *
+ * <ul>
+ *   <li>One line per state, on the Lease ({@link Line}): runner Jobs and {@code ?wait=} clients in
+ *       order of arrival. A free lock goes to the first in line that may take it now: a Job (the
+ *       leader admits it) or a client whose request is still connected. A client whose request
+ *       ended keeps its place for a grace period, so Terraform's retry with the same lock ID is
+ *       served before later arrivals, but the lock is never granted to a client that is not
+ *       connected.
+ *   <li>A lock belongs to the identity that took it: using its ID from another identity is refused
+ *       as {@link Refusal#NOT_OWNER}, which only a force-unlock may override. A runner Job's lock
+ *       belongs to the Job's pods.
+ *   <li>A lock leasehold vouches for (a runner Job's) expires when it goes unrenewed for its
+ *       duration; only then may someone else take it over. Locks of stock Terraform never expire.
+ * </ul>
+ *
+ * <p>Answers are in the lock's own words (granted, held by whom, refused and why); the HTTP backend
+ * turns them into status codes and the reconciler into status and Events. All methods block on the
+ * Kubernetes API.
+ */
+public final class LockService {
+
+  /**
+   * @param ticketGrace how long a client whose request ended keeps its place in line
+   * @param ownerTimeout how long a free lock may wait for the replica holding the first client in
+   *     line to grant it before that client is passed over (the replica is presumed gone)
+   */
+  public record Settings(Duration ticketGrace, Duration ownerTimeout) {
+    public static final Settings DEFAULTS =
+        new Settings(Duration.ofSeconds(30), Duration.ofSeconds(5));
+  }
+
+  /** Where Leases are read from before asking the API: the shared informer cache. */
+  public interface LeaseSource {
+    LeaseSource NONE = (namespace, name) -> Optional.empty();
+
+    Optional<Lease> cached(String namespace, String name);
+
+    /** Told of each Lease written, so the cache can show it before its watch event arrives. */
+    default void written(Lease before, Lease after) {}
+
+    /** Tells {@code listener} of every change to a lock Lease the watch reports. */
+    default void onChange(java.util.function.Consumer<Lease> listener) {}
+  }
+
+  /** A request waiting on this replica whose connection is open. */
+  public record Waiting(LockInfo info, Caller caller) {}
+
+  /** Why a request was refused. */
+  public enum Refusal {
+    /** The lock ID belongs to another identity: only a force-unlock may use it. */
+    NOT_OWNER,
+    /** The line has no more places for clients. */
+    LINE_FULL,
+    /** The lock ID is not (or no longer) the holder's. */
+    STALE_LOCK,
+    /** Someone holds the lock and the request carries no lock ID. */
+    LOCKED
+  }
+
+  /** What a LOCK, UNLOCK or write check came to. */
+  public sealed interface Answer permits Granted, NotNow, Refused, Released, NotHeld, Allowed {}
+
+  /**
+   * The lock is the requester's (now, or already).
+   *
+   * @param lease the Lease as written (to undo a grant whose answer could not be delivered); null
+   *     when nothing was written
+   * @param tookOver an expired lock was taken over
+   */
+  public record Granted(String lockId, Lease lease, boolean tookOver) implements Answer {}
+
+  /**
+   * Not now: someone holds the lock, or others stand before the requester in line.
+   *
+   * @param holder the holder, empty when the lock is free but others are first
+   * @param holderJson the LockInfo to answer with
+   * @param position the requester's 1-based place in line, 0 when it is not in line
+   */
+  public record NotNow(Optional<Holder> holder, String holderJson, int position)
+      implements Answer {}
+
+  /** Refused, with a message that says why and what to do. */
+  public record Refused(Refusal refusal, String message, Optional<Holder> holder)
+      implements Answer {}
+
+  /**
+   * Released. {@code previous} is who held it; {@code nested} is true when only a nested lock was.
+   */
+  public record Released(Holder previous, boolean nested) implements Answer {}
+
+  /** UNLOCK or force-unlock of a lock that is not held (by that ID). */
+  public record NotHeld(Optional<Holder> holder, String message) implements Answer {}
+
+  /** A write may go ahead under the lock it carries. */
+  public record Allowed() implements Answer {}
+
+  /** The Lease kept changing under every attempt. */
+  public static final class Busy extends RuntimeException {
+    public Busy(StateNames names) {
+      super(
+          "the lock Lease "
+              + names.namespace()
+              + "/"
+              + names.leaseName()
+              + " keeps changing under every attempt; retry");
+    }
+  }
+
+  private static final int ATTEMPTS = 10;
+
+  private final KubernetesClient client;
+  private final LeaseSource leases;
+  private final Clock clock;
+  private final String replica;
+  private final Settings settings;
+
+  public LockService(
+      KubernetesClient client, LeaseSource leases, Clock clock, String replica, Settings settings) {
+    this.client = client;
+    this.leases = leases;
+    this.clock = clock;
+    this.replica = replica;
+    this.settings = settings;
+  }
+
+  public String replica() {
+    return replica;
+  }
+
+  /** Tells {@code listener} of every change to a lock Lease (from the watch). */
+  public void onLeaseChange(java.util.function.Consumer<Lease> listener) {
+    leases.onChange(listener);
+  }
+
+  public Settings settings() {
+    return settings;
+  }
+
+  public Instant now() {
+    return clock.instant();
+  }
+
+  // ---------------------------------------------------------------- reading and writing the Lease
+
+  /** The Lease as last seen (the cache), created unlocked when there is none. */
+  public Lease current(StateNames names) {
+    return read(names, false);
+  }
+
+  /** The Lease as the API server has it now, created unlocked when there is none. */
+  public Lease fresh(StateNames names) {
+    return read(names, true);
+  }
+
+  /** The Lease as the API server has it now, without creating it. */
+  public Optional<Lease> peek(StateNames names) {
+    return Optional.ofNullable(
+        client.leases().inNamespace(names.namespace()).withName(names.leaseName()).get());
+  }
+
+  private Lease read(StateNames names, boolean fresh) {
+    if (!fresh) {
+      Optional<Lease> cached = leases.cached(names.namespace(), names.leaseName());
+      if (cached.isPresent()) {
+        return cached.get();
+      }
+    }
+    Optional<Lease> stored = peek(names);
+    if (stored.isPresent()) {
+      return stored.get();
+    }
+    try {
+      Lease created =
+          client
+              .leases()
+              .inNamespace(names.namespace())
+              .resource(LeaseLock.unlocked(names))
+              .create();
+      leases.written(null, created);
+      return created;
+    } catch (KubernetesClientException e) {
+      if (e.getCode() == 409) {
+        // Someone (stock Terraform taking the lock, say) created it first: theirs stands.
+        return peek(names).orElseThrow(() -> e);
+      }
+      throw e;
+    }
+  }
+
+  /** Writes {@code changed} only if the Lease is still at the version it was derived from. */
+  private Lease write(Lease before, Lease changed) {
+    if (changed.getMetadata().getResourceVersion() == null) {
+      throw new IllegalArgumentException("a Lease update must carry the resourceVersion it read");
+    }
+    Lease written =
+        client
+            .leases()
+            .inNamespace(changed.getMetadata().getNamespace())
+            .resource(changed)
+            .update();
+    leases.written(before, written);
+    return written;
+  }
+
+  /** A decision made on one version of the Lease: what to write (if anything) and the answer. */
+  private record Step<A>(Lease write, A answer) {
+    static <A> Step<A> answer(A answer) {
+      return new Step<>(null, answer);
+    }
+  }
+
+  /**
+   * Decides on the Lease as cached and writes the decision conditionally; when the Lease changed in
+   * between, decides again on the version the API server has.
+   */
+  private <A> A transition(
+      StateNames names, java.util.function.Function<Lease, Step<A>> decide, Lease written[]) {
+    boolean fresh = false;
+    for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
+      Lease lease = read(names, fresh);
+      Step<A> step = decide.apply(lease);
+      if (step.write() == null) {
+        return step.answer();
+      }
+      try {
+        Lease stored = write(lease, step.write());
+        if (written != null) {
+          written[0] = stored;
+        }
+        return step.answer();
+      } catch (KubernetesClientException e) {
+        if (e.getCode() != 409) {
+          throw e;
+        }
+        fresh = true;
+      }
+    }
+    throw new Busy(names);
+  }
+
+  private <A> A transition(StateNames names, java.util.function.Function<Lease, Step<A>> decide) {
+    return transition(names, decide, null);
+  }
+
+  // ------------------------------------------------------------------------------ client locks
+
+  /**
+   * A client's LOCK. Granted when the lock is free and nobody who may take it now stands before the
+   * client in line (or the client already holds it); otherwise not now, and with {@code waits} the
+   * client takes (or takes back) its place in line.
+   *
+   * @param local the requests waiting on this replica whose connections are open, by lock ID; the
+   *     requester counts as one of them
+   */
+  public Answer lock(
+      StateNames names, LockInfo info, Caller caller, boolean waits, Map<String, Waiting> local) {
+    Lease[] written = new Lease[1];
+    Answer answer =
+        transition(names, lease -> decideLock(names, lease, info, caller, waits, local), written);
+    if (answer instanceof Granted g && g.lease() == null && written[0] != null) {
+      return new Granted(g.lockId(), written[0], g.tookOver());
+    }
+    return answer;
+  }
+
+  private Step<Answer> decideLock(
+      StateNames names,
+      Lease lease,
+      LockInfo info,
+      Caller caller,
+      boolean waits,
+      Map<String, Waiting> local) {
+    Instant now = clock.instant();
+    String owner = Caller.digest(caller.identity());
+    Line line = LeaseLock.line(lease);
+    Line pruned = line.pruned(now, settings.ticketGrace());
+    Optional<Ticket> mine = pruned.find(info.id());
+    if (mine.isPresent() && (!mine.get().isClient() || !owner.equals(mine.get().owner()))) {
+      return Step.answer(
+          new Refused(
+              Refusal.NOT_OWNER,
+              "lock ID " + info.id() + " is in line for another identity; use a new lock ID",
+              Optional.empty()));
+    }
+    Optional<Holder> holder = Holder.of(lease, now);
+    if (holder.isPresent() && !holder.get().expired()) {
+      Holder h = holder.get();
+      if (h.id().equals(info.id())) {
+        if (!ownedBy(h, caller)) {
+          return Step.answer(notOwner(names, h, caller));
+        }
+        return Step.answer(new Granted(info.id(), null, false));
+      }
+      Optional<String> jobUid = h.jobUid();
+      if (jobUid.isPresent() && caller.isPodOfJob(names.namespace(), jobUid.get())) {
+        // The runner Job's own terraform locks under the Job's lock.
+        Optional<Holder.Nested> nested = h.nested();
+        if (nested.isEmpty()) {
+          return new Step<>(
+              LeaseLock.withNested(lease, info, caller.identity()),
+              new Granted(info.id(), null, false));
+        }
+        if (nested.get().info().id().equals(info.id())
+            && nested.get().owner().map(caller.identity()::equals).orElse(false)) {
+          return Step.answer(new Granted(info.id(), null, false));
+        }
+        return Step.answer(new NotNow(holder, nested.get().info().toJson(), 0));
+      }
+      return joinOrWait(lease, line, pruned, info, caller, owner, waits, holder, now);
+    }
+    // Free, or held by an expired vouched holder that may be taken over.
+    Map<String, Waiting> connected = withRequester(local, info, caller);
+    Predicate<Ticket> eligible = eligible(connected);
+    if (pruned.anyEligibleBefore(info.id(), eligible)) {
+      return joinOrWait(lease, line, pruned, info, caller, owner, waits, Optional.empty(), now);
+    }
+    Lease held =
+        LeaseLock.withLine(
+            LeaseLock.heldBy(lease, info, caller.identity()), pruned.without(info.id()));
+    return new Step<>(held, new Granted(info.id(), null, holder.isPresent()));
+  }
+
+  /** Not now: with {@code waits}, the requester takes its place in line (or takes it back). */
+  private Step<Answer> joinOrWait(
+      Lease lease,
+      Line line,
+      Line pruned,
+      LockInfo info,
+      Caller caller,
+      String owner,
+      boolean waits,
+      Optional<Holder> holder,
+      Instant now) {
+    String holderJson =
+        holder.isPresent() ? LeaseLock.holderJson(lease) : firstInLineJson(pruned, info.id());
+    if (!waits) {
+      int position = pruned.position(info.id());
+      return Step.answer(new NotNow(holder, holderJson, position));
+    }
+    Optional<Ticket> mine = pruned.find(info.id());
+    Line next;
+    if (mine.isPresent()) {
+      Ticket back = mine.get().back(replica);
+      next = back.equals(mine.get()) ? pruned : pruned.replace(back);
+    } else {
+      if (pruned.clients() >= Line.MAX_CLIENTS) {
+        return Step.answer(
+            new Refused(
+                Refusal.LINE_FULL,
+                "the line for this state is full ("
+                    + Line.MAX_CLIENTS
+                    + " clients wait already); retry later",
+                holder));
+      }
+      next = pruned.append(Ticket.client(info.id(), who(info, caller), owner, replica, now));
+    }
+    NotNow answer = new NotNow(holder, holderJson, next.position(info.id()));
+    return next.equals(line)
+        ? Step.answer(answer)
+        : new Step<>(LeaseLock.withLine(lease, next), answer);
+  }
+
+  private static String firstInLineJson(Line line, String except) {
+    return line.tickets().stream()
+        .filter(t -> !t.id().equals(except))
+        .findFirst()
+        .map(
+            t ->
+                new LockInfo(
+                        t.isJob() ? "" : t.id(),
+                        "",
+                        "the lock is free but "
+                            + (t.isJob() ? "runner Job " + t.who() : t.who())
+                            + " is before you in line",
+                        t.who() == null ? "" : t.who(),
+                        "",
+                        t.since().toString(),
+                        "")
+                    .toJson())
+        .orElse(new LockInfo("", "", "others are before you in line", "", "", "", "").toJson());
+  }
+
+  private static Map<String, Waiting> withRequester(
+      Map<String, Waiting> local, LockInfo info, Caller caller) {
+    if (local.containsKey(info.id())) {
+      return local;
+    }
+    var all = new java.util.HashMap<>(local);
+    all.put(info.id(), new Waiting(info, caller));
+    return all;
+  }
+
+  /**
+   * Who may take a free lock now: a Job (the leader admits it); a client of this replica whose
+   * request is connected; a client of another replica that has not left.
+   */
+  private Predicate<Ticket> eligible(Map<String, Waiting> connected) {
+    return t ->
+        t.isJob()
+            || (replica.equals(t.replica()) ? connected.containsKey(t.id()) : t.gone() == null);
+  }
+
+  /** As another replica sees the line: by the tickets alone. */
+  public static boolean eligibleByTicket(Ticket t) {
+    return t.isJob() || t.gone() == null;
+  }
+
+  /**
+   * Grants the free lock to the first in line if that is a connected request of this replica.
+   * Called whenever the Lease changes and when a local request arrives, leaves or times out.
+   */
+  public Optional<Granted> serve(StateNames names, Map<String, Waiting> local) {
+    Lease[] written = new Lease[1];
+    Optional<Granted> granted =
+        transition(
+            names,
+            lease -> {
+              Instant now = clock.instant();
+              Line line = LeaseLock.line(lease);
+              // Places this replica holds for requests it no longer has (its connection closed
+              // and the note was lost, or an earlier run of this replica) are marked as left.
+              Line pruned = line.pruned(now, settings.ticketGrace());
+              // Places of requests it does have that were marked as left (by a replica that
+              // presumed this one gone) are taken back.
+              for (Ticket t : pruned.tickets()) {
+                if (!t.isClient() || !replica.equals(t.replica())) {
+                  continue;
+                }
+                if (t.gone() == null && !local.containsKey(t.id())) {
+                  pruned = pruned.replace(t.goneAt(now));
+                } else if (t.gone() != null && local.containsKey(t.id())) {
+                  pruned = pruned.replace(t.back(replica));
+                }
+              }
+              // Requests waiting here whose places were lost (the line was edited by hand, or
+              // cleared by a client that rewrote the Lease's annotations) join again at the back.
+              for (Waiting w : local.values()) {
+                if (pruned.find(w.info().id()).isEmpty() && pruned.clients() < Line.MAX_CLIENTS) {
+                  pruned =
+                      pruned.append(
+                          Ticket.client(
+                              w.info().id(),
+                              who(w.info(), w.caller()),
+                              Caller.digest(w.caller().identity()),
+                              replica,
+                              now));
+                }
+              }
+              Optional<Holder> holder = Holder.of(lease, now);
+              Lease tidied = pruned.equals(line) ? null : LeaseLock.withLine(lease, pruned);
+              if (holder.isPresent() && !holder.get().expired()) {
+                return new Step<>(tidied, Optional.<Granted>empty());
+              }
+              Optional<Ticket> first = pruned.firstEligible(eligible(local));
+              if (first.isEmpty()
+                  || !first.get().isClient()
+                  || !replica.equals(first.get().replica())) {
+                return new Step<>(tidied, Optional.<Granted>empty());
+              }
+              Waiting w = local.get(first.get().id());
+              Lease held =
+                  LeaseLock.withLine(
+                      LeaseLock.heldBy(lease, w.info(), w.caller().identity()),
+                      pruned.without(w.info().id()));
+              return new Step<>(
+                  held, Optional.of(new Granted(w.info().id(), null, holder.isPresent())));
+            },
+            written);
+    return granted.map(g -> new Granted(g.lockId(), written[0], g.tookOver()));
+  }
+
+  /**
+   * The first client in line, if the lock is free and that client belongs to another replica that
+   * has not granted it: after {@link Settings#ownerTimeout()} without a change to the Lease, that
+   * replica is presumed gone and the client is passed over (see {@link #passOver}).
+   */
+  public Optional<Ticket> blockedBy(Lease lease, Map<String, Waiting> local) {
+    Instant now = clock.instant();
+    Optional<Holder> holder = Holder.of(lease, now);
+    if (holder.isPresent() && !holder.get().expired()) {
+      return Optional.empty();
+    }
+    Optional<Ticket> first =
+        LeaseLock.line(lease).pruned(now, settings.ticketGrace()).firstEligible(eligible(local));
+    return first.filter(t -> t.isClient() && !replica.equals(t.replica()));
+  }
+
+  /**
+   * Marks client {@code id} as gone if the Lease is still at {@code resourceVersion}: its replica
+   * did not grant it the free lock in time. If that replica is alive after all and its client is
+   * connected, it takes the place back at the next change.
+   */
+  public void passOver(StateNames names, String id, String resourceVersion) {
+    transition(
+        names,
+        lease -> {
+          if (!resourceVersion.equals(lease.getMetadata().getResourceVersion())) {
+            return Step.answer(Boolean.FALSE);
+          }
+          Line line = LeaseLock.line(lease);
+          Optional<Ticket> t = line.find(id);
+          if (t.isEmpty() || t.get().gone() != null) {
+            return Step.answer(Boolean.FALSE);
+          }
+          return new Step<>(
+              LeaseLock.withLine(lease, line.replace(t.get().goneAt(clock.instant()))),
+              Boolean.TRUE);
+        });
+  }
+
+  /**
+   * Client {@code id}'s request on this replica ended (answered, or its connection closed): it
+   * keeps its place for the grace period but may not be granted the lock until it comes back.
+   */
+  public void left(StateNames names, String id) {
+    transition(
+        names,
+        lease -> {
+          Line line = LeaseLock.line(lease);
+          Optional<Ticket> t = line.find(id);
+          if (t.isEmpty() || t.get().gone() != null || !replica.equals(t.get().replica())) {
+            return Step.answer(Boolean.FALSE);
+          }
+          Line next = line.replace(t.get().goneAt(clock.instant())).pruned(now(), grace());
+          return new Step<>(LeaseLock.withLine(lease, next), Boolean.TRUE);
+        });
+  }
+
+  /** Removes from line the clients whose grace period ran out. */
+  public void prune(StateNames names) {
+    transition(
+        names,
+        lease -> {
+          Line line = LeaseLock.line(lease);
+          Line pruned = line.pruned(clock.instant(), settings.ticketGrace());
+          return pruned.equals(line)
+              ? Step.answer(Boolean.FALSE)
+              : new Step<>(LeaseLock.withLine(lease, pruned), Boolean.TRUE);
+        });
+  }
+
+  private Duration grace() {
+    return settings.ticketGrace();
+  }
+
+  /**
+   * Undoes a grant whose answer could not be delivered (the client went away in between): the lock
+   * is released if it is still held by that lock ID for that identity. Returns whether it was.
+   */
+  public boolean undo(StateNames names, Granted granted, Caller caller) {
+    return transition(
+        names,
+        lease -> {
+          Optional<Holder> h = Holder.of(lease, clock.instant());
+          if (h.isEmpty() || !h.get().id().equals(granted.lockId()) || !ownedBy(h.get(), caller)) {
+            return Step.answer(Boolean.FALSE);
+          }
+          return new Step<>(LeaseLock.released(lease), Boolean.TRUE);
+        });
+  }
+
+  /**
+   * UNLOCK by the lock's holder: releases it (or the nested lock of a runner Job's pod). The ID of
+   * a lock another identity owns is refused as {@link Refusal#NOT_OWNER}; see {@link #forceUnlock}.
+   */
+  public Answer unlock(StateNames names, String lockId, Caller caller) {
+    return transition(
+        names,
+        lease -> {
+          Optional<Holder> holder = Holder.of(lease, clock.instant());
+          if (holder.isEmpty()) {
+            return Step.answer(
+                new NotHeld(
+                    Optional.empty(), "lock " + lockId + " is not held: the state is unlocked"));
+          }
+          Holder h = holder.get();
+          if (h.id().equals(lockId)) {
+            if (!ownedBy(h, caller)) {
+              return Step.answer(notOwner(names, h, caller));
+            }
+            return new Step<>(LeaseLock.released(lease), new Released(h, false));
+          }
+          Optional<Holder.Nested> nested = h.nested();
+          if (nested.isPresent() && nested.get().info().id().equals(lockId)) {
+            if (!nested.get().owner().map(caller.identity()::equals).orElse(false)) {
+              return Step.answer(
+                  new Refused(
+                      Refusal.NOT_OWNER,
+                      "lock "
+                          + lockId
+                          + " was taken by another identity (the runner Job's pod); releasing"
+                          + " it needs the force-unlock permission",
+                      holder));
+            }
+            return new Step<>(LeaseLock.withNested(lease, null, null), new Released(h, true));
+          }
+          return Step.answer(
+              new NotHeld(
+                  holder,
+                  "lock "
+                      + lockId
+                      + " does not hold the state: it is locked by "
+                      + h.summary()
+                      + " (lock ID "
+                      + h.id()
+                      + ")"));
+        });
+  }
+
+  /**
+   * Releases the lock whoever holds it, or only when its ID is {@code expectedId}: {@code terraform
+   * force-unlock} and the {@code leasehold.io/force-unlock} annotation. The caller has checked that
+   * the requester may.
+   */
+  public Answer forceUnlock(StateNames names, Optional<String> expectedId) {
+    return transition(
+        names,
+        lease -> {
+          Optional<Holder> holder = Holder.of(lease, clock.instant());
+          if (holder.isEmpty()) {
+            return Step.answer(new NotHeld(Optional.empty(), "the state is not locked"));
+          }
+          Holder h = holder.get();
+          if (expectedId.isPresent() && !expectedId.get().equals(h.id())) {
+            Optional<Holder.Nested> nested = h.nested();
+            if (nested.isPresent() && nested.get().info().id().equals(expectedId.get())) {
+              return new Step<>(LeaseLock.withNested(lease, null, null), new Released(h, true));
+            }
+            return Step.answer(
+                new NotHeld(
+                    holder,
+                    "lock "
+                        + expectedId.get()
+                        + " is not the holder's: the lock is held by "
+                        + h.summary()
+                        + " with ID "
+                        + h.id()));
+          }
+          return new Step<>(LeaseLock.released(lease), new Released(h, false));
+        });
+  }
+
+  /**
+   * Whether a POST or DELETE carrying {@code lockId} may go ahead: it must carry the holder's ID
+   * (or none while nobody holds the lock), and that lock must be the caller's. Read from the API
+   * server, not the cache.
+   */
+  public Answer checkWrite(StateNames names, String lockId, Caller caller, String what) {
+    Lease lease = peek(names).orElse(null);
+    Instant now = clock.instant();
+    Optional<Holder> holder = lease == null ? Optional.empty() : Holder.of(lease, now);
+    boolean hasId = lockId != null && !lockId.isBlank();
+    if (holder.isEmpty()) {
+      if (hasId) {
+        return new Refused(
+            Refusal.STALE_LOCK,
+            "lock " + lockId + " no longer holds the state: it was released, broken or expired",
+            Optional.empty());
+      }
+      return new Allowed();
+    }
+    Holder h = holder.get();
+    if (!hasId) {
+      return new Refused(
+          Refusal.LOCKED,
+          "locked by "
+              + h.summary()
+              + " (lock ID "
+              + h.id()
+              + "); a "
+              + what
+              + " without the lock (-lock=false) is refused while the state is locked",
+          holder);
+    }
+    if (h.expired()) {
+      return new Refused(
+          Refusal.STALE_LOCK,
+          "lock " + h.id() + " expired: its holder stopped renewing it; take the lock again",
+          holder);
+    }
+    if (h.id().equals(lockId)) {
+      return ownedBy(h, caller) ? new Allowed() : notOwner(names, h, caller);
+    }
+    Optional<Holder.Nested> nested = h.nested();
+    if (nested.isPresent() && nested.get().info().id().equals(lockId)) {
+      return nested.get().owner().map(caller.identity()::equals).orElse(false)
+          ? new Allowed()
+          : new Refused(
+              Refusal.NOT_OWNER,
+              "lock "
+                  + lockId
+                  + " was taken by the runner Job's pod; another identity needs the force-unlock"
+                  + " permission to use it",
+              holder);
+    }
+    return new Refused(
+        Refusal.STALE_LOCK,
+        "lock "
+            + lockId
+            + " does not hold the state; it is locked by "
+            + h.summary()
+            + " (lock ID "
+            + h.id()
+            + ")",
+        holder);
+  }
+
+  /**
+   * Whether {@code caller} owns lock {@code h}: the identity that took it through the backend; for
+   * a runner Job's lock, the Job's pods. A lock taken by stock Terraform records no identity, so no
+   * backend client owns it.
+   */
+  private static boolean ownedBy(Holder h, Caller caller) {
+    Optional<String> jobUid = h.jobUid();
+    if (jobUid.isPresent()) {
+      return false;
+    }
+    return h.owner().map(caller.identity()::equals).orElse(false);
+  }
+
+  private static Refused notOwner(StateNames names, Holder h, Caller caller) {
+    String owner =
+        h.jobUid().isPresent()
+            ? "runner Job " + LeaseLock.jobName(h.id()) + " (leasehold holds it for the Job)"
+            : h.owner().map(o -> o).orElse("a client of Terraform's kubernetes backend");
+    return new Refused(
+        Refusal.NOT_OWNER,
+        "lock "
+            + h.id()
+            + " of "
+            + names.namespace()
+            + "/"
+            + names.name()
+            + " belongs to "
+            + owner
+            + ", held by "
+            + h.summary()
+            + "; "
+            + caller.describe()
+            + " needs the force-unlock permission on terraformstates/state to use it",
+        Optional.of(h));
+  }
+
+  private static String who(LockInfo info, Caller caller) {
+    String who = info.who() == null || info.who().isBlank() ? caller.describe() : info.who();
+    return who.length() <= 64 ? who : who.substring(0, 64);
+  }
+
+  // ------------------------------------------------------------------------------ runner Jobs
+
+  /**
+   * Keeps the Jobs in line in step with the Jobs waiting: appends those not yet in line, in the
+   * order given (their order of arrival), and removes those no longer waiting. Returns the Lease,
+   * written only if the line changed.
+   */
+  public Lease lineUp(StateNames names, List<Ticket> waitingJobs) {
+    Lease[] written = new Lease[1];
+    Set<String> waiting =
+        waitingJobs.stream().map(Ticket::id).collect(java.util.stream.Collectors.toSet());
+    Lease unchanged =
+        transition(
+            names,
+            lease -> {
+              Line line = LeaseLock.line(lease);
+              Line next =
+                  line.filter(t -> !t.isJob() || waiting.contains(t.id()))
+                      .pruned(clock.instant(), settings.ticketGrace());
+              for (Ticket job : waitingJobs) {
+                if (next.jobs() >= Line.MAX_JOBS) {
+                  break;
+                }
+                if (next.find(job.id()).isEmpty()) {
+                  next = next.append(job);
+                }
+              }
+              return next.equals(line)
+                  ? Step.answer(lease)
+                  : new Step<>(LeaseLock.withLine(lease, next), (Lease) null);
+            },
+            written);
+    return unchanged != null ? unchanged : written[0];
+  }
+
+  /** Who the lock goes to next, as every replica sees it: the first Job or client in line. */
+  public Optional<Ticket> next(Lease lease) {
+    return LeaseLock.line(lease)
+        .pruned(clock.instant(), settings.ticketGrace())
+        .firstEligible(LockService::eligibleByTicket);
+  }
+
+  /**
+   * Takes the lock for a runner Job (its turn has come: the lock is free, expired, or held by the
+   * Job that just ended) and removes it from line, in one conditional write on {@code lease}.
+   *
+   * @throws KubernetesClientException with code 409 when the Lease changed since it was read
+   */
+  public Lease admit(Lease lease, LockInfo jobLock, String jobUid, int durationSeconds) {
+    Lease held =
+        LeaseLock.withLine(
+            LeaseLock.heldFor(lease, jobLock, durationSeconds, clock.instant()),
+            LeaseLock.line(lease).without(jobUid).pruned(clock.instant(), settings.ticketGrace()));
+    return write(lease, held);
+  }
+
+  /**
+   * Releases the lock of a runner Job that ended, in one conditional write on {@code lease}.
+   *
+   * @throws KubernetesClientException with code 409 when the Lease changed since it was read
+   */
+  public Lease releaseJob(Lease lease) {
+    return write(
+        lease,
+        LeaseLock.withLine(
+            LeaseLock.released(lease),
+            LeaseLock.line(lease).pruned(clock.instant(), settings.ticketGrace())));
+  }
+
+  /**
+   * Renews the lock of runner Job lock {@code holderId} if it still holds it. Returns the renewed
+   * Lease, or empty when the lock is no longer that Job's.
+   */
+  public Optional<Lease> renew(StateNames names, String holderId, int durationSeconds) {
+    Lease[] written = new Lease[1];
+    boolean renewed =
+        transition(
+            names,
+            lease -> {
+              Optional<Holder> h = Holder.of(lease, clock.instant());
+              if (h.isEmpty() || !h.get().vouched() || !h.get().id().equals(holderId)) {
+                return Step.answer(Boolean.FALSE);
+              }
+              return new Step<>(
+                  LeaseLock.renewed(lease, durationSeconds, clock.instant()), Boolean.TRUE);
+            },
+            written);
+    return renewed ? Optional.of(written[0]) : Optional.empty();
+  }
+
+  /** Applies {@code change} to the Lease as it is now, conditionally, retrying on conflicts. */
+  public Lease update(StateNames names, UnaryOperator<Lease> change) {
+    Lease[] written = new Lease[1];
+    transition(
+        names,
+        lease -> {
+          Lease next = change.apply(lease);
+          return next == null || next.equals(lease)
+              ? Step.answer(Boolean.FALSE)
+              : new Step<>(next, Boolean.TRUE);
+        },
+        written);
+    return written[0] != null ? written[0] : current(names);
+  }
+
+  // ------------------------------------------------------------------------------ deletion
+
+  /** The deletion lock's ID: stable for the TerraformState, so every retry asks for the same. */
+  public static String deletionLockId(String stateUid) {
+    return "leasehold-delete/" + stateUid;
+  }
+
+  /**
+   * Takes the lock to delete the state (deletionPolicy Delete), with an ID stable across retries:
+   * granted when free or already taken for this deletion; otherwise says who holds it.
+   */
+  public Answer lockForDeletion(StateNames names, String stateUid) {
+    String id = deletionLockId(stateUid);
+    LockInfo info =
+        new LockInfo(
+            id,
+            "delete",
+            "deleting TerraformState "
+                + names.namespace()
+                + "/"
+                + names.name()
+                + " (deletionPolicy Delete)",
+            "leasehold",
+            "leasehold",
+            clock.instant().truncatedTo(java.time.temporal.ChronoUnit.SECONDS).toString(),
+            names.secretName());
+    return transition(
+        names,
+        lease -> {
+          Optional<Holder> holder = Holder.of(lease, clock.instant());
+          if (holder.isPresent() && holder.get().id().equals(id)) {
+            return Step.answer(new Granted(id, lease, false));
+          }
+          if (holder.isPresent() && !holder.get().expired()) {
+            return Step.answer(new NotNow(holder, LeaseLock.holderJson(lease), 0));
+          }
+          return new Step<>(
+              LeaseLock.heldBy(lease, info, Caller.LEASEHOLD.identity()),
+              new Granted(id, null, holder.isPresent()));
+        });
+  }
+}

@@ -1,0 +1,69 @@
+package io.leasehold.lock;
+
+import com.fasterxml.jackson.annotation.JsonIgnore;
+import com.fasterxml.jackson.annotation.JsonInclude;
+import com.fasterxml.jackson.annotation.JsonProperty;
+import java.time.Instant;
+
+/**
+ * One place in a state's line: a runner Job waiting to be admitted, or an HTTP client waiting with
+ * {@code ?wait=} for the lock.
+ *
+ * @param kind job or client
+ * @param id the Job's UID, or the client's lock ID (Terraform re-sends it on every retry)
+ * @param who for people: the Job's name, or the client's LockInfo {@code Who}
+ * @param owner for a client: a digest of the identity that asked, so only it may take the place
+ * @param since when the place was taken
+ * @param replica for a client: the operator replica holding its request, the only one that may
+ *     grant it the lock
+ * @param gone for a client: when its request ended (answered or disconnected); the place is kept
+ *     for a grace period in case the same lock ID comes back, but the lock is never granted to it
+ *     while it is gone
+ */
+@JsonInclude(JsonInclude.Include.NON_NULL)
+public record Ticket(
+    @JsonProperty("kind") Kind kind,
+    @JsonProperty("id") String id,
+    @JsonProperty("who") String who,
+    @JsonProperty("owner") String owner,
+    @JsonProperty("since") Instant since,
+    @JsonProperty("replica") String replica,
+    @JsonProperty("gone") Instant gone) {
+
+  /** What waits in line. */
+  public enum Kind {
+    @JsonProperty("job")
+    JOB,
+    @JsonProperty("client")
+    CLIENT
+  }
+
+  public static Ticket job(String uid, String name, Instant since) {
+    return new Ticket(Kind.JOB, uid, name, null, since, null, null);
+  }
+
+  public static Ticket client(
+      String lockId, String who, String ownerDigest, String replica, Instant since) {
+    return new Ticket(Kind.CLIENT, lockId, who, ownerDigest, since, replica, null);
+  }
+
+  @JsonIgnore
+  public boolean isJob() {
+    return kind == Kind.JOB;
+  }
+
+  @JsonIgnore
+  public boolean isClient() {
+    return kind == Kind.CLIENT;
+  }
+
+  /** This client's request ended at {@code at}: it keeps its place but may not be granted. */
+  public Ticket goneAt(Instant at) {
+    return new Ticket(kind, id, who, owner, since, replica, at);
+  }
+
+  /** The same client is back, on {@code replica}: connected again, in the same place. */
+  public Ticket back(String replica) {
+    return new Ticket(kind, id, who, owner, since, replica, null);
+  }
+}
