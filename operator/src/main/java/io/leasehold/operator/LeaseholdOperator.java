@@ -188,8 +188,13 @@ public final class LeaseholdOperator implements AutoCloseable {
     leadership.attach(operator);
     EventRecorder events = new EventRecorder(client, options.identity());
     SharedCaches caches = new SharedCaches(client);
+    // The reconciler's lock service caches its own writes ahead of the watch; the backend's does
+    // not, so every change it makes reaches the reconciler (status, Job admission).
     LockService locks =
         new LockService(client, caches, Clock.systemUTC(), options.identity(), options.locks());
+    LockService backendLocks =
+        new LockService(
+            client, caches.forBackend(), Clock.systemUTC(), options.identity(), options.locks());
     Arrivals arrivals = new Arrivals();
     operator.register(
         new TerraformStateReconciler(
@@ -203,7 +208,7 @@ public final class LeaseholdOperator implements AutoCloseable {
     Renewals renewals =
         new Renewals(locks, caches::leases, caches::state, leadership, Clock.systemUTC()).start();
     return new LeaseholdOperator(
-        operator, events, client, options, caches, locks, leadership, renewals);
+        operator, events, client, options, caches, backendLocks, leadership, renewals);
   }
 
   public Options options() {
@@ -223,7 +228,10 @@ public final class LeaseholdOperator implements AutoCloseable {
     return caches;
   }
 
-  /** The lock service every lock transition of this replica goes through. */
+  /**
+   * The lock service for this replica's HTTP backend (the reconciler has its own instance over the
+   * same caches: the rules are the same, only the caching of its own writes differs).
+   */
   public LockService locks() {
     return locks;
   }

@@ -81,6 +81,26 @@ public final class SharedCaches implements LockService.LeaseSource {
     }
   }
 
+  /**
+   * The same caches for writers whose Lease changes the reconciler must hear about (the HTTP
+   * backend): their writes are not put in the reconciler's cache ahead of the watch, since the Java
+   * Operator SDK would then take the watch event for the reconciler's own and not reconcile.
+   */
+  public LockService.LeaseSource forBackend() {
+    SharedCaches caches = this;
+    return new LockService.LeaseSource() {
+      @Override
+      public Optional<Lease> cached(String namespace, String name) {
+        return caches.cached(namespace, name);
+      }
+
+      @Override
+      public void onChange(Consumer<Lease> listener) {
+        caches.onChange(listener);
+      }
+    };
+  }
+
   /** The lock Leases as cached. */
   public Stream<Lease> leases() {
     InformerEventSource<Lease, TerraformState> source = leases;

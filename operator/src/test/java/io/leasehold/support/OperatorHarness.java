@@ -21,6 +21,7 @@ public final class OperatorHarness implements AutoCloseable {
   private io.leasehold.ops.LeaseholdMetrics metrics =
       io.leasehold.ops.LeaseholdMetrics.discarding();
   private io.leasehold.backend.HttpBackend backend;
+  private LeaseholdOperator.Options options;
 
   private OperatorHarness(EmbeddedKubernetes api) {
     this.api = api;
@@ -38,6 +39,15 @@ public final class OperatorHarness implements AutoCloseable {
   public static OperatorHarness start(io.leasehold.ops.LeaseholdMetrics metrics) {
     OperatorHarness harness = new OperatorHarness(EmbeddedKubernetes.start(0));
     harness.metrics = metrics;
+    harness.startOperator();
+    return harness;
+  }
+
+  /** Starts the embedded API and an operator with {@code options}. */
+  public static OperatorHarness start(LeaseholdOperator.Options options) {
+    OperatorHarness harness = new OperatorHarness(EmbeddedKubernetes.start(0));
+    harness.options = options;
+    harness.metrics = options.metrics();
     harness.startOperator();
     return harness;
   }
@@ -60,7 +70,10 @@ public final class OperatorHarness implements AutoCloseable {
     operator =
         LeaseholdOperator.start(
             client,
-            new LeaseholdOperator.Options(Set.of(), Optional.empty(), "test-operator", metrics));
+            options != null
+                ? options
+                : new LeaseholdOperator.Options(
+                    Set.of(), Optional.empty(), "test-operator", metrics));
   }
 
   /** Serves the HTTP backend without authentication, as the embedded mode does. */
