@@ -37,13 +37,15 @@ class BackendAccessTest {
   private static final String RUNNER = "system:serviceaccount:default:runner";
   private static final String READER = "system:serviceaccount:default:reader";
   private static final String OTHER = "system:serviceaccount:default:other";
+  private static final String ADMIN = "system:serviceaccount:default:admin";
 
   /** verbs each user is granted on terraformstates/state */
   private static final Map<String, Set<String>> GRANTS =
       Map.of(
           RUNNER, Set.of("get", "update"),
           OTHER, Set.of("get", "update"),
-          READER, Set.of("get"));
+          READER, Set.of("get"),
+          ADMIN, Set.of("get", "update", "delete", "force-unlock"));
 
   private static OperatorHarness harness;
   private static BackendClient backend;
@@ -91,6 +93,7 @@ class BackendAccessTest {
             case "runner-token" -> RUNNER;
             case "reader-token" -> READER;
             case "other-token" -> OTHER;
+            case "admin-token" -> ADMIN;
             default -> null;
           };
       if (user == null) {
@@ -248,6 +251,22 @@ class BackendAccessTest {
                     auth("other-token"))
                 .status())
         .isEqualTo(409);
+    // The Job's lock ID is published in status.lock.id, but it is no bearer token.
+    String jobLock = "job/jobbed-run/" + job.getMetadata().getUid();
+    BackendClient.Response borrowed =
+        backend.send(
+            "POST",
+            state + "?ID=" + jobLock,
+            TerraformStates.stateJson(2, "lin-job", 1),
+            auth("other-token"));
+    assertThat(borrowed.status()).isEqualTo(403);
+    assertThat(borrowed.body()).contains("runner Job jobbed-run").contains("force-unlock");
+    assertThat(
+            backend
+                .send(
+                    "UNLOCK", state + "/lock", lockInfo(jobLock, "x").toJson(), auth("other-token"))
+                .status())
+        .isEqualTo(403);
     assertThat(
             backend
                 .send(
@@ -269,5 +288,85 @@ class BackendAccessTest {
         .containsKey(LeaseLock.HELD_FOR_ANNOTATION)
         .doesNotContainKey(LeaseLock.CLIENT_LOCK_ANNOTATION);
     RunnerJobFixtures.finish(harness.client(), "jobbed-run", true);
+  }
+
+  @Test
+  @DisplayName(
+      "A lock belongs to whoever took it: another identity carrying its ID to write, delete or"
+          + " unlock gets 403 naming the holder; with the force-unlock verb it may")
+  void lockBelongsToWhoeverTookIt() throws Exception {
+    TerraformState s = new TerraformState();
+    s.getMetadata().setName("owned");
+    s.getMetadata().setNamespace(NAMESPACE);
+    harness.client().resource(s).create();
+    String state = NAMESPACE + "/owned";
+    String lease = "lock-tfstate-default-owned";
+    assertThat(
+            backend
+                .send(
+                    "LOCK",
+                    state + "/lock",
+                    lockInfo("owned-1", "runner@ci").toJson(),
+                    auth("runner-token"))
+                .status())
+        .isEqualTo(200);
+
+    BackendClient.Response write =
+        backend.send(
+            "POST",
+            state + "?ID=owned-1",
+            TerraformStates.stateJson(1, "lin-owned", 1),
+            auth("other-token"));
+    assertThat(write.status()).isEqualTo(403);
+    assertThat(write.body())
+        .contains("lock owned-1")
+        .contains("belongs to " + RUNNER)
+        .contains("runner@ci")
+        .contains("force-unlock");
+    BackendClient.Response unlock =
+        backend.send(
+            "UNLOCK", state + "/lock", lockInfo("owned-1", "x").toJson(), auth("other-token"));
+    assertThat(unlock.status()).isEqualTo(403);
+    assertThat(
+            harness
+                .client()
+                .leases()
+                .inNamespace(NAMESPACE)
+                .withName(lease)
+                .get()
+                .getSpec()
+                .getHolderIdentity())
+        .isEqualTo("owned-1");
+    assertThat(
+            backend
+                .send(
+                    "POST",
+                    state + "?ID=owned-1",
+                    TerraformStates.stateJson(1, "lin-owned", 1),
+                    auth("runner-token"))
+                .status())
+        .isEqualTo(200);
+
+    // Someone with force-unlock may use the ID, as terraform force-unlock could anyway.
+    BackendClient.Response forced =
+        backend.send(
+            "UNLOCK", state + "/lock", lockInfo("owned-1", "x").toJson(), auth("admin-token"));
+    assertThat(forced.status()).isEqualTo(200);
+    assertThat(
+            harness
+                .client()
+                .leases()
+                .inNamespace(NAMESPACE)
+                .withName(lease)
+                .get()
+                .getSpec()
+                .getHolderIdentity())
+        .isNull();
+    await()
+        .atMost(Duration.ofSeconds(10))
+        .until(
+            () ->
+                harness.events("owned").stream()
+                    .anyMatch(e -> e.contains("ForceUnlocked") && e.contains(ADMIN)));
   }
 }

@@ -54,6 +54,13 @@ class HttpBackendProtocolTest {
     return NAMESPACE + "/" + name;
   }
 
+  /** The lock IDs in the state's line, as its Lease has them. */
+  private static List<String> inLine(String name) {
+    return LeaseLock.line(lease(name)).tickets().stream()
+        .map(io.leasehold.lock.Ticket::id)
+        .toList();
+  }
+
   private static String json(long serial, String lineage, int instances) {
     return TerraformStates.stateJson(serial, lineage, instances);
   }
@@ -254,10 +261,14 @@ class HttpBackendProtocolTest {
     CompletableFuture<BackendClient.Response> second =
         CompletableFuture.supplyAsync(
             () -> call(() -> backend.lock(s, lockInfo("second", "two@host"), "?wait=30s")));
-    await().pollDelay(Duration.ofMillis(200)).until(() -> true);
+    // Each waiter is in line before the next arrives, so the order of arrival is known.
+    await().atMost(Duration.ofSeconds(10)).until(() -> inLine("waiting").equals(List.of("second")));
     CompletableFuture<BackendClient.Response> third =
         CompletableFuture.supplyAsync(
             () -> call(() -> backend.lock(s, lockInfo("third", "three@host"), "?wait=30s")));
+    await()
+        .atMost(Duration.ofSeconds(10))
+        .until(() -> inLine("waiting").equals(List.of("second", "third")));
     BackendClient.Response impatient = backend.lock(s, lockInfo("impatient", "x@y"), "?wait=300ms");
     assertThat(impatient.status()).isEqualTo(423);
     assertThat(LockInfo.parse(impatient.body()).map(LockInfo::id)).contains("first");
@@ -298,7 +309,16 @@ class HttpBackendProtocolTest {
     CompletableFuture<BackendClient.Response> waiting =
         CompletableFuture.supplyAsync(
             () -> call(() -> backend.lock(s, lockInfo("http-2", "h@x"), "?wait=30s")));
-    Thread.sleep(300);
+    // Terraform unlocks once the waiter stands in line.
+    await()
+        .atMost(Duration.ofSeconds(10))
+        .until(
+            () -> {
+              TerraformState st = harness.get("mixed");
+              return st.getStatus() != null
+                  && st.getStatus().getQueue() != null
+                  && st.getStatus().getQueue().stream().anyMatch(q -> "h@x".equals(q.getName()));
+            });
     // Terraform unlocks as its kubernetes backend does: holder and lock-info cleared, the
     // Lease's other annotations (leasehold's line among them) left as they are.
     Lease unlocked = lease("mixed");

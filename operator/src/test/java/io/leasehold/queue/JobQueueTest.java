@@ -80,10 +80,9 @@ class JobQueueTest {
           + " each holding the Lease while it runs")
   void admitsInCreationOrder() throws Exception {
     createState(harness, "fifo", 300);
-    // Creation times have one-second resolution: space the Jobs so time, not name, decides.
+    // Created within the same second or not, out of name order: arrival decides, not name.
     for (String name : List.of("fifo-d", "fifo-b", "fifo-c", "fifo-a")) {
       create(harness.client(), name, "fifo");
-      Thread.sleep(1100);
     }
     for (String expected : List.of("fifo-d", "fifo-b", "fifo-c", "fifo-a")) {
       eventually().until(() -> running(job(expected)));
@@ -184,8 +183,10 @@ class JobQueueTest {
     create(harness.client(), "shared-job", "shared");
 
     eventually().until(() -> queued("shared").equals(List.of("shared-job")));
-    Thread.sleep(500);
-    assertThat(running(job("shared-job"))).isFalse();
+    await()
+        .during(Duration.ofMillis(500))
+        .atMost(Duration.ofSeconds(5))
+        .until(() -> !running(job("shared-job")));
     assertThat(RunnerJobs.suspended(job("shared-job"))).isTrue();
     assertThat(lease("shared").getSpec().getHolderIdentity()).isEqualTo("laptop-lock");
     eventually()
@@ -287,5 +288,80 @@ class JobQueueTest {
     finish(harness.client(), "renewed-job", true);
     eventually().until(() -> lease("renewed").getSpec().getHolderIdentity() == null);
     assertThat(lease("renewed").getSpec().getLeaseDurationSeconds()).isNull();
+  }
+
+  private static void relabel(String job, String state) {
+    String pointer = "/metadata/labels/" + RunnerJobs.STATE_LABEL.replace("/", "~1");
+    String patch =
+        state == null
+            ? "[{\"op\":\"remove\",\"path\":\"" + pointer + "\"}]"
+            : "[{\"op\":\"replace\",\"path\":\"" + pointer + "\",\"value\":\"" + state + "\"}]";
+    harness
+        .client()
+        .batch()
+        .v1()
+        .jobs()
+        .inNamespace(NAMESPACE)
+        .withName(job)
+        .patch(
+            io.fabric8.kubernetes.client.dsl.base.PatchContext.of(
+                io.fabric8.kubernetes.client.dsl.base.PatchType.JSON),
+            patch);
+  }
+
+  @Test
+  @DisplayName(
+      "When an admitted Job loses its state label, then it keeps the lock until it ends, no other"
+          + " Job runs meanwhile, and its end hands the lock on")
+  void unlabelledRunningJobKeepsTheLock() {
+    createState(harness, "unlabelled", 300);
+    create(harness.client(), "unlabelled-1", "unlabelled");
+    create(harness.client(), "unlabelled-2", "unlabelled");
+    eventually().until(() -> running(job("unlabelled-1")));
+    String holder = lease("unlabelled").getSpec().getHolderIdentity();
+
+    relabel("unlabelled-1", null);
+    await()
+        .during(Duration.ofSeconds(2))
+        .atMost(Duration.ofSeconds(10))
+        .until(
+            () ->
+                !running(job("unlabelled-2"))
+                    && holder.equals(lease("unlabelled").getSpec().getHolderIdentity()));
+
+    finish(harness.client(), "unlabelled-1", true);
+    eventually().until(() -> running(job("unlabelled-2")));
+    finish(harness.client(), "unlabelled-2", true);
+    eventually().until(() -> lease("unlabelled").getSpec().getHolderIdentity() == null);
+  }
+
+  @Test
+  @DisplayName(
+      "When an admitted Job is relabelled to another state, then it still holds the first state's"
+          + " lock until it ends, and it neither runs in nor blocks the other state's queue")
+  void relabelledRunningJobStaysWithItsState() {
+    createState(harness, "origin", 300);
+    createState(harness, "elsewhere", 300);
+    create(harness.client(), "origin-1", "origin");
+    create(harness.client(), "origin-2", "origin");
+    eventually().until(() -> running(job("origin-1")));
+
+    relabel("origin-1", "elsewhere");
+    create(harness.client(), "elsewhere-1", "elsewhere");
+    // The other state's own Job is admitted: origin-1 does not count as its runner.
+    eventually().until(() -> running(job("elsewhere-1")));
+    await()
+        .during(Duration.ofSeconds(1))
+        .atMost(Duration.ofSeconds(10))
+        .until(
+            () ->
+                !running(job("origin-2"))
+                    && lease("origin").getSpec().getHolderIdentity().startsWith("job/origin-1/"));
+
+    finish(harness.client(), "origin-1", true);
+    eventually().until(() -> running(job("origin-2")));
+    assertThat(lease("elsewhere").getSpec().getHolderIdentity()).startsWith("job/elsewhere-1/");
+    finish(harness.client(), "origin-2", true);
+    finish(harness.client(), "elsewhere-1", true);
   }
 }

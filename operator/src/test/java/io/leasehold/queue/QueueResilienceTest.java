@@ -44,9 +44,9 @@ class QueueResilienceTest {
   void survivesOperatorRestart() throws Exception {
     try (OperatorHarness h = OperatorHarness.start()) {
       JobQueueTest.createState(h, "restart", 300);
-      for (String n : List.of("restart-a", "restart-b", "restart-c")) {
+      // Created in quick succession: their order is the line's, kept on the Lease across restarts.
+      for (String n : List.of("restart-a", "restart-c", "restart-b")) {
         create(h.client(), n, "restart");
-        Thread.sleep(1100);
       }
       await().atMost(Duration.ofSeconds(20)).until(() -> running(get(h.client(), "restart-a")));
 
@@ -54,23 +54,29 @@ class QueueResilienceTest {
       h.stopOperator();
       String holder = lease(h, "restart").getSpec().getHolderIdentity();
       h.startOperator();
-      Thread.sleep(1500);
-      assertThat(lease(h, "restart").getSpec().getHolderIdentity()).isEqualTo(holder);
-      assertThat(running(get(h.client(), "restart-b"))).isFalse();
-      assertThat(running(get(h.client(), "restart-c"))).isFalse();
+      await()
+          .during(Duration.ofMillis(1500))
+          .atMost(Duration.ofSeconds(10))
+          .until(
+              () ->
+                  holder.equals(lease(h, "restart").getSpec().getHolderIdentity())
+                      && !running(get(h.client(), "restart-b"))
+                      && !running(get(h.client(), "restart-c")));
 
       // restart-a finishes while the operator is away; at start the lock goes to restart-b.
       h.stopOperator();
       finish(h.client(), "restart-a", true);
-      Thread.sleep(300);
-      assertThat(lease(h, "restart").getSpec().getHolderIdentity()).isEqualTo(holder);
+      await()
+          .during(Duration.ofMillis(300))
+          .atMost(Duration.ofSeconds(5))
+          .until(() -> holder.equals(lease(h, "restart").getSpec().getHolderIdentity()));
       h.startOperator();
-      await().atMost(Duration.ofSeconds(20)).until(() -> running(get(h.client(), "restart-b")));
-      assertThat(running(get(h.client(), "restart-c"))).isFalse();
-
-      finish(h.client(), "restart-b", true);
       await().atMost(Duration.ofSeconds(20)).until(() -> running(get(h.client(), "restart-c")));
+      assertThat(running(get(h.client(), "restart-b"))).isFalse();
+
       finish(h.client(), "restart-c", true);
+      await().atMost(Duration.ofSeconds(20)).until(() -> running(get(h.client(), "restart-b")));
+      finish(h.client(), "restart-b", true);
       await()
           .atMost(Duration.ofSeconds(20))
           .until(() -> lease(h, "restart").getSpec().getHolderIdentity() == null);
