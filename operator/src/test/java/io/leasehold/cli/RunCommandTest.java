@@ -9,10 +9,16 @@ import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.leasehold.api.TerraformState;
 import java.io.PrintWriter;
 import java.io.StringWriter;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
@@ -138,5 +144,83 @@ class RunCommandTest {
     Outcome o = execute("run", "-f", "x.yaml");
     assertThat(o.exitCode()).isEqualTo(2);
     assertThat(o.err()).contains("-f, --kubeconfig-out and --replicas need --embedded");
+  }
+
+  @Test
+  @DisplayName(
+      "run --embedded --replicas 2 starts two replicas with leader election, each serving the"
+          + " backend on its own port and printing its own terraform-backend line; a lock taken"
+          + " through one holds on the other")
+  void embeddedReplicas() throws Exception {
+    StringWriter out = new StringWriter();
+    CommandLine cli = Main.commandLine();
+    cli.setOut(new PrintWriter(out, true));
+    Thread runner =
+        new Thread(
+            () -> cli.execute("run", "--embedded", "--replicas", "2", "-f", QUICKSTART.toString()));
+    runner.start();
+    try {
+      Pattern backend = Pattern.compile("^terraform-backend: (http://\\S+)$", Pattern.MULTILINE);
+      Pattern metrics = Pattern.compile("^metrics: (http://\\S+)/metrics$", Pattern.MULTILINE);
+      await()
+          .atMost(Duration.ofSeconds(90))
+          .until(() -> metrics.matcher(out.toString()).results().count() == 2);
+      List<String> backends =
+          backend.matcher(out.toString()).results().map(m -> m.group(1)).toList();
+      List<String> managements =
+          metrics.matcher(out.toString()).results().map(m -> m.group(1)).toList();
+      assertThat(backends).hasSize(2).doesNotHaveDuplicates();
+
+      HttpClient http = HttpClient.newHttpClient();
+      String lock = "{\"ID\":\"r1\",\"Operation\":\"OperationTypeApply\",\"Who\":\"alice\"}";
+      String other = "{\"ID\":\"r2\",\"Operation\":\"OperationTypeApply\",\"Who\":\"bob\"}";
+      await()
+          .atMost(Duration.ofSeconds(60))
+          .until(
+              () -> send(http, "LOCK", backends.get(0) + "default/quickstart/lock", lock) == 200);
+      HttpResponse<String> blocked =
+          http.send(
+              HttpRequest.newBuilder(URI.create(backends.get(1) + "default/quickstart/lock"))
+                  .method("LOCK", HttpRequest.BodyPublishers.ofString(other))
+                  .build(),
+              HttpResponse.BodyHandlers.ofString());
+      assertThat(blocked.statusCode()).isEqualTo(423);
+      assertThat(blocked.body()).contains("alice");
+
+      // One replica leads; both are ready and say who leads.
+      await()
+          .atMost(Duration.ofSeconds(60))
+          .untilAsserted(
+              () -> {
+                List<String> ready = new ArrayList<>();
+                for (String m : managements) {
+                  ready.add(
+                      http.send(
+                              HttpRequest.newBuilder(URI.create(m + "/readyz")).build(),
+                              HttpResponse.BodyHandlers.ofString())
+                          .body());
+                }
+                assertThat(ready)
+                    .filteredOn(r -> r.contains("(this replica): reconciling"))
+                    .hasSize(1);
+                assertThat(ready).filteredOn(r -> r.contains("does not reconcile")).hasSize(1);
+              });
+      assertThat(send(http, "UNLOCK", backends.get(1) + "default/quickstart/lock", lock))
+          .isEqualTo(200);
+    } finally {
+      runner.interrupt();
+      runner.join(60_000);
+    }
+    assertThat(runner.isAlive()).isFalse();
+  }
+
+  private static int send(HttpClient http, String method, String url, String body)
+      throws Exception {
+    return http.send(
+            HttpRequest.newBuilder(URI.create(url))
+                .method(method, HttpRequest.BodyPublishers.ofString(body))
+                .build(),
+            HttpResponse.BodyHandlers.ofString())
+        .statusCode();
   }
 }
