@@ -63,7 +63,48 @@ public final class HttpBackend implements AutoCloseable {
   private final LockWaiters waiters;
   private final String host;
 
-  private HttpBackend(Vertx vertx, HttpServer server, LockWaiters waiters, String host) {
+  /** Requests being answered, so a stop lets them finish. */
+  private static final class InFlight {
+    private final java.util.concurrent.atomic.AtomicInteger count =
+        new java.util.concurrent.atomic.AtomicInteger();
+    volatile boolean draining;
+
+    void begin(HttpServerRequest request) {
+      count.incrementAndGet();
+      java.util.concurrent.atomic.AtomicBoolean done =
+          new java.util.concurrent.atomic.AtomicBoolean();
+      Runnable end =
+          () -> {
+            if (done.compareAndSet(false, true)) {
+              count.decrementAndGet();
+            }
+          };
+      request.response().endHandler(v -> end.run());
+      // The response's own close handler is the lock route's; the connection's is free (an
+      // HTTP/1.1 connection answers one request at a time).
+      request.connection().closeHandler(v -> end.run());
+    }
+
+    /** Waits until no request is being answered, or {@code within} has passed. */
+    boolean awaitIdle(Duration within) {
+      long deadline = System.nanoTime() + within.toNanos();
+      while (count.get() > 0 && System.nanoTime() < deadline) {
+        try {
+          Thread.sleep(20);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          return false;
+        }
+      }
+      return count.get() == 0;
+    }
+  }
+
+  private final InFlight inFlight;
+
+  private HttpBackend(
+      Vertx vertx, HttpServer server, LockWaiters waiters, InFlight inFlight, String host) {
+    this.inFlight = inFlight;
     this.vertx = vertx;
     this.server = server;
     this.waiters = waiters;
@@ -108,7 +149,22 @@ public final class HttpBackend implements AutoCloseable {
                 .setPort(config.port())
                 .setCompressionSupported(true)
                 .setDecompressionSupported(true));
-    server.requestHandler(routes.router());
+    Router router = routes.router();
+    InFlight inFlight = new InFlight();
+    server.requestHandler(
+        request -> {
+          if (inFlight.draining) {
+            request
+                .response()
+                .setStatusCode(503)
+                .putHeader("Retry-After", "1")
+                .putHeader("Connection", "close")
+                .end("this leasehold replica is shutting down; retry\n");
+            return;
+          }
+          inFlight.begin(request);
+          router.handle(request);
+        });
     try {
       server.listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
     } catch (Exception e) {
@@ -123,7 +179,7 @@ public final class HttpBackend implements AutoCloseable {
               + e.getMessage(),
           e);
     }
-    return new HttpBackend(vertx, server, waiters, config.host());
+    return new HttpBackend(vertx, server, waiters, inFlight, config.host());
   }
 
   public int port() {
@@ -136,8 +192,25 @@ public final class HttpBackend implements AutoCloseable {
     return "http://" + h + ":" + port() + "/v1/states/";
   }
 
+  /**
+   * Stops serving: waiting LOCKs are answered first (503, so they retry against another replica and
+   * keep their place in line), then in-flight requests finish and the server closes.
+   */
   @Override
   public void close() {
+    close(Duration.ofSeconds(20));
+  }
+
+  /** Stops within about {@code grace}: see {@link #close()}. */
+  public void close(Duration grace) {
+    inFlight.draining = true;
+    waiters.drain(Duration.ofSeconds(5));
+    if (!inFlight.awaitIdle(grace)) {
+      LOG.warn(
+          "{} backend request(s) still running after {}; stopping anyway",
+          inFlight.count.get(),
+          grace);
+    }
     waiters.close();
     try {
       vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
@@ -370,11 +443,14 @@ public final class HttpBackend implements AutoCloseable {
           .compose(
               resolved -> {
                 if (waitFor.isZero()) {
-                  return vertx.executeBlocking(
-                      () ->
-                          locks.lockNow(
-                              resolved.target(), info.get(), resolved.who(), resolved.caller()),
-                      false);
+                  return locks
+                      .lockNow(
+                          resolved.target(),
+                          info.get(),
+                          resolved.who(),
+                          resolved.caller(),
+                          connection(ctx))
+                      .map(outcome -> new Delivery(resolved, outcome));
                 }
                 return locks
                     .lockWaiting(
@@ -392,14 +468,8 @@ public final class HttpBackend implements AutoCloseable {
                   reply(ctx, io.vertx.core.Future.failedFuture(result.cause()));
                   return;
                 }
-                Object value = result.result();
-                if (value instanceof LockWaiters.Outcome outcome) {
-                  // Answered at once: the request was connected a moment ago.
-                  deliver(ctx, null, outcome);
-                } else {
-                  Delivery d = (Delivery) value;
-                  deliver(ctx, d.resolved(), d.outcome());
-                }
+                Delivery d = result.result();
+                deliver(ctx, d.resolved(), d.outcome());
               });
     }
 

@@ -95,28 +95,61 @@ public final class LockRequests {
    */
   LockWaiters.Outcome lockNow(
       StateBackend.Target target, LockInfo info, Requester who, Caller caller) {
-    LockService.Answer answer =
-        locks.lock(target.names(), info, caller, false, waiters.local(target.names()));
-    if (answer instanceof LockService.Granted g) {
-      if (g.tookOver()) {
-        metrics.lockExpiredTakenOver();
+    try {
+      return lockNow(target, info, who, caller, ALWAYS_OPEN)
+          .toCompletionStage()
+          .toCompletableFuture()
+          .get(60, java.util.concurrent.TimeUnit.SECONDS);
+    } catch (java.util.concurrent.ExecutionException e) {
+      if (e.getCause() instanceof RuntimeException r) {
+        throw r;
       }
-      audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
-      return new LockWaiters.Outcome(Reply.json(200, info.toJson()), Optional.of(g));
+      throw new IllegalStateException(e.getCause());
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw ReplyException.text(503, "interrupted while taking the lock; retry");
+    } catch (java.util.concurrent.TimeoutException e) {
+      throw ReplyException.text(503, "taking the lock took too long; retry");
     }
-    if (answer instanceof LockService.NotNow n) {
-      audit.record(
-          target,
-          who,
-          "LOCK: "
-              + n.holder().map(h -> "held by " + h.summary()).orElse("others are first in line")
-              + ", not granted now");
-      return new LockWaiters.Outcome(Reply.json(423, n.holderJson()), Optional.empty());
-    }
-    if (answer instanceof LockService.Refused r) {
-      return new LockWaiters.Outcome(Reply.text(status(r), r.message()), Optional.empty());
-    }
-    throw new IllegalStateException(answer.toString());
+  }
+
+  private static final LockWaiters.Connection ALWAYS_OPEN =
+      new LockWaiters.Connection() {
+        @Override
+        public boolean open() {
+          return true;
+        }
+
+        @Override
+        public void onClose(Runnable closed) {}
+      };
+
+  /**
+   * LOCK without waiting, in turn with this replica's other requests for the state: granted now, or
+   * 423 with the holder (or with the first in line, when the lock is free but others are before the
+   * requester).
+   */
+  Future<LockWaiters.Outcome> lockNow(
+      StateBackend.Target target,
+      LockInfo info,
+      Requester who,
+      Caller caller,
+      LockWaiters.Connection connection) {
+    return waiters
+        .lock(target.names(), info, caller, Duration.ZERO, connection)
+        .map(
+            outcome -> {
+              if (outcome.grant().isPresent()) {
+                if (outcome.grant().get().tookOver()) {
+                  metrics.lockExpiredTakenOver();
+                }
+                audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
+              } else if (outcome.reply() != null) {
+                audit.record(
+                    target, who, "LOCK: not granted now (" + outcome.reply().status() + ")");
+              }
+              return outcome;
+            });
   }
 
   /** LOCK that waits in line up to {@code wait} while its connection is open. */

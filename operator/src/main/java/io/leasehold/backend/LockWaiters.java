@@ -59,6 +59,7 @@ final class LockWaiters {
     final long since = System.nanoTime();
     long timer = -1;
     boolean arrived;
+    boolean once;
     Reply lastHeld;
 
     Waiter(LockInfo info, Caller caller) {
@@ -97,6 +98,7 @@ final class LockWaiters {
       StateNames names, LockInfo info, Caller caller, Duration wait, Connection connection) {
     StateLine line = lines.computeIfAbsent(key(names), k -> new StateLine(names));
     Waiter waiter = new Waiter(info, caller);
+    waiter.once = wait.isZero();
     Waiter earlier = line.waiting.put(info.id(), waiter);
     if (earlier != null) {
       // The same client asks again (its earlier request is still open here, e.g. behind a proxy
@@ -107,7 +109,9 @@ final class LockWaiters {
               Reply.text(409, "superseded by a newer LOCK request with the same lock ID"),
               Optional.empty()));
     }
-    waiter.timer = vertx.setTimer(Math.max(1, wait.toMillis()), t -> timedOut(line, waiter));
+    if (!waiter.once) {
+      waiter.timer = vertx.setTimer(Math.max(1, wait.toMillis()), t -> timedOut(line, waiter));
+    }
     connection.onClose(() -> disconnected(line, waiter));
     if (!connection.open()) {
       disconnected(line, waiter);
@@ -129,6 +133,12 @@ final class LockWaiters {
       finish(line, waiter, g, null);
     } else if (answer instanceof LockService.NotNow n) {
       waiter.lastHeld = Reply.json(423, n.holderJson());
+      if (waiter.once) {
+        // A LOCK without ?wait=: answered now, and it never joins the line.
+        vertx.cancelTimer(waiter.timer);
+        line.waiting.remove(waiter.info.id(), waiter);
+        waiter.promise.tryComplete(new Outcome(waiter.lastHeld, Optional.empty()));
+      }
     } else if (answer instanceof LockService.Refused r) {
       finish(line, waiter, null, ReplyException.text(LockRequests.status(r), r.message()));
     } else {
@@ -193,21 +203,35 @@ final class LockWaiters {
         line.waiting.values().stream().filter(w -> !w.arrived).toList();
     arriving.forEach(w -> w.arrived = true);
     Map<String, LockService.Waiting> local = snapshot(line);
+    java.util.Set<String> answeredAtOnce =
+        line.waiting.values().stream()
+            .filter(w -> w.once)
+            .map(w -> w.info.id())
+            .collect(java.util.stream.Collectors.toSet());
     blocking(
         () -> {
           Map<Waiter, Object> answers = new LinkedHashMap<>();
+          // Who still waits once the newcomers have their answers: a LOCK without ?wait= is
+          // answered at once, and one granted or refused waits no more.
+          Map<String, LockService.Waiting> stillWaiting = new LinkedHashMap<>(local);
           for (Waiter w : arriving) {
+            Object answer;
             try {
-              answers.put(w, service.lock(line.names, w.info, w.caller, true, local));
+              answer = service.lock(line.names, w.info, w.caller, !w.once, local);
             } catch (RuntimeException e) {
-              answers.put(w, e);
+              answer = e;
+            }
+            answers.put(w, answer);
+            if (w.once || !(answer instanceof LockService.NotNow)) {
+              stillWaiting.remove(w.info.id());
             }
           }
-          Optional<LockService.Granted> granted = service.serve(line.names, local);
+          stillWaiting.keySet().removeAll(answeredAtOnce);
+          Optional<LockService.Granted> granted = service.serve(line.names, stillWaiting);
           Optional<Ticket> blocker =
               granted.isPresent()
                   ? Optional.empty()
-                  : service.blockedBy(service.current(line.names), local);
+                  : service.blockedBy(service.current(line.names), stillWaiting);
           Lease lease = blocker.isPresent() ? service.current(line.names) : null;
           return new Served(answers, granted, blocker, lease);
         },
@@ -365,10 +389,16 @@ final class LockWaiters {
     line.waiting.remove(waiter.info.id(), waiter);
     if (failure != null) {
       waiter.promise.tryFail(failure);
-      left(line, waiter);
+      if (!waiter.once) {
+        left(line, waiter);
+      } else {
+        serve(line);
+      }
       return;
     }
-    metrics.lockWaited(Duration.ofNanos(System.nanoTime() - waiter.since), true);
+    if (!waiter.once) {
+      metrics.lockWaited(Duration.ofNanos(System.nanoTime() - waiter.since), true);
+    }
     waiter.promise.tryComplete(
         new Outcome(Reply.json(200, waiter.info.toJson()), Optional.of(grant)));
   }
@@ -410,6 +440,57 @@ final class LockWaiters {
                 .getAnnotations()
                 .getOrDefault(io.leasehold.lock.LeaseLock.OWNER_ANNOTATION, "");
     return Caller.of(owner, owner);
+  }
+
+  /**
+   * This replica is stopping: every waiting request is answered 503 at once, so its client retries
+   * (Terraform's HTTP client does, with the same lock ID) and reaches another replica, where its
+   * place in line is waiting for it. The places are marked as left first, so no replica waits for a
+   * grant this one will not make.
+   */
+  void drain(Duration within) {
+    java.util.List<Runnable> answers = new java.util.ArrayList<>();
+    java.util.List<java.util.Map.Entry<StateNames, String>> leaving = new java.util.ArrayList<>();
+    synchronized (this) {
+      vertx.cancelTimer(poll);
+      for (StateLine line : lines.values()) {
+        for (Waiter w : line.waiting.values()) {
+          vertx.cancelTimer(w.timer);
+          leaving.add(java.util.Map.entry(line.names, w.info.id()));
+          answers.add(
+              () ->
+                  w.promise.tryComplete(
+                      new Outcome(
+                          Reply.text(
+                                  503,
+                                  "this leasehold replica is shutting down; retry with the same"
+                                      + " lock ID: your place in line is kept for "
+                                      + service.settings().ticketGrace().toSeconds()
+                                      + "s")
+                              .withHeader("Retry-After", "1"),
+                          Optional.empty())));
+        }
+        line.waiting.clear();
+      }
+      lines.clear();
+    }
+    long deadline = System.nanoTime() + within.toNanos();
+    for (var left : leaving) {
+      if (System.nanoTime() > deadline) {
+        break;
+      }
+      try {
+        service.left(left.getKey(), left.getValue());
+      } catch (RuntimeException e) {
+        LOG.warn(
+            "{}/{}: could not mark LOCK {} as left while stopping: {}",
+            left.getKey().namespace(),
+            left.getKey().name(),
+            left.getValue(),
+            e.getMessage());
+      }
+    }
+    answers.forEach(Runnable::run);
   }
 
   void close() {

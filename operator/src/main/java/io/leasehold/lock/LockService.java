@@ -334,6 +334,7 @@ public final class LockService {
     }
     // Free, or held by an expired vouched holder that may be taken over.
     Map<String, Waiting> connected = withRequester(local, info, caller);
+    pruned = tidy(pruned, connected, now);
     Predicate<Ticket> eligible = eligible(connected);
     if (pruned.anyEligibleBefore(info.id(), eligible)) {
       return joinOrWait(lease, line, pruned, info, caller, owner, waits, Optional.empty(), now);
@@ -382,6 +383,28 @@ public final class LockService {
     return next.equals(line)
         ? Step.answer(answer)
         : new Step<>(LeaseLock.withLine(lease, next), answer);
+  }
+
+  /**
+   * This replica's places in line as it knows them: places of requests it no longer has (their
+   * connection closed and the note is still on its way, or an earlier run of this replica) are
+   * marked as left, and places of requests it does have that were marked as left (by a replica that
+   * presumed this one gone) are taken back. So every write this replica makes says the truth about
+   * its own clients.
+   */
+  private Line tidy(Line line, Map<String, Waiting> local, Instant now) {
+    Line tidied = line;
+    for (Ticket t : line.tickets()) {
+      if (!t.isClient() || !replica.equals(t.replica())) {
+        continue;
+      }
+      if (t.gone() == null && !local.containsKey(t.id())) {
+        tidied = tidied.replace(t.goneAt(now));
+      } else if (t.gone() != null && local.containsKey(t.id())) {
+        tidied = tidied.replace(t.back(replica));
+      }
+    }
+    return tidied;
   }
 
   private static String firstInLineJson(Line line, String except) {
@@ -441,21 +464,7 @@ public final class LockService {
             lease -> {
               Instant now = clock.instant();
               Line line = LeaseLock.line(lease);
-              // Places this replica holds for requests it no longer has (its connection closed
-              // and the note was lost, or an earlier run of this replica) are marked as left.
-              Line pruned = line.pruned(now, settings.ticketGrace());
-              // Places of requests it does have that were marked as left (by a replica that
-              // presumed this one gone) are taken back.
-              for (Ticket t : pruned.tickets()) {
-                if (!t.isClient() || !replica.equals(t.replica())) {
-                  continue;
-                }
-                if (t.gone() == null && !local.containsKey(t.id())) {
-                  pruned = pruned.replace(t.goneAt(now));
-                } else if (t.gone() != null && local.containsKey(t.id())) {
-                  pruned = pruned.replace(t.back(replica));
-                }
-              }
+              Line pruned = tidy(line.pruned(now, settings.ticketGrace()), local, now);
               // Requests waiting here whose places were lost (the line was edited by hand, or
               // cleared by a client that rewrote the Lease's annotations) join again at the back.
               for (Waiting w : local.values()) {

@@ -13,6 +13,7 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Optional;
 
 /**
  * A LOCK request on its own connection, which a test can hang up at any moment: a client that gives
@@ -118,6 +119,25 @@ public final class RawLock implements AutoCloseable {
       b.write(c);
     }
     return b.size() == 0 ? null : b.toString(StandardCharsets.US_ASCII);
+  }
+
+  /**
+   * Gives up: sends FIN (as a client that gives up does when it closes) but keeps reading, so the
+   * test learns what the server did: the answer it had already sent (the lock was granted before it
+   * saw the hang-up), or empty when it closed the connection without one.
+   */
+  public Optional<Answer> hangUp(Duration timeout) throws IOException {
+    if (answer != null) {
+      return Optional.of(answer);
+    }
+    socket.shutdownOutput();
+    try {
+      return Optional.ofNullable(answer(timeout));
+    } catch (IOException e) {
+      return Optional.empty();
+    } finally {
+      close();
+    }
   }
 
   /** Hangs up, as a client that gives up does. */
