@@ -36,6 +36,44 @@ public final class LeaseLock {
   /** The state's line of waiting Jobs and clients ({@link Line}). */
   public static final String LINE_ANNOTATION = "leasehold.io/line";
 
+  /**
+   * The runner Jobs leasehold admitted for the state that have not ended yet, whoever holds the
+   * lock now: a Job whose lock expired or was broken still runs, and no other Job may start until
+   * it ends, whatever becomes of its labels.
+   */
+  public static final String RUNNING_ANNOTATION = "leasehold.io/running";
+
+  /** A runner Job admitted for the state, by UID and name. */
+  public record RunningJob(
+      @com.fasterxml.jackson.annotation.JsonProperty("uid") String uid,
+      @com.fasterxml.jackson.annotation.JsonProperty("name") String name) {}
+
+  private static final com.fasterxml.jackson.databind.ObjectMapper JSON =
+      new com.fasterxml.jackson.databind.ObjectMapper();
+
+  /** The Jobs admitted for the state that have not been seen to end. */
+  public static java.util.List<RunningJob> running(Lease lease) {
+    String json = annotations(lease).get(RUNNING_ANNOTATION);
+    if (json == null || json.isBlank()) {
+      return java.util.List.of();
+    }
+    try {
+      return java.util.List.of(JSON.readValue(json, RunningJob[].class));
+    } catch (com.fasterxml.jackson.core.JsonProcessingException | RuntimeException e) {
+      return java.util.List.of();
+    }
+  }
+
+  /** {@code lease} with the running Jobs replaced. */
+  public static Lease withRunning(Lease lease, java.util.List<RunningJob> running) {
+    try {
+      return withAnnotation(
+          lease, RUNNING_ANNOTATION, running.isEmpty() ? null : JSON.writeValueAsString(running));
+    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
+      throw new IllegalStateException(e);
+    }
+  }
+
   /** Prefix of the lock ID leasehold uses for a runner Job: {@code job/<name>/<uid>}. */
   public static final String JOB_PREFIX = "job/";
 

@@ -278,14 +278,28 @@ public final class LockService {
    */
   public Answer lock(
       StateNames names, LockInfo info, Caller caller, boolean waits, Map<String, Waiting> local) {
-    Lease[] written = new Lease[1];
-    Answer answer =
-        transition(names, lease -> decideLock(names, lease, info, caller, waits, local), written);
-    if (answer instanceof Granted g && g.lease() == null && written[0] != null) {
-      return new Granted(g.lockId(), written[0], g.tookOver());
+    for (int round = 0; ; round++) {
+      Lease[] written = new Lease[1];
+      Answer answer =
+          transition(names, lease -> decideLock(names, lease, info, caller, waits, local), written);
+      if (answer == BACK_FIRST && round < ATTEMPTS) {
+        continue;
+      }
+      if (answer instanceof Granted g && g.lease() == null && written[0] != null) {
+        return new Granted(g.lockId(), written[0], g.tookOver());
+      }
+      return answer;
     }
-    return answer;
   }
+
+  /**
+   * Written first when the lock is to go to a client whose place says it had left: the place is
+   * taken back in one write and the lock granted in the next, so the Lease never shows a grant to a
+   * client it last showed as gone.
+   */
+  private static final NotNow BACK_FIRST = new NotNow(Optional.empty(), "", -1);
+
+  private static final Granted SERVE_BACK_FIRST = new Granted("", null, false);
 
   private Step<Answer> decideLock(
       StateNames names,
@@ -338,6 +352,11 @@ public final class LockService {
     Predicate<Ticket> eligible = eligible(connected);
     if (pruned.anyEligibleBefore(info.id(), eligible)) {
       return joinOrWait(lease, line, pruned, info, caller, owner, waits, Optional.empty(), now);
+    }
+    if (mine.isPresent() && mine.get().gone() != null) {
+      // The client is back: its place first, then the lock.
+      return new Step<>(
+          LeaseLock.withLine(lease, pruned.replace(mine.get().back(replica))), BACK_FIRST);
     }
     Lease held =
         LeaseLock.withLine(
@@ -457,6 +476,16 @@ public final class LockService {
    * Called whenever the Lease changes and when a local request arrives, leaves or times out.
    */
   public Optional<Granted> serve(StateNames names, Map<String, Waiting> local) {
+    for (int round = 0; ; round++) {
+      Optional<Granted> granted = serveOnce(names, local);
+      if (granted.isPresent() && granted.get() == SERVE_BACK_FIRST && round < ATTEMPTS) {
+        continue;
+      }
+      return granted.filter(g -> g != SERVE_BACK_FIRST);
+    }
+  }
+
+  private Optional<Granted> serveOnce(StateNames names, Map<String, Waiting> local) {
     Lease[] written = new Lease[1];
     Optional<Granted> granted =
         transition(
@@ -491,6 +520,10 @@ public final class LockService {
                 return new Step<>(tidied, Optional.<Granted>empty());
               }
               Waiting w = local.get(first.get().id());
+              if (line.find(w.info().id()).map(t -> t.gone() != null).orElse(false)) {
+                // Its place said it had left: taken back first, granted in the next write.
+                return new Step<>(tidied, Optional.of(SERVE_BACK_FIRST));
+              }
               Lease held =
                   LeaseLock.withLine(
                       LeaseLock.heldBy(lease, w.info(), w.caller().identity()),
@@ -499,7 +532,8 @@ public final class LockService {
                   held, Optional.of(new Granted(w.info().id(), null, holder.isPresent())));
             },
             written);
-    return granted.map(g -> new Granted(g.lockId(), written[0], g.tookOver()));
+    return granted.map(
+        g -> g == SERVE_BACK_FIRST ? g : new Granted(g.lockId(), written[0], g.tookOver()));
   }
 
   /**
@@ -823,29 +857,56 @@ public final class LockService {
 
   /**
    * Takes the lock for a runner Job (its turn has come: the lock is free, expired, or held by the
-   * Job that just ended) and removes it from line, in one conditional write on {@code lease}.
+   * Job that just ended, {@code endedUid}), removes it from line and records it as running, in one
+   * conditional write on {@code lease}.
    *
    * @throws KubernetesClientException with code 409 when the Lease changed since it was read
    */
-  public Lease admit(Lease lease, LockInfo jobLock, String jobUid, int durationSeconds) {
+  public Lease admit(
+      Lease lease, LockInfo jobLock, String jobUid, int durationSeconds, String endedUid) {
+    java.util.List<LeaseLock.RunningJob> running =
+        new java.util.ArrayList<>(
+            LeaseLock.running(lease).stream()
+                .filter(r -> !r.uid().equals(endedUid) && !r.uid().equals(jobUid))
+                .toList());
+    running.add(new LeaseLock.RunningJob(jobUid, LeaseLock.jobName(jobLock.id())));
     Lease held =
-        LeaseLock.withLine(
-            LeaseLock.heldFor(lease, jobLock, durationSeconds, clock.instant()),
-            LeaseLock.line(lease).without(jobUid).pruned(clock.instant(), settings.ticketGrace()));
+        LeaseLock.withRunning(
+            LeaseLock.withLine(
+                LeaseLock.heldFor(lease, jobLock, durationSeconds, clock.instant()),
+                LeaseLock.line(lease)
+                    .without(jobUid)
+                    .pruned(clock.instant(), settings.ticketGrace())),
+            running);
     return write(lease, held);
   }
 
   /**
-   * Releases the lock of a runner Job that ended, in one conditional write on {@code lease}.
+   * Releases the lock of runner Job {@code endedUid}, which ended, in one conditional write on
+   * {@code lease}.
    *
    * @throws KubernetesClientException with code 409 when the Lease changed since it was read
    */
-  public Lease releaseJob(Lease lease) {
+  public Lease releaseJob(Lease lease, String endedUid) {
     return write(
         lease,
-        LeaseLock.withLine(
-            LeaseLock.released(lease),
-            LeaseLock.line(lease).pruned(clock.instant(), settings.ticketGrace())));
+        LeaseLock.withRunning(
+            LeaseLock.withLine(
+                LeaseLock.released(lease),
+                LeaseLock.line(lease).pruned(clock.instant(), settings.ticketGrace())),
+            LeaseLock.running(lease).stream().filter(r -> !r.uid().equals(endedUid)).toList()));
+  }
+
+  /** Forgets runner Jobs seen to have ended while someone else held the lock. */
+  public Lease ended(StateNames names, java.util.Set<String> endedUids) {
+    return update(
+        names,
+        lease ->
+            LeaseLock.withRunning(
+                lease,
+                LeaseLock.running(lease).stream()
+                    .filter(r -> !endedUids.contains(r.uid()))
+                    .toList()));
   }
 
   /**

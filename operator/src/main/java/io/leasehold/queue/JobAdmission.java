@@ -138,17 +138,22 @@ public final class JobAdmission {
       return handOn(state, names, lease, jobs, queue, job, holder.get(), duration);
     }
 
+    // Jobs admitted earlier that may still run although their lock is gone (broken, expired
+    // while the operator was away, taken over): found by UID, whatever their labels say now.
+    Strays strays = strays(names, lease, jobs);
+    if (!strays.ended().isEmpty()) {
+      lease = locks.ended(names, strays.ended());
+    }
     if (holder.isPresent() && !holder.get().expired()) {
       // Held by someone leasehold does not admit for (stock Terraform, an HTTP client):
       // the queue waits until they release it.
       blocked.remove(key(names));
       announce(state, queue, lease);
-      return new Outcome(lease, queue, Optional.empty(), Duration.ZERO);
+      return new Outcome(lease, queue, Optional.empty(), strays.recheck());
     }
-    if (!queue.running().isEmpty()) {
-      // A Job admitted earlier still runs although its lock is gone (broken or expired while
-      // the operator was away): admitting another would run two at once.
-      Job stray = queue.running().get(0);
+    if (!strays.running().isEmpty()) {
+      // Admitting another would run two at once.
+      Job stray = strays.running().get(0);
       if (announced.add("stray/" + uid(stray))) {
         events.warning(
             stray,
@@ -157,14 +162,14 @@ public final class JobAdmission {
                 + names.name()
                 + "; no other Job is admitted until it ends");
       }
-      return new Outcome(lease, queue, Optional.empty(), Duration.ZERO);
+      return new Outcome(lease, queue, Optional.empty(), strays.recheck());
     }
     Optional<Ticket> next = locks.next(lease);
     if (next.isPresent() && next.get().isJob()) {
       Optional<Job> job = queue.waitingJob(next.get().id());
       if (job.isPresent()) {
         blocked.remove(key(names));
-        lease = admit(state, names, lease, job.get(), duration);
+        lease = admit(state, names, lease, job.get(), duration, null);
         RunQueue after = RunQueue.of(names.name(), admittedCopy(jobs, job.get(), names), arrivals);
         announce(state, after, lease);
         return new Outcome(lease, after, job, Duration.ZERO);
@@ -177,6 +182,46 @@ public final class JobAdmission {
 
   /** The Job the lock is held for, found by UID even when its labels no longer say so. */
   private record HolderJob(Job job, boolean watched) {}
+
+  /**
+   * Admitted Jobs not holding the lock: those still running, those seen to have ended, and when to
+   * look again (soon when one of them is not watched, having lost its label).
+   */
+  private record Strays(List<Job> running, Set<String> ended, Duration recheck) {}
+
+  private Strays strays(StateNames names, Lease lease, Collection<Job> jobs) {
+    java.util.Map<String, Job> byUid = new java.util.HashMap<>();
+    for (Job j : jobs) {
+      byUid.put(uid(j), j);
+    }
+    List<Job> running = new java.util.ArrayList<>();
+    Set<String> ended = new java.util.HashSet<>();
+    boolean unwatched = false;
+    Set<String> seen = new java.util.HashSet<>();
+    for (Job j : RunQueue.of(names.name(), jobs, arrivals).running()) {
+      seen.add(uid(j));
+      running.add(j);
+    }
+    for (LeaseLock.RunningJob r : LeaseLock.running(lease)) {
+      if (seen.contains(r.uid())) {
+        continue;
+      }
+      Job job = byUid.get(r.uid());
+      if (job == null) {
+        Job byName =
+            client.batch().v1().jobs().inNamespace(names.namespace()).withName(r.name()).get();
+        job = byName != null && r.uid().equals(uid(byName)) ? byName : null;
+        unwatched = job != null;
+      }
+      if (job == null || !active(job)) {
+        ended.add(r.uid());
+      } else {
+        running.add(job);
+      }
+    }
+    return new Strays(
+        running, ended, unwatched && !running.isEmpty() ? UNWATCHED_HOLDER_POLL : Duration.ZERO);
+  }
 
   private HolderJob holderJob(StateNames names, Collection<Job> jobs, Holder holder) {
     String uid = holder.jobUid().orElseThrow();
@@ -221,11 +266,12 @@ public final class JobAdmission {
     recordHold(lease);
     Optional<Ticket> next = locks.next(lease);
     String endedUid = holder.jobUid().orElse("");
-    boolean othersRunning = queue.running().stream().anyMatch(j -> !uid(j).equals(endedUid));
+    boolean othersRunning =
+        strays(names, lease, jobs).running().stream().anyMatch(j -> !uid(j).equals(endedUid));
     if (next.isPresent() && next.get().isJob() && !othersRunning) {
       Optional<Job> job = queue.waitingJob(next.get().id());
       if (job.isPresent()) {
-        Lease handed = admit(state, names, lease, job.get(), duration);
+        Lease handed = admit(state, names, lease, job.get(), duration, endedUid);
         if (ended != null) {
           events.normal(
               ended,
@@ -243,7 +289,7 @@ public final class JobAdmission {
         return new Outcome(handed, after, job, Duration.ZERO, true);
       }
     }
-    Lease released = locks.releaseJob(lease);
+    Lease released = locks.releaseJob(lease, endedUid);
     if (ended != null) {
       events.normal(
           ended, "LockReleased", "Job " + ending + "; the lock on " + names.name() + " is free");
@@ -312,7 +358,8 @@ public final class JobAdmission {
   }
 
   /** Takes the lock for {@code job} and then unsuspends it. */
-  private Lease admit(TerraformState state, StateNames names, Lease lease, Job job, int duration) {
+  private Lease admit(
+      TerraformState state, StateNames names, Lease lease, Job job, int duration, String endedUid) {
     LockInfo info =
         new LockInfo(
             RunnerJobs.holderId(job),
@@ -326,7 +373,7 @@ public final class JobAdmission {
             "leasehold",
             DateTimeFormatter.ISO_INSTANT.format(clock.instant()),
             names.secretName());
-    Lease held = locks.admit(lease, info, uid(job), duration);
+    Lease held = locks.admit(lease, info, uid(job), duration, endedUid);
     unsuspend(state, names, job, held);
     return held;
   }
