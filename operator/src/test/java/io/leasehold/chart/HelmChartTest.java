@@ -111,7 +111,7 @@ class HelmChartTest {
   private static final Set<Permission> NAMESPACED_CALLS =
       union(
           permissions("leasehold.io", "terraformstates", "get", "list", "watch", "patch", "update"),
-          permissions("leasehold.io", "terraformstates/status", "get", "patch", "update"),
+          permissions("leasehold.io", "terraformstates/status", "get", "update"),
           LEASE_CALLS,
           permissions("", "secrets", "get", "list", "watch", "create", "update", "delete"),
           permissions("batch", "jobs", "list", "watch", "patch"),
