@@ -9,7 +9,9 @@ import io.leasehold.kube.OnChange;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.ops.LeaseholdMetrics;
+import io.leasehold.ops.RequestDrain;
 import io.leasehold.state.StateNames;
+import io.leasehold.tls.BackendTls;
 import io.vertx.core.Vertx;
 import io.vertx.core.VertxOptions;
 import io.vertx.core.http.HttpMethod;
@@ -49,12 +51,31 @@ public final class HttpBackend implements AutoCloseable {
    * @param host address to listen on
    * @param port port to listen on (0: a free one)
    * @param maxWait upper bound of {@code ?wait=} on LOCK
+   * @param tls HTTPS; empty serves plain HTTP
    */
-  public record Config(String host, int port, Duration maxWait, java.util.Set<String> namespaces) {
+  public record Config(
+      String host,
+      int port,
+      Duration maxWait,
+      java.util.Set<String> namespaces,
+      Optional<BackendTls> tls) {
+
+    public Config(String host, int port, Duration maxWait, java.util.Set<String> namespaces) {
+      this(host, port, maxWait, namespaces, Optional.empty());
+    }
 
     /** Serving every namespace. */
     public Config(String host, int port, Duration maxWait) {
       this(host, port, maxWait, java.util.Set.of());
+    }
+
+    public Config withNamespaces(java.util.Set<String> serving) {
+      return new Config(host, port, maxWait, serving, tls);
+    }
+
+    /** The same, serving HTTPS with {@code backendTls}. */
+    public Config withTls(BackendTls backendTls) {
+      return new Config(host, port, maxWait, namespaces, Optional.of(backendTls));
     }
   }
 
@@ -68,13 +89,22 @@ public final class HttpBackend implements AutoCloseable {
   private final HttpServer server;
   private final List<SharedIndexInformer<?>> watches;
   private final String host;
+  private final boolean https;
+  private final RequestDrain drain;
 
   private HttpBackend(
-      Vertx vertx, HttpServer server, List<SharedIndexInformer<?>> watches, String host) {
+      Vertx vertx,
+      HttpServer server,
+      List<SharedIndexInformer<?>> watches,
+      String host,
+      boolean https,
+      RequestDrain drain) {
     this.vertx = vertx;
     this.server = server;
     this.watches = watches;
     this.host = host;
+    this.https = https;
+    this.drain = drain;
   }
 
   /** Starts serving; returns once the port is bound. */
@@ -132,14 +162,16 @@ public final class HttpBackend implements AutoCloseable {
           return client.resources(TerraformState.class).inNamespace(ns).withName(name).get();
         });
     Routes routes = new Routes(vertx, backend, access, waiters, config);
-    HttpServer server =
-        vertx.createHttpServer(
-            new HttpServerOptions()
-                .setHost(config.host())
-                .setPort(config.port())
-                .setCompressionSupported(true)
-                .setDecompressionSupported(true));
-    server.requestHandler(routes.router());
+    HttpServerOptions options =
+        new HttpServerOptions()
+            .setHost(config.host())
+            .setPort(config.port())
+            .setCompressionSupported(true)
+            .setDecompressionSupported(true);
+    config.tls().ifPresent(tls -> tls.configure(options));
+    HttpServer server = vertx.createHttpServer(options);
+    RequestDrain drain = new RequestDrain();
+    server.requestHandler(drain.install(routes.router()));
     try {
       server.listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
     } catch (Exception e) {
@@ -154,7 +186,8 @@ public final class HttpBackend implements AutoCloseable {
               + e.getMessage(),
           e);
     }
-    return new HttpBackend(vertx, server, watches, config.host());
+    config.tls().ifPresent(tls -> tls.keepCurrent(vertx, server));
+    return new HttpBackend(vertx, server, watches, config.host(), config.tls().isPresent(), drain);
   }
 
   public int port() {
@@ -164,7 +197,20 @@ public final class HttpBackend implements AutoCloseable {
   /** Base URL of the state addresses: append {@code NS/NAME}. */
   public String url() {
     String h = host.contains(":") ? "[" + host + "]" : host;
-    return "http://" + h + ":" + port() + "/v1/states/";
+    return (https ? "https://" : "http://") + h + ":" + port() + "/v1/states/";
+  }
+
+  /**
+   * Drains the backend before it closes: requests that arrive from now on are refused with 503 and
+   * {@code Connection: close} (Terraform retries them, on another replica once this one has left
+   * the Service's endpoints), and this waits up to {@code timeout} for the requests in progress to
+   * finish. Returns how many were still in progress when it gave up.
+   */
+  public int drain(Duration timeout) throws InterruptedException {
+    drain.refuseNew();
+    // Waiting ?wait= LOCKs are requests in progress too: answer them here, before waiting, so
+    // their clients retry on another replica instead of waiting out the drain.
+    return drain.awaitIdle(timeout);
   }
 
   @Override
@@ -304,12 +350,13 @@ public final class HttpBackend implements AutoCloseable {
         return;
       }
       String authorization = ctx.request().getHeader("Authorization");
+      var certificate = ClientCertificate.of(ctx.request());
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
       vertx
           .executeBlocking(
               () -> {
-                Requester who = access.authenticate(authorization);
+                Requester who = access.authenticate(authorization, certificate);
                 access.authorize(who, verb, ns, name);
                 StateBackend.Target target = backend.resolve(ns, name);
                 return handler.handle(target, who);
@@ -341,6 +388,7 @@ public final class HttpBackend implements AutoCloseable {
         request.response().writeContinue();
       }
       String authorization = request.getHeader("Authorization");
+      var certificate = ClientCertificate.of(request);
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
       String lockId = request.getParam("ID");
@@ -348,7 +396,7 @@ public final class HttpBackend implements AutoCloseable {
       vertx
           .executeBlocking(
               () -> {
-                Requester who = access.authenticate(authorization);
+                Requester who = access.authenticate(authorization, certificate);
                 access.authorize(who, Access.Verb.UPDATE, ns, name);
                 StateBackend.Target target = backend.resolve(ns, name);
                 return backend.post(target, lockId, body, contentMd5, who);
@@ -370,6 +418,7 @@ public final class HttpBackend implements AutoCloseable {
         return;
       }
       String authorization = ctx.request().getHeader("Authorization");
+      var certificate = ClientCertificate.of(ctx.request());
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
       String waitParam = ctx.request().getParam("wait");
@@ -393,7 +442,7 @@ public final class HttpBackend implements AutoCloseable {
       vertx
           .executeBlocking(
               () -> {
-                Requester who = access.authenticate(authorization);
+                Requester who = access.authenticate(authorization, certificate);
                 access.authorize(who, Access.Verb.UPDATE, ns, name);
                 StateBackend.Target target = backend.resolve(ns, name);
                 return new Object[] {target, who};
@@ -426,6 +475,7 @@ public final class HttpBackend implements AutoCloseable {
         return;
       }
       String authorization = ctx.request().getHeader("Authorization");
+      var certificate = ClientCertificate.of(ctx.request());
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
       byte[] body = body(ctx);
@@ -433,7 +483,7 @@ public final class HttpBackend implements AutoCloseable {
       vertx
           .executeBlocking(
               () -> {
-                Requester who = access.authenticate(authorization);
+                Requester who = access.authenticate(authorization, certificate);
                 access.authorize(
                     who, force ? Access.Verb.FORCE_UNLOCK : Access.Verb.UPDATE, ns, name);
                 StateBackend.Target target = backend.resolve(ns, name);

@@ -18,7 +18,11 @@ import java.util.Set;
 /** Wires leasehold's reconcilers into a Java Operator SDK operator and runs them. */
 public final class LeaseholdOperator implements AutoCloseable {
 
-  /** Name of the Lease the replicas elect a leader on. */
+  /**
+   * Default name of the Lease the replicas elect a leader on. Two installations in one namespace
+   * must use different names (the Helm chart derives one from the release), or they share a leader
+   * and one of them never reconciles.
+   */
   public static final String LEADER_LEASE = "leasehold-operator-leader";
 
   /**
@@ -28,16 +32,31 @@ public final class LeaseholdOperator implements AutoCloseable {
    * @param leaderElectionNamespace where the leader-election Lease lives; empty runs without leader
    *     election (a single replica)
    * @param identity this replica's name in Events and leader election
+   * @param leaderLease name of the leader-election Lease
    */
   public record Options(
       Set<String> namespaces,
       Optional<String> leaderElectionNamespace,
       String identity,
-      LeaseholdMetrics metrics) {
+      LeaseholdMetrics metrics,
+      String leaderLease) {
+
+    public Options(
+        Set<String> namespaces,
+        Optional<String> leaderElectionNamespace,
+        String identity,
+        LeaseholdMetrics metrics) {
+      this(namespaces, leaderElectionNamespace, identity, metrics, LEADER_LEASE);
+    }
 
     public Options(
         Set<String> namespaces, Optional<String> leaderElectionNamespace, String identity) {
       this(namespaces, leaderElectionNamespace, identity, LeaseholdMetrics.discarding());
+    }
+
+    /** The same options electing the leader on the Lease {@code name}. */
+    public Options withLeaderLease(String name) {
+      return new Options(namespaces, leaderElectionNamespace, identity, metrics, name);
     }
   }
 
@@ -70,7 +89,7 @@ public final class LeaseholdOperator implements AutoCloseable {
           client
               .leases()
               .inNamespace(options.leaderElectionNamespace().get())
-              .withName(LEADER_LEASE)
+              .withName(options.leaderLease())
               .get();
       String leader =
           lease == null || lease.getSpec() == null ? null : lease.getSpec().getHolderIdentity();
@@ -113,7 +132,7 @@ public final class LeaseholdOperator implements AutoCloseable {
                       ns ->
                           o.withLeaderElectionConfiguration(
                               LeaderElectionConfigurationBuilder.aLeaderElectionConfiguration(
-                                      LEADER_LEASE)
+                                      options.leaderLease())
                                   .withLeaseNamespace(ns)
                                   .withIdentity(options.identity())
                                   .withExitOnStopLeading(false)
@@ -157,8 +176,7 @@ public final class LeaseholdOperator implements AutoCloseable {
                 .withAudit(audit),
         access,
         config.namespaces().isEmpty() && !options.namespaces().isEmpty()
-            ? new HttpBackend.Config(
-                config.host(), config.port(), config.maxWait(), options.namespaces())
+            ? config.withNamespaces(options.namespaces())
             : config,
         options.metrics());
   }

@@ -259,7 +259,9 @@ class RbacCoversCallsTest {
   private static Object tokenReview(String body) {
     try {
       ObjectNode review = (ObjectNode) JSON.readTree(body);
-      ObjectNode user = review.putObject("status").put("authenticated", true).putObject("user");
+      ObjectNode status = review.putObject("status").put("authenticated", true);
+      status.set("audiences", review.path("spec").path("audiences"));
+      ObjectNode user = status.putObject("user");
       user.put("username", "system:serviceaccount:default:runner");
       user.putObject("extra").putArray("authentication.kubernetes.io/pod-name").add("runner-pod");
       return review;
