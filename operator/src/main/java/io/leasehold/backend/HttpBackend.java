@@ -186,7 +186,7 @@ public final class HttpBackend implements AutoCloseable {
               + e.getMessage(),
           e);
     }
-    config.tls().ifPresent(tls -> tls.keepCurrent(vertx, server));
+    config.tls().ifPresent(tls -> tls.keepCurrent(vertx));
     return new HttpBackend(vertx, server, watches, config.host(), config.tls().isPresent(), drain);
   }
 

@@ -3,15 +3,14 @@ package io.leasehold.tls;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.http.ClientAuth;
-import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpServerOptions;
-import io.vertx.core.net.PemKeyCertOptions;
+import io.vertx.core.net.KeyCertOptions;
 import io.vertx.core.net.PemTrustOptions;
-import io.vertx.core.net.SSLOptions;
 import java.time.Duration;
 import java.util.List;
 import java.util.Optional;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.function.Consumer;
 import org.slf4j.Logger;
@@ -58,6 +57,7 @@ public final class BackendTls {
   private final ClientAuthentication clients;
   private final Duration reloadInterval;
   private final AtomicReference<TlsMaterial> current = new AtomicReference<>();
+  private SwappableKeyManager keyManager;
   private final List<Consumer<TlsMaterial>> listeners = new CopyOnWriteArrayList<>();
 
   private BackendTls(TlsSource source, ClientAuthentication clients, Duration reloadInterval) {
@@ -73,6 +73,7 @@ public final class BackendTls {
       TlsSource source, ClientAuthentication clients, Duration reloadInterval) {
     BackendTls tls = new BackendTls(source, clients, reloadInterval);
     tls.current.set(source.load());
+    tls.keyManager = new SwappableKeyManager(tls.current.get());
     LOG.info(
         "the backend serves HTTPS with {} from {} (valid until {}){}",
         tls.current.get().leaf().getSubjectX500Principal().getName(),
@@ -104,7 +105,7 @@ public final class BackendTls {
 
   /** Makes {@code options} serve HTTPS with the current material. */
   public HttpServerOptions configure(HttpServerOptions options) {
-    options.setSsl(true).setKeyCertOptions(keyCert(current.get()));
+    options.setSsl(true).setKeyCertOptions(KeyCertOptions.wrap(keyManager));
     if (clients.mode() != ClientCertificates.NONE) {
       options
           .setClientAuth(
@@ -118,56 +119,42 @@ public final class BackendTls {
 
   /**
    * Reads the source again every reload interval and, when the certificate changed, serves the new
-   * one for new connections. A failed read keeps the current certificate and says why.
+   * one from the next handshake on. A failed read keeps the current certificate and says why.
    */
-  public void keepCurrent(Vertx vertx, HttpServer server) {
+  public void keepCurrent(Vertx vertx) {
+    AtomicBoolean busy = new AtomicBoolean();
     vertx.setPeriodic(
         reloadInterval.toMillis(),
-        id ->
-            vertx
-                .executeBlocking(source::load, false)
-                .onSuccess(
-                    fresh -> {
-                      if (fresh.equals(current.get())) {
-                        return;
-                      }
-                      SSLOptions ssl = new SSLOptions().setKeyCertOptions(keyCert(fresh));
-                      if (clients.mode() != ClientCertificates.NONE) {
-                        ssl.setTrustOptions(trust());
-                      }
-                      server
-                          .updateSSLOptions(ssl)
-                          .onSuccess(
-                              v -> {
-                                current.set(fresh);
-                                LOG.info(
-                                    "the backend serves a renewed certificate from {}, valid until"
-                                        + " {}",
-                                    source.describe(),
-                                    fresh.leaf().getNotAfter().toInstant());
-                                listeners.forEach(l -> l.accept(fresh));
-                              })
-                          .onFailure(
-                              e ->
-                                  LOG.warn(
-                                      "cannot serve the renewed certificate from {}: {}",
-                                      source.describe(),
-                                      e.getMessage()));
-                    })
-                .onFailure(
-                    e ->
-                        LOG.warn(
-                            "cannot read the backend's certificate from {} (still serving the"
-                                + " current one, valid until {}): {}",
-                            source.describe(),
-                            current.get().leaf().getNotAfter().toInstant(),
-                            e.getMessage())));
+        id -> {
+          if (!busy.compareAndSet(false, true)) {
+            return; // The previous read is still going on.
+          }
+          vertx
+              .executeBlocking(source::load, false)
+              .onComplete(r -> busy.set(false))
+              .onSuccess(this::serve)
+              .onFailure(
+                  e ->
+                      LOG.warn(
+                          "cannot read the backend's certificate from {} (still serving the"
+                              + " current one, valid until {}): {}",
+                          source.describe(),
+                          current.get().leaf().getNotAfter().toInstant(),
+                          String.valueOf(e)));
+        });
   }
 
-  private static PemKeyCertOptions keyCert(TlsMaterial m) {
-    return new PemKeyCertOptions()
-        .setCertValue(Buffer.buffer(m.certificateChain()))
-        .setKeyValue(Buffer.buffer(m.privateKey()));
+  private void serve(TlsMaterial fresh) {
+    if (fresh.equals(current.get())) {
+      return;
+    }
+    keyManager.swap(fresh);
+    current.set(fresh);
+    LOG.info(
+        "the backend serves a renewed certificate from {}, valid until {}",
+        source.describe(),
+        fresh.leaf().getNotAfter().toInstant());
+    listeners.forEach(l -> l.accept(fresh));
   }
 
   private PemTrustOptions trust() {
