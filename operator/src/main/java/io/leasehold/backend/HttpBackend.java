@@ -171,6 +171,7 @@ public final class HttpBackend implements AutoCloseable {
     config.tls().ifPresent(tls -> tls.configure(options));
     HttpServer server = vertx.createHttpServer(options);
     RequestDrain drain = new RequestDrain();
+    metrics.requestsInProgress(drain);
     server.requestHandler(drain.install(routes.router()));
     try {
       server.listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);

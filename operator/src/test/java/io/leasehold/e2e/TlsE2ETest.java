@@ -166,7 +166,8 @@ class TlsE2ETest {
               .env("TF_HTTP_CLIENT_CA_CERTIFICATE_PEM", serverCa.certificatePem());
       Terraform.Result refused = without.run("init", "-input=false");
       assertThat(refused.exitCode()).isNotZero();
-      assertThat(refused.output() + refused.errors()).contains("remote error: tls: bad certificate");
+      assertThat(refused.output() + refused.errors())
+          .contains("remote error: tls: bad certificate");
 
       Terraform with =
           terraform(dir.resolve("with"), run.backend(), "30s")
