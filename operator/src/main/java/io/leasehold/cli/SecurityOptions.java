@@ -171,7 +171,7 @@ final class SecurityOptions {
     if (!List.of("require", "request").contains(clientAuth)) {
       problems.add("--tls-client-auth is 'require' or 'request', not '" + clientAuth + "'");
     }
-    for (Path p : new Path[] {certFile, keyFile, caFile, clientCa}) {
+    for (Path p : new Path[] {certFile, keyFile, clientCa}) {
       if (p != null && !Files.isReadable(p)) {
         problems.add("cannot read " + p);
       }

@@ -44,7 +44,8 @@ public interface TlsSource {
         return new TlsMaterial(
                 read(certificate, "--tls-cert-file"),
                 read(key, "--tls-key-file"),
-                ca.map(p -> read(p, "--tls-ca-file")))
+                // A Secret from a public or ACME issuer may hold no ca.crt: nothing to publish.
+                ca.filter(Files::exists).map(p -> read(p, "--tls-ca-file")))
             .validated(describe());
       }
 
