@@ -922,12 +922,284 @@ class HelmChartTest {
         "'admissionPolicy: {validationActions: [Reject]}' | validationActions",
         "'admissionPolicy: {validationActions: [Deny, Warn]}' | validationActions",
         "'runnerRbac: [{namespace: infra}]' | serviceAccount",
+        "'runnerRbac: [{namespace: infra, serviceAccount: tf, access: admin}]' | access",
+        "'tolerations: [{key: a, operator: Sometimes}]' | operator",
+        "'tolerations: [{key: a, effect: NoRun}]' | effect",
+        "'tolerations: [{key: a, tolerance: 1}]' | tolerance",
+        "'affinity: {nodeAffinity: {required: {}}}' | required",
+        "'affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution:"
+            + " [{weight: 500, podAffinityTerm: {topologyKey: zone}}]}}' | weight",
+        "'resources: {limits: {memory: lots}}' | memory",
+        "'resources: {limit: {memory: 1Gi}}' | limit",
+        "'topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone}]' | whenUnsatisfiable",
+        "'tls: {mode: https}' | mode",
+        "'tls: {clientAuth: {mode: always}}' | mode",
+        "'image: {digest: latest}' | digest",
+        "'service: {type: ExternalName}' | type",
+        "'uidAssignment: random' | uidAssignment",
+        "'securityContext: {privileged: maybe}' | privileged",
+        "'shutdown: {drainSeconds: 0}' | drainSeconds",
+        "'podSecurityContext: {runAsUser: -1}' | runAsUser",
       })
   void refused(String values, String field) {
     assertThatThrownBy(() -> template(values + "\n"))
         .isInstanceOf(IllegalStateException.class)
         .hasMessageContaining("schema")
         .hasMessageContaining(field);
+  }
+
+  @ParameterizedTest(name = "{0} is refused: {1}")
+  @DisplayName("Values that do not fit together are refused with a message naming the fix")
+  @CsvSource(
+      delimiter = '|',
+      value = {
+        "'runnerRbac: [{namespace: a, serviceAccount: tf, states: [net]}, {namespace: a,"
+            + " serviceAccount: tf, states: [dns]}]' | runnerRbac lists a/tf with access readWrite"
+            + " twice",
+        "'terminationGracePeriodSeconds: 20' | must be larger than shutdown.preStopSleepSeconds"
+            + " + shutdown.drainSeconds (25)",
+        "'tls: {mode: secret}' | tls.secretName is required",
+        "'tls: {clientAuth: {mode: require}}' | tls.clientAuth.caConfigMap is required",
+        "'podDisruptionBudget: {maxUnavailable: 1}' | give minAvailable or maxUnavailable, not"
+            + " both",
+        "'maxStateBytes: 134217728' | needs a heap of at least 640 MiB",
+      })
+  void inconsistent(String values, String message) {
+    assertThatThrownBy(() -> template(values + "\n"))
+        .isInstanceOf(IllegalStateException.class)
+        .hasMessageContaining(message);
+  }
+
+  @Test
+  @DisplayName(
+      "Raising maxStateBytes together with the memory limit, by the README's rule, is accepted")
+  void memoryRaisedTogether() throws IOException {
+    Rendered rendered =
+        Rendered.of("maxStateBytes: 134217728\nresources: {limits: {memory: 896Mi}}\n");
+    assertThat(rendered.container().getArgs()).contains("--max-state-bytes=134217728");
+  }
+
+  @Test
+  @DisplayName(
+      "The leader-election Lease is named after the release, or as leaderElection.leaseName says")
+  void leaderLeasePerRelease() throws IOException {
+    assertThat(Rendered.of("fullnameOverride: infra-tf\n").container().getArgs())
+        .contains("--leader-election-lease=infra-tf-leader");
+    assertThat(Rendered.of("leaderElection: {leaseName: my-lease}\n").container().getArgs())
+        .contains("--leader-election-lease=my-lease");
+  }
+
+  @Test
+  @DisplayName(
+      "Aggregated ClusterRoles: view reads TerraformStates only, edit also changes them and uses"
+          + " their state (get, update), admin also deletes them and their state and force-unlocks")
+  void aggregatedRoles() throws IOException {
+    Map<String, JsonNode> byLabel = new LinkedHashMap<>();
+    for (JsonNode role : defaults.ofKind("ClusterRole")) {
+      role.path("metadata")
+          .path("labels")
+          .fieldNames()
+          .forEachRemaining(
+              l -> {
+                if (l.startsWith("rbac.authorization.k8s.io/aggregate-to-")) {
+                  byLabel.put(l.substring(l.lastIndexOf('-') + 1), role);
+                }
+              });
+    }
+    assertThat(byLabel).containsOnlyKeys("view", "edit", "admin");
+    assertThat(permissionsOf(byLabel.get("view")))
+        .containsExactlyInAnyOrderElementsOf(
+            permissions("leasehold.io", "terraformstates", "get", "list", "watch"));
+    assertThat(permissionsOf(byLabel.get("edit")))
+        .containsExactlyInAnyOrderElementsOf(
+            union(
+                permissions("leasehold.io", "terraformstates", "create", "update", "patch"),
+                permissions("leasehold.io", "terraformstates/state", "get", "update")));
+    assertThat(permissionsOf(byLabel.get("admin")))
+        .containsExactlyInAnyOrderElementsOf(
+            union(
+                permissions("leasehold.io", "terraformstates", "delete", "deletecollection"),
+                permissions("leasehold.io", "terraformstates/state", "delete", "force-unlock")));
+    for (JsonNode role : byLabel.values()) {
+      assertThat(defaults.ofKind("ClusterRoleBinding"))
+          .noneMatch(
+              b -> b.at("/roleRef/name").asText().equals(role.at("/metadata/name").asText()));
+    }
+    assertThat(Rendered.of("rbac: {aggregateToDefaultRoles: false}\n").ofKind("ClusterRole"))
+        .hasSize(1);
+  }
+
+  @Test
+  @DisplayName(
+      "tls.mode certManager renders a CA Issuer chain and a Certificate for the Service's names,"
+          + " mounts its Secret and serves from the files; a given issuerRef replaces the chain")
+  void certManager() throws IOException {
+    Rendered rendered = Rendered.of("tls: {mode: certManager}\n");
+    assertThat(rendered.ofKind("Issuer")).hasSize(2);
+    List<JsonNode> certificates = rendered.ofKind("Certificate");
+    assertThat(certificates).hasSize(2);
+    JsonNode serving = find(certificates, NAMESPACE, "leasehold-tls");
+    assertThat(serving.at("/spec/secretName").asText()).isEqualTo("leasehold-tls");
+    assertThat(KUBE.convertValue(serving.at("/spec/dnsNames"), List.class))
+        .containsExactly(
+            "leasehold",
+            "leasehold." + NAMESPACE,
+            "leasehold." + NAMESPACE + ".svc",
+            "leasehold." + NAMESPACE + ".svc.cluster.local");
+    assertThat(serving.at("/spec/issuerRef/name").asText()).isEqualTo("leasehold-ca");
+    assertThat(rendered.container().getArgs())
+        .contains(
+            "--tls-cert-file=/etc/leasehold/tls/tls.crt",
+            "--tls-key-file=/etc/leasehold/tls/tls.key",
+            "--tls-ca-file=/etc/leasehold/tls/ca.crt")
+        .noneMatch(a -> a.startsWith("--tls-self-signed"));
+    PodSpec pod = rendered.deployment().getSpec().getTemplate().getSpec();
+    assertThat(pod.getVolumes())
+        .anySatisfy(
+            v ->
+                assertThat(v.getSecret())
+                    .hasFieldOrPropertyWithValue("secretName", "leasehold-tls"));
+
+    Rendered own =
+        Rendered.of(
+            "tls: {mode: certManager, certManager: {issuerRef: {name: corp-ca, kind:"
+                + " ClusterIssuer}}}\n");
+    assertThat(own.ofKind("Issuer")).isEmpty();
+    assertThat(own.one("Certificate").at("/spec/issuerRef/name").asText()).isEqualTo("corp-ca");
+    assertThat(defaults.ofKind("Certificate")).isEmpty();
+  }
+
+  @Test
+  @DisplayName(
+      "Plain HTTP only when asked for (tls.mode none: --plain-http, no CA published); client"
+          + " certificates mount the client CA; API-server tokens only when allowed")
+  void tlsAndAuthOptions() throws IOException {
+    List<String> plain = Rendered.of("tls: {mode: none}\n").container().getArgs();
+    assertThat(plain).contains("--plain-http").noneMatch(a -> a.startsWith("--tls-"));
+    assertThat(defaults.container().getArgs())
+        .doesNotContain("--plain-http", "--accept-api-server-tokens");
+
+    Rendered mtls =
+        Rendered.of(
+            "tls: {clientAuth: {mode: require, caConfigMap: runner-ca}}\n"
+                + "auth: {acceptApiServerTokens: true, tokenAudience: tf-backend}\n");
+    assertThat(mtls.container().getArgs())
+        .contains(
+            "--tls-client-ca=/etc/leasehold/client-ca/ca.crt",
+            "--tls-client-auth=require",
+            "--token-audience=tf-backend",
+            "--accept-api-server-tokens");
+    assertThat(mtls.deployment().getSpec().getTemplate().getSpec().getVolumes())
+        .anySatisfy(
+            v -> assertThat(v.getConfigMap()).hasFieldOrPropertyWithValue("name", "runner-ca"));
+  }
+
+  @Test
+  @DisplayName(
+      "Shutdown is ordered: with the preStop sleep action (1.30+) the process drains at once after"
+          + " it; on 1.29 it waits as long itself; the grace period covers both")
+  void shutdownOrdering() throws IOException {
+    Container current = defaults.container();
+    assertThat(current.getLifecycle().getPreStop().getSleep().getSeconds()).isEqualTo(5L);
+    assertThat(current.getArgs()).contains("--shutdown-delay=0s", "--drain-timeout=20s");
+
+    Rendered old = new Rendered(parse(template("", "v1.29.4")));
+    assertThat(old.container().getLifecycle()).isNull();
+    assertThat(old.container().getArgs()).contains("--shutdown-delay=5s", "--drain-timeout=20s");
+    assertThat(
+            old.deployment().getSpec().getTemplate().getSpec().getTerminationGracePeriodSeconds())
+        .isEqualTo(35L);
+
+    Rendered longer = Rendered.of("shutdown: {preStopSleepSeconds: 10, drainSeconds: 60}\n");
+    assertThat(
+            longer
+                .deployment()
+                .getSpec()
+                .getTemplate()
+                .getSpec()
+                .getTerminationGracePeriodSeconds())
+        .isEqualTo(80L);
+    assertThatThrownBy(() -> template("", "v1.28.0"))
+        .hasMessageContaining("chart requires kubeVersion");
+  }
+
+  @Test
+  @DisplayName(
+      "Security contexts can be overridden, and on platforms that assign UIDs the chart leaves"
+          + " the user and group IDs out while keeping the rest of the restricted profile")
+  void securityContextOverridesAndAssignedUids() throws IOException {
+    Rendered platform = Rendered.of("uidAssignment: platform\n");
+    PodSecurityContext pod =
+        platform.deployment().getSpec().getTemplate().getSpec().getSecurityContext();
+    assertThat(pod.getRunAsUser()).isNull();
+    assertThat(pod.getRunAsGroup()).isNull();
+    assertThat(pod.getFsGroup()).isNull();
+    assertThat(pod.getRunAsNonRoot()).isTrue();
+    assertThat(pod.getSeccompProfile().getType()).isEqualTo("RuntimeDefault");
+    assertThat(platform.container().getSecurityContext().getReadOnlyRootFilesystem()).isTrue();
+
+    Rendered custom =
+        Rendered.of(
+            "podSecurityContext: {runAsNonRoot: true, runAsUser: 1001, fsGroup: 1001,"
+                + " seccompProfile: {type: RuntimeDefault}}\n"
+                + "securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem:"
+                + " true, runAsUser: 1001, capabilities: {drop: [ALL]}}\n");
+    assertThat(
+            custom
+                .deployment()
+                .getSpec()
+                .getTemplate()
+                .getSpec()
+                .getSecurityContext()
+                .getRunAsUser())
+        .isEqualTo(1001L);
+    assertThat(custom.container().getSecurityContext().getRunAsUser()).isEqualTo(1001L);
+  }
+
+  @Test
+  @DisplayName(
+      "Scheduling and rollout values: topology spread (filled with the pods' labels), PDB with"
+          + " maxUnavailable, strategy, extra env, volumes and mounts, service type, image digest")
+  void anchorValues() throws IOException {
+    Rendered rendered =
+        Rendered.of(
+            """
+            topologySpreadConstraints:
+              - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway}
+            podDisruptionBudget: {minAvailable: null, maxUnavailable: 1}
+            strategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 1, maxSurge: 0}}
+            extraEnv: [{name: HTTPS_PROXY, value: "http://proxy:3128"}]
+            extraVolumes: [{name: corp-ca, configMap: {name: corp-ca}}]
+            extraVolumeMounts: [{name: corp-ca, mountPath: /etc/corp-ca, readOnly: true}]
+            service: {type: LoadBalancer}
+            image: {digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
+            """);
+    Deployment deployment = rendered.deployment();
+    var spread = deployment.getSpec().getTemplate().getSpec().getTopologySpreadConstraints();
+    assertThat(spread).hasSize(1);
+    assertThat(spread.get(0).getLabelSelector().getMatchLabels())
+        .isEqualTo(deployment.getSpec().getSelector().getMatchLabels());
+    JsonNode pdb = rendered.one("PodDisruptionBudget");
+    assertThat(pdb.at("/spec/maxUnavailable").asInt()).isEqualTo(1);
+    assertThat(pdb.at("/spec/minAvailable").isMissingNode()).isTrue();
+    assertThat(deployment.getSpec().getStrategy().getRollingUpdate().getMaxSurge().getIntVal())
+        .isZero();
+    assertThat(envOf(rendered.container())).containsKey("HTTPS_PROXY");
+    assertThat(rendered.container().getVolumeMounts())
+        .anySatisfy(m -> assertThat(m.getMountPath()).isEqualTo("/etc/corp-ca"));
+    assertThat(deployment.getSpec().getTemplate().getSpec().getVolumes())
+        .anySatisfy(v -> assertThat(v.getName()).isEqualTo("corp-ca"));
+    assertThat(rendered.one("Service").at("/spec/type").asText()).isEqualTo("LoadBalancer");
+    assertThat(rendered.container().getImage())
+        .isEqualTo(
+            "leasehold/leasehold@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+
+    Deployment byDefault = defaults.deployment();
+    assertThat(byDefault.getSpec().getStrategy().getRollingUpdate().getMaxUnavailable().getIntVal())
+        .as("a rollout keeps every replica serving until its successor is ready")
+        .isZero();
+    assertThat(Rendered.of("podDisruptionBudget: {enabled: false}\n").ofKind("PodDisruptionBudget"))
+        .isEmpty();
   }
 
   @Test
