@@ -142,8 +142,10 @@ final class RunCommand implements Callable<Integer> {
   @Option(
       names = "--max-state-bytes",
       paramLabel = "BYTES",
-      defaultValue = "134217728",
-      description = "Largest state a client may write, in bytes (default 128 MiB); larger is 413.")
+      defaultValue = "33554432",
+      description =
+          "Largest state a client may write, in bytes (default 32 MiB); larger is 413. A write is"
+              + " held in memory: keep the heap at least 4 x this + 128 MiB.")
   long maxStateBytes;
 
   @Option(
