@@ -182,11 +182,11 @@ Values that fit together, checked before anything renders: the failure names the
 {{- $limit = include "leasehold.memoryBytes" .Values.resources.limits.memory }}
 {{- end }}
 {{- if $limit }}
-{{- /* The heap is 75% of the limit; a write needs up to 4x the state plus 128 MiB (README, Memory). */}}
+{{- /* The heap is 75% of the limit; it must hold 6x the largest state plus 128 MiB (README, Memory). */}}
 {{- $heap := div (mul (int64 $limit) 3) 4 }}
-{{- $needed := add (mul (int64 .Values.maxStateBytes) 4) 134217728 }}
+{{- $needed := add (mul (int64 .Values.maxStateBytes) 6) 134217728 }}
 {{- if lt (int64 $heap) (int64 $needed) }}
-{{- fail (printf "maxStateBytes %d needs a heap of at least %d MiB (4 x maxStateBytes + 128 MiB), but resources.limits.memory %s gives %d MiB (75%%): raise the limit to at least %dMi, or lower maxStateBytes" (int64 .Values.maxStateBytes) (div $needed 1048576) (toString .Values.resources.limits.memory) (div $heap 1048576) (add (div (mul $needed 4) (mul 3 1048576)) 1)) }}
+{{- fail (printf "maxStateBytes %d needs a heap of at least %d MiB (6 x maxStateBytes + 128 MiB), but resources.limits.memory %s gives %d MiB (75%%): raise the limit to at least %dMi, or lower maxStateBytes" (int64 .Values.maxStateBytes) (div $needed 1048576) (toString .Values.resources.limits.memory) (div $heap 1048576) (add (div (mul $needed 4) (mul 3 1048576)) 1)) }}
 {{- end }}
 {{- end }}
 {{- end }}

@@ -145,7 +145,7 @@ final class RunCommand implements Callable<Integer> {
       defaultValue = "33554432",
       description =
           "Largest state a client may write, in bytes (default 32 MiB); larger is 413. A write is"
-              + " held in memory: keep the heap at least 4 x this + 128 MiB.")
+              + " held in memory: keep the heap at least 6 x this + 128 MiB.")
   long maxStateBytes;
 
   @Option(

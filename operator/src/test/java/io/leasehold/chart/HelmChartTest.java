@@ -185,6 +185,9 @@ class HelmChartTest {
       logFormat: json
       logLevel: DEBUG
       maxStateBytes: 67108864
+      resources:
+        limits:
+          memory: 768Mi
       maxLockWait: 30m
       networkPolicy:
         backend:
@@ -962,7 +965,9 @@ class HelmChartTest {
         "'tls: {clientAuth: {mode: require}}' | tls.clientAuth.caConfigMap is required",
         "'podDisruptionBudget: {maxUnavailable: 1}' | give minAvailable or maxUnavailable, not"
             + " both",
-        "'maxStateBytes: 134217728' | needs a heap of at least 640 MiB",
+        "'maxStateBytes: 134217728' | needs a heap of at least 896 MiB (6 x maxStateBytes + 128"
+            + " MiB), but resources.limits.memory 512Mi gives 384 MiB (75%): raise the limit to at"
+            + " least 1195Mi",
       })
   void inconsistent(String values, String message) {
     assertThatThrownBy(() -> template(values + "\n"))
@@ -975,7 +980,7 @@ class HelmChartTest {
       "Raising maxStateBytes together with the memory limit, by the README's rule, is accepted")
   void memoryRaisedTogether() throws IOException {
     Rendered rendered =
-        Rendered.of("maxStateBytes: 134217728\nresources: {limits: {memory: 896Mi}}\n");
+        Rendered.of("maxStateBytes: 134217728\nresources: {limits: {memory: 1200Mi}}\n");
     assertThat(rendered.container().getArgs()).contains("--max-state-bytes=134217728");
   }
 
