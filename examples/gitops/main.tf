@@ -1,8 +1,8 @@
 terraform {
   backend "http" {
-    address        = "http://leasehold.leasehold-system.svc:8080/v1/states/infra/network"
-    lock_address   = "http://leasehold.leasehold-system.svc:8080/v1/states/infra/network/lock?wait=10m"
-    unlock_address = "http://leasehold.leasehold-system.svc:8080/v1/states/infra/network/lock"
+    address        = "https://leasehold.leasehold-system.svc:8080/v1/states/infra/network"
+    lock_address   = "https://leasehold.leasehold-system.svc:8080/v1/states/infra/network/lock?wait=10m"
+    unlock_address = "https://leasehold.leasehold-system.svc:8080/v1/states/infra/network/lock"
     username       = "network-runner"
   }
 }

@@ -62,5 +62,15 @@ public interface Access {
 
   Requester authenticate(String authorization);
 
+  /**
+   * Authenticates a request by its {@code Authorization} header or, when it sends none, by the
+   * client certificate its TLS connection presented (verified against the client CA during the
+   * handshake). Implementations that do not take certificates ignore it.
+   */
+  default Requester authenticate(
+      String authorization, java.util.Optional<java.security.cert.X509Certificate> certificate) {
+    return authenticate(authorization);
+  }
+
   void authorize(Requester who, Verb verb, String namespace, String name);
 }

@@ -4,7 +4,9 @@ import io.leasehold.kube.EventRecorder;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.LockService;
 import io.leasehold.ops.LeaseholdMetrics;
+import io.leasehold.ops.RequestDrain;
 import io.leasehold.state.StateNames;
+import io.leasehold.tls.BackendTls;
 import io.vertx.core.Vertx;
 import io.vertx.core.VertxOptions;
 import io.vertx.core.http.HttpMethod;
@@ -43,12 +45,36 @@ public final class HttpBackend implements AutoCloseable {
    * @param host address to listen on
    * @param port port to listen on (0: a free one)
    * @param maxWait upper bound of {@code ?wait=} on LOCK
+   * @param tls HTTPS; empty serves plain HTTP
    */
-  public record Config(String host, int port, Duration maxWait, java.util.Set<String> namespaces) {
+  public record Config(
+      String host,
+      int port,
+      Duration maxWait,
+      java.util.Set<String> namespaces,
+      Optional<BackendTls> tls) {
+
+    public Config(String host, int port, Duration maxWait, java.util.Set<String> namespaces) {
+      this(host, port, maxWait, namespaces, Optional.empty());
+    }
 
     /** Serving every namespace. */
     public Config(String host, int port, Duration maxWait) {
       this(host, port, maxWait, java.util.Set.of());
+    }
+
+    public Config withNamespaces(java.util.Set<String> serving) {
+      return new Config(host, port, maxWait, serving, tls);
+    }
+
+    /** The same on another port. */
+    public Config withPort(int other) {
+      return new Config(host, other, maxWait, namespaces, tls);
+    }
+
+    /** The same, serving HTTPS with {@code backendTls}. */
+    public Config withTls(BackendTls backendTls) {
+      return new Config(host, port, maxWait, namespaces, Optional.of(backendTls));
     }
   }
 
@@ -62,53 +88,22 @@ public final class HttpBackend implements AutoCloseable {
   private final HttpServer server;
   private final LockWaiters waiters;
   private final String host;
-
-  /** Requests being answered, so a stop lets them finish. */
-  private static final class InFlight {
-    private final java.util.concurrent.atomic.AtomicInteger count =
-        new java.util.concurrent.atomic.AtomicInteger();
-    volatile boolean draining;
-
-    void begin(HttpServerRequest request) {
-      count.incrementAndGet();
-      java.util.concurrent.atomic.AtomicBoolean done =
-          new java.util.concurrent.atomic.AtomicBoolean();
-      Runnable end =
-          () -> {
-            if (done.compareAndSet(false, true)) {
-              count.decrementAndGet();
-            }
-          };
-      request.response().endHandler(v -> end.run());
-      // The response's own close handler is the lock route's; the connection's is free (an
-      // HTTP/1.1 connection answers one request at a time).
-      request.connection().closeHandler(v -> end.run());
-    }
-
-    /** Waits until no request is being answered, or {@code within} has passed. */
-    boolean awaitIdle(Duration within) {
-      long deadline = System.nanoTime() + within.toNanos();
-      while (count.get() > 0 && System.nanoTime() < deadline) {
-        try {
-          Thread.sleep(20);
-        } catch (InterruptedException e) {
-          Thread.currentThread().interrupt();
-          return false;
-        }
-      }
-      return count.get() == 0;
-    }
-  }
-
-  private final InFlight inFlight;
+  private final boolean https;
+  private final RequestDrain drain;
 
   private HttpBackend(
-      Vertx vertx, HttpServer server, LockWaiters waiters, InFlight inFlight, String host) {
-    this.inFlight = inFlight;
+      Vertx vertx,
+      HttpServer server,
+      LockWaiters waiters,
+      String host,
+      boolean https,
+      RequestDrain drain) {
     this.vertx = vertx;
     this.server = server;
     this.waiters = waiters;
     this.host = host;
+    this.https = https;
+    this.drain = drain;
   }
 
   /**
@@ -142,29 +137,17 @@ public final class HttpBackend implements AutoCloseable {
           }
         });
     Routes routes = new Routes(vertx, backend, lockRequests, access, config);
-    HttpServer server =
-        vertx.createHttpServer(
-            new HttpServerOptions()
-                .setHost(config.host())
-                .setPort(config.port())
-                .setCompressionSupported(true)
-                .setDecompressionSupported(true));
-    Router router = routes.router();
-    InFlight inFlight = new InFlight();
-    server.requestHandler(
-        request -> {
-          if (inFlight.draining) {
-            request
-                .response()
-                .setStatusCode(503)
-                .putHeader("Retry-After", "1")
-                .putHeader("Connection", "close")
-                .end("this leasehold replica is shutting down; retry\n");
-            return;
-          }
-          inFlight.begin(request);
-          router.handle(request);
-        });
+    HttpServerOptions options =
+        new HttpServerOptions()
+            .setHost(config.host())
+            .setPort(config.port())
+            .setCompressionSupported(true)
+            .setDecompressionSupported(true);
+    config.tls().ifPresent(tls -> tls.configure(options));
+    HttpServer server = vertx.createHttpServer(options);
+    RequestDrain drain = new RequestDrain();
+    metrics.requestsInProgress(drain);
+    server.requestHandler(drain.install(routes.router()));
     try {
       server.listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
     } catch (Exception e) {
@@ -179,7 +162,8 @@ public final class HttpBackend implements AutoCloseable {
               + e.getMessage(),
           e);
     }
-    return new HttpBackend(vertx, server, waiters, inFlight, config.host());
+    config.tls().ifPresent(tls -> tls.keepCurrent(vertx));
+    return new HttpBackend(vertx, server, waiters, config.host(), config.tls().isPresent(), drain);
   }
 
   public int port() {
@@ -189,7 +173,21 @@ public final class HttpBackend implements AutoCloseable {
   /** Base URL of the state addresses: append {@code NS/NAME}. */
   public String url() {
     String h = host.contains(":") ? "[" + host + "]" : host;
-    return "http://" + h + ":" + port() + "/v1/states/";
+    return (https ? "https://" : "http://") + h + ":" + port() + "/v1/states/";
+  }
+
+  /**
+   * Drains the backend before it closes: requests that arrive from now on are refused with 503 and
+   * {@code Connection: close} (Terraform retries them, on another replica once this one has left
+   * the Service's endpoints), and this waits up to {@code timeout} for the requests in progress to
+   * finish. Returns how many were still in progress when it gave up.
+   */
+  public int drain(Duration timeout) throws InterruptedException {
+    drain.refuseNew();
+    // Waiting ?wait= LOCKs are requests in progress too: they are answered now (503), so their
+    // clients retry on another replica, where their places in line wait for them.
+    waiters.drain(Duration.ofSeconds(5));
+    return drain.awaitIdle(timeout);
   }
 
   /**
@@ -203,13 +201,13 @@ public final class HttpBackend implements AutoCloseable {
 
   /** Stops within about {@code grace}: see {@link #close()}. */
   public void close(Duration grace) {
-    inFlight.draining = true;
-    waiters.drain(Duration.ofSeconds(5));
-    if (!inFlight.awaitIdle(grace)) {
-      LOG.warn(
-          "{} backend request(s) still running after {}; stopping anyway",
-          inFlight.count.get(),
-          grace);
+    try {
+      int left = drain(grace);
+      if (left > 0) {
+        LOG.warn("{} backend request(s) still running after {}; stopping anyway", left, grace);
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
     }
     waiters.close();
     try {
@@ -346,12 +344,13 @@ public final class HttpBackend implements AutoCloseable {
         return;
       }
       String authorization = ctx.request().getHeader("Authorization");
+      var certificate = ClientCertificate.of(ctx.request());
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
       vertx
           .executeBlocking(
               () -> {
-                Requester who = access.authenticate(authorization);
+                Requester who = access.authenticate(authorization, certificate);
                 access.authorize(who, verb, ns, name);
                 StateBackend.Target target = backend.resolve(ns, name);
                 return handler.handle(target, who);
@@ -383,6 +382,7 @@ public final class HttpBackend implements AutoCloseable {
         request.response().writeContinue();
       }
       String authorization = request.getHeader("Authorization");
+      var certificate = ClientCertificate.of(request);
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
       String lockId = request.getParam("ID");
@@ -390,7 +390,7 @@ public final class HttpBackend implements AutoCloseable {
       vertx
           .executeBlocking(
               () -> {
-                Requester who = access.authenticate(authorization);
+                Requester who = access.authenticate(authorization, certificate);
                 access.authorize(who, Access.Verb.UPDATE, ns, name);
                 StateBackend.Target target = backend.resolve(ns, name);
                 return backend.post(target, lockId, body, contentMd5, who);
@@ -412,6 +412,7 @@ public final class HttpBackend implements AutoCloseable {
         return;
       }
       String authorization = ctx.request().getHeader("Authorization");
+      var certificate = ClientCertificate.of(ctx.request());
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
       String waitParam = ctx.request().getParam("wait");
@@ -435,7 +436,7 @@ public final class HttpBackend implements AutoCloseable {
       vertx
           .executeBlocking(
               () -> {
-                Requester who = access.authenticate(authorization);
+                Requester who = access.authenticate(authorization, certificate);
                 access.authorize(who, Access.Verb.UPDATE, ns, name);
                 return new Resolved(backend.resolve(ns, name), who, locks.caller(who));
               },
@@ -509,7 +510,14 @@ public final class HttpBackend implements AutoCloseable {
 
         @Override
         public void onClose(Runnable closed) {
-          ctx.response().closeHandler(v -> closed.run());
+          // An end handler, not the response's one close handler, which the router uses: it is
+          // told with a failure when the connection closes before the answer is sent.
+          ctx.addEndHandler(
+              ended -> {
+                if (ended.failed()) {
+                  closed.run();
+                }
+              });
         }
       };
     }
@@ -519,6 +527,7 @@ public final class HttpBackend implements AutoCloseable {
         return;
       }
       String authorization = ctx.request().getHeader("Authorization");
+      var certificate = ClientCertificate.of(ctx.request());
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
       byte[] body = body(ctx);
@@ -532,7 +541,7 @@ public final class HttpBackend implements AutoCloseable {
       vertx
           .executeBlocking(
               () -> {
-                Requester who = access.authenticate(authorization);
+                Requester who = access.authenticate(authorization, certificate);
                 access.authorize(
                     who, force ? Access.Verb.FORCE_UNLOCK : Access.Verb.UPDATE, ns, name);
                 StateBackend.Target target = backend.resolve(ns, name);
@@ -609,7 +618,7 @@ public final class HttpBackend implements AutoCloseable {
         return;
       }
       response.putHeader("Content-Length", Long.toString(body.length()));
-      response.closeHandler(v -> closeQuietly(in));
+      ctx.addEndHandler(ended -> closeQuietly(in));
       new Pump(ctx, in).run();
     }
 

@@ -31,12 +31,78 @@ public final class KubernetesAccess implements Access {
 
   private record Cached<T>(T value, long until) {}
 
+  /** The audience runners' projected ServiceAccount tokens must be issued for. */
+  public static final String AUDIENCE = "leasehold";
+
+  /**
+   * Which tokens are accepted.
+   *
+   * @param audience the audience a token must be issued for ({@code serviceAccountToken.audience}
+   *     of the runner's projected volume)
+   * @param acceptApiServerTokens also accept tokens issued for the API server (the pods' default
+   *     token), for a migration; such a token sent to leasehold could be replayed against the API
+   *     server, so this is off unless asked for
+   */
+  public record Tokens(String audience, boolean acceptApiServerTokens) {
+    public Tokens {
+      if (audience == null || audience.isBlank()) {
+        throw new IllegalArgumentException("the token audience must not be empty");
+      }
+    }
+
+    public static final Tokens DEFAULT = new Tokens(AUDIENCE, false);
+  }
+
+  private static final org.slf4j.Logger LOG =
+      org.slf4j.LoggerFactory.getLogger(KubernetesAccess.class);
+
   private final KubernetesClient client;
+  private final Tokens accepted;
   private final Map<String, Cached<Requester>> tokens = new ConcurrentHashMap<>();
   private final Map<String, Cached<Boolean>> decisions = new ConcurrentHashMap<>();
+  private final java.util.Set<String> warnedApiServerTokens = ConcurrentHashMap.newKeySet();
 
   public KubernetesAccess(KubernetesClient client) {
+    this(client, Tokens.DEFAULT);
+  }
+
+  public KubernetesAccess(KubernetesClient client, Tokens accepted) {
     this.client = client;
+    this.accepted = accepted;
+  }
+
+  /**
+   * A request with no {@code Authorization} header whose TLS connection presented a verified client
+   * certificate is the certificate's subject: its common name is the user and its organisations the
+   * groups, as the Kubernetes API server reads client certificates. A token, when sent, wins.
+   */
+  @Override
+  public Requester authenticate(
+      String authorization, java.util.Optional<java.security.cert.X509Certificate> certificate) {
+    if ((authorization == null || authorization.isBlank()) && certificate.isPresent()) {
+      return fromCertificate(certificate.get());
+    }
+    return authenticate(authorization);
+  }
+
+  private static Requester fromCertificate(java.security.cert.X509Certificate certificate) {
+    org.bouncycastle.asn1.x500.X500Name subject =
+        org.bouncycastle.asn1.x500.X500Name.getInstance(
+            certificate.getSubjectX500Principal().getEncoded());
+    String user = null;
+    List<String> groups = new java.util.ArrayList<>();
+    for (var rdn : subject.getRDNs(org.bouncycastle.asn1.x500.style.BCStyle.CN)) {
+      user = org.bouncycastle.asn1.x500.style.IETFUtils.valueToString(rdn.getFirst().getValue());
+    }
+    for (var rdn : subject.getRDNs(org.bouncycastle.asn1.x500.style.BCStyle.O)) {
+      groups.add(
+          org.bouncycastle.asn1.x500.style.IETFUtils.valueToString(rdn.getFirst().getValue()));
+    }
+    if (user == null || user.isBlank()) {
+      throw unauthorized(
+          "the client certificate names no user: its subject needs a common name (CN)");
+    }
+    return new Requester(user, null, List.copyOf(groups), Map.of());
   }
 
   @Override
@@ -69,24 +135,32 @@ public final class KubernetesAccess implements Access {
     if (cached != null && cached.until() - now > 0) {
       return cached.value();
     }
-    TokenReview review;
-    try {
-      review =
-          client
-              .authentication()
-              .v1()
-              .tokenReviews()
-              .create(new TokenReviewBuilder().withNewSpec().withToken(token).endSpec().build());
-    } catch (KubernetesClientException e) {
-      throw ReplyException.text(
-          503, "cannot check the token with a TokenReview: " + e.getMessage() + "; retry");
-    }
-    if (review.getStatus() == null || !Boolean.TRUE.equals(review.getStatus().getAuthenticated())) {
-      String why =
-          review.getStatus() == null || review.getStatus().getError() == null
-              ? "it is unknown, expired or revoked"
-              : review.getStatus().getError();
-      throw unauthorized("the API server did not accept the token: " + why);
+    TokenReview review = review(token, List.of(accepted.audience()));
+    if (!authenticated(review, accepted.audience())) {
+      TokenReview apiServer = accepted.acceptApiServerTokens() ? review(token, List.of()) : null;
+      if (apiServer == null || !authenticated(apiServer, null)) {
+        String why =
+            review.getStatus() == null || review.getStatus().getError() == null
+                ? "it is unknown, expired, revoked, or not issued for this audience"
+                : review.getStatus().getError();
+        throw unauthorized(
+            "the API server did not accept the token: "
+                + why
+                + ". The backend takes tokens issued for the audience '"
+                + accepted.audience()
+                + "': a projected ServiceAccount token (serviceAccountToken.audience: "
+                + accepted.audience()
+                + "), not the pod's default API-server token");
+      }
+      review = apiServer;
+      String user = review.getStatus().getUser().getUsername();
+      if (warnedApiServerTokens.size() < CACHE_LIMIT && warnedApiServerTokens.add(user)) {
+        LOG.warn(
+            "{} authenticated with an API-server token, accepted only because of"
+                + " --accept-api-server-tokens: give it a projected token with audience {}",
+            user,
+            accepted.audience());
+      }
     }
     var user = review.getStatus().getUser();
     Requester requester =
@@ -162,6 +236,41 @@ public final class KubernetesAccess implements Access {
               + verb.rbac()
               + "]}");
     }
+  }
+
+  private TokenReview review(String token, List<String> audiences) {
+    try {
+      return client
+          .authentication()
+          .v1()
+          .tokenReviews()
+          .create(
+              new TokenReviewBuilder()
+                  .withNewSpec()
+                  .withToken(token)
+                  .withAudiences(audiences.isEmpty() ? null : audiences)
+                  .endSpec()
+                  .build());
+    } catch (KubernetesClientException e) {
+      throw ReplyException.text(
+          503, "cannot check the token with a TokenReview: " + e.getMessage() + "; retry");
+    }
+  }
+
+  /**
+   * Whether the review authenticated the token, and, when it asked for {@code audience}, whether
+   * the API server confirmed it: an authenticator that ignores audiences returns none, and its
+   * answer does not prove the token was issued for leasehold.
+   */
+  private static boolean authenticated(TokenReview review, String audience) {
+    if (review.getStatus() == null
+        || !Boolean.TRUE.equals(review.getStatus().getAuthenticated())
+        || review.getStatus().getUser() == null) {
+      return false;
+    }
+    return audience == null
+        || (review.getStatus().getAudiences() != null
+            && review.getStatus().getAudiences().contains(audience));
   }
 
   private static ReplyException unauthorized(String message) {

@@ -57,9 +57,7 @@ public final class Replica implements AutoCloseable {
     HttpBackend.Config http = settings.http();
     if (http.namespaces().isEmpty() && !operator.options().namespaces().isEmpty()) {
       // The backend serves only the namespaces the operator watches (and may read).
-      http =
-          new HttpBackend.Config(
-              http.host(), http.port(), http.maxWait(), operator.options().namespaces());
+      http = http.withNamespaces(operator.options().namespaces());
     }
     KubernetesClient client = operator.client();
     return HttpBackend.start(

@@ -1,5 +1,7 @@
 package io.leasehold.cli;
 
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.PodBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.leasehold.backend.Access;
@@ -8,10 +10,15 @@ import io.leasehold.backend.JobPods;
 import io.leasehold.backend.KubernetesAccess;
 import io.leasehold.backend.KubernetesJobPods;
 import io.leasehold.embedded.EmbeddedKubernetes;
+import io.leasehold.kube.EventRecorder;
 import io.leasehold.lock.LockService;
+import io.leasehold.operator.CrdCompatibility;
 import io.leasehold.operator.LeaseholdOperator;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.ops.ManagementServer;
+import io.leasehold.ops.Shutdown;
+import io.leasehold.tls.BackendTls;
+import io.leasehold.tls.CaPublisher;
 import io.micrometer.core.instrument.binder.jvm.JvmGcMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmMemoryMetrics;
 import io.micrometer.core.instrument.binder.jvm.JvmThreadMetrics;
@@ -30,6 +37,9 @@ import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Supplier;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import picocli.CommandLine;
@@ -48,9 +58,21 @@ import picocli.CommandLine.Option;
 final class RunCommand implements Callable<Integer> {
 
   private static final Logger LOG = LoggerFactory.getLogger(RunCommand.class);
-  private static final long SHUTDOWN_GRACE_SECONDS = 30;
 
   @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+  @CommandLine.Mixin SecurityOptions security = new SecurityOptions();
+
+  @CommandLine.Mixin ShutdownOptions shutdownOptions = new ShutdownOptions();
+
+  @Option(
+      names = "--leader-election-lease",
+      paramLabel = "NAME",
+      defaultValue = LeaseholdOperator.LEADER_LEASE,
+      description =
+          "Name of the leader-election Lease (default ${DEFAULT-VALUE}); installations sharing a"
+              + " namespace need different names.")
+  String leaderLease;
 
   @Option(
       names = "--embedded",
@@ -91,9 +113,8 @@ final class RunCommand implements Callable<Integer> {
       defaultValue = "true",
       fallbackValue = "true",
       description =
-          "Elect one active replica on the Lease "
-              + LeaseholdOperator.LEADER_LEASE
-              + " (default: on; always off with --embedded).")
+          "Elect one active replica on the Lease --leader-election-lease (default: on; always"
+              + " off with --embedded).")
   boolean leaderElection;
 
   @Option(
@@ -122,8 +143,10 @@ final class RunCommand implements Callable<Integer> {
   @Option(
       names = "--max-state-bytes",
       paramLabel = "BYTES",
-      defaultValue = "134217728",
-      description = "Largest state a client may write, in bytes (default 128 MiB); larger is 413.")
+      defaultValue = "33554432",
+      description =
+          "Largest state a client may write, in bytes (default 32 MiB); larger is 413. A write is"
+              + " held in memory: keep the heap at least 6 x this + 128 MiB.")
   long maxStateBytes;
 
   @Option(
@@ -174,7 +197,8 @@ final class RunCommand implements Callable<Integer> {
   }
 
   private ManagementServer management(String host, int port, LeaseholdOperator operator) {
-    return ManagementServer.start(host, port, registry, operator::health, operator::readiness);
+    return ManagementServer.start(
+        host, port, registry, operator::health, shutdown.readiness(operator::readiness));
   }
 
   private LockService.Settings lockSettings() {
@@ -201,6 +225,8 @@ final class RunCommand implements Callable<Integer> {
             spec.commandLine(), "cannot read manifest " + manifest);
       }
     }
+    security.validate(spec.commandLine(), embedded);
+    shutdown = shutdownOptions.shutdown();
     Thread hook = installShutdownHook();
     try {
       return embedded ? runEmbedded() : runInCluster();
@@ -234,47 +260,158 @@ final class RunCommand implements Callable<Integer> {
 
   private int runInCluster() throws InterruptedException {
     try (KubernetesClient client = new KubernetesClientBuilder().build()) {
+      String podNamespace = System.getenv("POD_NAMESPACE");
+      if (podNamespace == null) {
+        podNamespace = client.getNamespace() == null ? "default" : client.getNamespace();
+      }
       Optional<String> electionNamespace = Optional.empty();
       if (leaderElection) {
-        String ns = leaderElectionNamespace;
-        if (ns == null) {
-          ns = System.getenv("POD_NAMESPACE");
-        }
-        if (ns == null) {
-          ns = client.getNamespace() == null ? "default" : client.getNamespace();
-        }
-        electionNamespace = Optional.of(ns);
+        electionNamespace =
+            Optional.of(leaderElectionNamespace != null ? leaderElectionNamespace : podNamespace);
       }
       Set<String> watched = watchedNamespaces();
       LOG.info(
           "connecting to {}, watching {}, leader election {}",
           client.getMasterUrl(),
           watched.isEmpty() ? "all namespaces" : watched,
-          electionNamespace
-              .map(ns -> "on Lease " + ns + "/" + LeaseholdOperator.LEADER_LEASE)
-              .orElse("off"));
-      try (Replica replica =
-              Replica.start(
-                  client,
-                  new LeaseholdOperator.Options(watched, electionNamespace, identity(), metrics())
-                      .withLocks(lockSettings()),
-                  new Replica.Backend(
-                      new KubernetesAccess(client),
-                      new KubernetesJobPods(client),
-                      new HttpBackend.Config(
-                          httpHost, httpPort == null ? 8080 : httpPort, maxLockWait),
-                      maxStateBytes));
-          ManagementServer management =
-              management(
-                  httpHost, managementPort == null ? 8081 : managementPort, replica.operator())) {
-        LOG.info(
-            "Terraform HTTP backend at {}; metrics and health on port {}",
-            replica.url(),
-            management.port());
-        awaitShutdown();
+          electionNamespace.map(ns -> "on Lease " + ns + "/" + leaderLease).orElse("off"));
+      // Until the operator runs, the management server says what it waits for.
+      AtomicReference<Supplier<ManagementServer.Check>> health =
+          new AtomicReference<>(() -> new ManagementServer.Check(true, "starting"));
+      AtomicReference<Supplier<ManagementServer.Check>> readiness =
+          new AtomicReference<>(() -> new ManagementServer.Check(false, "starting"));
+      try (ManagementServer management =
+          ManagementServer.start(
+              httpHost,
+              managementPort == null ? 8081 : managementPort,
+              registry,
+              () -> health.get().get(),
+              shutdown.readiness(() -> readiness.get().get()))) {
+        CrdCompatibility.Verdict crd = awaitUsableCrd(client, podNamespace, readiness);
+        if (crd == null) {
+          return 0;
+        }
+        Optional<BackendTls> tls = security.backendTls(client, podNamespace, List.of());
+        HttpBackend.Config config =
+            new HttpBackend.Config(httpHost, httpPort == null ? 8080 : httpPort, maxLockWait);
+        if (tls.isPresent()) {
+          config = config.withTls(tls.get());
+        } else {
+          LOG.warn(
+              "--plain-http: the Terraform backend serves plain HTTP, and runners' tokens cross"
+                  + " the network in clear text");
+        }
+        try (LeaseholdOperator operator =
+                LeaseholdOperator.start(
+                    client,
+                    new LeaseholdOperator.Options(watched, electionNamespace, identity(), metrics())
+                        .withLeaderLease(leaderLease)
+                        .withLocks(lockSettings()));
+            CaPublisher publisher = publisher(client, tls, watched);
+            HttpBackend backend =
+                Replica.serve(
+                    operator,
+                    new Replica.Backend(
+                        new KubernetesAccess(client, security.tokens()),
+                        new KubernetesJobPods(client),
+                        config,
+                        maxStateBytes))) {
+          health.set(operator::health);
+          readiness.set(() -> withCrdWarning(operator.readiness(), crd));
+          LOG.info(
+              "Terraform HTTP backend at {}; metrics and health on port {}",
+              backend.url(),
+              management.port());
+          awaitShutdown();
+          drain(backend);
+        }
       }
     }
     return 0;
+  }
+
+  /** The shutdown sequence's drain of the backend (see {@link Shutdown}). */
+  private void drain(HttpBackend backend) {
+    shutdown
+        .then(
+            "drain the Terraform backend",
+            left -> {
+              int cut = backend.drain(left);
+              if (cut > 0) {
+                LOG.warn("{} backend requests were still in progress when the drain ended", cut);
+              }
+            })
+        .run();
+  }
+
+  private CaPublisher publisher(
+      KubernetesClient client, Optional<BackendTls> tls, Set<String> watched) {
+    if (tls.isEmpty() || security.publishCa().isEmpty()) {
+      return null;
+    }
+    Set<String> namespaces = new LinkedHashSet<>(watched);
+    namespaces.addAll(security.publishNamespaces());
+    return CaPublisher.start(
+        client, tls.get(), security.publishCa().get(), namespaces, watched.isEmpty());
+  }
+
+  private static ManagementServer.Check withCrdWarning(
+      ManagementServer.Check check, CrdCompatibility.Verdict crd) {
+    return crd.current()
+        ? check
+        : new ManagementServer.Check(check.ok(), check.detail() + "; warning: " + crd.message());
+  }
+
+  /**
+   * Checks the TerraformState CRD before starting, and while it is missing or does not serve the
+   * version this operator reads, waits, not ready, saying why in /readyz, the log and a Warning
+   * Event on this pod, instead of exiting into a crash loop. Returns null when told to stop.
+   */
+  private CrdCompatibility.Verdict awaitUsableCrd(
+      KubernetesClient client,
+      String podNamespace,
+      AtomicReference<Supplier<ManagementServer.Check>> readiness)
+      throws InterruptedException {
+    String said = null;
+    try (EventRecorder events = new EventRecorder(client, identity())) {
+      while (true) {
+        CrdCompatibility.Verdict verdict = CrdCompatibility.check(client);
+        if (!verdict.message().equals(said) && !verdict.message().isEmpty()) {
+          said = verdict.message();
+          LOG.warn(said);
+          thisPod(podNamespace)
+              .ifPresent(
+                  pod ->
+                      events.warning(pod, "CustomResourceDefinitionOutdated", verdict.message()));
+        }
+        if (verdict.usable()) {
+          return verdict;
+        }
+        readiness.set(() -> CrdCompatibility.asCheck(verdict));
+        if (stopRequested.await(CRD_RETRY_SECONDS, TimeUnit.SECONDS)) {
+          return null;
+        }
+      }
+    }
+  }
+
+  private static final long CRD_RETRY_SECONDS = 10;
+
+  /** This pod, as the chart names it to the container (POD_NAME, POD_UID). */
+  private static Optional<Pod> thisPod(String namespace) {
+    String name = System.getenv("POD_NAME");
+    String uid = System.getenv("POD_UID");
+    if (name == null || name.isBlank()) {
+      return Optional.empty();
+    }
+    return Optional.of(
+        new PodBuilder()
+            .withNewMetadata()
+            .withName(name)
+            .withNamespace(namespace)
+            .withUid(uid)
+            .endMetadata()
+            .build());
   }
 
   private int runEmbedded() throws InterruptedException {
@@ -287,45 +424,59 @@ final class RunCommand implements Callable<Integer> {
       if (kubeconfigOut != null) {
         api.writeKubeconfig(kubeconfigOut);
       }
+      Optional<BackendTls> tls =
+          security.backendTls(client, "default", List.of("localhost", "127.0.0.1"));
+      HttpBackend.Config config =
+          new HttpBackend.Config("127.0.0.1", httpPort == null ? 0 : httpPort, maxLockWait);
+      if (tls.isPresent()) {
+        config = config.withTls(tls.get());
+      }
+      HttpBackend.Config base = config;
       List<AutoCloseable> running = new ArrayList<>();
       try {
-        List<Replica> started = new ArrayList<>();
+        List<HttpBackend> backends = new ArrayList<>();
         List<ManagementServer> managements = new ArrayList<>();
         for (int i = 1; i <= replicas; i++) {
           boolean first = i == 1;
           Optional<String> election =
               replicas > 1 ? Optional.of(EmbeddedKubernetes.DEFAULT_NAMESPACE) : Optional.empty();
           String identity = replicas > 1 ? "replica-" + i : "embedded";
-          LeaseholdMetrics metrics =
-              first
-                  ? metrics()
-                  : new LeaseholdMetrics(new PrometheusMeterRegistry(PrometheusConfig.DEFAULT));
-          Replica replica =
-              Replica.start(
-                  client,
+          PrometheusMeterRegistry own =
+              first ? registry : new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+          LeaseholdMetrics metrics = first ? metrics() : new LeaseholdMetrics(own);
+          LeaseholdOperator operator =
+              LeaseholdOperator.start(
+                  // Each replica with a client of its own, acting as the operator.
+                  first ? client : track(running, api.newClient()),
                   new LeaseholdOperator.Options(watchedNamespaces(), election, identity, metrics)
-                      .withLocks(lockSettings()),
+                      .withLocks(lockSettings()));
+          running.add(0, operator);
+          HttpBackend backend =
+              Replica.serve(
+                  operator,
                   new Replica.Backend(
-                      Access.NONE,
-                      JobPods.NONE,
-                      new HttpBackend.Config(
-                          "127.0.0.1", first && httpPort != null ? httpPort : 0, maxLockWait),
-                      maxStateBytes));
-          running.add(0, replica);
-          started.add(replica);
+                      Access.NONE, JobPods.NONE, first ? base : base.withPort(0), maxStateBytes));
+          running.add(0, backend);
+          backends.add(backend);
           ManagementServer management =
               ManagementServer.start(
                   "127.0.0.1",
                   first && managementPort != null ? managementPort : 0,
-                  (PrometheusMeterRegistry) metrics.registry(),
-                  replica.operator()::health,
-                  replica.operator()::readiness);
+                  own,
+                  operator::health,
+                  shutdown.readiness(operator::readiness));
           running.add(0, management);
           managements.add(management);
         }
+        if (replicas == 1) {
+          CaPublisher publisher = publisher(client, tls, watchedNamespaces());
+          if (publisher != null) {
+            running.add(0, publisher);
+          }
+        }
         out.println("kubernetes-api: " + api.url());
-        for (int i = 0; i < started.size(); i++) {
-          out.println("terraform-backend: " + started.get(i).url());
+        for (HttpBackend backend : backends) {
+          out.println("terraform-backend: " + backend.url());
         }
         for (ManagementServer management : managements) {
           out.println("metrics: http://127.0.0.1:" + management.port() + "/metrics");
@@ -341,6 +492,9 @@ final class RunCommand implements Callable<Integer> {
             api.url(),
             replicas > 1 ? "s (" + replicas + " replicas, leader election on)" : "");
         awaitShutdown();
+        for (HttpBackend backend : backends) {
+          drain(backend);
+        }
       } finally {
         for (AutoCloseable c : running) {
           try {
@@ -354,6 +508,11 @@ final class RunCommand implements Callable<Integer> {
     return 0;
   }
 
+  private static <T extends AutoCloseable> T track(List<AutoCloseable> running, T closeable) {
+    running.add(closeable);
+    return closeable;
+  }
+
   private final CountDownLatch stopRequested = new CountDownLatch(1);
   private final CountDownLatch stopped = new CountDownLatch(1);
 
@@ -365,13 +524,18 @@ final class RunCommand implements Callable<Integer> {
     stopRequested.await();
   }
 
+  private Shutdown shutdown;
+
   private Thread installShutdownHook() {
+    // The hook waits for the whole shutdown sequence and then the closing of what runs.
+    long grace = shutdown.budget().toSeconds() + 15;
     Thread hook =
         new Thread(
             () -> {
+              shutdown.begin();
               stopRequested.countDown();
               try {
-                stopped.await(SHUTDOWN_GRACE_SECONDS, java.util.concurrent.TimeUnit.SECONDS);
+                stopped.await(grace, java.util.concurrent.TimeUnit.SECONDS);
               } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
               }

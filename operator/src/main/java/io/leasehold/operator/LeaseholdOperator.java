@@ -23,7 +23,11 @@ import java.util.Set;
  */
 public final class LeaseholdOperator implements AutoCloseable {
 
-  /** Default name of the Lease the replicas elect a leader on. */
+  /**
+   * Default name of the Lease the replicas elect a leader on. Two installations in one namespace
+   * must use different names (the Helm chart derives one from the release), or they share a leader
+   * and one of them never reconciles.
+   */
   public static final String LEADER_LEASE = "leasehold-operator-leader";
 
   /**
@@ -35,6 +39,7 @@ public final class LeaseholdOperator implements AutoCloseable {
    * @param identity this replica's name in Events, leader election and the line
    * @param locks the lock's settings (ticket grace, owner timeout)
    * @param election leader election's timing
+   * @param leaderLease name of the leader-election Lease
    */
   public record Options(
       Set<String> namespaces,
@@ -73,6 +78,12 @@ public final class LeaseholdOperator implements AutoCloseable {
     public Options withElection(Leadership.Timing timing) {
       return new Options(
           namespaces, leaderElectionNamespace, identity, metrics, locks, timing, leaderLease);
+    }
+
+    /** The same options electing the leader on the Lease {@code name}. */
+    public Options withLeaderLease(String name) {
+      return new Options(
+          namespaces, leaderElectionNamespace, identity, metrics, locks, election, name);
     }
   }
 

@@ -98,6 +98,15 @@ public final class LeaseholdMetrics {
   }
 
   /** A lock taken over because its holder stopped renewing it. */
+  /**
+   * Exposes the backend's requests in progress, which fall to zero as a stopping replica drains.
+   */
+  public void requestsInProgress(RequestDrain drain) {
+    Gauge.builder("leasehold.backend.requests.in.progress", drain, RequestDrain::inProgress)
+        .description("Terraform backend requests in progress (waiting LOCKs included)")
+        .register(registry);
+  }
+
   public void lockExpiredTakenOver() {
     Counter.builder("leasehold.locks.expired")
         .description("Expired runner locks taken over by another client")

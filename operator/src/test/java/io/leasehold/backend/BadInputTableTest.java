@@ -93,6 +93,7 @@ class BadInputTableTest {
       String token = review.path("spec").path("token").asText();
       ObjectNode status = review.putObject("status");
       if (token.endsWith("-token")) {
+        status.set("audiences", review.path("spec").path("audiences"));
         status
             .put("authenticated", true)
             .putObject("user")

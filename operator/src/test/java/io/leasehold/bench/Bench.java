@@ -78,8 +78,8 @@ public final class Bench implements Callable<Integer> {
   @Option(
       names = "--sizes",
       split = ",",
-      defaultValue = "10240,1048576,16777216,67108864",
-      description = "raw state sizes in bytes (size)")
+      defaultValue = "10240,1048576,16777216",
+      description = "raw state sizes in bytes (size); the chart's maxStateBytes is always added")
   List<Integer> sizes;
 
   @Option(

@@ -33,15 +33,21 @@ import java.util.Random;
 final class StateSizeBenchmark implements Benchmark {
 
   /**
-   * The child operator's heap limit: the heap the Helm chart's default memory limit gives (512Mi at
-   * MaxRAMPercentage=75). The largest size must pass within it.
+   * The chart's defaults, read from the rendered chart: the child operator runs with the heap the
+   * chart's memory limit gives (MaxRAMPercentage=75) and the chart's maxStateBytes, so what is
+   * measured is what a default install can do.
    */
-  static final String CHILD_XMX = "384m";
+  private static final ChartMemory CHART = ChartMemory.read();
 
-  private static final long MAX_STATE_BYTES = 512L * 1024 * 1024;
+  static final String CHILD_XMX = CHART.heapMiB() + "m";
+
+  private static final long MAX_STATE_BYTES = CHART.maxStateBytes();
+
+  /** Peak live heap the largest allowed write(s) may reach, as a share of the heap. */
+  private static final double TARGET_HEAP_SHARE = 80.0;
+
   private static final Duration REQUEST_TIMEOUT = Duration.ofMinutes(5);
   private static final double MIB = 1024.0 * 1024.0;
-  private static final double TARGET_MULTIPLE = 3.0;
 
   @Override
   public String id() {
@@ -56,7 +62,7 @@ final class StateSizeBenchmark implements Benchmark {
   @Override
   public String description(BenchSettings settings) {
     return "For each state size ("
-        + sizes(settings)
+        + sizeLabels(settings)
         + "; the padding is random base64, which gzip shrinks least), leasehold's HTTP backend"
         + " writes a first version, then a second one over it (the measured write: every guard,"
         + " the history copy of the first version and the chunked Secrets), and serves it back"
@@ -66,13 +72,17 @@ final class StateSizeBenchmark implements Benchmark {
         + " pull/read, so above 1 means leasehold is faster. The operator and its backend run"
         + " in a child JVM of their own with `-Xmx"
         + CHILD_XMX
-        + "` (the heap of the Helm chart's default 512Mi memory limit), so the memory figures are"
+        + "` (the heap the Helm chart's default memory limit gives at MaxRAMPercentage=75, read"
+        + " from the rendered chart) and the chart's `maxStateBytes` ("
+        + label((int) MAX_STATE_BYTES)
+        + ", which is always measured as the largest size), so the memory figures are"
         + " the operator's alone: its peak live heap (the largest"
         + " heap left after any garbage collection, from the child's GC log) during that size's"
         + " two writes and read, above its idle heap just before, in MiB and as a multiple of"
-        + " the raw state (target at most "
-        + TARGET_MULTIPLE
-        + "x for the largest size). Limits: the API server is the in-memory one of `run"
+        + " the raw state; for the largest allowed write, and for two of them at once to two"
+        + " states, the whole peak as a share of the heap (target at most "
+        + TARGET_HEAP_SHARE
+        + "%); and a write one byte over the limit must be refused with 413. Limits: the API server is the in-memory one of `run"
         + " --embedded` in the benchmark's own JVM, on loopback, so the latencies leave out a"
         + " real API server's storage and network; the operator's informer cache of the state"
         + " Secrets (their base64 data) counts in its heap, as it would in a cluster; the heap"
@@ -86,11 +96,8 @@ final class StateSizeBenchmark implements Benchmark {
 
   @Override
   public List<Figure> run(BenchSettings settings) throws Exception {
-    List<Integer> sizes = settings.stateSizes();
-    if (sizes == null || sizes.isEmpty()) {
-      throw new IllegalArgumentException("no state sizes to measure");
-    }
-    int largest = sizes.stream().mapToInt(Integer::intValue).max().getAsInt();
+    List<Integer> sizes = sizes(settings);
+    int largest = (int) MAX_STATE_BYTES;
     boolean stock = Terraform.available();
     if (!stock) {
       System.out.println(
@@ -133,6 +140,18 @@ final class StateSizeBenchmark implements Benchmark {
         peak = Math.max(peak, child.heapAfterGc());
         double aboveMib = Math.max(0, peak - baseline) / MIB;
         double multiple = Math.max(0, peak - baseline) / (double) size;
+        if (size == largest) {
+          figures.add(
+              Figure.target(
+                  "operator peak live heap, largest allowed write ("
+                      + label(size)
+                      + "), share of the heap (-Xmx"
+                      + CHILD_XMX
+                      + ")",
+                  100.0 * peak / (CHART.heapMiB() * MIB),
+                  "%",
+                  TARGET_HEAP_SHARE));
+        }
 
         figures.add(Figure.of("leasehold write " + label, writeMs, "ms"));
         figures.add(Figure.of("leasehold read " + label, readMs, "ms"));
@@ -145,10 +164,7 @@ final class StateSizeBenchmark implements Benchmark {
         figures.add(Figure.of(heapName, aboveMib, "MiB"));
         String multipleName =
             "operator peak live heap / state " + label + " (-Xmx" + CHILD_XMX + ")";
-        figures.add(
-            size == largest
-                ? Figure.target(multipleName, multiple, "x", TARGET_MULTIPLE)
-                : Figure.of(multipleName, multiple, "x"));
+        figures.add(Figure.of(multipleName, multiple, "x"));
         removeState(client, name);
 
         if (stock) {
@@ -160,8 +176,158 @@ final class StateSizeBenchmark implements Benchmark {
           removeState(client, name + "-k");
         }
       }
+      figures.addAll(concurrentLargest(http, client, child));
+      refusedOverLimit(http, client, child);
     }
     return figures;
+  }
+
+  /** The sizes asked for, up to the chart's limit, and the limit itself: the largest allowed. */
+  private static List<Integer> sizes(BenchSettings settings) {
+    if (settings.stateSizes() == null || settings.stateSizes().isEmpty()) {
+      throw new IllegalArgumentException("no state sizes to measure");
+    }
+    List<Integer> sizes = new ArrayList<>();
+    settings.stateSizes().stream().filter(s -> s < MAX_STATE_BYTES).forEach(sizes::add);
+    sizes.add((int) MAX_STATE_BYTES);
+    return sizes;
+  }
+
+  /**
+   * Two writes of the largest allowed size to two states at the same moment: the operator's peak
+   * live heap as a share of its heap. (A write takes a worker and its body is read as it arrives,
+   * so concurrent large writes add up.)
+   */
+  private static List<Figure> concurrentLargest(
+      HttpClient http, KubernetesClient client, ChildOperator child) throws Exception {
+    List<String> names = List.of("big-a", "big-b");
+    for (String n : names) {
+      create(client, n);
+      post(
+          http,
+          child.url() + NAMESPACE + "/" + n,
+          exactState(1, (int) MAX_STATE_BYTES, 21),
+          child,
+          "first write of " + n);
+    }
+    settledHeap(child);
+    child.markGcLog();
+    List<java.util.concurrent.CompletableFuture<Void>> writes = new ArrayList<>();
+    long t0 = System.nanoTime();
+    for (int i = 0; i < names.size(); i++) {
+      String n = names.get(i);
+      String body = exactState(2, (int) MAX_STATE_BYTES, 31 + i);
+      writes.add(
+          java.util.concurrent.CompletableFuture.runAsync(
+              () -> {
+                try {
+                  post(
+                      http,
+                      child.url() + NAMESPACE + "/" + n,
+                      body,
+                      child,
+                      "concurrent write of " + n);
+                } catch (Exception e) {
+                  throw new IllegalStateException(e);
+                }
+              }));
+    }
+    for (var w : writes) {
+      w.get(10, java.util.concurrent.TimeUnit.MINUTES);
+    }
+    double ms = (System.nanoTime() - t0) / 1e6;
+    long peak = Math.max(child.peakHeapAfterGc().orElse(0L), child.heapAfterGc());
+    for (String n : names) {
+      removeState(client, n);
+    }
+    String what = "two largest allowed writes (" + label((int) MAX_STATE_BYTES) + ") at once";
+    return List.of(
+        Figure.of("leasehold " + what, ms, "ms"),
+        Figure.target(
+            "operator peak live heap, " + what + ", share of the heap (-Xmx" + CHILD_XMX + ")",
+            100.0 * peak / (CHART.heapMiB() * MIB),
+            "%",
+            TARGET_HEAP_SHARE));
+  }
+
+  /** One byte over the limit is refused (413) and the operator is still up. */
+  private static void refusedOverLimit(
+      HttpClient http, KubernetesClient client, ChildOperator child) throws Exception {
+    create(client, "over");
+    HttpResponse<String> r =
+        http.send(
+            HttpRequest.newBuilder(URI.create(child.url() + NAMESPACE + "/over"))
+                .POST(
+                    HttpRequest.BodyPublishers.ofString(
+                        exactState(1, (int) MAX_STATE_BYTES + 1, 41)))
+                .timeout(REQUEST_TIMEOUT)
+                .build(),
+            HttpResponse.BodyHandlers.ofString());
+    if (r.statusCode() != 413) {
+      throw new IllegalStateException(
+          "a state one byte over the limit answered " + r.statusCode() + ", not 413");
+    }
+    child.checkAlive("refusing a state over the limit");
+    removeState(client, "over");
+  }
+
+  /**
+   * The chart's default memory limit and maxStateBytes, from the Deployment it renders.
+   *
+   * @param heapMiB the heap that limit gives the JVM (MaxRAMPercentage=75)
+   */
+  record ChartMemory(long heapMiB, long maxStateBytes) {
+    static ChartMemory read() {
+      try {
+        String manifest =
+            new com.marcnuri.helm.Helm(
+                    Path.of(System.getProperty("leasehold.projectRoot", "."), "charts/leasehold"))
+                .template()
+                .withName("leasehold")
+                .withNamespace("leasehold-system")
+                .withKubeVersion("v1.31.0")
+                .call();
+        var yaml =
+            new com.fasterxml.jackson.databind.ObjectMapper(
+                new com.fasterxml.jackson.dataformat.yaml.YAMLFactory());
+        try (var docs =
+            yaml.readerFor(com.fasterxml.jackson.databind.JsonNode.class)
+                .<com.fasterxml.jackson.databind.JsonNode>readValues(manifest)) {
+          while (docs.hasNext()) {
+            var doc = docs.next();
+            if (doc == null || !"Deployment".equals(doc.path("kind").asText())) {
+              continue;
+            }
+            var container = doc.at("/spec/template/spec/containers/0");
+            String limit = container.at("/resources/limits/memory").asText();
+            if (!limit.endsWith("Mi")) {
+              throw new IllegalStateException(
+                  "the chart's memory limit " + limit + " is not in Mi");
+            }
+            long max = -1;
+            for (var arg : container.path("args")) {
+              if (arg.asText().startsWith("--max-state-bytes=")) {
+                max = Long.parseLong(arg.asText().substring("--max-state-bytes=".length()));
+              }
+            }
+            String options = "";
+            for (var env : container.path("env")) {
+              if (env.path("name").asText().equals("JAVA_TOOL_OPTIONS")) {
+                options = env.path("value").asText();
+              }
+            }
+            if (!options.contains("-XX:MaxRAMPercentage=75")) {
+              throw new IllegalStateException("the chart's JVM options changed: " + options);
+            }
+            long limitMiB = Long.parseLong(limit.substring(0, limit.length() - 2));
+            return new ChartMemory(limitMiB * 3 / 4, max);
+          }
+        }
+        throw new IllegalStateException("the chart renders no Deployment");
+      } catch (java.io.IOException e) {
+        throw new IllegalStateException("cannot render the chart", e);
+      }
+    }
   }
 
   /** The child's heap after GC, once it stops falling (the informer has seen earlier deletes). */
@@ -277,9 +443,8 @@ final class StateSizeBenchmark implements Benchmark {
     return size / MIB / (ms / 1000.0);
   }
 
-  private static String sizes(BenchSettings settings) {
-    return String.join(
-        ", ", settings.stateSizes().stream().map(StateSizeBenchmark::label).toList());
+  private static String sizeLabels(BenchSettings settings) {
+    return String.join(", ", sizes(settings).stream().map(StateSizeBenchmark::label).toList());
   }
 
   static String label(int size) {
@@ -290,6 +455,22 @@ final class StateSizeBenchmark implements Benchmark {
       return size / 1024 + " KiB";
     }
     return size + " B";
+  }
+
+  /** A state of exactly {@code bytes} bytes (random base64 padding). */
+  private static String exactState(long serial, int bytes, long seed) {
+    String empty =
+        state(serial, 401, seed).replaceAll("\"value\":\"[A-Za-z0-9+/=]*\"", "\"value\":\"\"");
+    int room = bytes - empty.getBytes(StandardCharsets.UTF_8).length;
+    String padding =
+        Base64.getEncoder().encodeToString(randomBytes(room * 3 / 4 + 3, seed)).substring(0, room);
+    return empty.replace("\"value\":\"\"", "\"value\":\"" + padding + "\"");
+  }
+
+  private static byte[] randomBytes(int n, long seed) {
+    byte[] b = new byte[Math.max(0, n)];
+    new Random(seed).nextBytes(b);
+    return b;
   }
 
   /** A state of about {@code size} bytes. */

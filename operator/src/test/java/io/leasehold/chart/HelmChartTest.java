@@ -59,14 +59,29 @@ class HelmChartTest {
   private static final String NAMESPACE = "leasehold-system";
   private static final String SERVICE_ACCOUNT = "leasehold";
 
+  /** helm template renders for Kubernetes 1.20 unless told: the chart needs 1.29 or newer. */
+  static final String KUBE_VERSION = "v1.31.0";
+
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
   private static final KubernetesSerialization KUBE = new KubernetesSerialization();
 
-  /** One permission: an API group, a resource (or subresource) and a verb. */
-  record Permission(String group, String resource, String verb) {
+  /**
+   * One permission: an API group, a resource (or subresource), a verb, and the one object name it
+   * is limited to ("" for any).
+   */
+  record Permission(String group, String resource, String verb, String name) {
+    Permission(String group, String resource, String verb) {
+      this(group, resource, verb, "");
+    }
+
     @Override
     public String toString() {
-      return (group.isEmpty() ? "core" : group) + "/" + resource + ":" + verb;
+      return (group.isEmpty() ? "core" : group)
+          + "/"
+          + resource
+          + ":"
+          + verb
+          + (name.isEmpty() ? "" : "[" + name + "]");
     }
   }
 
@@ -74,6 +89,15 @@ class HelmChartTest {
     Set<Permission> result = new HashSet<>();
     for (String verb : verbs) {
       result.add(new Permission(group, resource, verb));
+    }
+    return result;
+  }
+
+  private static Set<Permission> named(
+      String group, String resource, String name, String... verbs) {
+    Set<Permission> result = new HashSet<>();
+    for (String verb : verbs) {
+      result.add(new Permission(group, resource, verb, name));
     }
     return result;
   }
@@ -103,6 +127,24 @@ class HelmChartTest {
           "patch",
           "delete");
 
+  /** The backend's CA, published as ConfigMap leasehold-ca for runners (CaPublisher). */
+  private static final Set<Permission> CA_PUBLISHER_CALLS =
+      union(
+          permissions("", "configmaps", "create"),
+          named("", "configmaps", "leasehold-ca", "get", "update"));
+
+  /**
+   * In the release namespace when it is not watched: the leader-election Lease by name, the
+   * self-signed certificate's Secret by name, Events on the operator's pod.
+   */
+  private static final Set<Permission> RELEASE_CALLS =
+      union(
+          permissions("coordination.k8s.io", "leases", "create"),
+          named("coordination.k8s.io", "leases", "leasehold-leader", "get", "update", "patch"),
+          permissions("", "secrets", "create"),
+          named("", "secrets", "leasehold-tls", "get", "update"),
+          permissions("", "events", "create"));
+
   /**
    * The API calls the operator makes in each watched namespace: the TerraformState informer and its
    * annotation patches, status updates, Leases, state Secrets (informer, backend writes, Delete
@@ -116,11 +158,20 @@ class HelmChartTest {
           permissions("", "secrets", "get", "list", "watch", "create", "update", "delete"),
           permissions("batch", "jobs", "list", "watch", "patch"),
           permissions("", "events", "create"),
-          permissions("", "pods", "get"));
+          permissions("", "pods", "get"),
+          CA_PUBLISHER_CALLS);
 
-  /** The backend's TokenReview and SubjectAccessReview, which are cluster-scoped. */
+  /**
+   * The backend's TokenReview and SubjectAccessReview, which are cluster-scoped, and the read of
+   * the TerraformState CRD (CrdCompatibility).
+   */
   private static final Set<Permission> REVIEW_CALLS =
       union(
+          named(
+              "apiextensions.k8s.io",
+              "customresourcedefinitions",
+              "terraformstates.leasehold.io",
+              "get"),
           permissions("authentication.k8s.io", "tokenreviews", "create"),
           permissions("authorization.k8s.io", "subjectaccessreviews", "create"),
           permissions("authorization.k8s.io", "selfsubjectrulesreviews", "create"));
@@ -133,11 +184,14 @@ class HelmChartTest {
       watchNamespaces: [team-a, team-b]
       logFormat: json
       logLevel: DEBUG
-      maxStateBytes: 268435456
+      maxStateBytes: 67108864
+      resources:
+        limits:
+          memory: 768Mi
       maxLockWait: 30m
       networkPolicy:
-        enabled: true
         backend:
+          namespaces: [ci]
           namespaceSelector:
             matchLabels:
               leasehold.io/runners: "true"
@@ -145,9 +199,7 @@ class HelmChartTest {
             matchLabels:
               app: terraform
         metrics:
-          namespaceSelector:
-            matchLabels:
-              kubernetes.io/metadata.name: monitoring
+          namespaces: [monitoring]
       serviceMonitor:
         enabled: true
         interval: 15s
@@ -160,6 +212,9 @@ class HelmChartTest {
           createServiceAccount: true
         - namespace: team-b
           serviceAccount: ci
+        - namespace: team-b
+          serviceAccount: dashboards
+          access: readOnly
       """;
 
   private static Rendered defaults;
@@ -204,10 +259,17 @@ class HelmChartTest {
   private static String template(String values) throws IOException {
     Path file = Files.createTempFile(tmp, "values", ".yaml");
     Files.writeString(file, values, StandardCharsets.UTF_8);
+    return template(values, KUBE_VERSION);
+  }
+
+  private static String template(String values, String kubeVersion) throws IOException {
+    Path file = Files.createTempFile(tmp, "values", ".yaml");
+    Files.writeString(file, values, StandardCharsets.UTF_8);
     return new Helm(CHART)
         .template()
         .withName(RELEASE)
         .withNamespace(NAMESPACE)
+        .withKubeVersion(kubeVersion)
         .withValuesFile(file)
         .call();
   }
@@ -232,13 +294,16 @@ class HelmChartTest {
     Set<Permission> result = new HashSet<>();
     for (JsonNode rule : role.path("rules")) {
       PolicyRule r = KUBE.convertValue(rule, PolicyRule.class);
-      assertThat(r.getResourceNames())
-          .as("resourceNames of %s rule %s", role.at("/metadata/name").asText(), rule)
-          .isNullOrEmpty();
+      List<String> names =
+          r.getResourceNames() == null || r.getResourceNames().isEmpty()
+              ? List.of("")
+              : r.getResourceNames();
       for (String group : r.getApiGroups()) {
         for (String resource : r.getResources()) {
           for (String verb : r.getVerbs()) {
-            result.add(new Permission(group, resource, verb));
+            for (String name : names) {
+              result.add(new Permission(group, resource, verb, name));
+            }
           }
         }
       }
@@ -255,6 +320,19 @@ class HelmChartTest {
         assertThat(role.has("aggregationRule")).isFalse();
       }
     }
+  }
+
+  /** The operator's own ClusterRole (the others are the aggregated user roles). */
+  static JsonNode operatorClusterRole(Rendered rendered) {
+    List<JsonNode> found =
+        rendered.ofKind("ClusterRole").stream()
+            .filter(
+                r ->
+                    "operator"
+                        .equals(r.at("/metadata/labels/app.kubernetes.io~1component").asText()))
+            .toList();
+    assertThat(found).as("the operator's ClusterRole").hasSize(1);
+    return found.get(0);
   }
 
   private static JsonNode find(List<JsonNode> docs, String namespace, String name) {
@@ -288,43 +366,40 @@ class HelmChartTest {
         .noneMatch(m -> m.contains("[ERROR]") || m.contains("[WARNING]"));
   }
 
-  @Test
-  @DisplayName("The chart's CRD is byte for byte the generated CRD committed under crds/")
-  void chartCrdMatchesCommittedCrd() throws IOException {
-    Path committed = ROOT.resolve("crds").resolve(CRD_FILE);
-    Path inChart = CHART.resolve("crds").resolve(CRD_FILE);
-    String fix = "copy it with `cp crds/" + CRD_FILE + " charts/leasehold/crds/`";
-    assertThat(inChart).as("%s is missing; %s", inChart, fix).exists();
-    assertThat(Files.mismatch(inChart, committed))
-        .as("%s differs from %s (first differing byte); %s", inChart, committed, fix)
-        .isEqualTo(-1L);
-    try (var files = Files.list(CHART.resolve("crds"))) {
-      assertThat(files.map(p -> p.getFileName().toString()))
-          .as("files in the chart's crds/")
-          .containsExactly(CRD_FILE);
-    }
-  }
-
-  @Test
-  @DisplayName("The install notes say where the backend is and how to check the operator")
-  void notes() throws IOException {
+  private static String notes(String valuesText) throws IOException {
     Path values = Files.createTempFile(tmp, "values", ".yaml");
-    Files.writeString(values, NON_DEFAULT_VALUES, StandardCharsets.UTF_8);
+    Files.writeString(values, valuesText, StandardCharsets.UTF_8);
     String output =
         new Helm(CHART)
             .install()
             .withName(RELEASE)
             .withNamespace(NAMESPACE)
+            .withKubeVersion(KUBE_VERSION)
             .withValuesFile(values)
             .clientOnly()
             .dryRun()
             .call()
             .getOutput();
-    String notes = output.substring(output.indexOf("NOTES:"));
-    assertThat(notes)
-        .contains("http://leasehold." + NAMESPACE + ".svc:8080/v1/states/NS/NAME")
+    return output.substring(output.indexOf("NOTES:"));
+  }
+
+  @Test
+  @DisplayName(
+      "The install notes say where the backend is (https), where runners find its CA, and how to"
+          + " check the operator")
+  void notes() throws IOException {
+    assertThat(notes(NON_DEFAULT_VALUES))
+        .contains("https://leasehold." + NAMESPACE + ".svc:8080/v1/states/NS/NAME")
+        .contains("ConfigMap leasehold-ca (key ca.crt)")
+        .contains("audience\nleasehold")
         .contains("kubectl -n " + NAMESPACE + " rollout status deployment/leasehold")
-        .contains("Watching: team-a, team-b.");
+        .contains("kubectl -n " + NAMESPACE + " get lease leasehold-leader")
+        .contains("Watching: team-a, team-b.")
+        .doesNotContain("admits no namespace");
+    assertThat(notes("tls: {mode: none}\n"))
+        .contains("http://leasehold." + NAMESPACE + ".svc:8080/v1/states/NS/NAME")
+        .contains("WARNING: tls.mode is none");
+    assertThat(notes("")).contains("cluster-wide: it can read and write every Secret and Lease");
   }
 
   @Test
@@ -333,7 +408,7 @@ class HelmChartTest {
           + " operator's ServiceAccount, and there are no Roles")
   void clusterWide() {
     assertNoWildcard(defaults);
-    JsonNode clusterRole = defaults.one("ClusterRole");
+    JsonNode clusterRole = operatorClusterRole(defaults);
     assertThat(permissionsOf(clusterRole)).containsExactlyInAnyOrderElementsOf(ALL_CALLS);
     assertBindsOperator(
         defaults.one("ClusterRoleBinding"),
@@ -348,11 +423,11 @@ class HelmChartTest {
   @Test
   @DisplayName(
       "With watchNamespaces the ClusterRole holds only the reviews, each watched namespace gets a"
-          + " Role with the namespaced calls, and the release namespace a Role for the"
-          + " leader-election Lease")
+          + " Role with the namespaced calls, and the release namespace a Role limited by name to"
+          + " the release's leader-election Lease and certificate Secret")
   void namespaced() {
     assertNoWildcard(custom);
-    JsonNode clusterRole = custom.one("ClusterRole");
+    JsonNode clusterRole = operatorClusterRole(custom);
     assertThat(permissionsOf(clusterRole)).containsExactlyInAnyOrderElementsOf(REVIEW_CALLS);
     assertBindsOperator(
         custom.one("ClusterRoleBinding"), "ClusterRole", clusterRole.at("/metadata/name").asText());
@@ -374,7 +449,7 @@ class HelmChartTest {
         .hasSize(operatorRoles.size());
     assertThat(byNamespace.get("team-a")).containsExactlyInAnyOrderElementsOf(NAMESPACED_CALLS);
     assertThat(byNamespace.get("team-b")).containsExactlyInAnyOrderElementsOf(NAMESPACED_CALLS);
-    assertThat(byNamespace.get(NAMESPACE)).containsExactlyInAnyOrderElementsOf(LEASE_CALLS);
+    assertThat(byNamespace.get(NAMESPACE)).containsExactlyInAnyOrderElementsOf(RELEASE_CALLS);
   }
 
   @Test
@@ -402,12 +477,12 @@ class HelmChartTest {
   @Test
   @DisplayName(
       "runnerRbac grants each runner ServiceAccount exactly get and update on"
-          + " terraformstates/state, for the listed states only, and creates the ServiceAccount"
-          + " when asked")
+          + " terraformstates/state (a readOnly reader get alone), for the listed states only,"
+          + " and creates the ServiceAccount when asked, with no API-server token mounted")
   void runnerRbac() {
     List<JsonNode> runnerRoles =
         custom.ofKind("Role").stream().filter(r -> isRunnerRole(r)).toList();
-    assertThat(runnerRoles).hasSize(2);
+    assertThat(runnerRoles).hasSize(3);
 
     JsonNode teamA =
         runnerRoles.stream()
@@ -421,22 +496,30 @@ class HelmChartTest {
     assertThat(rule.getResourceNames()).containsExactly("network", "dns");
     assertRunnerBinding(teamA, "terraform-runner");
 
-    JsonNode teamB =
-        runnerRoles.stream()
-            .filter(r -> "team-b".equals(r.at("/metadata/namespace").asText()))
-            .findFirst()
-            .orElseThrow();
+    JsonNode teamB = find(runnerRoles, "team-b", "leasehold-runner-ci");
     PolicyRule all = onlyRule(teamB);
     assertThat(all.getResources()).containsExactly("terraformstates/state");
     assertThat(all.getVerbs()).containsExactlyInAnyOrder("get", "update");
     assertThat(all.getResourceNames()).as("no states listed: every state").isNullOrEmpty();
     assertRunnerBinding(teamB, "ci");
 
+    JsonNode reader = find(runnerRoles, "team-b", "leasehold-reader-dashboards");
+    PolicyRule read = onlyRule(reader);
+    assertThat(read.getResources()).containsExactly("terraformstates/state");
+    assertThat(read.getVerbs()).as("terraform_remote_state only reads").containsExactly("get");
+    assertRunnerBinding(reader, "dashboards");
+
     List<JsonNode> accounts = custom.ofKind("ServiceAccount");
     assertThat(accounts)
         .extracting(
             a -> a.at("/metadata/namespace").asText() + "/" + a.at("/metadata/name").asText())
         .containsExactlyInAnyOrder(NAMESPACE + "/" + SERVICE_ACCOUNT, "team-a/terraform-runner");
+    assertThat(
+            find(accounts, "team-a", "terraform-runner")
+                .path("automountServiceAccountToken")
+                .toString())
+        .as("a runner needs no API-server token, only its projected token for leasehold")
+        .isEqualTo("false");
   }
 
   private static PolicyRule onlyRule(JsonNode role) {
@@ -466,7 +549,9 @@ class HelmChartTest {
     assertThat(deployment.getSpec().getReplicas()).isEqualTo(2);
     PodSpec pod = deployment.getSpec().getTemplate().getSpec();
     assertThat(pod.getServiceAccountName()).isEqualTo(SERVICE_ACCOUNT);
-    assertThat(pod.getTerminationGracePeriodSeconds()).isEqualTo(30L);
+    assertThat(pod.getTerminationGracePeriodSeconds())
+        .as("preStop sleep 5 s + drain 20 s + 10 s")
+        .isEqualTo(35L);
     assertThat(defaults.container().getImage()).isEqualTo("leasehold/leasehold:0.1.0");
     assertThat(defaults.container().getImagePullPolicy()).isEqualTo("IfNotPresent");
 
@@ -500,30 +585,56 @@ class HelmChartTest {
             "--http-port=8080",
             "--management-port=8081",
             "--leader-election-namespace=$(POD_NAMESPACE)",
-            "--max-state-bytes=134217728",
-            "--max-lock-wait=15m");
+            "--leader-election-lease=leasehold-leader",
+            "--max-state-bytes=33554432",
+            "--max-lock-wait=15m",
+            "--tls-self-signed=leasehold-tls",
+            "--tls-dns-name=leasehold,leasehold.leasehold-system,leasehold.leasehold-system.svc,"
+                + "leasehold.leasehold-system.svc.cluster.local",
+            "--tls-publish-ca=leasehold-ca",
+            "--token-audience=leasehold",
+            "--shutdown-delay=0s",
+            "--drain-timeout=20s");
     assertThat(custom.container().getArgs())
         .containsExactly(
             "run",
             "--http-port=8080",
             "--management-port=8081",
             "--leader-election-namespace=$(POD_NAMESPACE)",
+            "--leader-election-lease=leasehold-leader",
             "--namespace=team-a,team-b",
-            "--max-state-bytes=268435456",
-            "--max-lock-wait=30m");
+            "--max-state-bytes=67108864",
+            "--max-lock-wait=30m",
+            "--tls-self-signed=leasehold-tls",
+            "--tls-dns-name=leasehold,leasehold.leasehold-system,leasehold.leasehold-system.svc,"
+                + "leasehold.leasehold-system.svc.cluster.local",
+            "--tls-publish-ca=leasehold-ca",
+            "--tls-publish-namespace=team-a,team-b",
+            "--token-audience=leasehold",
+            "--shutdown-delay=0s",
+            "--drain-timeout=20s");
   }
 
   @Test
   @DisplayName(
-      "The environment carries the pod's namespace, the log format and level, and the JVM's"
-          + " memory options")
+      "The environment carries the pod's namespace, name and UID (for Events on it), the log"
+          + " format and level, and the JVM's memory options")
   void env() {
     Map<String, EnvVar> env = envOf(defaults.container());
     assertThat(env)
         .containsOnlyKeys(
-            "POD_NAMESPACE", "LEASEHOLD_LOG_FORMAT", "LEASEHOLD_LOG_LEVEL", "JAVA_TOOL_OPTIONS");
+            "POD_NAMESPACE",
+            "POD_NAME",
+            "POD_UID",
+            "LEASEHOLD_LOG_FORMAT",
+            "LEASEHOLD_LOG_LEVEL",
+            "JAVA_TOOL_OPTIONS");
     assertThat(env.get("POD_NAMESPACE").getValueFrom().getFieldRef().getFieldPath())
         .isEqualTo("metadata.namespace");
+    assertThat(env.get("POD_NAME").getValueFrom().getFieldRef().getFieldPath())
+        .isEqualTo("metadata.name");
+    assertThat(env.get("POD_UID").getValueFrom().getFieldRef().getFieldPath())
+        .isEqualTo("metadata.uid");
     assertThat(env.get("LEASEHOLD_LOG_FORMAT").getValue()).isEqualTo("text");
     assertThat(env.get("LEASEHOLD_LOG_LEVEL").getValue()).isEqualTo("INFO");
     assertThat(env.get("JAVA_TOOL_OPTIONS").getValue())
@@ -650,14 +761,14 @@ class HelmChartTest {
 
   @Test
   @DisplayName(
-      "NetworkPolicy, ServiceMonitor and the admission policy are rendered only when enabled")
-  void onlyWhenEnabled() {
+      "ServiceMonitor and the admission policy are rendered only when enabled; the"
+          + " NetworkPolicy unless disabled")
+  void onlyWhenEnabled() throws IOException {
+    assertThat(defaults.ofKind("NetworkPolicy")).hasSize(1);
+    assertThat(Rendered.of("networkPolicy: {enabled: false}\n").ofKind("NetworkPolicy")).isEmpty();
     for (String kind :
         List.of(
-            "NetworkPolicy",
-            "ServiceMonitor",
-            "ValidatingAdmissionPolicy",
-            "ValidatingAdmissionPolicyBinding")) {
+            "ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")) {
       assertThat(defaults.ofKind(kind)).as("%s by default", kind).isEmpty();
       assertThat(custom.ofKind(kind)).as("%s when enabled", kind).hasSize(1);
     }
@@ -665,8 +776,8 @@ class HelmChartTest {
 
   @Test
   @DisplayName(
-      "The NetworkPolicy admits the configured runners to 8080 and the metrics namespaces to"
-          + " 8081, and leaves egress open")
+      "The NetworkPolicy admits to 8080 only the runners' namespaces (watched, runnerRbac's, listed"
+          + " or selected) and to 8081 only the metrics scraper's, and leaves egress open")
   void networkPolicy() {
     JsonNode policy = custom.one("NetworkPolicy");
     assertThat(KUBE.convertValue(policy.at("/spec/podSelector/matchLabels"), Map.class))
@@ -676,17 +787,44 @@ class HelmChartTest {
     assertThat(ingress).hasSize(2);
     assertThat(ingress.at("/0/ports/0/port").asInt()).isEqualTo(8080);
     assertThat(ingress.at("/0/ports")).hasSize(1);
-    assertThat(ingress.at("/0/from/0/namespaceSelector/matchLabels/leasehold.io~1runners").asText())
-        .isEqualTo("true");
+    JsonNode byName = ingress.at("/0/from/0/namespaceSelector/matchExpressions/0");
+    assertThat(byName.path("key").asText()).isEqualTo("kubernetes.io/metadata.name");
+    assertThat(byName.path("operator").asText()).isEqualTo("In");
+    assertThat(KUBE.convertValue(byName.path("values"), List.class))
+        .containsExactlyInAnyOrder("team-a", "team-b", "ci");
     assertThat(ingress.at("/0/from/0/podSelector/matchLabels/app").asText()).isEqualTo("terraform");
+    assertThat(ingress.at("/0/from/1/namespaceSelector/matchLabels/leasehold.io~1runners").asText())
+        .isEqualTo("true");
     assertThat(ingress.at("/1/ports/0/port").asInt()).isEqualTo(8081);
     assertThat(ingress.at("/1/ports")).hasSize(1);
+    assertThat(ingress.at("/1/from")).hasSize(1);
+    assertThat(ingress.at("/1/from/0/namespaceSelector/matchExpressions/0/values").toString())
+        .isEqualTo("[\"monitoring\"]");
+  }
+
+  @Test
+  @DisplayName(
+      "By default the NetworkPolicy is on and, with no runner namespace known yet, admits no pod"
+          + " at all (no rule with an empty 'from', which would admit every pod), and the notes"
+          + " say so")
+  void networkPolicyClosedByDefault() throws IOException {
+    JsonNode policy = defaults.one("NetworkPolicy");
+    assertThat(policy.at("/spec/ingress").isArray()).isTrue();
+    assertThat(policy.at("/spec/ingress")).isEmpty();
+    assertThat(notes("")).contains("the NetworkPolicy admits no namespace to the backend yet");
+
+    JsonNode runnersOnly =
+        Rendered.of("runnerRbac: [{namespace: infra, serviceAccount: tf}]\n").one("NetworkPolicy");
+    assertThat(runnersOnly.at("/spec/ingress")).hasSize(1);
+    assertThat(runnersOnly.at("/spec/ingress/0/ports/0/port").asInt()).isEqualTo(8080);
     assertThat(
-            ingress
-                .at("/1/from/0/namespaceSelector/matchLabels/kubernetes.io~1metadata.name")
-                .asText())
-        .isEqualTo("monitoring");
-    assertThat(ingress.at("/1/from/0").has("podSelector")).isFalse();
+            runnersOnly
+                .at("/spec/ingress/0/from/0/namespaceSelector/matchExpressions/0/values")
+                .toString())
+        .isEqualTo("[\"infra\"]");
+    for (JsonNode rule : runnersOnly.at("/spec/ingress")) {
+      assertThat(rule.path("from")).as("a rule without peers admits everyone").isNotEmpty();
+    }
   }
 
   @Test
@@ -787,12 +925,286 @@ class HelmChartTest {
         "'admissionPolicy: {validationActions: [Reject]}' | validationActions",
         "'admissionPolicy: {validationActions: [Deny, Warn]}' | validationActions",
         "'runnerRbac: [{namespace: infra}]' | serviceAccount",
+        "'runnerRbac: [{namespace: infra, serviceAccount: tf, access: admin}]' | access",
+        "'tolerations: [{key: a, operator: Sometimes}]' | operator",
+        "'tolerations: [{key: a, effect: NoRun}]' | effect",
+        "'tolerations: [{key: a, tolerance: 1}]' | tolerance",
+        "'affinity: {nodeAffinity: {required: {}}}' | required",
+        "'affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution:"
+            + " [{weight: 500, podAffinityTerm: {topologyKey: zone}}]}}' | weight",
+        "'resources: {limits: {memory: lots}}' | memory",
+        "'resources: {limit: {memory: 1Gi}}' | limit",
+        "'topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone}]' | whenUnsatisfiable",
+        "'tls: {mode: https}' | mode",
+        "'tls: {clientAuth: {mode: always}}' | mode",
+        "'image: {digest: latest}' | digest",
+        "'service: {type: ExternalName}' | type",
+        "'uidAssignment: random' | uidAssignment",
+        "'securityContext: {privileged: maybe}' | privileged",
+        "'shutdown: {drainSeconds: 0}' | drainSeconds",
+        "'podSecurityContext: {runAsUser: -1}' | runAsUser",
       })
   void refused(String values, String field) {
     assertThatThrownBy(() -> template(values + "\n"))
         .isInstanceOf(IllegalStateException.class)
         .hasMessageContaining("schema")
         .hasMessageContaining(field);
+  }
+
+  @ParameterizedTest(name = "{0} is refused: {1}")
+  @DisplayName("Values that do not fit together are refused with a message naming the fix")
+  @CsvSource(
+      delimiter = '|',
+      value = {
+        "'runnerRbac: [{namespace: a, serviceAccount: tf, states: [net]}, {namespace: a,"
+            + " serviceAccount: tf, states: [dns]}]' | runnerRbac lists a/tf with access readWrite"
+            + " twice",
+        "'terminationGracePeriodSeconds: 20' | must be larger than shutdown.preStopSleepSeconds"
+            + " + shutdown.drainSeconds (25)",
+        "'tls: {mode: secret}' | tls.secretName is required",
+        "'tls: {clientAuth: {mode: require}}' | tls.clientAuth.caConfigMap is required",
+        "'podDisruptionBudget: {maxUnavailable: 1}' | give minAvailable or maxUnavailable, not"
+            + " both",
+        "'maxStateBytes: 134217728' | needs a heap of at least 896 MiB (6 x maxStateBytes + 128"
+            + " MiB), but resources.limits.memory 512Mi gives 384 MiB (75%): raise the limit to at"
+            + " least 1195Mi",
+      })
+  void inconsistent(String values, String message) {
+    assertThatThrownBy(() -> template(values + "\n"))
+        .isInstanceOf(IllegalStateException.class)
+        .hasMessageContaining(message);
+  }
+
+  @Test
+  @DisplayName(
+      "Raising maxStateBytes together with the memory limit, by the README's rule, is accepted")
+  void memoryRaisedTogether() throws IOException {
+    Rendered rendered =
+        Rendered.of("maxStateBytes: 134217728\nresources: {limits: {memory: 1200Mi}}\n");
+    assertThat(rendered.container().getArgs()).contains("--max-state-bytes=134217728");
+  }
+
+  @Test
+  @DisplayName(
+      "The leader-election Lease is named after the release, or as leaderElection.leaseName says")
+  void leaderLeasePerRelease() throws IOException {
+    assertThat(Rendered.of("fullnameOverride: infra-tf\n").container().getArgs())
+        .contains("--leader-election-lease=infra-tf-leader");
+    assertThat(Rendered.of("leaderElection: {leaseName: my-lease}\n").container().getArgs())
+        .contains("--leader-election-lease=my-lease");
+  }
+
+  @Test
+  @DisplayName(
+      "Aggregated ClusterRoles: view reads TerraformStates only, edit also changes them and uses"
+          + " their state (get, update), admin also deletes them and their state and force-unlocks")
+  void aggregatedRoles() throws IOException {
+    Map<String, JsonNode> byLabel = new LinkedHashMap<>();
+    for (JsonNode role : defaults.ofKind("ClusterRole")) {
+      role.path("metadata")
+          .path("labels")
+          .fieldNames()
+          .forEachRemaining(
+              l -> {
+                if (l.startsWith("rbac.authorization.k8s.io/aggregate-to-")) {
+                  byLabel.put(l.substring(l.lastIndexOf('-') + 1), role);
+                }
+              });
+    }
+    assertThat(byLabel).containsOnlyKeys("view", "edit", "admin");
+    assertThat(permissionsOf(byLabel.get("view")))
+        .containsExactlyInAnyOrderElementsOf(
+            permissions("leasehold.io", "terraformstates", "get", "list", "watch"));
+    assertThat(permissionsOf(byLabel.get("edit")))
+        .containsExactlyInAnyOrderElementsOf(
+            union(
+                permissions("leasehold.io", "terraformstates", "create", "update", "patch"),
+                permissions("leasehold.io", "terraformstates/state", "get", "update")));
+    assertThat(permissionsOf(byLabel.get("admin")))
+        .containsExactlyInAnyOrderElementsOf(
+            union(
+                permissions("leasehold.io", "terraformstates", "delete", "deletecollection"),
+                permissions("leasehold.io", "terraformstates/state", "delete", "force-unlock")));
+    for (JsonNode role : byLabel.values()) {
+      assertThat(defaults.ofKind("ClusterRoleBinding"))
+          .noneMatch(
+              b -> b.at("/roleRef/name").asText().equals(role.at("/metadata/name").asText()));
+    }
+    assertThat(Rendered.of("rbac: {aggregateToDefaultRoles: false}\n").ofKind("ClusterRole"))
+        .hasSize(1);
+  }
+
+  @Test
+  @DisplayName(
+      "tls.mode certManager renders a CA Issuer chain and a Certificate for the Service's names,"
+          + " mounts its Secret and serves from the files; a given issuerRef replaces the chain")
+  void certManager() throws IOException {
+    Rendered rendered = Rendered.of("tls: {mode: certManager}\n");
+    assertThat(rendered.ofKind("Issuer")).hasSize(2);
+    List<JsonNode> certificates = rendered.ofKind("Certificate");
+    assertThat(certificates).hasSize(2);
+    JsonNode serving = find(certificates, NAMESPACE, "leasehold-tls");
+    assertThat(serving.at("/spec/secretName").asText()).isEqualTo("leasehold-tls");
+    assertThat(KUBE.convertValue(serving.at("/spec/dnsNames"), List.class))
+        .containsExactly(
+            "leasehold",
+            "leasehold." + NAMESPACE,
+            "leasehold." + NAMESPACE + ".svc",
+            "leasehold." + NAMESPACE + ".svc.cluster.local");
+    assertThat(serving.at("/spec/issuerRef/name").asText()).isEqualTo("leasehold-ca");
+    assertThat(rendered.container().getArgs())
+        .contains(
+            "--tls-cert-file=/etc/leasehold/tls/tls.crt",
+            "--tls-key-file=/etc/leasehold/tls/tls.key",
+            "--tls-ca-file=/etc/leasehold/tls/ca.crt")
+        .noneMatch(a -> a.startsWith("--tls-self-signed"));
+    PodSpec pod = rendered.deployment().getSpec().getTemplate().getSpec();
+    assertThat(pod.getVolumes())
+        .anySatisfy(
+            v ->
+                assertThat(v.getSecret())
+                    .hasFieldOrPropertyWithValue("secretName", "leasehold-tls"));
+
+    Rendered own =
+        Rendered.of(
+            "tls: {mode: certManager, certManager: {issuerRef: {name: corp-ca, kind:"
+                + " ClusterIssuer}}}\n");
+    assertThat(own.ofKind("Issuer")).isEmpty();
+    assertThat(own.one("Certificate").at("/spec/issuerRef/name").asText()).isEqualTo("corp-ca");
+    assertThat(defaults.ofKind("Certificate")).isEmpty();
+  }
+
+  @Test
+  @DisplayName(
+      "Plain HTTP only when asked for (tls.mode none: --plain-http, no CA published); client"
+          + " certificates mount the client CA; API-server tokens only when allowed")
+  void tlsAndAuthOptions() throws IOException {
+    List<String> plain = Rendered.of("tls: {mode: none}\n").container().getArgs();
+    assertThat(plain).contains("--plain-http").noneMatch(a -> a.startsWith("--tls-"));
+    assertThat(defaults.container().getArgs())
+        .doesNotContain("--plain-http", "--accept-api-server-tokens");
+
+    Rendered mtls =
+        Rendered.of(
+            "tls: {clientAuth: {mode: require, caConfigMap: runner-ca}}\n"
+                + "auth: {acceptApiServerTokens: true, tokenAudience: tf-backend}\n");
+    assertThat(mtls.container().getArgs())
+        .contains(
+            "--tls-client-ca=/etc/leasehold/client-ca/ca.crt",
+            "--tls-client-auth=require",
+            "--token-audience=tf-backend",
+            "--accept-api-server-tokens");
+    assertThat(mtls.deployment().getSpec().getTemplate().getSpec().getVolumes())
+        .anySatisfy(
+            v -> assertThat(v.getConfigMap()).hasFieldOrPropertyWithValue("name", "runner-ca"));
+  }
+
+  @Test
+  @DisplayName(
+      "Shutdown is ordered: with the preStop sleep action (1.30+) the process drains at once after"
+          + " it; on 1.29 it waits as long itself; the grace period covers both")
+  void shutdownOrdering() throws IOException {
+    Container current = defaults.container();
+    assertThat(current.getLifecycle().getPreStop().getSleep().getSeconds()).isEqualTo(5L);
+    assertThat(current.getArgs()).contains("--shutdown-delay=0s", "--drain-timeout=20s");
+
+    Rendered old = new Rendered(parse(template("", "v1.29.4")));
+    assertThat(old.container().getLifecycle()).isNull();
+    assertThat(old.container().getArgs()).contains("--shutdown-delay=5s", "--drain-timeout=20s");
+    assertThat(
+            old.deployment().getSpec().getTemplate().getSpec().getTerminationGracePeriodSeconds())
+        .isEqualTo(35L);
+
+    Rendered longer = Rendered.of("shutdown: {preStopSleepSeconds: 10, drainSeconds: 60}\n");
+    assertThat(
+            longer
+                .deployment()
+                .getSpec()
+                .getTemplate()
+                .getSpec()
+                .getTerminationGracePeriodSeconds())
+        .isEqualTo(80L);
+    assertThatThrownBy(() -> template("", "v1.28.0"))
+        .hasMessageContaining("chart requires kubeVersion");
+  }
+
+  @Test
+  @DisplayName(
+      "Security contexts can be overridden, and on platforms that assign UIDs the chart leaves"
+          + " the user and group IDs out while keeping the rest of the restricted profile")
+  void securityContextOverridesAndAssignedUids() throws IOException {
+    Rendered platform = Rendered.of("uidAssignment: platform\n");
+    PodSecurityContext pod =
+        platform.deployment().getSpec().getTemplate().getSpec().getSecurityContext();
+    assertThat(pod.getRunAsUser()).isNull();
+    assertThat(pod.getRunAsGroup()).isNull();
+    assertThat(pod.getFsGroup()).isNull();
+    assertThat(pod.getRunAsNonRoot()).isTrue();
+    assertThat(pod.getSeccompProfile().getType()).isEqualTo("RuntimeDefault");
+    assertThat(platform.container().getSecurityContext().getReadOnlyRootFilesystem()).isTrue();
+
+    Rendered custom =
+        Rendered.of(
+            "podSecurityContext: {runAsNonRoot: true, runAsUser: 1001, fsGroup: 1001,"
+                + " seccompProfile: {type: RuntimeDefault}}\n"
+                + "securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem:"
+                + " true, runAsUser: 1001, capabilities: {drop: [ALL]}}\n");
+    assertThat(
+            custom
+                .deployment()
+                .getSpec()
+                .getTemplate()
+                .getSpec()
+                .getSecurityContext()
+                .getRunAsUser())
+        .isEqualTo(1001L);
+    assertThat(custom.container().getSecurityContext().getRunAsUser()).isEqualTo(1001L);
+  }
+
+  @Test
+  @DisplayName(
+      "Scheduling and rollout values: topology spread (filled with the pods' labels), PDB with"
+          + " maxUnavailable, strategy, extra env, volumes and mounts, service type, image digest")
+  void anchorValues() throws IOException {
+    Rendered rendered =
+        Rendered.of(
+            """
+            topologySpreadConstraints:
+              - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway}
+            podDisruptionBudget: {minAvailable: null, maxUnavailable: 1}
+            strategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 1, maxSurge: 0}}
+            extraEnv: [{name: HTTPS_PROXY, value: "http://proxy:3128"}]
+            extraVolumes: [{name: corp-ca, configMap: {name: corp-ca}}]
+            extraVolumeMounts: [{name: corp-ca, mountPath: /etc/corp-ca, readOnly: true}]
+            service: {type: LoadBalancer}
+            image: {digest: "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"}
+            """);
+    Deployment deployment = rendered.deployment();
+    var spread = deployment.getSpec().getTemplate().getSpec().getTopologySpreadConstraints();
+    assertThat(spread).hasSize(1);
+    assertThat(spread.get(0).getLabelSelector().getMatchLabels())
+        .isEqualTo(deployment.getSpec().getSelector().getMatchLabels());
+    JsonNode pdb = rendered.one("PodDisruptionBudget");
+    assertThat(pdb.at("/spec/maxUnavailable").asInt()).isEqualTo(1);
+    assertThat(pdb.at("/spec/minAvailable").isMissingNode()).isTrue();
+    assertThat(deployment.getSpec().getStrategy().getRollingUpdate().getMaxSurge().getIntVal())
+        .isZero();
+    assertThat(envOf(rendered.container())).containsKey("HTTPS_PROXY");
+    assertThat(rendered.container().getVolumeMounts())
+        .anySatisfy(m -> assertThat(m.getMountPath()).isEqualTo("/etc/corp-ca"));
+    assertThat(deployment.getSpec().getTemplate().getSpec().getVolumes())
+        .anySatisfy(v -> assertThat(v.getName()).isEqualTo("corp-ca"));
+    assertThat(rendered.one("Service").at("/spec/type").asText()).isEqualTo("LoadBalancer");
+    assertThat(rendered.container().getImage())
+        .isEqualTo(
+            "leasehold/leasehold@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+
+    Deployment byDefault = defaults.deployment();
+    assertThat(byDefault.getSpec().getStrategy().getRollingUpdate().getMaxUnavailable().getIntVal())
+        .as("a rollout keeps every replica serving until its successor is ready")
+        .isZero();
+    assertThat(Rendered.of("podDisruptionBudget: {enabled: false}\n").ofKind("PodDisruptionBudget"))
+        .isEmpty();
   }
 
   @Test

@@ -70,6 +70,14 @@ public final class Terraform {
         .formatted(stateUrl, stateUrl, wait == null ? "" : "?wait=" + wait, stateUrl);
   }
 
+  private final Map<String, String> environment = new java.util.HashMap<>();
+
+  /** Sets an environment variable for every later run (TF_HTTP_CLIENT_CA_CERTIFICATE_PEM, say). */
+  public Terraform env(String name, String value) {
+    environment.put(name, value);
+    return this;
+  }
+
   public Path dir() {
     return dir;
   }
@@ -103,6 +111,7 @@ public final class Terraform {
     env.put("TF_INPUT", "0");
     env.put("CHECKPOINT_DISABLE", "1");
     env.put("TF_CLI_ARGS", "-no-color");
+    env.putAll(environment);
     return pb;
   }
 
