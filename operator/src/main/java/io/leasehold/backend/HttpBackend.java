@@ -64,17 +64,26 @@ public final class HttpBackend implements AutoCloseable {
   /** Bytes of a streamed body handed to the connection at a time. */
   private static final int STREAM_PIECE = 64 * 1024;
 
+  /** How long stopping waits for requests in flight; inside the pods' 30 s grace period. */
+  static final Duration DRAIN_TIMEOUT = Duration.ofSeconds(20);
+
   private final Vertx vertx;
   private final HttpServer server;
   private final List<SharedIndexInformer<?>> watches;
   private final String host;
+  private final InFlightRequests inFlight;
 
   private HttpBackend(
-      Vertx vertx, HttpServer server, List<SharedIndexInformer<?>> watches, String host) {
+      Vertx vertx,
+      HttpServer server,
+      List<SharedIndexInformer<?>> watches,
+      String host,
+      InFlightRequests inFlight) {
     this.vertx = vertx;
     this.server = server;
     this.watches = watches;
     this.host = host;
+    this.inFlight = inFlight;
   }
 
   /** Starts serving; returns once the port is bound. */
@@ -139,7 +148,10 @@ public final class HttpBackend implements AutoCloseable {
                 .setPort(config.port())
                 .setCompressionSupported(true)
                 .setDecompressionSupported(true));
-    server.requestHandler(routes.router());
+    Router router = routes.router();
+    InFlightRequests inFlight = new InFlightRequests();
+    inFlight.track(router);
+    server.requestHandler(router);
     try {
       server.listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
     } catch (Exception e) {
@@ -154,7 +166,7 @@ public final class HttpBackend implements AutoCloseable {
               + e.getMessage(),
           e);
     }
-    return new HttpBackend(vertx, server, watches, config.host());
+    return new HttpBackend(vertx, server, watches, config.host(), inFlight);
   }
 
   public int port() {
@@ -167,8 +179,20 @@ public final class HttpBackend implements AutoCloseable {
     return "http://" + h + ":" + port() + "/v1/states/";
   }
 
+  /** Stops serving: requests in flight are answered first (for at most {@link #DRAIN_TIMEOUT}). */
   @Override
   public void close() {
+    int active = inFlight.active();
+    if (active > 0) {
+      LOG.info("stopping: waiting for {} backend request(s) in flight", active);
+    }
+    int unanswered = inFlight.drain(DRAIN_TIMEOUT);
+    if (unanswered > 0) {
+      LOG.warn(
+          "stopping with {} backend request(s) unanswered after {} s",
+          unanswered,
+          DRAIN_TIMEOUT.toSeconds());
+    }
     watches.forEach(SharedIndexInformer::close);
     try {
       vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);

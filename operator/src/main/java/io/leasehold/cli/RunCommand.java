@@ -170,7 +170,9 @@ final class RunCommand implements Callable<Integer> {
     }
     Thread hook = installShutdownHook();
     try {
-      return embedded ? runEmbedded() : runInCluster();
+      int status = embedded ? runEmbedded() : runInCluster();
+      exitStatus = status;
+      return status;
     } finally {
       stopped.countDown();
       try {
@@ -286,6 +288,8 @@ final class RunCommand implements Callable<Integer> {
   }
 
   private final CountDownLatch stopRequested = new CountDownLatch(1);
+  // 1 until run ends normally: a stop that fails while closing does not exit 0.
+  private volatile int exitStatus = 1;
   private final CountDownLatch stopped = new CountDownLatch(1);
 
   /**
@@ -302,7 +306,11 @@ final class RunCommand implements Callable<Integer> {
             () -> {
               stopRequested.countDown();
               try {
-                stopped.await(SHUTDOWN_GRACE_SECONDS, java.util.concurrent.TimeUnit.SECONDS);
+                if (stopped.await(SHUTDOWN_GRACE_SECONDS, java.util.concurrent.TimeUnit.SECONDS)) {
+                  // Stopped as asked, everything closed in order: exit with run's status rather
+                  // than the signal's (143), which would read as a crash.
+                  Runtime.getRuntime().halt(exitStatus);
+                }
               } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
               }
