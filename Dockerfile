@@ -24,7 +24,7 @@ RUN set -eu; \
     echo "runtime modules: ${modules}"; \
     jlink --add-modules "${modules}" \
         --add-options="-XX:MaxRAMPercentage=75 -XX:+ExitOnOutOfMemoryError" \
-        --strip-debug --no-man-pages --no-header-files --compress=2 \
+        --strip-java-debug-attributes --no-man-pages --no-header-files --compress=2 \
         --output /opt/java; \
     /opt/java/bin/java -jar /tmp/leasehold.jar --version
 

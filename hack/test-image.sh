@@ -100,7 +100,9 @@ docker info --format 'engine {{.ServerVersion}}, storage {{.Driver}}, cgroup v{{
 # ---------------------------------------------------------------------------------------------
 step "jar"
 JAR="operator/target/leasehold.jar"
-if [ ! -f "$JAR" ] || [ -n "$(find operator/src pom.xml operator/pom.xml -newer "$JAR" -type f -print -quit)" ]; then
+REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+if [ ! -f "$JAR" ] || [ -n "$(find operator/src pom.xml operator/pom.xml -newer "$JAR" -type f -print -quit)" ] \
+  || ! java -jar "$JAR" --version 2>/dev/null | grep -q "commit $REVISION"; then
   echo "building $JAR (mvn -B -q -DskipTests package)"
   mvn -B -q -DskipTests package
 else
@@ -158,7 +160,8 @@ make_local_bases() {
       mkdir -p "$base/$(readlink "$rootfs/$link")"
     fi
   done
-  package_files "$rootfs" libc6 libgcc-s1 libstdc++6 zlib1g base-files netbase tzdata  # those installed >"$WORK/base-files.txt"
+  # (those of them that are installed)
+  package_files "$rootfs" libc6 libgcc-s1 libstdc++6 zlib1g base-files netbase tzdata >"$WORK/base-files.txt"
   tar -C "$rootfs" --no-recursion -cf - -T "$WORK/base-files.txt" | tar -C "$base" --keep-directory-symlink -xf -
   cp -a "$rootfs/etc/ssl" "$base/etc/ssl"
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$base/etc/passwd"
@@ -195,13 +198,12 @@ echo "JDK_IMAGE=$JDK_IMAGE BASE_IMAGE=$BASE_IMAGE"
 
 # ---------------------------------------------------------------------------------------------
 step "docker build $IMAGE"
-REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 VERSION="$APP_VERSION"
 docker build --pull=false \
   --build-arg JDK_IMAGE="$JDK_IMAGE" --build-arg BASE_IMAGE="$BASE_IMAGE" \
   --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" \
   -t "$IMAGE" . >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log" >&2; fail "docker build"; }
-grep -E "runtime modules:" "$WORK/build.log" | sed 's/^.*runtime modules/runtime modules/' || true
+grep -E "^runtime modules:" "$WORK/build.log" || true
 
 step "image metadata"
 user="$(docker image inspect -f '{{.Config.User}}' "$IMAGE")"

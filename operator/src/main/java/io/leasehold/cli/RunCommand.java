@@ -249,6 +249,7 @@ final class RunCommand implements Callable<Integer> {
     PrintWriter out = spec.commandLine().getOut();
     try (EmbeddedKubernetes api = EmbeddedKubernetes.start(apiPort);
         KubernetesClient client = api.newClient()) {
+      api.installAdmissionPolicies();
       for (Path manifest : manifests) {
         api.apply(manifest);
       }

@@ -34,8 +34,8 @@ class VersionProviderTest {
   void unknownCommit() {
     Properties info = new Properties();
     info.setProperty("version", "1.2.3");
-    info.setProperty("commit", "${git.commit.id.full}");
-    info.setProperty("dirty", "${git.dirty}");
+    info.setProperty("commit", "${build.commit}");
+    info.setProperty("dirty", "${build.dirty}");
     assertThat(VersionProvider.line(info)).isEqualTo("leasehold 1.2.3 (commit unknown)");
     assertThat(VersionProvider.line(new Properties()))
         .isEqualTo("leasehold (unknown version) (commit unknown)");
