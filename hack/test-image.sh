@@ -102,7 +102,7 @@ step "jar"
 JAR="operator/target/leasehold.jar"
 REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 if [ ! -f "$JAR" ] || [ -n "$(find operator/src pom.xml operator/pom.xml -newer "$JAR" -type f -print -quit)" ] \
-  || ! java -jar "$JAR" --version 2>/dev/null | grep -q "commit $REVISION"; then
+  || [[ "$(java -jar "$JAR" --version 2>/dev/null)" != *"commit $REVISION"* ]]; then
   echo "building $JAR (mvn -B -q -DskipTests package)"
   mvn -B -q -DskipTests package
 else
@@ -199,11 +199,15 @@ echo "JDK_IMAGE=$JDK_IMAGE BASE_IMAGE=$BASE_IMAGE"
 # ---------------------------------------------------------------------------------------------
 step "docker build $IMAGE"
 VERSION="$APP_VERSION"
+dangling() { docker images -q --filter dangling=true | sort -u; }
+DANGLING_BEFORE="$(dangling)"
 docker build --pull=false \
   --build-arg JDK_IMAGE="$JDK_IMAGE" --build-arg BASE_IMAGE="$BASE_IMAGE" \
   --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" \
   -t "$IMAGE" . >"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log" >&2; fail "docker build"; }
 grep -E "^runtime modules:" "$WORK/build.log" || true
+# The builder leaves the jlink stage behind untagged: remove what this build left, nothing else.
+comm -13 <(echo "$DANGLING_BEFORE") <(dangling) | xargs -r docker rmi >/dev/null 2>&1 || true
 
 step "image metadata"
 user="$(docker image inspect -f '{{.Config.User}}' "$IMAGE")"
@@ -253,8 +257,9 @@ docker run -d --name "$CONTAINER" \
 
 BACKEND="" METRICS=""
 for _ in $(seq 1 120); do
-  BACKEND="$(docker logs "$CONTAINER" 2>/dev/null | sed -n 's/^terraform-backend: //p' | head -1)"
-  METRICS="$(docker logs "$CONTAINER" 2>/dev/null | sed -n 's/^metrics: //p' | head -1)"
+  docker logs "$CONTAINER" >"$WORK/container.log" 2>/dev/null || true
+  BACKEND="$(sed -n 's/^terraform-backend: //p' "$WORK/container.log")"
+  METRICS="$(sed -n 's/^metrics: //p' "$WORK/container.log")"
   [ -n "$BACKEND" ] && [ -n "$METRICS" ] && break
   [ "$(docker inspect -f '{{.State.Running}}' "$CONTAINER")" = "true" ] || fail "the container stopped at start"
   sleep 1
@@ -328,7 +333,8 @@ echo "stopped in ${elapsed} s with exit code $exit_code"
 [ "$slow_code" = "200" ] || fail "the request in flight at SIGTERM was not finished (HTTP '${slow_code}')"
 [ "$exit_code" = "0" ] || fail "the container exited with $exit_code after SIGTERM, not 0"
 [ "$elapsed" -lt "$GRACE_SECONDS" ] || fail "stopping took ${elapsed} s, not within the ${GRACE_SECONDS} s grace period"
-docker logs "$CONTAINER" 2>&1 | grep -q 'Picked up JAVA_TOOL_OPTIONS' || fail "the JVM did not pick up JAVA_TOOL_OPTIONS"
+docker logs "$CONTAINER" >"$WORK/container.log" 2>&1
+grep -q 'Picked up JAVA_TOOL_OPTIONS' "$WORK/container.log" || fail "the JVM did not pick up JAVA_TOOL_OPTIONS"
 
 SIZE_BYTES="$(docker image inspect -f '{{.Size}}' "$IMAGE")"
 SIZE="$(awk -v b="$SIZE_BYTES" 'BEGIN { printf "%.0fMB", b / 1000000 }')"
