@@ -113,7 +113,10 @@ final class AdmissionPolicies {
     if (operation == null || !hasBody) {
       return next.apply(request);
     }
-    List<Pair> candidates = pairs().stream().filter(p -> rulesMatch(p, t, operation)).toList();
+    List<Pair> candidates =
+        pairs().stream()
+            .filter(p -> PolicyMatch.rules(p.policy(), p.binding(), t, operation))
+            .toList();
     if (candidates.isEmpty()) {
       return next.apply(request);
     }
@@ -128,7 +131,17 @@ final class AdmissionPolicies {
     }
     JsonNode namespaceObject = namespaceObject(t.namespace());
     List<Pair> matching =
-        candidates.stream().filter(p -> selectorsMatch(p, attributes, namespaceObject)).toList();
+        candidates.stream()
+            .filter(
+                p ->
+                    PolicyMatch.selectors(
+                        p.policy(),
+                        p.binding(),
+                        attributes.namespace() != null,
+                        namespaceObject,
+                        attributes.object(),
+                        attributes.oldObject()))
+            .toList();
     if (matching.isEmpty()) {
       return next.apply(request);
     }
@@ -219,89 +232,6 @@ final class AdmissionPolicies {
       list.path("items").forEach(items::add);
     }
     return items;
-  }
-
-  // ------------------------------------------------------------------------------------------
-  // Matching
-
-  private static boolean rulesMatch(Pair pair, Target t, String operation) {
-    JsonNode constraints = pair.policy().at("/spec/matchConstraints");
-    if (!rulesMatch(constraints, t, operation, true)) {
-      return false;
-    }
-    JsonNode resources = pair.binding().at("/spec/matchResources");
-    return resources.isMissingNode()
-        || resources.isNull()
-        || rulesMatch(resources, t, operation, false);
-  }
-
-  /** resourceRules match (or are absent, for a binding) and no excludeResourceRules does. */
-  private static boolean rulesMatch(
-      JsonNode resources, Target t, String operation, boolean rulesRequired) {
-    JsonNode rules = resources.path("resourceRules");
-    boolean included =
-        rules.isArray() && !rules.isEmpty() ? anyRuleMatches(rules, t, operation) : !rulesRequired;
-    return included && !anyRuleMatches(resources.path("excludeResourceRules"), t, operation);
-  }
-
-  private static boolean anyRuleMatches(JsonNode rules, Target t, String operation) {
-    for (JsonNode rule : rules) {
-      String resource =
-          t.subresource() == null ? t.resource() : t.resource() + "/" + t.subresource();
-      if (matches(rule.path("apiGroups"), t.group())
-          && matches(rule.path("apiVersions"), t.version())
-          && matches(rule.path("operations"), operation)
-          && matchesResource(rule.path("resources"), t.resource(), resource)
-          && (rule.path("resourceNames").isEmpty()
-              || t.name() != null && matches(rule.path("resourceNames"), t.name()))) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  private static boolean matches(JsonNode values, String value) {
-    for (JsonNode v : values) {
-      if ("*".equals(v.asText()) || v.asText().equals(value)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  private static boolean matchesResource(JsonNode values, String plural, String resource) {
-    for (JsonNode v : values) {
-      String s = v.asText();
-      if (s.equals(resource)
-          || "*".equals(s) && resource.equals(plural)
-          || "*/*".equals(s)
-          || s.equals(plural + "/*") && !resource.equals(plural)
-          || s.startsWith("*/") && resource.endsWith(s.substring(1))) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  private static boolean selectorsMatch(Pair pair, Attributes a, JsonNode namespaceObject) {
-    for (JsonNode resources :
-        List.of(
-            pair.policy().at("/spec/matchConstraints"),
-            pair.binding().at("/spec/matchResources"))) {
-      if (a.namespace() != null
-          && !LabelSelector.matches(
-              resources.path("namespaceSelector"), namespaceObject.at("/metadata/labels"))) {
-        return false;
-      }
-      JsonNode objectSelector = resources.path("objectSelector");
-      JsonNode old = a.oldObject() == null ? NullNode.getInstance() : a.oldObject();
-      if (!LabelSelector.matches(objectSelector, a.object().at("/metadata/labels"))
-          && !(old.isObject()
-              && LabelSelector.matches(objectSelector, old.at("/metadata/labels")))) {
-        return false;
-      }
-    }
-    return true;
   }
 
   // ------------------------------------------------------------------------------------------
