@@ -84,6 +84,9 @@ public final class HttpBackend implements AutoCloseable {
   /** Bytes of a streamed body handed to the connection at a time. */
   private static final int STREAM_PIECE = 64 * 1024;
 
+  /** How long stopping waits for requests in flight; inside the pods' 30 s grace period. */
+  static final Duration DRAIN_TIMEOUT = Duration.ofSeconds(20);
+
   private final Vertx vertx;
   private final HttpServer server;
   private final LockWaiters waiters;

@@ -229,7 +229,9 @@ final class RunCommand implements Callable<Integer> {
     shutdown = shutdownOptions.shutdown();
     Thread hook = installShutdownHook();
     try {
-      return embedded ? runEmbedded() : runInCluster();
+      int status = embedded ? runEmbedded() : runInCluster();
+      exitStatus = status;
+      return status;
     } finally {
       stopped.countDown();
       try {
@@ -418,6 +420,7 @@ final class RunCommand implements Callable<Integer> {
     PrintWriter out = spec.commandLine().getOut();
     try (EmbeddedKubernetes api = EmbeddedKubernetes.start(apiPort);
         KubernetesClient client = api.newClient()) {
+      api.installAdmissionPolicies();
       for (Path manifest : manifests) {
         api.apply(manifest);
       }
@@ -514,6 +517,8 @@ final class RunCommand implements Callable<Integer> {
   }
 
   private final CountDownLatch stopRequested = new CountDownLatch(1);
+  // 1 until run ends normally: a stop that fails while closing does not exit 0.
+  private volatile int exitStatus = 1;
   private final CountDownLatch stopped = new CountDownLatch(1);
 
   /**
@@ -535,7 +540,11 @@ final class RunCommand implements Callable<Integer> {
               shutdown.begin();
               stopRequested.countDown();
               try {
-                stopped.await(grace, java.util.concurrent.TimeUnit.SECONDS);
+                if (stopped.await(grace, java.util.concurrent.TimeUnit.SECONDS)) {
+                  // Stopped as asked, everything closed in order: exit with run's status rather
+                  // than the signal's (143), which would read as a crash.
+                  Runtime.getRuntime().halt(exitStatus);
+                }
               } catch (InterruptedException e) {
                 Thread.currentThread().interrupt();
               }

@@ -40,6 +40,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   private final Map<String, String> kindsByResource =
       new ConcurrentHashMap<>(ResourcePath.BUILT_IN);
   private final CustomResourceValidation validation;
+  private final AdmissionPolicies policies;
 
   ApiServerDispatcher(
       Map<ServerRequest, Queue<ServerResponse>> responses,
@@ -48,12 +49,14 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     this.delegate = new KubernetesMixedDispatcher(responses);
     this.mapper = mapper;
     this.validation = validation;
+    this.policies = new AdmissionPolicies(mapper, this::current);
   }
 
   @Override
   public MockResponse dispatch(RecordedRequest request) {
     try {
-      return admit(request);
+      // Admission policies stored in this API change or refuse a write before the rest.
+      return policies.admit(request, this::admit);
     } catch (RuntimeException e) {
       // A handler that throws would leave the client waiting for an answer that never comes.
       LOG.error("embedded API failed on {} {}", request.getMethod(), request.getPath(), e);

@@ -1,5 +1,6 @@
 package io.leasehold.embedded;
 
+import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
 import io.fabric8.kubernetes.api.model.HasMetadata;
 import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.ConfigBuilder;
@@ -36,6 +37,19 @@ public final class EmbeddedKubernetes implements AutoCloseable {
   public static final String CRD_RESOURCE = "/META-INF/fabric8/terraformstates.leasehold.io-v1.yml";
 
   public static final String DEFAULT_NAMESPACE = "default";
+
+  /**
+   * The chart's admission policies for runner Jobs, as Helm renders them for the release {@code
+   * leasehold} in {@code leasehold-system}; a test checks them against the chart.
+   */
+  public static final String ADMISSION_POLICIES_RESOURCE =
+      "/io/leasehold/embedded/admission-policies.yaml";
+
+  /**
+   * Who the clients of {@link #newClient()} are to the admission policies: the operator's
+   * ServiceAccount in that release, which they let unsuspend runner Jobs.
+   */
+  public static final String OPERATOR_USER = "system:serviceaccount:leasehold-system:leasehold";
 
   private final KubernetesMockServer server;
   private final KubernetesClient client;
@@ -78,9 +92,24 @@ public final class EmbeddedKubernetes implements AutoCloseable {
     return "http://" + server.getHostName() + ":" + server.getPort();
   }
 
-  /** A client of this API; callers own it and close it. */
+  /**
+   * A client of this API acting as the operator ({@link #OPERATOR_USER}); callers own it and close
+   * it.
+   */
   public KubernetesClient newClient() {
-    return new KubernetesClientBuilder().withConfig(clientConfig()).build();
+    return newClient(OPERATOR_USER);
+  }
+
+  /**
+   * A client of this API acting as {@code user} to admission policies (it impersonates the user),
+   * or anonymous when {@code user} is null; callers own it and close it.
+   */
+  public KubernetesClient newClient(String user) {
+    Config config = clientConfig();
+    if (user != null) {
+      config.setImpersonateUsername(user);
+    }
+    return new KubernetesClientBuilder().withConfig(config).build();
   }
 
   /** The client the embedded API uses itself (to install the CRD and apply manifests). */
@@ -178,6 +207,84 @@ public final class EmbeddedKubernetes implements AutoCloseable {
       return apply(in, file.toString());
     } catch (IOException e) {
       throw new UncheckedIOException("cannot read " + file, e);
+    }
+  }
+
+  /**
+   * Installs the chart's admission policies for runner Jobs ({@link #ADMISSION_POLICIES_RESOURCE}),
+   * so that this API behaves like a cluster with the chart installed: a runner Job is created
+   * suspended whatever its spec says, and only the operator may unsuspend it.
+   */
+  public void installAdmissionPolicies() {
+    try (InputStream in =
+        EmbeddedKubernetes.class.getResourceAsStream(ADMISSION_POLICIES_RESOURCE)) {
+      if (in == null) {
+        throw new IllegalStateException(
+            ADMISSION_POLICIES_RESOURCE + " is missing from the classpath: build with mvn package");
+      }
+      installAdmissionPolicies(in, "leasehold's admission policies");
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /**
+   * Creates, or replaces, the admission policies and bindings of a (multi-document) YAML manifest
+   * (kinds MutatingAdmissionPolicy, ValidatingAdmissionPolicy and their bindings, any version).
+   */
+  public void installAdmissionPolicies(InputStream manifest, String source) {
+    List<GenericKubernetesResource> items = new ArrayList<>();
+    com.fasterxml.jackson.databind.ObjectMapper yaml =
+        new com.fasterxml.jackson.databind.ObjectMapper(
+            new com.fasterxml.jackson.dataformat.yaml.YAMLFactory());
+    try (var docs =
+        yaml.readerFor(com.fasterxml.jackson.databind.JsonNode.class)
+            .<com.fasterxml.jackson.databind.JsonNode>readValues(manifest)) {
+      while (docs.hasNext()) {
+        com.fasterxml.jackson.databind.JsonNode doc = docs.next();
+        if (doc != null && doc.isObject() && !doc.isEmpty()) {
+          items.add(yaml.treeToValue(doc, GenericKubernetesResource.class));
+        }
+      }
+    } catch (IOException e) {
+      throw new IllegalArgumentException(source + ": not a YAML manifest: " + e.getMessage(), e);
+    }
+    for (GenericKubernetesResource item : items) {
+      String kind = item.getKind();
+      String plural = kind.toLowerCase(java.util.Locale.ROOT).replaceFirst("y$", "ie") + "s";
+      String[] groupVersion = item.getApiVersion().split("/", 2);
+      if (!kind.endsWith("AdmissionPolicy") && !kind.endsWith("AdmissionPolicyBinding")
+          || groupVersion.length != 2
+          || !AdmissionPolicies.GROUP.equals(groupVersion[0])) {
+        throw new IllegalArgumentException(
+            source + ": " + item.getApiVersion() + " " + kind + " is not an admission policy");
+      }
+      var resources =
+          client.genericKubernetesResources(
+              new io.fabric8.kubernetes.client.dsl.base.ResourceDefinitionContext.Builder()
+                  .withGroup(groupVersion[0])
+                  .withVersion(groupVersion[1])
+                  .withKind(kind)
+                  .withPlural(plural)
+                  .withNamespaced(false)
+                  .build());
+      try {
+        resources.resource(item).create();
+      } catch (KubernetesClientException e) {
+        if (e.getCode() != 409) {
+          throw new IllegalArgumentException(
+              source
+                  + ": "
+                  + kind
+                  + " "
+                  + item.getMetadata().getName()
+                  + " refused: "
+                  + e.getMessage(),
+              e);
+        }
+        item.getMetadata().setResourceVersion(null);
+        resources.resource(item).update();
+      }
     }
   }
 

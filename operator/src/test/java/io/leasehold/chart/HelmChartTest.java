@@ -9,11 +9,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.dataformat.yaml.YAMLFactory;
 import com.marcnuri.helm.Helm;
 import com.marcnuri.helm.LintResult;
-import dev.cel.bundle.Cel;
-import dev.cel.bundle.CelFactory;
-import dev.cel.common.types.SimpleType;
-import dev.cel.parser.CelStandardMacro;
-import dev.cel.runtime.CelRuntime;
 import io.fabric8.kubernetes.api.model.Container;
 import io.fabric8.kubernetes.api.model.ContainerPort;
 import io.fabric8.kubernetes.api.model.EnvVar;
@@ -204,7 +199,10 @@ class HelmChartTest {
         enabled: true
         interval: 15s
       admissionPolicy:
-        enabled: true
+        mutating:
+          apiVersion: v1
+        validating:
+          apiVersion: v1
       runnerRbac:
         - namespace: team-a
           serviceAccount: terraform-runner
@@ -541,7 +539,7 @@ class HelmChartTest {
 
   @Test
   @DisplayName(
-      "By default it runs two replicas of leasehold/leasehold:<appVersion> as the chart's"
+      "By default it runs two replicas of ghcr.io/leasehold/leasehold:<appVersion> as the chart's"
           + " ServiceAccount, with a PodDisruptionBudget keeping one available")
   void replicasAndImage() {
     Deployment deployment = defaults.deployment();
@@ -552,7 +550,7 @@ class HelmChartTest {
     assertThat(pod.getTerminationGracePeriodSeconds())
         .as("preStop sleep 5 s + drain 20 s + 10 s")
         .isEqualTo(35L);
-    assertThat(defaults.container().getImage()).isEqualTo("leasehold/leasehold:0.1.0");
+    assertThat(defaults.container().getImage()).isEqualTo("ghcr.io/leasehold/leasehold:0.1.0");
     assertThat(defaults.container().getImagePullPolicy()).isEqualTo("IfNotPresent");
 
     JsonNode pdb = defaults.one("PodDisruptionBudget");
@@ -761,14 +759,19 @@ class HelmChartTest {
 
   @Test
   @DisplayName(
-      "ServiceMonitor and the admission policy are rendered only when enabled; the"
-          + " NetworkPolicy unless disabled")
+      "ServiceMonitor and the admission policies are rendered only when enabled (the policies:"
+          + " where the cluster serves their API, or a version is set); the NetworkPolicy unless"
+          + " disabled")
   void onlyWhenEnabled() throws IOException {
     assertThat(defaults.ofKind("NetworkPolicy")).hasSize(1);
     assertThat(Rendered.of("networkPolicy: {enabled: false}\n").ofKind("NetworkPolicy")).isEmpty();
     for (String kind :
         List.of(
-            "ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")) {
+            "ServiceMonitor",
+            "MutatingAdmissionPolicy",
+            "MutatingAdmissionPolicyBinding",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding")) {
       assertThat(defaults.ofKind(kind)).as("%s by default", kind).isEmpty();
       assertThat(custom.ofKind(kind)).as("%s when enabled", kind).hasSize(1);
     }
@@ -845,68 +848,6 @@ class HelmChartTest {
         .isEqualTo("[\"" + NAMESPACE + "\"]");
   }
 
-  private static final Cel CEL =
-      CelFactory.standardCelBuilder()
-          .setStandardMacros(CelStandardMacro.STANDARD_MACROS)
-          .addVar("object", SimpleType.DYN)
-          .build();
-
-  private static boolean admits(String expression, String job) throws Exception {
-    CelRuntime.Program program = CEL.createProgram(CEL.compile(expression).getAst());
-    Object object = toCel(YAML.readTree(job));
-    return Boolean.TRUE.equals(program.eval(Map.of("object", object)));
-  }
-
-  private static Object toCel(JsonNode node) {
-    return io.leasehold.embedded.CustomResourceValidation.toCel(node);
-  }
-
-  @Test
-  @DisplayName(
-      "The admission policy refuses creating a labelled Job unless it is suspended, and says to"
-          + " add suspend: true (jobTemplate for CronJobs)")
-  void admissionPolicy() throws Exception {
-    JsonNode policy = custom.one("ValidatingAdmissionPolicy");
-    assertThat(policy.path("apiVersion").asText()).isEqualTo("admissionregistration.k8s.io/v1");
-    JsonNode rules = policy.at("/spec/matchConstraints/resourceRules");
-    assertThat(rules).hasSize(1);
-    assertThat(rules.at("/0/apiGroups").toString()).isEqualTo("[\"batch\"]");
-    assertThat(rules.at("/0/apiVersions").toString()).isEqualTo("[\"v1\"]");
-    assertThat(rules.at("/0/resources").toString()).isEqualTo("[\"jobs\"]");
-    assertThat(rules.at("/0/operations").toString()).isEqualTo("[\"CREATE\"]");
-
-    JsonNode validations = policy.at("/spec/validations");
-    assertThat(validations).hasSize(1);
-    String expression = validations.at("/0/expression").asText();
-    String message = validations.at("/0/message").asText();
-    assertThat(message)
-        .contains("leasehold.io/state")
-        .contains("`suspend: true`")
-        .contains("`spec.jobTemplate.spec.suspend: true`")
-        .contains("queue");
-
-    String labelled = "metadata: {name: apply, labels: {leasehold.io/state: network}}\n";
-    assertThat(admits(expression, labelled + "spec: {suspend: true}")).isTrue();
-    assertThat(admits(expression, labelled + "spec: {suspend: false}")).isFalse();
-    assertThat(admits(expression, labelled + "spec: {backoffLimit: 0}")).isFalse();
-    assertThat(admits(expression, "metadata: {name: other}\nspec: {backoffLimit: 0}")).isTrue();
-    assertThat(
-            admits(
-                expression, "metadata: {name: other, labels: {app: web}}\nspec: {suspend: false}"))
-        .isTrue();
-
-    JsonNode binding = custom.one("ValidatingAdmissionPolicyBinding");
-    assertThat(binding.at("/spec/policyName").asText())
-        .isEqualTo(policy.at("/metadata/name").asText());
-    assertThat(binding.at("/spec/validationActions").toString()).isEqualTo("[\"Deny\"]");
-    assertThat(
-            binding
-                .at("/spec/matchResources/namespaceSelector/matchExpressions/0/values")
-                .toString())
-        .as("the binding is limited to the watched namespaces")
-        .isEqualTo("[\"team-a\",\"team-b\"]");
-  }
-
   @ParameterizedTest(name = "{0} is refused naming {1}")
   @DisplayName("Wrong values are refused with a message naming the field")
   @CsvSource(
@@ -922,8 +863,6 @@ class HelmChartTest {
         "maxLockWait: soon | maxLockWait",
         "maxStateBytes: lots | maxStateBytes",
         "'networkPolicy: {enabled: yes please}' | enabled",
-        "'admissionPolicy: {validationActions: [Reject]}' | validationActions",
-        "'admissionPolicy: {validationActions: [Deny, Warn]}' | validationActions",
         "'runnerRbac: [{namespace: infra}]' | serviceAccount",
         "'runnerRbac: [{namespace: infra, serviceAccount: tf, access: admin}]' | access",
         "'tolerations: [{key: a, operator: Sometimes}]' | operator",

@@ -85,8 +85,8 @@ class ExamplesTest {
 
   @Test
   @DisplayName(
-      "kubectl kustomize renders the GitOps example, the embedded API accepts all of it, and the"
-          + " CronJob creates suspended, labelled Jobs")
+      "kubectl kustomize renders the GitOps example, the embedded API accepts all of it, and with"
+          + " the chart's admission policies the CronJob's Jobs are created suspended and queued")
   void gitops() throws Exception {
     Process kustomize;
     try {
@@ -136,9 +136,27 @@ class ExamplesTest {
             .inNamespace("infra")
             .withName("network-apply")
             .get();
-    assertThat(cron.getSpec().getJobTemplate().getSpec().getSuspend()).isTrue();
+    assertThat(cron.getSpec().getJobTemplate().getSpec().getSuspend())
+        .as("the example relies on the MutatingAdmissionPolicy, not on suspend: true")
+        .isNull();
     assertThat(cron.getSpec().getJobTemplate().getMetadata().getLabels())
         .containsEntry(RunnerJobs.STATE_LABEL, "network");
+
+    // A Job from the template, created as the CronJob controller would, comes back suspended.
+    harness.api().installAdmissionPolicies();
+    Job scheduled =
+        new io.fabric8.kubernetes.api.model.batch.v1.JobBuilder()
+            .withMetadata(cron.getSpec().getJobTemplate().getMetadata())
+            .editMetadata()
+            .withName("network-apply-29000000")
+            .withNamespace("infra")
+            .endMetadata()
+            .withSpec(cron.getSpec().getJobTemplate().getSpec())
+            .build();
+    try (var controller =
+        harness.api().newClient("system:serviceaccount:kube-system:cronjob-controller")) {
+      assertThat(controller.resource(scheduled).create().getSpec().getSuspend()).isTrue();
+    }
     assertThat(
             harness
                 .client()
