@@ -239,7 +239,21 @@ public final class LockService {
    */
   private <A> A transition(
       StateNames names, java.util.function.Function<Lease, Step<A>> decide, Lease written[]) {
-    boolean fresh = false;
+    return transition(names, decide, written, false);
+  }
+
+  /**
+   * As {@link #transition(StateNames, java.util.function.Function, Lease[])}, reading the Lease
+   * from the API server from the start when {@code freshFirst}: for decisions whose "nothing to do"
+   * must not rest on a cache that may not show this replica's own last write yet (an UNLOCK right
+   * after its LOCK, undoing a grant just written).
+   */
+  private <A> A transition(
+      StateNames names,
+      java.util.function.Function<Lease, Step<A>> decide,
+      Lease written[],
+      boolean freshFirst) {
+    boolean fresh = freshFirst;
     for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
       Lease lease = read(names, fresh);
       Step<A> step = decide.apply(lease);
@@ -266,6 +280,11 @@ public final class LockService {
     return transition(names, decide, null);
   }
 
+  private <A> A freshTransition(
+      StateNames names, java.util.function.Function<Lease, Step<A>> decide) {
+    return transition(names, decide, null, true);
+  }
+
   // ------------------------------------------------------------------------------ client locks
 
   /**
@@ -281,7 +300,11 @@ public final class LockService {
     for (int round = 0; ; round++) {
       Lease[] written = new Lease[1];
       Answer answer =
-          transition(names, lease -> decideLock(names, lease, info, caller, waits, local), written);
+          transition(
+              names,
+              lease -> decideLock(names, lease, info, caller, waits, local),
+              written,
+              !waits);
       if (answer == BACK_FIRST && round < ATTEMPTS) {
         continue;
       }
@@ -558,7 +581,7 @@ public final class LockService {
    * connected, it takes the place back at the next change.
    */
   public void passOver(StateNames names, String id, String resourceVersion) {
-    transition(
+    freshTransition(
         names,
         lease -> {
           if (!resourceVersion.equals(lease.getMetadata().getResourceVersion())) {
@@ -580,7 +603,7 @@ public final class LockService {
    * keeps its place for the grace period but may not be granted the lock until it comes back.
    */
   public void left(StateNames names, String id) {
-    transition(
+    freshTransition(
         names,
         lease -> {
           Line line = LeaseLock.line(lease);
@@ -595,7 +618,7 @@ public final class LockService {
 
   /** Removes from line the clients whose grace period ran out. */
   public void prune(StateNames names) {
-    transition(
+    freshTransition(
         names,
         lease -> {
           Line line = LeaseLock.line(lease);
@@ -615,7 +638,7 @@ public final class LockService {
    * is released if it is still held by that lock ID for that identity. Returns whether it was.
    */
   public boolean undo(StateNames names, Granted granted, Caller caller) {
-    return transition(
+    return freshTransition(
         names,
         lease -> {
           Optional<Holder> h = Holder.of(lease, clock.instant());
@@ -631,7 +654,7 @@ public final class LockService {
    * a lock another identity owns is refused as {@link Refusal#NOT_OWNER}; see {@link #forceUnlock}.
    */
   public Answer unlock(StateNames names, String lockId, Caller caller) {
-    return transition(
+    return freshTransition(
         names,
         lease -> {
           Optional<Holder> holder = Holder.of(lease, clock.instant());
@@ -680,7 +703,7 @@ public final class LockService {
    * the requester may.
    */
   public Answer forceUnlock(StateNames names, Optional<String> expectedId) {
-    return transition(
+    return freshTransition(
         names,
         lease -> {
           Optional<Holder> holder = Holder.of(lease, clock.instant());
@@ -971,7 +994,7 @@ public final class LockService {
             "leasehold",
             clock.instant().truncatedTo(java.time.temporal.ChronoUnit.SECONDS).toString(),
             names.secretName());
-    return transition(
+    return freshTransition(
         names,
         lease -> {
           Optional<Holder> holder = Holder.of(lease, clock.instant());

@@ -249,9 +249,19 @@ public final class StateStore {
     Map<Integer, Secret> existing = new HashMap<>();
     read.forEach(s -> existing.put(names.chunkIndex(s.getMetadata().getName()), s));
     if (read.isEmpty()) {
-      // A Secret without the tfstate key (Terraform's "no state yet") is updated in place.
+      // A Secret without the tfstate key (Terraform's "no state yet") is updated in place. One
+      // that holds a state was written since this writer found none (another replica, stock
+      // Terraform): writing over it would lose that state, so the write is a conflict.
       Secret main = get(names.secretName());
       if (main != null) {
+        boolean holdsState =
+            main.getData() != null
+                && main.getData().get("tfstate") != null
+                && !main.getData().get("tfstate").isEmpty();
+        if (holdsState) {
+          throw new io.fabric8.kubernetes.client.KubernetesClientException(
+              "state Secret " + names.secretName() + " was written since it was read", 409, null);
+        }
         existing.put(0, main);
       }
     }

@@ -319,7 +319,12 @@ class LockLineTest {
     pool.shutdown();
     assertThat(violations).isEmpty();
     assertThat(vanished).isNotEmpty();
-    eventually().until(() -> holder(name) == null);
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(holder(name))
+                    .as("holder (hung up: %s)", vanished.contains(String.valueOf(holder(name))))
+                    .isNull());
     eventually().during(Duration.ofSeconds(1)).until(() -> holder(name) == null);
     watch.close();
   }
