@@ -2,8 +2,6 @@ package io.leasehold.embedded;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.JsonNodeFactory;
-import com.fasterxml.jackson.databind.node.NullNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.fabric8.kubernetes.client.dsl.base.CustomResourceDefinitionContext;
 import io.fabric8.kubernetes.client.server.mock.CustomResourceAware;
@@ -14,32 +12,43 @@ import io.fabric8.mockwebserver.http.Buffer;
 import io.fabric8.mockwebserver.http.Dispatcher;
 import io.fabric8.mockwebserver.http.MockResponse;
 import io.fabric8.mockwebserver.http.RecordedRequest;
+import io.fabric8.zjsonpatch.JsonDiff;
 import io.fabric8.zjsonpatch.JsonPatch;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Queue;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.locks.ReentrantLock;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * Makes the CRUD mock behave like a real API server where clients rely on it: it fills {@code kind}
  * and {@code apiVersion} from the URL (client-go sends objects without them), and checks custom
- * resources against their CRD's schema and validation rules before storing them.
+ * resources against their CRD's schema and validation rules before storing them. Reads (discovery,
+ * OpenAPI, tables, field selectors) are answered by {@link ApiReads}, deletions by {@link
+ * Deletions}, merge patches by {@link Patches}; writes are applied one at a time, so a patch is
+ * applied to the version it was computed from.
  */
 final class ApiServerDispatcher extends Dispatcher implements CustomResourceAware {
 
   private static final Logger LOG = LoggerFactory.getLogger(ApiServerDispatcher.class);
   private static final String RULES_REVIEW =
       "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+  private static final String CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 
   private final KubernetesMixedDispatcher delegate;
   private final ObjectMapper mapper;
   private final Map<String, String> kindsByResource =
       new ConcurrentHashMap<>(ResourcePath.BUILT_IN);
   private final CustomResourceValidation validation;
+  private final ApiReads reads;
+  private final Deletions deletions;
+  private final ReentrantLock writes = new ReentrantLock();
 
   ApiServerDispatcher(
       Map<ServerRequest, Queue<ServerResponse>> responses,
@@ -48,6 +57,23 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     this.delegate = new KubernetesMixedDispatcher(responses);
     this.mapper = mapper;
     this.validation = validation;
+    this.reads = new ApiReads(mapper, delegate, this::current, this::resources);
+    this.deletions = new Deletions(mapper, delegate, this::current, reads::notFound);
+  }
+
+  /** What the API serves now: the built-in resources and those of the stored CRDs. */
+  ApiResources resources() {
+    JsonNode crds = current(CRD_PATH);
+    List<JsonNode> items = new ArrayList<>();
+    if (crds != null) {
+      crds.path("items").forEach(items::add);
+    }
+    return ApiResources.of(items);
+  }
+
+  /** How reads are answered, for the HTTP watch streams. */
+  ApiReads reads() {
+    return reads;
   }
 
   @Override
@@ -66,14 +92,31 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     if ("POST".equals(method) && request.getPath().startsWith(RULES_REVIEW)) {
       return allowEverything(request);
     }
+    if ("GET".equals(method)) {
+      return reads.serve(request).orElseGet(() -> delegate.dispatch(request));
+    }
+    writes.lock();
+    try {
+      return admitWrite(request);
+    } finally {
+      writes.unlock();
+    }
+  }
+
+  private MockResponse admitWrite(RecordedRequest request) {
+    String method = request.getMethod();
+    Optional<ApiRequest> target = ApiRequest.parse(request.getPath());
+    if ("DELETE".equals(method) && target.isPresent()) {
+      return deletions.delete(request, target.get());
+    }
     Optional<ResourcePath> path = ResourcePath.parse(request.getPath());
     boolean hasBody = request.getBody() != null && request.getBody().size() > 0;
     if (path.isEmpty() || !hasBody) {
-      return delegate.dispatch(request);
+      return named(delegate.dispatch(request), target);
     }
     ResourcePath resource = path.get();
     if ("PATCH".equals(method)) {
-      return admitPatch(request, resource);
+      return named(admitPatch(request, resource, target.get()), target);
     }
     if (!"POST".equals(method) && !"PUT".equals(method)) {
       return delegate.dispatch(request);
@@ -88,6 +131,13 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return delegate.dispatch(request);
     }
     fillTypeMeta(resource, object);
+    if ("POST".equals(method) && !resource.isSubresource() && needsName(object)) {
+      Optional<MockResponse> refused =
+          GeneratedNames.assign(object, target.get(), this::current, mapper);
+      if (refused.isPresent()) {
+        return refused.get();
+      }
+    }
     if (resource.isCustomResourceDefinitions()) {
       rememberCrd(object);
       validation.register(object);
@@ -104,58 +154,165 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         return status(422, "Invalid", invalid.get());
       }
     }
+    if (!resource.isSubresource() && target.isPresent()) {
+      String name = object.path("metadata").path("name").asText("");
+      ApiRequest t = target.get();
+      if (!name.isEmpty()) {
+        deletions.written(
+            t.name() == null ? t.collectionPath() + "/" + name : t.objectPath(), object);
+      }
+    }
     byte[] bytes;
     try {
       bytes = mapper.writeValueAsBytes(object);
     } catch (IOException e) {
       return status(500, "InternalError", e.getMessage());
     }
-    return delegate.dispatch(
-        new RecordedRequest(
-            request.getHttpVersion(),
-            request.method(),
-            request.getPath(),
-            request.getHeaders(),
-            new Buffer(bytes)));
+    return named(
+        delegate.dispatch(
+            new RecordedRequest(
+                request.getHttpVersion(),
+                request.method(),
+                request.getPath(),
+                request.getHeaders(),
+                new Buffer(bytes))),
+        target);
+  }
+
+  private static boolean needsName(ObjectNode object) {
+    return object.path("metadata").path("name").asText("").isEmpty()
+        && !object.path("metadata").path("generateName").asText("").isEmpty();
   }
 
   /**
-   * Checks what a patch of a custom resource would produce; the patch itself is then applied by the
-   * CRUD store, so its semantics stay the store's.
+   * The store's refusals as an API server words them: a 404 names the missing object, a 409 says
+   * whether the name is taken or the object changed (the store calls every refusal "Invalid", which
+   * kubectl would print as a validation error).
    */
-  private MockResponse admitPatch(RecordedRequest request, ResourcePath resource) {
-    if (resource.isSubresource() || !validation.knows(resource.group(), resource.plural())) {
+  private MockResponse named(MockResponse response, Optional<ApiRequest> target) {
+    if (target.isEmpty()) {
+      return response;
+    }
+    ApiRequest t = target.get();
+    if (response.code() == 404
+        && t.name() != null
+        && (response.getBody() == null || response.getBody().size() == 0)) {
+      return reads.notFound(t);
+    }
+    if (response.code() == 409 && response.getBody() != null) {
+      JsonNode body;
+      try {
+        body = mapper.readTree(response.getBody().getBytes());
+      } catch (IOException e) {
+        return response;
+      }
+      if (!"Invalid".equals(body.path("reason").asText())) {
+        return response;
+      }
+      String resourceName = t.group().isEmpty() ? t.plural() : t.plural() + "." + t.group();
+      String message = body.path("message").asText("");
+      if (message.endsWith("already exists")) {
+        String name = message.replaceFirst("^[^']*'", "").replaceFirst("' already exists$", "");
+        return status(409, "AlreadyExists", resourceName + " \"" + name + "\" already exists");
+      }
+      return status(
+          409,
+          "Conflict",
+          "Operation cannot be fulfilled on "
+              + resourceName
+              + " \""
+              + (t.name() == null ? "" : t.name())
+              + "\": the object has been modified; please apply your changes to the latest"
+              + " version and try again");
+    }
+    return response;
+  }
+
+  /**
+   * Applies a merge or strategic merge patch here, with the API server's semantics (a {@code null}
+   * removes a key; lists of objects merge by key), checks what it produces for a custom resource,
+   * and has the store apply the difference as a JSON Patch, so the store's own rules (status
+   * subresource, resourceVersion, generation) still hold.
+   */
+  private MockResponse admitPatch(
+      RecordedRequest request, ResourcePath resource, ApiRequest target) {
+    String contentType = Optional.ofNullable(request.getHeader("Content-Type")).orElse("");
+    boolean custom = !ResourcePath.BUILT_IN.containsKey(resource.groupResource());
+    if (contentType.contains("apply-patch")) {
+      return status(
+          415,
+          "UnsupportedMediaType",
+          "server-side apply is not supported by the embedded API: use kubectl apply without"
+              + " --server-side");
+    }
+    boolean strategic = contentType.contains("strategic-merge-patch");
+    boolean merge = !strategic && contentType.contains("merge-patch");
+    if (strategic && custom) {
+      return status(
+          415,
+          "UnsupportedMediaType",
+          "the body of the request was in an unknown format - accepted media types include:"
+              + " application/json-patch+json, application/merge-patch+json (strategic merge"
+              + " patch is not supported for custom resources: use --type=merge)");
+    }
+    if (!strategic && !merge && !contentType.contains("json-patch")) {
+      return status(
+          415,
+          "UnsupportedMediaType",
+          "the embedded API supports JSON Patch, JSON merge patch and strategic merge patch, not "
+              + contentType);
+    }
+    boolean validate =
+        !resource.isSubresource() && validation.knows(resource.group(), resource.plural());
+    if (!strategic && !merge && !validate) {
       return delegate.dispatch(request);
     }
-    JsonNode current = current(request.getPath());
+    JsonNode current = current(target.objectPath());
     if (current == null) {
-      return delegate.dispatch(request);
+      return reads.notFound(target);
     }
     JsonNode patched;
     try {
       JsonNode patch = mapper.readTree(request.getBody().getBytes());
-      String contentType = Optional.ofNullable(request.getHeader("Content-Type")).orElse("");
-      if (contentType.contains("json-patch")) {
-        patched = JsonPatch.apply(patch, current.deepCopy());
-      } else if (contentType.contains("merge-patch")) {
-        patched = mergePatch(current.deepCopy(), patch);
+      if (strategic) {
+        patched = Patches.strategicMergePatch(current.deepCopy(), patch);
+      } else if (merge) {
+        patched = Patches.mergePatch(current.deepCopy(), patch);
       } else {
-        return status(
-            415,
-            "UnsupportedMediaType",
-            "the embedded API supports JSON Patch and JSON merge patch, not " + contentType);
+        patched = JsonPatch.apply(patch, current.deepCopy());
       }
     } catch (IOException | RuntimeException e) {
       return status(422, "Invalid", "patch cannot be applied: " + e.getMessage());
     }
-    if (patched instanceof ObjectNode object) {
+    if (!(patched instanceof ObjectNode object)) {
+      return status(422, "Invalid", "the patch does not produce an object");
+    }
+    if (validate) {
       Optional<String> invalid =
           validation.validate(resource.group(), resource.plural(), object, () -> current, false);
       if (invalid.isPresent()) {
         return status(422, "Invalid", invalid.get());
       }
     }
-    return delegate.dispatch(request);
+    if (!strategic && !merge) {
+      return delegate.dispatch(request);
+    }
+    if (!resource.isSubresource()) {
+      deletions.written(target.objectPath(), object);
+    }
+    JsonNode difference = JsonDiff.asJson(current, object);
+    return delegate.dispatch(
+        new RecordedRequest(
+            request.getHttpVersion(),
+            request.method(),
+            request.getPath(),
+            request
+                .getHeaders()
+                .newBuilder()
+                .removeAll("Content-Type")
+                .add("Content-Type", "application/json-patch+json")
+                .build(),
+            new Buffer(difference.toString().getBytes(StandardCharsets.UTF_8))));
   }
 
   /**
@@ -183,28 +340,6 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         .setResponseCode(201)
         .setHeader("Content-Type", "application/json")
         .setBody(review.toString().getBytes(StandardCharsets.UTF_8));
-  }
-
-  /** RFC 7386 JSON merge patch. */
-  static JsonNode mergePatch(JsonNode target, JsonNode patch) {
-    if (!patch.isObject()) {
-      return patch.deepCopy();
-    }
-    ObjectNode result = target instanceof ObjectNode o ? o : JsonNodeFactory.instance.objectNode();
-    patch
-        .fields()
-        .forEachRemaining(
-            e -> {
-              if (e.getValue().isNull()) {
-                result.remove(e.getKey());
-              } else {
-                JsonNode existing = result.get(e.getKey());
-                result.set(
-                    e.getKey(),
-                    mergePatch(existing == null ? NullNode.getInstance() : existing, e.getValue()));
-              }
-            });
-    return result;
   }
 
   private JsonNode current(String path) {
@@ -249,17 +384,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   }
 
   private MockResponse status(int code, String reason, String message) {
-    ObjectNode status = mapper.createObjectNode();
-    status.put("apiVersion", "v1");
-    status.put("kind", "Status");
-    status.put("status", "Failure");
-    status.put("message", message);
-    status.put("reason", reason);
-    status.put("code", code);
-    return new MockResponse()
-        .setResponseCode(code)
-        .setHeader("Content-Type", "application/json")
-        .setBody(status.toString().getBytes(StandardCharsets.UTF_8));
+    return Statuses.response(mapper, code, reason, message);
   }
 
   @Override

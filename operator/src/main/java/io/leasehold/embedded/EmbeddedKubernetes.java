@@ -9,7 +9,6 @@ import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
 import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.mockwebserver.Context;
-import io.fabric8.mockwebserver.MockWebServer;
 import io.fabric8.mockwebserver.ServerRequest;
 import io.fabric8.mockwebserver.ServerResponse;
 import java.io.IOException;
@@ -60,7 +59,12 @@ public final class EmbeddedKubernetes implements AutoCloseable {
     ApiServerDispatcher dispatcher =
         new ApiServerDispatcher(responses, context.getMapper(), new CustomResourceValidation());
     KubernetesMockServer server =
-        new KubernetesMockServer(context, new MockWebServer(), responses, dispatcher, false);
+        new KubernetesMockServer(
+            context,
+            new ApiHttpServer(dispatcher, context.getMapper()),
+            responses,
+            dispatcher,
+            false);
     try {
       server.init(InetAddress.getLoopbackAddress(), port);
     } catch (RuntimeException e) {
