@@ -143,6 +143,10 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       validation.register(object);
     }
     if (!resource.isSubresource()) {
+      Optional<MockResponse> strict = strictFields(target.get(), object);
+      if (strict.isPresent()) {
+        return strict.get();
+      }
       Optional<String> invalid =
           validation.validate(
               resource.group(),
@@ -177,6 +181,43 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
                 request.getHeaders(),
                 new Buffer(bytes))),
         target);
+  }
+
+  /** With {@code fieldValidation=Strict}, a custom resource with undeclared fields is refused. */
+  private Optional<MockResponse> strictFields(ApiRequest target, JsonNode object) {
+    if (!"Strict".equals(target.query().get("fieldValidation"))
+        || !validation.knows(target.group(), target.plural())) {
+      return Optional.empty();
+    }
+    Optional<ApiResources.Resource> resource =
+        resources().find(target.group(), target.version(), target.plural());
+    if (resource.isEmpty() || !resource.get().isCustom()) {
+      return Optional.empty();
+    }
+    JsonNode schema = null;
+    for (JsonNode v : resource.get().crd().path("spec").path("versions")) {
+      if (v.path("name").asText().equals(target.version())) {
+        schema = v.path("schema").path("openAPIV3Schema");
+      }
+    }
+    List<String> unknown = StrictFields.unknown(schema, object);
+    if (unknown.isEmpty()) {
+      return Optional.empty();
+    }
+    String kind = resource.get().kind();
+    List<String> quoted = new ArrayList<>();
+    unknown.forEach(u -> quoted.add("unknown field \"" + u + "\""));
+    return Optional.of(
+        status(
+            400,
+            "BadRequest",
+            kind
+                + " in version \""
+                + target.version()
+                + "\" cannot be handled as a "
+                + kind
+                + ": strict decoding error: "
+                + String.join(", ", quoted)));
   }
 
   private static boolean needsName(ObjectNode object) {
@@ -288,6 +329,10 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return status(422, "Invalid", "the patch does not produce an object");
     }
     if (validate) {
+      Optional<MockResponse> strict = strictFields(target, object);
+      if (strict.isPresent()) {
+        return strict.get();
+      }
       Optional<String> invalid =
           validation.validate(resource.group(), resource.plural(), object, () -> current, false);
       if (invalid.isPresent()) {

@@ -200,27 +200,30 @@ final class WatchStream implements WebSocket {
     JsonNode object = event.path("object");
     String uid = object.path("metadata").path("uid").asText("");
     long version = parseVersion(object.path("metadata").path("resourceVersion").asText(""));
-    if (!"DELETED".equals(type)) {
+    if ("DELETED".equals(type)) {
+      delivered.remove(uid);
+      if (!selector.isEmpty() && !matching.remove(uid)) {
+        return true;
+      }
+    } else {
+      boolean matches = selector.isEmpty() || selector.matches(object);
       if (version <= fromVersion || version <= delivered.getOrDefault(uid, 0L)) {
         // Already seen by the client: in the list it watches from, or sent before.
+        if (matches && !selector.isEmpty()) {
+          matching.add(uid);
+        }
         return true;
       }
       delivered.put(uid, version);
-    } else {
-      delivered.remove(uid);
-    }
-    if (!selector.isEmpty()) {
-      boolean matches = !"DELETED".equals(type) && selector.matches(object);
-      boolean matched = matching.contains(uid);
-      if (matches) {
-        matching.add(uid);
-        type = matched ? type : "ADDED";
-      } else {
-        matching.remove(uid);
-        if (!matched) {
+      if (!selector.isEmpty()) {
+        if (matches) {
+          type = matching.add(uid) ? "ADDED" : type;
+        } else if (matching.remove(uid)) {
+          // It no longer matches: for this watcher it is gone.
+          type = "DELETED";
+        } else {
           return true;
         }
-        type = "DELETED";
       }
     }
     ObjectNode out = mapper.createObjectNode();
