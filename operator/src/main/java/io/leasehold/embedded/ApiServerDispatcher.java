@@ -49,6 +49,8 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   private final ApiReads reads;
   private final Deletions deletions;
   private final ReentrantLock writes = new ReentrantLock();
+  // Discovery's view of the CRDs, dropped whenever a CRD is written or deleted.
+  private volatile ApiResources served;
 
   ApiServerDispatcher(
       Map<ServerRequest, Queue<ServerResponse>> responses,
@@ -63,12 +65,34 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
 
   /** What the API serves now: the built-in resources and those of the stored CRDs. */
   ApiResources resources() {
-    JsonNode crds = current(CRD_PATH);
-    List<JsonNode> items = new ArrayList<>();
-    if (crds != null) {
-      crds.path("items").forEach(items::add);
+    ApiResources known = served;
+    if (known == null) {
+      JsonNode crds = current(CRD_PATH);
+      List<JsonNode> items = new ArrayList<>();
+      if (crds != null) {
+        crds.path("items").forEach(items::add);
+      }
+      known = ApiResources.of(items);
+      served = known;
     }
-    return ApiResources.of(items);
+    return known;
+  }
+
+  /** The schema of a custom resource's version, or null. */
+  private JsonNode schemaOf(ApiRequest target) {
+    return resources()
+        .find(target.group(), target.version(), target.plural())
+        .filter(ApiResources.Resource::isCustom)
+        .map(
+            r -> {
+              for (JsonNode v : r.crd().path("spec").path("versions")) {
+                if (v.path("name").asText().equals(target.version())) {
+                  return v.path("schema").path("openAPIV3Schema");
+                }
+              }
+              return null;
+            })
+        .orElse(null);
   }
 
   /** How reads are answered, for the HTTP watch streams. */
@@ -106,6 +130,18 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   private MockResponse admitWrite(RecordedRequest request) {
     String method = request.getMethod();
     Optional<ApiRequest> target = ApiRequest.parse(request.getPath());
+    if (target.isPresent() && "customresourcedefinitions".equals(target.get().plural())) {
+      try {
+        return admitResourceWrite(request, target);
+      } finally {
+        served = null;
+      }
+    }
+    return admitResourceWrite(request, target);
+  }
+
+  private MockResponse admitResourceWrite(RecordedRequest request, Optional<ApiRequest> target) {
+    String method = request.getMethod();
     if ("DELETE".equals(method) && target.isPresent()) {
       return deletions.delete(request, target.get());
     }
@@ -143,6 +179,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       validation.register(object);
     }
     if (!resource.isSubresource()) {
+      StrictFields.dropNulls(schemaOf(target.get()), object);
       Optional<MockResponse> strict = strictFields(target.get(), object);
       if (strict.isPresent()) {
         return strict.get();
@@ -189,22 +226,15 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         || !validation.knows(target.group(), target.plural())) {
       return Optional.empty();
     }
-    Optional<ApiResources.Resource> resource =
-        resources().find(target.group(), target.version(), target.plural());
-    if (resource.isEmpty() || !resource.get().isCustom()) {
+    JsonNode schema = schemaOf(target);
+    if (schema == null) {
       return Optional.empty();
-    }
-    JsonNode schema = null;
-    for (JsonNode v : resource.get().crd().path("spec").path("versions")) {
-      if (v.path("name").asText().equals(target.version())) {
-        schema = v.path("schema").path("openAPIV3Schema");
-      }
     }
     List<String> unknown = StrictFields.unknown(schema, object);
     if (unknown.isEmpty()) {
       return Optional.empty();
     }
-    String kind = resource.get().kind();
+    String kind = kindsByResource.getOrDefault(target.group() + "/" + target.plural(), "object");
     List<String> quoted = new ArrayList<>();
     unknown.forEach(u -> quoted.add("unknown field \"" + u + "\""));
     return Optional.of(
@@ -328,7 +358,16 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     if (!(patched instanceof ObjectNode object)) {
       return status(422, "Invalid", "the patch does not produce an object");
     }
+    if (object.get("metadata") instanceof ObjectNode metadata) {
+      // An API server does not keep empty label and annotation maps (kubectl label KEY-).
+      for (String map : List.of("labels", "annotations")) {
+        if (metadata.path(map).isObject() && metadata.path(map).isEmpty()) {
+          metadata.remove(map);
+        }
+      }
+    }
     if (validate) {
+      StrictFields.dropNulls(schemaOf(target), object);
       Optional<MockResponse> strict = strictFields(target, object);
       if (strict.isPresent()) {
         return strict.get();

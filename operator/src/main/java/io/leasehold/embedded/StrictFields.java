@@ -24,6 +24,30 @@ final class StrictFields {
     return out;
   }
 
+  /**
+   * Drops the {@code null} values of fields the schema does not declare nullable, as an API server
+   * prunes them before validation (the store writes {@code "status": null} on a patch of an object
+   * that has no status yet).
+   */
+  static void dropNulls(JsonNode schema, JsonNode value) {
+    if (schema == null || !(value instanceof com.fasterxml.jackson.databind.node.ObjectNode o)) {
+      return;
+    }
+    JsonNode properties = schema.path("properties");
+    List<String> drop = new ArrayList<>();
+    o.fields()
+        .forEachRemaining(
+            e -> {
+              JsonNode property = properties.path(e.getKey());
+              if (e.getValue().isNull() && !property.path("nullable").asBoolean(false)) {
+                drop.add(e.getKey());
+              } else if (property.isObject()) {
+                dropNulls(property, e.getValue());
+              }
+            });
+    drop.forEach(o::remove);
+  }
+
   private static void walk(
       JsonNode schema, JsonNode value, String path, List<String> out, boolean root) {
     if (schema == null || schema.isMissingNode() || value == null) {

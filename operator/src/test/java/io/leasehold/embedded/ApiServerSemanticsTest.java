@@ -1,0 +1,468 @@
+package io.leasehold.embedded;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
+import io.fabric8.kubernetes.api.model.EventBuilder;
+import io.fabric8.kubernetes.api.model.ObjectReferenceBuilder;
+import io.fabric8.kubernetes.api.model.SecretBuilder;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.api.model.batch.v1.JobBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.leasehold.api.TerraformState;
+import java.io.IOException;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.time.Duration;
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Set;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+
+/** The embedded API's answers where clients depend on an API server's exact semantics. */
+class ApiServerSemanticsTest {
+
+  private static final ObjectMapper JSON = new ObjectMapper();
+  private static EmbeddedKubernetes api;
+  private static KubernetesClient client;
+  private static final HttpClient HTTP = HttpClient.newHttpClient();
+
+  @BeforeAll
+  static void start() {
+    api = EmbeddedKubernetes.start(0);
+    client = api.newClient();
+  }
+
+  @AfterAll
+  static void stop() {
+    client.close();
+    api.close();
+  }
+
+  private record Answer(int code, String contentType, JsonNode body) {}
+
+  private static Answer send(String method, String path, String contentType, String body)
+      throws IOException, InterruptedException {
+    HttpRequest.Builder b =
+        HttpRequest.newBuilder(URI.create(api.url() + path))
+            .method(
+                method,
+                body == null
+                    ? HttpRequest.BodyPublishers.noBody()
+                    : HttpRequest.BodyPublishers.ofString(body));
+    if (contentType != null) {
+      b.header(method.equals("GET") ? "Accept" : "Content-Type", contentType);
+    }
+    HttpResponse<String> r = HTTP.send(b.build(), HttpResponse.BodyHandlers.ofString());
+    JsonNode parsed = r.body().isEmpty() ? JSON.nullNode() : JSON.readTree(r.body());
+    return new Answer(r.statusCode(), r.headers().firstValue("Content-Type").orElse(""), parsed);
+  }
+
+  private static Answer get(String path, String accept) throws Exception {
+    return send("GET", path, accept, null);
+  }
+
+  private static void secret(String name, Map<String, String> labels) {
+    client
+        .secrets()
+        .inNamespace("default")
+        .resource(
+            new SecretBuilder()
+                .withNewMetadata()
+                .withName(name)
+                .withLabels(labels)
+                .endMetadata()
+                .addToData("k", "dg==")
+                .build())
+        .create();
+  }
+
+  @Test
+  @DisplayName(
+      "A DELETE whose uid or resourceVersion precondition does not match the stored object is"
+          + " refused with 409 and deletes nothing; a matching one deletes")
+  void deletePreconditions() throws Exception {
+    secret("guarded", Map.of());
+    var stored = client.secrets().inNamespace("default").withName("guarded").get();
+    String path = "/api/v1/namespaces/default/secrets/guarded";
+
+    Answer wrongUid =
+        send(
+            "DELETE",
+            path,
+            "application/json",
+            "{\"kind\":\"DeleteOptions\",\"apiVersion\":\"v1\",\"preconditions\":{\"uid\":\"not-it\"}}");
+    assertThat(wrongUid.code()).isEqualTo(409);
+    assertThat(wrongUid.body().path("reason").asText()).isEqualTo("Conflict");
+    assertThat(wrongUid.body().path("message").asText())
+        .contains("Precondition failed: UID in precondition: not-it");
+
+    Answer staleVersion =
+        send("DELETE", path, "application/json", "{\"preconditions\":{\"resourceVersion\":\"1\"}}");
+    assertThat(staleVersion.code()).isEqualTo(409);
+    assertThat(client.secrets().inNamespace("default").withName("guarded").get()).isNotNull();
+
+    Answer matching =
+        send(
+            "DELETE",
+            path,
+            "application/json",
+            "{\"preconditions\":{\"uid\":\""
+                + stored.getMetadata().getUid()
+                + "\",\"resourceVersion\":\""
+                + stored.getMetadata().getResourceVersion()
+                + "\"}}");
+    assertThat(matching.code()).isEqualTo(200);
+    assertThat(client.secrets().inNamespace("default").withName("guarded").get()).isNull();
+  }
+
+  @Test
+  @DisplayName(
+      "A JSON merge patch that sets a key to null removes it, on a built-in and a custom resource,"
+          + " and replaces lists instead of appending to them")
+  void mergePatchRemovesNulls() throws Exception {
+    secret("merged", Map.of("keep", "yes", "drop", "yes"));
+    Answer patched =
+        send(
+            "PATCH",
+            "/api/v1/namespaces/default/secrets/merged",
+            "application/merge-patch+json",
+            "{\"metadata\":{\"labels\":{\"drop\":null}}}");
+    assertThat(patched.code()).isBetween(200, 202);
+    assertThat(
+            client
+                .secrets()
+                .inNamespace("default")
+                .withName("merged")
+                .get()
+                .getMetadata()
+                .getLabels())
+        .containsOnlyKeys("keep");
+
+    TerraformState state = new TerraformState();
+    state.getMetadata().setName("merged");
+    state.getMetadata().setLabels(Map.of("team", "infra"));
+    client.resource(state).inNamespace("default").create();
+    send(
+        "PATCH",
+        "/apis/leasehold.io/v1alpha1/namespaces/default/terraformstates/merged",
+        "application/merge-patch+json",
+        "{\"metadata\":{\"labels\":{\"team\":null},\"finalizers\":[\"a\",\"b\"]}}");
+    send(
+        "PATCH",
+        "/apis/leasehold.io/v1alpha1/namespaces/default/terraformstates/merged",
+        "application/merge-patch+json",
+        "{\"metadata\":{\"finalizers\":[\"b\"]}}");
+    TerraformState after =
+        client.resources(TerraformState.class).inNamespace("default").withName("merged").get();
+    assertThat(after.getMetadata().getLabels()).doesNotContainKey("team");
+    assertThat(after.getMetadata().getFinalizers()).containsExactly("b");
+    after.getMetadata().setFinalizers(null);
+    client.resource(after).update();
+  }
+
+  @Test
+  @DisplayName(
+      "A strategic merge patch merges containers by name, deletes one marked $patch: delete, and"
+          + " merges finalizers as a set; on a custom resource it is refused, naming merge patch")
+  void strategicMergePatch() throws Exception {
+    Job job =
+        new JobBuilder()
+            .withNewMetadata()
+            .withName("strategic")
+            .addToFinalizers("one")
+            .endMetadata()
+            .withNewSpec()
+            .withSuspend(true)
+            .withNewTemplate()
+            .withNewSpec()
+            .addNewContainer()
+            .withName("a")
+            .withImage("a:1")
+            .endContainer()
+            .addNewContainer()
+            .withName("b")
+            .withImage("b:1")
+            .endContainer()
+            .addNewContainer()
+            .withName("c")
+            .withImage("c:1")
+            .endContainer()
+            .withRestartPolicy("Never")
+            .endSpec()
+            .endTemplate()
+            .endSpec()
+            .build();
+    client.batch().v1().jobs().inNamespace("default").resource(job).create();
+    Answer patched =
+        send(
+            "PATCH",
+            "/apis/batch/v1/namespaces/default/jobs/strategic",
+            "application/strategic-merge-patch+json",
+            """
+            {"metadata":{"finalizers":["two","one"]},
+             "spec":{"template":{"spec":{
+               "$setElementOrder/containers":[{"name":"a"},{"name":"c"}],
+               "containers":[{"name":"a","image":"a:2"},{"name":"b","$patch":"delete"}]}}}}""");
+    assertThat(patched.code()).as(patched.body().toString()).isBetween(200, 202);
+    Job after = client.batch().v1().jobs().inNamespace("default").withName("strategic").get();
+    assertThat(after.getSpec().getTemplate().getSpec().getContainers())
+        .extracting(c -> c.getName() + "=" + c.getImage())
+        .containsExactly("a=a:2", "c=c:1");
+    assertThat(after.getMetadata().getFinalizers()).containsExactlyInAnyOrder("one", "two");
+
+    TerraformState state = new TerraformState();
+    state.getMetadata().setName("strategic");
+    client.resource(state).inNamespace("default").create();
+    Answer refused =
+        send(
+            "PATCH",
+            "/apis/leasehold.io/v1alpha1/namespaces/default/terraformstates/strategic",
+            "application/strategic-merge-patch+json",
+            "{\"metadata\":{\"labels\":{\"a\":\"b\"}}}");
+    assertThat(refused.code()).isEqualTo(415);
+    assertThat(refused.body().path("message").asText()).contains("--type=merge");
+  }
+
+  @Test
+  @DisplayName(
+      "generateName gives the prefix and five random lowercase letters and digits, a new name each"
+          + " time")
+  void generateName() {
+    Set<String> names = new HashSet<>();
+    for (int i = 0; i < 30; i++) {
+      String name =
+          client
+              .configMaps()
+              .inNamespace("default")
+              .resource(
+                  new ConfigMapBuilder()
+                      .withNewMetadata()
+                      .withGenerateName("run-")
+                      .endMetadata()
+                      .build())
+              .create()
+              .getMetadata()
+              .getName();
+      assertThat(name).matches("run-[bcdfghjklmnpqrstvwxz2456789]{5}");
+      names.add(name);
+    }
+    assertThat(names).hasSize(30);
+  }
+
+  @Test
+  @DisplayName(
+      "A field selector on any field (involvedObject.name, type) filters lists, as kubectl"
+          + " describe needs for Events; lists are typed <Kind>List")
+  void fieldSelectors() throws Exception {
+    for (String[] e :
+        new String[][] {
+          {"e1", "job-a", "Normal"}, {"e2", "job-b", "Normal"}, {"e3", "job-a", "Warning"}
+        }) {
+      client
+          .v1()
+          .events()
+          .inNamespace("default")
+          .resource(
+              new EventBuilder()
+                  .withNewMetadata()
+                  .withName(e[0])
+                  .endMetadata()
+                  .withInvolvedObject(
+                      new ObjectReferenceBuilder()
+                          .withKind("Job")
+                          .withName(e[1])
+                          .withNamespace("default")
+                          .build())
+                  .withType(e[2])
+                  .withReason("Test")
+                  .build())
+          .create();
+    }
+    Answer list =
+        get(
+            "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Djob-a%2Ctype%21%3DWarning",
+            "application/json");
+    assertThat(list.body().path("kind").asText()).isEqualTo("EventList");
+    assertThat(list.body().path("apiVersion").asText()).isEqualTo("v1");
+    assertThat(list.body().path("items")).hasSize(1);
+    assertThat(list.body().path("items").get(0).path("metadata").path("name").asText())
+        .isEqualTo("e1");
+    assertThat(
+            client
+                .v1()
+                .events()
+                .inNamespace("default")
+                .withField("involvedObject.name", "job-b")
+                .list()
+                .getItems())
+        .extracting(ev -> ev.getMetadata().getName())
+        .containsExactly("e2");
+  }
+
+  @Test
+  @DisplayName(
+      "A Table request gets the columns a Kubernetes API server prints (Type and Data for"
+          + " Secrets, the CRD's printer columns for TerraformStates), and rows without objects"
+          + " when includeObject=None")
+  void tables() throws Exception {
+    secret("tabled", Map.of());
+    Answer table =
+        get(
+            "/api/v1/namespaces/default/secrets?includeObject=None",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json");
+    assertThat(table.contentType()).contains("as=Table");
+    assertThat(table.body().path("kind").asText()).isEqualTo("Table");
+    assertThat(table.body().path("columnDefinitions"))
+        .extracting(c -> c.path("name").asText())
+        .containsExactly("Name", "Type", "Data", "Age");
+    JsonNode row = null;
+    for (JsonNode r : table.body().path("rows")) {
+      if ("tabled".equals(r.path("cells").get(0).asText())) {
+        row = r;
+      }
+    }
+    assertThat(row).isNotNull();
+    assertThat(row.path("cells").get(1).asText()).isEqualTo("Opaque");
+    assertThat(row.path("cells").get(2).asInt()).isEqualTo(1);
+    assertThat(row.has("object")).isFalse();
+
+    TerraformState state = new TerraformState();
+    state.getMetadata().setName("tabled");
+    client.resource(state).inNamespace("default").create();
+    Answer custom =
+        get(
+            "/apis/leasehold.io/v1alpha1/namespaces/default/terraformstates/tabled",
+            "application/json;as=Table;v=v1;g=meta.k8s.io");
+    assertThat(custom.body().path("columnDefinitions"))
+        .extracting(c -> c.path("name").asText())
+        .containsExactly(
+            "Name", "WORKSPACE", "HOLDER", "QUEUED", "SERIAL", "RESOURCES", "READY", "AGE");
+    assertThat(custom.body().path("rows").get(0).path("cells").get(1).asText())
+        .isEqualTo("default");
+    assertThat(custom.body().path("rows").get(0).path("object").path("kind").asText())
+        .isEqualTo("PartialObjectMetadata");
+  }
+
+  @Test
+  @DisplayName(
+      "Discovery is served in the aggregated form when asked for, and in the classic form"
+          + " otherwise, with TerraformStates, their short names and status subresource")
+  void discovery() throws Exception {
+    Answer aggregated =
+        get(
+            "/apis",
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json");
+    assertThat(aggregated.contentType()).contains("as=APIGroupDiscoveryList");
+    JsonNode leasehold = null;
+    for (JsonNode g : aggregated.body().path("items")) {
+      if ("leasehold.io".equals(g.path("metadata").path("name").asText())) {
+        leasehold = g;
+      }
+    }
+    assertThat(leasehold).isNotNull();
+    JsonNode resource = leasehold.path("versions").get(0).path("resources").get(0);
+    assertThat(resource.path("resource").asText()).isEqualTo("terraformstates");
+    assertThat(resource.path("shortNames"))
+        .extracting(JsonNode::asText)
+        .containsExactly("tfstate", "tfs");
+    assertThat(resource.path("subresources").get(0).path("subresource").asText())
+        .isEqualTo("status");
+
+    Answer classic = get("/apis/leasehold.io/v1alpha1", "application/json");
+    assertThat(classic.body().path("kind").asText()).isEqualTo("APIResourceList");
+    assertThat(classic.body().path("resources"))
+        .extracting(r -> r.path("name").asText())
+        .containsExactly("terraformstates", "terraformstates/status");
+    assertThat(get("/api", "application/json").body().path("versions").get(0).asText())
+        .isEqualTo("v1");
+    assertThat(get("/version", "application/json").body().path("gitVersion").asText())
+        .startsWith("v1.32.");
+    Answer openapi = get("/openapi/v3/apis/leasehold.io/v1alpha1", "application/json");
+    assertThat(openapi.body().path("components").path("schemas").toString())
+        .contains("leasehold.io")
+        .contains("leaseDurationSeconds");
+  }
+
+  @Test
+  @DisplayName("A missing object is answered with a Status that names it")
+  void notFoundNamesTheObject() throws Exception {
+    Answer missing = get("/apis/batch/v1/namespaces/default/jobs/nowhere", "application/json");
+    assertThat(missing.code()).isEqualTo(404);
+    assertThat(missing.body().path("message").asText())
+        .isEqualTo("jobs.batch \"nowhere\" not found");
+  }
+
+  @Test
+  @DisplayName(
+      "Deleting an owner with propagationPolicy Orphan leaves its dependents without the owner"
+          + " reference; with Background they are deleted")
+  void propagation() throws Exception {
+    for (String policy : new String[] {"Orphan", "Background"}) {
+      String owner = "owner-" + policy.toLowerCase();
+      var created =
+          client
+              .configMaps()
+              .inNamespace("default")
+              .resource(
+                  new ConfigMapBuilder().withNewMetadata().withName(owner).endMetadata().build())
+              .create();
+      client
+          .configMaps()
+          .inNamespace("default")
+          .resource(
+              new ConfigMapBuilder()
+                  .withNewMetadata()
+                  .withName(owner + "-dependent")
+                  .addNewOwnerReference()
+                  .withApiVersion("v1")
+                  .withKind("ConfigMap")
+                  .withName(owner)
+                  .withUid(created.getMetadata().getUid())
+                  .endOwnerReference()
+                  .endMetadata()
+                  .build())
+          .create();
+      send(
+          "DELETE",
+          "/api/v1/namespaces/default/configmaps/" + owner,
+          "application/json",
+          "{\"propagationPolicy\":\"" + policy + "\"}");
+      var dependent =
+          client.configMaps().inNamespace("default").withName(owner + "-dependent").get();
+      if (policy.equals("Orphan")) {
+        assertThat(dependent).isNotNull();
+        assertThat(dependent.getMetadata().getOwnerReferences()).isNullOrEmpty();
+      } else {
+        assertThat(dependent).isNull();
+      }
+    }
+  }
+
+  @ParameterizedTest
+  @CsvSource({
+    "0,0s",
+    "119,119s",
+    "150,2m30s",
+    "600,10m",
+    "7200,120m",
+    "12000,3h20m",
+    "90000,25h",
+    "200000,2d7h",
+    "864000,10d",
+    "63072000,2y"
+  })
+  @DisplayName("Ages print as kubectl prints them")
+  void ages(long seconds, String printed) {
+    assertThat(Tables.humanDuration(Duration.ofSeconds(seconds))).isEqualTo(printed);
+  }
+}
