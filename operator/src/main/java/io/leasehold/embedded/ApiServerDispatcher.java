@@ -22,6 +22,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Queue;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.locks.ReentrantLock;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -49,8 +50,12 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   private final ApiReads reads;
   private final Deletions deletions;
   private final ReentrantLock writes = new ReentrantLock();
-  // Discovery's view of the CRDs, dropped whenever a CRD is written or deleted.
-  private volatile ApiResources served;
+
+  // Discovery's view of the CRDs, valid while no CRD has been written or deleted since.
+  private record Served(long crdWrites, ApiResources resources) {}
+
+  private final AtomicLong crdWrites = new AtomicLong();
+  private volatile Served served;
 
   ApiServerDispatcher(
       Map<ServerRequest, Queue<ServerResponse>> responses,
@@ -65,17 +70,19 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
 
   /** What the API serves now: the built-in resources and those of the stored CRDs. */
   ApiResources resources() {
-    ApiResources known = served;
-    if (known == null) {
-      JsonNode crds = current(CRD_PATH);
-      List<JsonNode> items = new ArrayList<>();
-      if (crds != null) {
-        crds.path("items").forEach(items::add);
-      }
-      known = ApiResources.of(items);
-      served = known;
+    long generation = crdWrites.get();
+    Served known = served;
+    if (known != null && known.crdWrites() == generation) {
+      return known.resources();
     }
-    return known;
+    JsonNode crds = current(CRD_PATH);
+    List<JsonNode> items = new ArrayList<>();
+    if (crds != null) {
+      crds.path("items").forEach(items::add);
+    }
+    ApiResources resources = ApiResources.of(items);
+    served = new Served(generation, resources);
+    return resources;
   }
 
   /** The schema of a custom resource's version, or null. */
@@ -134,7 +141,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       try {
         return admitResourceWrite(request, target);
       } finally {
-        served = null;
+        crdWrites.incrementAndGet();
       }
     }
     return admitResourceWrite(request, target);
