@@ -111,7 +111,7 @@ class KubectlE2ETest {
   @Test
   @DisplayName(
       "kubectl api-resources lists TerraformStates with their short names beside the built-in"
-          + " resources the operator uses, and the short names work")
+          + " resources the operator uses, and the short names and the category work")
   void apiResources() throws Exception {
     String out = kubectl.run("api-resources").assertOk().output();
     assertThat(out)
@@ -125,6 +125,9 @@ class KubectlE2ETest {
     createState("short-names");
     assertThat(kubectl.run("get", "tfs", "short-names").assertOk().output())
         .contains("short-names");
+    assertThat(kubectl.run("get", "leasehold", "-o", "name").assertOk().output())
+        .as("the leasehold category")
+        .contains("terraformstate.leasehold.io/short-names");
   }
 
   @Test
