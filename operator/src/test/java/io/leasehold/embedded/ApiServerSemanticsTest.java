@@ -292,6 +292,10 @@ class ApiServerSemanticsTest {
         get(
             "/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Djob-a%2Ctype%21%3DWarning",
             "application/json");
+    Answer all = get("/api/v1/namespaces/default/events", "application/json");
+    assertThat(all.body().path("kind").asText()).isEqualTo("EventList");
+    assertThat(all.body().path("metadata").path("resourceVersion").asText()).isNotEmpty();
+    assertThat(all.body().path("items").size()).isGreaterThanOrEqualTo(3);
     assertThat(list.body().path("kind").asText()).isEqualTo("EventList");
     assertThat(list.body().path("apiVersion").asText()).isEqualTo("v1");
     assertThat(list.body().path("items")).hasSize(1);
