@@ -170,6 +170,83 @@ class ApiServerSemanticsTest {
     client.resource(after).update();
   }
 
+  private static io.fabric8.mockwebserver.http.MockResponse dispatch(
+      ApiServerDispatcher dispatcher, String method, String path, String contentType, String body) {
+    return dispatcher.dispatch(
+        new io.fabric8.mockwebserver.http.RecordedRequest(
+            "HTTP/1.1",
+            io.fabric8.mockwebserver.dsl.HttpMethod.valueOf(method),
+            path,
+            io.fabric8.mockwebserver.http.Headers.builder()
+                .add("Content-Type", contentType)
+                .build(),
+            new io.fabric8.mockwebserver.http.Buffer(
+                body.getBytes(java.nio.charset.StandardCharsets.UTF_8))));
+  }
+
+  @Test
+  @DisplayName(
+      "Merge patches that reach the API at the same moment, each adding a label to an object that"
+          + " has none, all land: each is applied to the version it was computed from")
+  void concurrentMergePatchesAllLand() throws Exception {
+    ApiServerDispatcher dispatcher =
+        new ApiServerDispatcher(
+            new java.util.HashMap<>(),
+            io.fabric8.kubernetes.client.utils.Serialization.jsonMapper(),
+            new CustomResourceValidation());
+    int writers = 8;
+    java.util.concurrent.ExecutorService pool =
+        java.util.concurrent.Executors.newFixedThreadPool(writers);
+    try {
+      for (int round = 0; round < 20; round++) {
+        String path = "/api/v1/namespaces/default/configmaps";
+        String name = "concurrent-" + round;
+        assertThat(
+                dispatch(
+                        dispatcher,
+                        "POST",
+                        path,
+                        "application/json",
+                        "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\""
+                            + name
+                            + "\"}}")
+                    .code())
+            .isEqualTo(201);
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(writers);
+        java.util.List<java.util.concurrent.Future<Integer>> codes = new java.util.ArrayList<>();
+        for (int i = 0; i < writers; i++) {
+          String label = "writer-" + i;
+          codes.add(
+              pool.submit(
+                  () -> {
+                    start.await();
+                    return dispatch(
+                            dispatcher,
+                            "PATCH",
+                            path + "/" + name,
+                            "application/merge-patch+json",
+                            "{\"metadata\":{\"labels\":{\"" + label + "\":\"x\"}}}")
+                        .code();
+                  }));
+        }
+        for (var code : codes) {
+          assertThat(code.get()).isBetween(200, 202);
+        }
+        JsonNode stored =
+            JSON.readTree(
+                dispatch(dispatcher, "GET", path + "/" + name, "application/json", "")
+                    .getBody()
+                    .getBytes());
+        assertThat(stored.path("metadata").path("labels").size())
+            .as("labels after round %d: %s", round, stored.path("metadata").path("labels"))
+            .isEqualTo(writers);
+      }
+    } finally {
+      pool.shutdownNow();
+      dispatcher.shutdown();
+    }
+  }
+
   @Test
   @DisplayName(
       "A strategic merge patch merges containers by name, deletes one marked $patch: delete, and"
