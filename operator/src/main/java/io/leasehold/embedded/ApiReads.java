@@ -23,6 +23,9 @@ import java.util.function.Function;
  */
 final class ApiReads {
 
+  private static final java.util.Set<String> HEALTH =
+      java.util.Set.of("/healthz", "/livez", "/readyz");
+
   /** How the store begins every list it answers. */
   private static final byte[] STORE_LIST_PREFIX =
       "{\"apiVersion\":\"v1\",\"kind\":\"List\", \"items\": [".getBytes(StandardCharsets.UTF_8);
@@ -68,8 +71,21 @@ final class ApiReads {
     if (OpenApiDocuments.isOpenApiPath(path)) {
       return openApi.serve(path).map(d -> Statuses.json(d.code(), d.body()));
     }
+    if (HEALTH.contains(path)) {
+      return Optional.of(
+          new MockResponse()
+              .setResponseCode(200)
+              .setHeader("Content-Type", "text/plain; charset=utf-8")
+              .setBody("ok"));
+    }
     Optional<ApiRequest> parsed = ApiRequest.parse(rawPath);
-    if (parsed.isEmpty() || parsed.get().isWatch()) {
+    if (parsed.isEmpty()) {
+      // The store would answer any other path with every object it holds.
+      return Optional.of(
+          Statuses.response(
+              mapper, 404, "NotFound", "the server could not find the requested resource"));
+    }
+    if (parsed.get().isWatch()) {
       return Optional.empty();
     }
     return Optional.of(read(request, parsed.get()));

@@ -475,12 +475,24 @@ class ApiServerSemanticsTest {
   }
 
   @Test
-  @DisplayName("A missing object is answered with a Status that names it")
+  @DisplayName(
+      "A missing object is answered with a Status that names it, and a path that is no API path"
+          + " with 404, not with the objects the store holds")
   void notFoundNamesTheObject() throws Exception {
     Answer missing = get("/apis/batch/v1/namespaces/default/jobs/nowhere", "application/json");
     assertThat(missing.code()).isEqualTo(404);
     assertThat(missing.body().path("message").asText())
         .isEqualTo("jobs.batch \"nowhere\" not found");
+    secret("not-listed", Map.of());
+    Answer elsewhere = get("/metrics", "application/json");
+    assertThat(elsewhere.code()).isEqualTo(404);
+    assertThat(elsewhere.body().toString()).doesNotContain("not-listed");
+    HttpResponse<String> health =
+        HTTP.send(
+            HttpRequest.newBuilder(URI.create(api.url() + "/readyz")).build(),
+            HttpResponse.BodyHandlers.ofString());
+    assertThat(health.statusCode()).isEqualTo(200);
+    assertThat(health.body()).isEqualTo("ok");
   }
 
   @Test
