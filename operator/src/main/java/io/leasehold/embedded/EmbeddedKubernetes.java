@@ -73,6 +73,7 @@ public final class EmbeddedKubernetes implements AutoCloseable {
           e);
     }
     EmbeddedKubernetes api = new EmbeddedKubernetes(server);
+    api.createDefaultNamespace();
     api.installCrd();
     return api;
   }
@@ -195,6 +196,22 @@ public final class EmbeddedKubernetes implements AutoCloseable {
       item.getMetadata().setResourceVersion(null);
       return client.resource(item).update();
     }
+  }
+
+  /** The namespace every object without one goes to exists, as it does in a cluster. */
+  private void createDefaultNamespace() {
+    client
+        .namespaces()
+        .resource(
+            new io.fabric8.kubernetes.api.model.NamespaceBuilder()
+                .withNewMetadata()
+                .withName(DEFAULT_NAMESPACE)
+                .endMetadata()
+                .withNewStatus()
+                .withPhase("Active")
+                .endStatus()
+                .build())
+        .create();
   }
 
   private void installCrd() {

@@ -102,10 +102,12 @@ class KubectlE2ETest {
   }
 
   @Test
-  @DisplayName("kubectl version reads the server's version")
+  @DisplayName("kubectl version reads the server's version; the default namespace exists")
   void version() throws Exception {
     String out = kubectl.run("version", "-o", "json").assertOk().output();
     assertThat(out).contains("\"serverVersion\"").contains("\"gitVersion\": \"v1.32.");
+    assertThat(kubectl.run("get", "namespace", "default").assertOk().output())
+        .containsPattern("default\\s+Active");
   }
 
   @Test
