@@ -227,17 +227,20 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         target);
   }
 
-  /** With {@code fieldValidation=Strict}, a custom resource with undeclared fields is refused. */
+  /** With {@code fieldValidation=Strict}, an object with undeclared fields is refused. */
   private Optional<MockResponse> strictFields(ApiRequest target, JsonNode object) {
-    if (!"Strict".equals(target.query().get("fieldValidation"))
-        || !validation.knows(target.group(), target.plural())) {
+    if (!"Strict".equals(target.query().get("fieldValidation"))) {
       return Optional.empty();
     }
     JsonNode schema = schemaOf(target);
-    if (schema == null) {
+    boolean builtIn = ResourcePath.BUILT_IN.containsKey(target.group() + "/" + target.plural());
+    if (schema == null && !builtIn) {
       return Optional.empty();
     }
-    List<String> unknown = StrictFields.unknown(schema, object);
+    List<String> unknown =
+        schema != null
+            ? StrictFields.unknown(schema, object)
+            : StrictFields.unknownInBuiltIn(mapper, object);
     if (unknown.isEmpty()) {
       return Optional.empty();
     }

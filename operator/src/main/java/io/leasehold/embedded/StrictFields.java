@@ -1,9 +1,17 @@
 package io.leasehold.embedded;
 
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.databind.BeanDescription;
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.introspect.BeanPropertyDefinition;
+import io.fabric8.kubernetes.api.model.GenericKubernetesResource;
+import io.fabric8.kubernetes.api.model.KubernetesResource;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.Iterator;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 
 /**
@@ -16,6 +24,77 @@ final class StrictFields {
   private static final Set<String> TOP_LEVEL = Set.of("apiVersion", "kind", "metadata");
 
   private StrictFields() {}
+
+  /**
+   * The dotted paths of the fields of a built-in object that its Kubernetes type does not declare
+   * (empty for a kind the model does not know).
+   */
+  static List<String> unknownInBuiltIn(ObjectMapper mapper, JsonNode object) {
+    Object typed;
+    try {
+      typed = mapper.treeToValue(object, KubernetesResource.class);
+    } catch (JsonProcessingException | IllegalArgumentException e) {
+      return List.of();
+    }
+    if (typed == null || typed instanceof GenericKubernetesResource) {
+      return List.of();
+    }
+    List<String> out = new ArrayList<>();
+    walkModel(mapper, typed, object, "", out);
+    return out;
+  }
+
+  private static void walkModel(
+      ObjectMapper mapper, Object model, JsonNode json, String path, List<String> out) {
+    if (model == null || json == null) {
+      return;
+    }
+    if (json.isArray() && model instanceof List<?> list) {
+      for (int i = 0; i < Math.min(list.size(), json.size()); i++) {
+        walkModel(mapper, list.get(i), json.get(i), path + "[" + i + "]", out);
+      }
+      return;
+    }
+    if (!json.isObject() || !(model instanceof KubernetesResource)) {
+      return;
+    }
+    Map<String, Object> unknown = additionalProperties(model);
+    BeanDescription bean =
+        mapper.getSerializationConfig().introspect(mapper.constructType(model.getClass()));
+    Map<String, BeanPropertyDefinition> properties = new HashMap<>();
+    for (BeanPropertyDefinition p : bean.findProperties()) {
+      properties.put(p.getName(), p);
+    }
+    Iterator<Map.Entry<String, JsonNode>> fields = json.fields();
+    while (fields.hasNext()) {
+      Map.Entry<String, JsonNode> field = fields.next();
+      String child = path.isEmpty() ? field.getKey() : path + "." + field.getKey();
+      if (unknown.containsKey(field.getKey())) {
+        out.add(child);
+        continue;
+      }
+      BeanPropertyDefinition property = properties.get(field.getKey());
+      if (property != null && property.getAccessor() != null) {
+        Object value;
+        try {
+          value = property.getAccessor().getValue(model);
+        } catch (RuntimeException e) {
+          continue;
+        }
+        walkModel(mapper, value, field.getValue(), child, out);
+      }
+    }
+  }
+
+  @SuppressWarnings("unchecked")
+  private static Map<String, Object> additionalProperties(Object model) {
+    try {
+      Object value = model.getClass().getMethod("getAdditionalProperties").invoke(model);
+      return value instanceof Map<?, ?> map ? (Map<String, Object>) map : Map.of();
+    } catch (ReflectiveOperationException e) {
+      return Map.of();
+    }
+  }
 
   /** The dotted paths of the fields of {@code object} that {@code schema} does not declare. */
   static List<String> unknown(JsonNode schema, JsonNode object) {

@@ -478,6 +478,24 @@ class KubectlE2ETest {
   }
 
   @Test
+  @DisplayName(
+      "kubectl create -f refuses a runner Job with a misspelled field (spec.supend) instead of"
+          + " storing a Job that would run unqueued, as an API server does")
+  void strictFieldValidationOfBuiltIns() throws Exception {
+    String manifest =
+        Files.readString(EXAMPLES.resolve("runner-job.yaml"))
+            .replace("suspend: true", "supend: true")
+            .replace("generateName: quickstart-apply-", "generateName: misspelled-");
+    Kubectl.Result refused = kubectl.runWithInput(manifest, "create", "-f", "-");
+    assertThat(refused.exitCode()).isNotZero();
+    assertThat(refused.errors())
+        .contains("Job in version \"v1\" cannot be handled as a Job")
+        .contains("unknown field \"spec.supend\"");
+    assertThat(harness.client().batch().v1().jobs().inNamespace("default").list().getItems())
+        .noneMatch(j -> j.getMetadata().getName().startsWith("misspelled-"));
+  }
+
+  @Test
   @DisplayName("A TerraformState created by kubectl create -f is the one the operator reconciles")
   void createCustomResource() throws Exception {
     Path file = dir.resolve("created.yaml");
