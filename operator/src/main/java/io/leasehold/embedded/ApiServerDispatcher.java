@@ -395,18 +395,25 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       deletions.written(target.objectPath(), object);
     }
     JsonNode difference = JsonDiff.asJson(current, object);
-    return delegate.dispatch(
-        new RecordedRequest(
-            request.getHttpVersion(),
-            request.method(),
-            request.getPath(),
-            request
-                .getHeaders()
-                .newBuilder()
-                .removeAll("Content-Type")
-                .add("Content-Type", "application/json-patch+json")
-                .build(),
-            new Buffer(difference.toString().getBytes(StandardCharsets.UTF_8))));
+    MockResponse response =
+        delegate.dispatch(
+            new RecordedRequest(
+                request.getHttpVersion(),
+                request.method(),
+                request.getPath(),
+                request
+                    .getHeaders()
+                    .newBuilder()
+                    .removeAll("Content-Type")
+                    .add("Content-Type", "application/json-patch+json")
+                    .build(),
+                new Buffer(difference.toString().getBytes(StandardCharsets.UTF_8))));
+    if (resource.isCustomResourceDefinitions() && response.code() / 100 == 2) {
+      // A CRD patched (kubectl apply of a changed CRD): its kind and schema as now stored.
+      rememberCrd(object);
+      validation.register(object);
+    }
+    return response;
   }
 
   /**
