@@ -476,6 +476,57 @@ class ApiServerSemanticsTest {
 
   @Test
   @DisplayName(
+      "A CRD changed by a merge patch (kubectl apply of a new CRD) is validated against from then"
+          + " on")
+  void patchedCrdSchemaApplies() throws Exception {
+    try (EmbeddedKubernetes own = EmbeddedKubernetes.start(0);
+        KubernetesClient ownClient = own.newClient()) {
+      String crdPath =
+          "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/terraformstates.leasehold.io";
+      HttpResponse<String> crd =
+          HTTP.send(
+              HttpRequest.newBuilder(URI.create(own.url() + crdPath)).build(),
+              HttpResponse.BodyHandlers.ofString());
+      com.fasterxml.jackson.databind.node.ObjectNode spec =
+          (com.fasterxml.jackson.databind.node.ObjectNode) JSON.readTree(crd.body()).path("spec");
+      com.fasterxml.jackson.databind.node.ObjectNode keep =
+          (com.fasterxml.jackson.databind.node.ObjectNode)
+              spec.path("versions")
+                  .get(0)
+                  .path("schema")
+                  .path("openAPIV3Schema")
+                  .path("properties")
+                  .path("spec")
+                  .path("properties")
+                  .path("history")
+                  .path("properties")
+                  .path("keep");
+      keep.put("maximum", 5);
+      HttpResponse<String> patched =
+          HTTP.send(
+              HttpRequest.newBuilder(URI.create(own.url() + crdPath))
+                  .method(
+                      "PATCH",
+                      HttpRequest.BodyPublishers.ofString(
+                          "{\"spec\":{\"versions\":" + spec.path("versions") + "}}"))
+                  .header("Content-Type", "application/merge-patch+json")
+                  .build(),
+              HttpResponse.BodyHandlers.ofString());
+      assertThat(patched.statusCode()).as(patched.body()).isBetween(200, 202);
+
+      TerraformState state = new TerraformState();
+      state.getMetadata().setName("keeps-too-many");
+      state.setSpec(new io.leasehold.api.TerraformStateSpec());
+      state.getSpec().setHistory(new io.leasehold.api.HistorySpec());
+      state.getSpec().getHistory().setKeep(50);
+      org.assertj.core.api.Assertions.assertThatThrownBy(
+              () -> ownClient.resource(state).inNamespace("default").create())
+          .hasMessageContaining("spec.history.keep");
+    }
+  }
+
+  @Test
+  @DisplayName(
       "A missing object is answered with a Status that names it, and a path that is no API path"
           + " with 404, not with the objects the store holds")
   void notFoundNamesTheObject() throws Exception {
