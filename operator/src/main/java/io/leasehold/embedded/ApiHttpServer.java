@@ -3,7 +3,6 @@ package io.leasehold.embedded;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.fabric8.mockwebserver.MockWebServer;
 import io.fabric8.mockwebserver.dsl.HttpMethod;
-import io.fabric8.mockwebserver.http.Dispatcher;
 import io.fabric8.mockwebserver.http.Headers;
 import io.fabric8.mockwebserver.http.HttpUrl;
 import io.fabric8.mockwebserver.http.MockResponse;
@@ -68,12 +67,6 @@ final class ApiHttpServer extends MockWebServer {
       LOG.debug("mock server's Vert.x not reachable ({}); starting one", e.toString());
       return Vertx.vertx();
     }
-  }
-
-  @Override
-  public void setDispatcher(Dispatcher dispatcher) {
-    // Every request goes to the ApiServerDispatcher this server was made with.
-    super.setDispatcher(dispatcher);
   }
 
   @Override

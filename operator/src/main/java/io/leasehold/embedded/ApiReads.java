@@ -14,7 +14,7 @@ import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
-import java.util.function.Function;
+import java.util.function.Supplier;
 
 /**
  * Reads as an API server answers them: {@code /version}, discovery and OpenAPI; lists typed as
@@ -32,20 +32,14 @@ final class ApiReads {
 
   private final ObjectMapper mapper;
   private final Dispatcher store;
-  private final Function<String, JsonNode> getter;
   private final Discovery discovery;
   private final OpenApiDocuments openApi;
   private final Tables tables;
-  private final java.util.function.Supplier<ApiResources> resources;
+  private final Supplier<ApiResources> resources;
 
-  ApiReads(
-      ObjectMapper mapper,
-      Dispatcher store,
-      Function<String, JsonNode> getter,
-      java.util.function.Supplier<ApiResources> resources) {
+  ApiReads(ObjectMapper mapper, Dispatcher store, Supplier<ApiResources> resources) {
     this.mapper = mapper;
     this.store = store;
-    this.getter = getter;
     this.resources = resources;
     this.discovery = new Discovery(mapper, resources);
     this.openApi = new OpenApiDocuments(mapper, resources);
@@ -216,9 +210,5 @@ final class ApiReads {
         target.group().isEmpty() ? target.plural() : target.plural() + "." + target.group();
     return Statuses.response(
         mapper, 404, "NotFound", what + " \"" + target.name() + "\" not found");
-  }
-
-  JsonNode current(String path) {
-    return getter.apply(path);
   }
 }

@@ -179,10 +179,6 @@ final class ApiResources {
     return out;
   }
 
-  List<Resource> all() {
-    return resources;
-  }
-
   /** The group-versions, core first, then groups in the order they were first listed. */
   List<GroupVersion> groupVersions() {
     Map<String, List<Resource>> byGroupVersion = new LinkedHashMap<>();

@@ -64,7 +64,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     this.delegate = new KubernetesMixedDispatcher(responses);
     this.mapper = mapper;
     this.validation = validation;
-    this.reads = new ApiReads(mapper, delegate, this::current, this::resources);
+    this.reads = new ApiReads(mapper, delegate, this::resources);
     this.deletions = new Deletions(mapper, delegate, this::current, reads::notFound);
   }
 

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
 import io.fabric8.kubernetes.api.model.EventBuilder;
 import io.fabric8.kubernetes.api.model.ObjectReferenceBuilder;
@@ -11,16 +12,30 @@ import io.fabric8.kubernetes.api.model.SecretBuilder;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.batch.v1.JobBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.utils.Serialization;
+import io.fabric8.mockwebserver.dsl.HttpMethod;
+import io.fabric8.mockwebserver.http.Buffer;
+import io.fabric8.mockwebserver.http.Headers;
+import io.fabric8.mockwebserver.http.MockResponse;
+import io.fabric8.mockwebserver.http.RecordedRequest;
 import io.leasehold.api.TerraformState;
 import java.io.IOException;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HashSet;
+import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CyclicBarrier;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
@@ -170,18 +185,15 @@ class ApiServerSemanticsTest {
     client.resource(after).update();
   }
 
-  private static io.fabric8.mockwebserver.http.MockResponse dispatch(
+  private static MockResponse dispatch(
       ApiServerDispatcher dispatcher, String method, String path, String contentType, String body) {
     return dispatcher.dispatch(
-        new io.fabric8.mockwebserver.http.RecordedRequest(
+        new RecordedRequest(
             "HTTP/1.1",
-            io.fabric8.mockwebserver.dsl.HttpMethod.valueOf(method),
+            HttpMethod.valueOf(method),
             path,
-            io.fabric8.mockwebserver.http.Headers.builder()
-                .add("Content-Type", contentType)
-                .build(),
-            new io.fabric8.mockwebserver.http.Buffer(
-                body.getBytes(java.nio.charset.StandardCharsets.UTF_8))));
+            Headers.builder().add("Content-Type", contentType).build(),
+            new Buffer(body.getBytes(StandardCharsets.UTF_8))));
   }
 
   @Test
@@ -191,12 +203,9 @@ class ApiServerSemanticsTest {
   void concurrentMergePatchesAllLand() throws Exception {
     ApiServerDispatcher dispatcher =
         new ApiServerDispatcher(
-            new java.util.HashMap<>(),
-            io.fabric8.kubernetes.client.utils.Serialization.jsonMapper(),
-            new CustomResourceValidation());
+            new HashMap<>(), Serialization.jsonMapper(), new CustomResourceValidation());
     int writers = 8;
-    java.util.concurrent.ExecutorService pool =
-        java.util.concurrent.Executors.newFixedThreadPool(writers);
+    ExecutorService pool = Executors.newFixedThreadPool(writers);
     try {
       for (int round = 0; round < 20; round++) {
         String path = "/api/v1/namespaces/default/configmaps";
@@ -212,8 +221,8 @@ class ApiServerSemanticsTest {
                             + "\"}}")
                     .code())
             .isEqualTo(201);
-        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(writers);
-        java.util.List<java.util.concurrent.Future<Integer>> codes = new java.util.ArrayList<>();
+        CyclicBarrier start = new CyclicBarrier(writers);
+        List<Future<Integer>> codes = new ArrayList<>();
         for (int i = 0; i < writers; i++) {
           String label = "writer-" + i;
           codes.add(
@@ -487,10 +496,9 @@ class ApiServerSemanticsTest {
           HTTP.send(
               HttpRequest.newBuilder(URI.create(own.url() + crdPath)).build(),
               HttpResponse.BodyHandlers.ofString());
-      com.fasterxml.jackson.databind.node.ObjectNode spec =
-          (com.fasterxml.jackson.databind.node.ObjectNode) JSON.readTree(crd.body()).path("spec");
-      com.fasterxml.jackson.databind.node.ObjectNode keep =
-          (com.fasterxml.jackson.databind.node.ObjectNode)
+      ObjectNode spec = (ObjectNode) JSON.readTree(crd.body()).path("spec");
+      ObjectNode keep =
+          (ObjectNode)
               spec.path("versions")
                   .get(0)
                   .path("schema")
