@@ -93,6 +93,18 @@ final class ApiResources {
           new Resource(
               "authorization.k8s.io",
               "v1",
+              "selfsubjectaccessreviews",
+              "selfsubjectaccessreview",
+              "SelfSubjectAccessReview",
+              false,
+              List.of(),
+              List.of(),
+              List.of("create"),
+              List.of(),
+              null),
+          new Resource(
+              "authorization.k8s.io",
+              "v1",
               "selfsubjectrulesreviews",
               "selfsubjectrulesreview",
               "SelfSubjectRulesReview",

@@ -40,6 +40,9 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   private static final Logger LOG = LoggerFactory.getLogger(ApiServerDispatcher.class);
   private static final String RULES_REVIEW =
       "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+  private static final String ACCESS_REVIEW =
+      "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+  private static final String PROTOBUF = "application/vnd.kubernetes.protobuf";
   private static final String CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 
   private final KubernetesMixedDispatcher delegate;
@@ -123,6 +126,9 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     if ("POST".equals(method) && request.getPath().startsWith(RULES_REVIEW)) {
       return allowEverything(request);
     }
+    if ("POST".equals(method) && request.getPath().startsWith(ACCESS_REVIEW)) {
+      return allowAccess(request);
+    }
     if ("GET".equals(method)) {
       return reads.serve(request).orElseGet(() -> delegate.dispatch(request));
     }
@@ -149,6 +155,22 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
 
   private MockResponse admitResourceWrite(RecordedRequest request, Optional<ApiRequest> target) {
     String method = request.getMethod();
+    String dryRunValue = target.map(t -> t.query().get("dryRun")).orElse(null);
+    if (dryRunValue != null && !dryRunValue.isEmpty() && !"All".equals(dryRunValue)) {
+      return status(
+          400, "BadRequest", "dryRun: Unsupported value: \"" + dryRunValue + "\": supported: All");
+    }
+    boolean dryRun = "All".equals(dryRunValue);
+    String contentType = Optional.ofNullable(request.getHeader("Content-Type")).orElse("");
+    if (contentType.startsWith(PROTOBUF) && !"DELETE".equals(method)) {
+      return status(
+          415,
+          "UnsupportedMediaType",
+          "the embedded API reads JSON bodies, not protobuf (kubectl create configmap, secret,"
+              + " job --from and the like send protobuf): write the object as YAML instead, for"
+              + " example kubectl create configmap NAME --from-literal=k=v --dry-run=client -o"
+              + " yaml | kubectl create -f -");
+    }
     if ("DELETE".equals(method) && target.isPresent()) {
       return deletions.delete(request, target.get());
     }
@@ -159,7 +181,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     }
     ResourcePath resource = path.get();
     if ("PATCH".equals(method)) {
-      return named(admitPatch(request, resource, target.get()), target);
+      return named(admitPatch(request, resource, target.get(), dryRun), target);
     }
     if (!"POST".equals(method) && !"PUT".equals(method)) {
       return delegate.dispatch(request);
@@ -201,6 +223,9 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       if (invalid.isPresent()) {
         return status(422, "Invalid", invalid.get());
       }
+    }
+    if (dryRun) {
+      return dryRunWrite(method, target.get(), object);
     }
     if (!resource.isSubresource() && target.isPresent()) {
       String name = object.path("metadata").path("name").asText("");
@@ -260,6 +285,30 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
                 + String.join(", ", quoted)));
   }
 
+  /**
+   * A server-side dry run ({@code dryRun=All}, {@code kubectl --dry-run=server}): the request went
+   * through every check a write goes through; the answer is the object as it would be stored, and
+   * nothing is stored.
+   */
+  private MockResponse dryRunWrite(String method, ApiRequest target, ObjectNode object) {
+    String name = object.path("metadata").path("name").asText("");
+    String path =
+        target.name() == null ? target.collectionPath() + "/" + name : target.objectPath();
+    JsonNode stored = current(path);
+    if ("POST".equals(method) && target.subresource() == null && stored != null) {
+      String resourceName =
+          target.group().isEmpty() ? target.plural() : target.plural() + "." + target.group();
+      return status(409, "AlreadyExists", resourceName + " \"" + name + "\" already exists");
+    }
+    if (!"POST".equals(method) && stored == null) {
+      return reads.notFound(target);
+    }
+    if (target.namespace() != null && object.get("metadata") instanceof ObjectNode metadata) {
+      metadata.put("namespace", target.namespace());
+    }
+    return Statuses.json("POST".equals(method) ? 201 : 200, object);
+  }
+
   private static boolean needsName(ObjectNode object) {
     return object.path("metadata").path("name").asText("").isEmpty()
         && !object.path("metadata").path("generateName").asText("").isEmpty();
@@ -316,7 +365,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
    * subresource, resourceVersion, generation) still hold.
    */
   private MockResponse admitPatch(
-      RecordedRequest request, ResourcePath resource, ApiRequest target) {
+      RecordedRequest request, ResourcePath resource, ApiRequest target, boolean dryRun) {
     String contentType = Optional.ofNullable(request.getHeader("Content-Type")).orElse("");
     boolean custom = !ResourcePath.BUILT_IN.containsKey(resource.groupResource());
     if (contentType.contains("apply-patch")) {
@@ -345,7 +394,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     }
     boolean validate =
         !resource.isSubresource() && validation.knows(resource.group(), resource.plural());
-    if (!strategic && !merge && !validate) {
+    if (!strategic && !merge && !validate && !dryRun) {
       return delegate.dispatch(request);
     }
     JsonNode current = current(target.objectPath());
@@ -388,6 +437,9 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         return status(422, "Invalid", invalid.get());
       }
     }
+    if (dryRun) {
+      return Statuses.json(200, object);
+    }
     if (!strategic && !merge) {
       return delegate.dispatch(request);
     }
@@ -420,6 +472,25 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
    * The embedded API authenticates nobody and allows everything; it says so to clients that ask
    * what they may do (the Java Operator SDK asks before leader election).
    */
+  /** {@code kubectl auth can-i}: yes, to everything, and why. */
+  private MockResponse allowAccess(RecordedRequest request) {
+    // kubectl sends this review as protobuf; the answer does not depend on what it asks.
+    ObjectNode review = mapper.createObjectNode();
+    try {
+      if (mapper.readTree(request.getBody().getBytes()) instanceof ObjectNode asked) {
+        review = asked;
+      }
+    } catch (IOException e) {
+      review.putObject("spec");
+    }
+    ObjectNode status = review.putObject("status");
+    status.put("allowed", true);
+    status.put("reason", "the embedded API authenticates nobody and allows every request");
+    review.put("apiVersion", "authorization.k8s.io/v1");
+    review.put("kind", "SelfSubjectAccessReview");
+    return Statuses.json(201, review);
+  }
+
   private MockResponse allowEverything(RecordedRequest request) {
     ObjectNode review;
     try {

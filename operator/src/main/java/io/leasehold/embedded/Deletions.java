@@ -59,7 +59,15 @@ final class Deletions {
 
   MockResponse delete(RecordedRequest request, ApiRequest target) {
     JsonNode options = options(request, target);
+    boolean dryRun = "All".equals(target.query().get("dryRun"));
+    for (JsonNode value : options.path("dryRun")) {
+      dryRun |= "All".equals(value.asText());
+    }
     if (target.name() == null) {
+      if (dryRun) {
+        return Statuses.response(
+            mapper, 400, "BadRequest", "a dry run of a collection delete is not supported");
+      }
       return store.dispatch(request);
     }
     JsonNode preconditions = options.path("preconditions");
@@ -82,6 +90,13 @@ final class Deletions {
                 + "\": "
                 + conflict);
       }
+    }
+    if (dryRun) {
+      // A server-side dry run: checked, answered with the object, nothing deleted.
+      JsonNode stored = current != null ? current : getter.apply(target.objectPath());
+      return stored instanceof ObjectNode object
+          ? Statuses.json(200, object)
+          : notFound.apply(target);
     }
     String policy = options.path("propagationPolicy").asText("");
     if (options.path("orphanDependents").asBoolean(false)) {

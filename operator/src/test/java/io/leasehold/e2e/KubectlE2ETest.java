@@ -496,6 +496,81 @@ class KubectlE2ETest {
   }
 
   @Test
+  @DisplayName(
+      "kubectl --dry-run=server checks a create, a change and a delete and stores nothing; kubectl"
+          + " auth can-i says everything is allowed")
+  void serverDryRunAndCanI() throws Exception {
+    createState("dry");
+    assertThat(
+            kubectl
+                .runWithInput(state("dry-new"), "create", "-f", "-", "--dry-run=server")
+                .assertOk()
+                .output())
+        .contains("terraformstate.leasehold.io/dry-new created (server dry run)");
+    assertThat(harness.get("dry-new")).isNull();
+    assertThat(
+            kubectl
+                .runWithInput(
+                    state("dry-new").replace("keep: 3", "keep: 1000"),
+                    "create",
+                    "-f",
+                    "-",
+                    "--dry-run=server")
+                .errors())
+        .as("a dry run is validated")
+        .contains("spec.history.keep");
+
+    kubectl
+        .runWithInput(
+            state("dry").replace("keep: 3", "keep: 9"), "apply", "-f", "-", "--dry-run=server")
+        .assertOk();
+    kubectl.run("label", "tfstate", "dry", "x=y", "--dry-run=server").assertOk();
+    assertThat(harness.get("dry").getSpec().getHistory().getKeep()).isEqualTo(3);
+    assertThat(harness.get("dry").getMetadata().getLabels()).isNullOrEmpty();
+
+    assertThat(kubectl.run("delete", "tfstate", "dry", "--dry-run=server").assertOk().output())
+        .contains("deleted (server dry run)");
+    assertThat(harness.get("dry")).isNotNull();
+
+    assertThat(kubectl.run("auth", "can-i", "delete", "jobs").assertOk().output().trim())
+        .isEqualTo("yes");
+  }
+
+  @Test
+  @DisplayName(
+      "kubectl create configmap (a protobuf body) is refused with a message showing the YAML"
+          + " route, and that route works")
+  void imperativeCreate() throws Exception {
+    Kubectl.Result refused = kubectl.run("create", "configmap", "imperative", "--from-literal=a=b");
+    assertThat(refused.exitCode()).isNotZero();
+    assertThat(refused.errors())
+        .contains("reads JSON bodies, not protobuf")
+        .contains("--dry-run=client -o yaml | kubectl create -f -");
+    String yaml =
+        kubectl
+            .run(
+                "create",
+                "configmap",
+                "imperative",
+                "--from-literal=a=b",
+                "--dry-run=client",
+                "-o",
+                "yaml")
+            .assertOk()
+            .output();
+    kubectl.runWithInput(yaml, "create", "-f", "-").assertOk();
+    assertThat(
+            harness
+                .client()
+                .configMaps()
+                .inNamespace("default")
+                .withName("imperative")
+                .get()
+                .getData())
+        .containsEntry("a", "b");
+  }
+
+  @Test
   @DisplayName("A TerraformState created by kubectl create -f is the one the operator reconciles")
   void createCustomResource() throws Exception {
     Path file = dir.resolve("created.yaml");
