@@ -129,6 +129,21 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     if ("POST".equals(method) && request.getPath().startsWith(ACCESS_REVIEW)) {
       return allowAccess(request);
     }
+    Optional<ApiRequest> target = ApiRequest.parse(request.getPath());
+    if (target.isPresent() && target.get().subresource() != null) {
+      String sub = target.get().subresource();
+      if ("log".equals(sub) || "exec".equals(sub) || "attach".equals(sub)) {
+        return status(
+            400, "BadRequest", "the embedded API runs no containers: pods have no " + sub);
+      }
+      if (!"status".equals(sub) && !"scale".equals(sub)) {
+        // The store would read an unknown subresource path as a query for every object.
+        return status(
+            404,
+            "NotFound",
+            "the embedded API serves the status and scale subresources only, not " + sub);
+      }
+    }
     if ("GET".equals(method)) {
       return reads.serve(request).orElseGet(() -> delegate.dispatch(request));
     }

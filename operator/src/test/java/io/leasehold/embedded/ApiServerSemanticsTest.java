@@ -552,6 +552,12 @@ class ApiServerSemanticsTest {
             HttpResponse.BodyHandlers.ofString());
     assertThat(health.statusCode()).isEqualTo(200);
     assertThat(health.body()).isEqualTo("ok");
+    Answer logs = get("/api/v1/namespaces/default/pods/some-pod/log", "application/json");
+    assertThat(logs.code()).isEqualTo(400);
+    assertThat(logs.body().toString()).doesNotContain("not-listed").contains("runs no containers");
+    Answer eviction = get("/api/v1/namespaces/default/pods/some-pod/eviction", "application/json");
+    assertThat(eviction.code()).isEqualTo(404);
+    assertThat(eviction.body().toString()).doesNotContain("not-listed");
   }
 
   @Test
