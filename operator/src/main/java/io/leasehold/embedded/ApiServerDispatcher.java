@@ -52,6 +52,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   private final CustomResourceValidation validation;
   private final ApiReads reads;
   private final Deletions deletions;
+  private final Tombstones tombstones = new Tombstones();
   private final ReentrantLock writes = new ReentrantLock();
 
   // Discovery's view of the CRDs, valid while no CRD has been written or deleted since.
@@ -187,7 +188,11 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
               + " yaml | kubectl create -f -");
     }
     if ("DELETE".equals(method) && target.isPresent()) {
-      return deletions.delete(request, target.get());
+      MockResponse response = deletions.delete(request, target.get());
+      if (response.code() == 200 && target.get().name() != null) {
+        tombstones.deleted(target.get().objectPath());
+      }
+      return response;
     }
     Optional<ResourcePath> path = ResourcePath.parse(request.getPath());
     boolean hasBody = request.getBody() != null && request.getBody().size() > 0;
@@ -196,7 +201,8 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     }
     ResourcePath resource = path.get();
     if ("PATCH".equals(method)) {
-      return named(admitPatch(request, resource, target.get(), dryRun), target);
+      return deletedByWrite(
+          named(admitPatch(request, resource, target.get(), dryRun), target), target.get(), null);
     }
     if (!"POST".equals(method) && !"PUT".equals(method)) {
       return delegate.dispatch(request);
@@ -256,15 +262,48 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     } catch (IOException e) {
       return status(500, "InternalError", e.getMessage());
     }
-    return named(
-        delegate.dispatch(
-            new RecordedRequest(
-                request.getHttpVersion(),
-                request.method(),
-                request.getPath(),
-                request.getHeaders(),
-                new Buffer(bytes))),
-        target);
+    return deletedByWrite(
+        named(
+            delegate.dispatch(
+                new RecordedRequest(
+                    request.getHttpVersion(),
+                    request.method(),
+                    request.getPath(),
+                    request.getHeaders(),
+                    new Buffer(bytes))),
+            target),
+        target.get(),
+        object.path("metadata").path("name").asText(""));
+  }
+
+  /**
+   * A write the store answered with an empty body deleted the object (its last finalizer removed
+   * while it was being deleted); any other successful write means the object exists.
+   *
+   * @param name the written object's name, for a create (whose path names no object)
+   */
+  private MockResponse deletedByWrite(MockResponse response, ApiRequest target, String name) {
+    if (target.subresource() != null || response.code() / 100 != 2) {
+      return response;
+    }
+    String path =
+        target.name() != null
+            ? target.objectPath()
+            : name == null || name.isEmpty() ? null : target.collectionPath() + "/" + name;
+    if (path == null) {
+      return response;
+    }
+    if (response.getBody() == null || response.getBody().size() == 0) {
+      tombstones.deleted(path);
+    } else {
+      tombstones.written(path);
+    }
+    return response;
+  }
+
+  /** Whether the object at {@code objectPath} was deleted lately (and not created since). */
+  boolean deletedLately(String objectPath) {
+    return tombstones.deletedLately(objectPath);
   }
 
   /** With {@code fieldValidation=Strict}, an object with undeclared fields is refused. */
@@ -527,6 +566,11 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         .setResponseCode(201)
         .setHeader("Content-Type", "application/json")
         .setBody(review.toString().getBytes(StandardCharsets.UTF_8));
+  }
+
+  /** Whether an object is stored at {@code objectPath}. */
+  boolean exists(String objectPath) {
+    return current(objectPath) != null;
   }
 
   private JsonNode current(String path) {

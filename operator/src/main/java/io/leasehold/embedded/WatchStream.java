@@ -151,6 +151,43 @@ final class WatchStream implements WebSocket {
       }
     }
     stream.listener.onOpen(stream, opened);
+    stream.replayDeletion(api, target, resource.orElse(null));
+  }
+
+  /**
+   * A watch from a listed version, on one object by name, whose object is gone: it was deleted
+   * between the client's list and this watch, and the client is told, as an API server replays the
+   * events after the version it was given.
+   */
+  private void replayDeletion(ApiServerDispatcher api, ApiRequest target, Resource resource) {
+    String name = null;
+    for (FieldSelector.Requirement r : selector.requirements()) {
+      if (r.equal() && "metadata.name".equals(r.field())) {
+        name = r.value();
+      }
+    }
+    if (fromVersion <= 0 || name == null || resource == null || target.name() != null) {
+      return;
+    }
+    String path = target.collectionPath() + "/" + name;
+    if (!api.deletedLately(path) || api.exists(path)) {
+      return;
+    }
+    ObjectNode object = mapper.createObjectNode();
+    object.put("apiVersion", target.apiVersion());
+    object.put("kind", resource.kind());
+    ObjectNode metadata = object.putObject("metadata");
+    metadata.put("name", name);
+    if (target.namespace() != null) {
+      metadata.put("namespace", target.namespace());
+    }
+    ObjectNode event = mapper.createObjectNode();
+    event.put("type", "DELETED");
+    event.set("object", object);
+    synchronized (this) {
+      matching.add("");
+    }
+    send(event.toString());
   }
 
   private static long parseVersion(String version) {

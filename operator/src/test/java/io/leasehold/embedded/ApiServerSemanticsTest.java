@@ -32,10 +32,13 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CyclicBarrier;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
@@ -481,6 +484,54 @@ class ApiServerSemanticsTest {
     assertThat(openapi.body().path("components").path("schemas").toString())
         .contains("leasehold.io")
         .contains("leaseDurationSeconds");
+  }
+
+  @Test
+  @DisplayName(
+      "A watch over HTTP from a listed version on one name is told of a deletion made between the"
+          + " list and the watch, as kubectl delete and kubectl wait --for=delete need")
+  void httpWatchSeesDeletionBetweenListAndWatch() throws Exception {
+    client
+        .configMaps()
+        .inNamespace("default")
+        .resource(
+            new ConfigMapBuilder()
+                .withNewMetadata()
+                .withName("raced")
+                .addToFinalizers("example.com/hold")
+                .endMetadata()
+                .build())
+        .create();
+    String collection = "/api/v1/namespaces/default/configmaps";
+    Answer listed = get(collection + "?fieldSelector=metadata.name%3Draced", "application/json");
+    assertThat(listed.body().path("items")).hasSize(1);
+    String version = listed.body().path("metadata").path("resourceVersion").asText();
+
+    client.configMaps().inNamespace("default").withName("raced").delete();
+    send(
+        "PATCH",
+        collection + "/raced",
+        "application/merge-patch+json",
+        "{\"metadata\":{\"finalizers\":null}}");
+    assertThat(client.configMaps().inNamespace("default").withName("raced").get()).isNull();
+
+    HttpResponse<Stream<String>> watch =
+        HTTP.send(
+            HttpRequest.newBuilder(
+                    URI.create(
+                        api.url()
+                            + collection
+                            + "?watch=true&fieldSelector=metadata.name%3Draced&resourceVersion="
+                            + version))
+                .build(),
+            HttpResponse.BodyHandlers.ofLines());
+    assertThat(watch.statusCode()).isEqualTo(200);
+    CompletableFuture<String> first =
+        CompletableFuture.supplyAsync(() -> watch.body().findFirst().orElse(""));
+    JsonNode event = JSON.readTree(first.get(10, TimeUnit.SECONDS));
+    assertThat(event.path("type").asText()).isEqualTo("DELETED");
+    assertThat(event.path("object").path("metadata").path("name").asText()).isEqualTo("raced");
+    watch.body().close();
   }
 
   @Test
