@@ -141,6 +141,24 @@ class ApiServerSemanticsTest {
                 + "\"}}");
     assertThat(matching.code()).isEqualTo(200);
     assertThat(client.secrets().inNamespace("default").withName("guarded").get()).isNull();
+
+    // The Fabric8 client sends the precondition with lockResourceVersion.
+    secret("locked", Map.of());
+    var locked = client.secrets().inNamespace("default").withName("locked").get();
+    client
+        .secrets()
+        .inNamespace("default")
+        .withName("locked")
+        .edit(
+            x -> {
+              x.getMetadata().setLabels(Map.of("changed", "yes"));
+              return x;
+            });
+    org.assertj.core.api.Assertions.assertThatThrownBy(
+            () -> client.resource(locked).lockResourceVersion().delete())
+        .isInstanceOf(io.fabric8.kubernetes.client.KubernetesClientException.class)
+        .hasMessageContaining("Precondition failed: ResourceVersion in precondition");
+    assertThat(client.secrets().inNamespace("default").withName("locked").get()).isNotNull();
   }
 
   @Test
