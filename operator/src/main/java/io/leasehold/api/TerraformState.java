@@ -4,6 +4,7 @@ import io.fabric8.crd.generator.annotation.AdditionalPrinterColumn;
 import io.fabric8.generator.annotation.ValidationRule;
 import io.fabric8.kubernetes.api.model.Namespaced;
 import io.fabric8.kubernetes.client.CustomResource;
+import io.fabric8.kubernetes.model.annotation.Categories;
 import io.fabric8.kubernetes.model.annotation.Group;
 import io.fabric8.kubernetes.model.annotation.ShortNames;
 import io.fabric8.kubernetes.model.annotation.Version;
@@ -17,6 +18,8 @@ import io.fabric8.kubernetes.model.annotation.Version;
 @Group(TerraformState.GROUP)
 @Version(TerraformState.VERSION)
 @ShortNames({"tfstate", "tfs"})
+// kubectl get leasehold lists every TerraformState.
+@Categories("leasehold")
 @AdditionalPrinterColumn(name = "WORKSPACE", jsonPath = ".spec.workspace")
 @AdditionalPrinterColumn(name = "HOLDER", jsonPath = ".status.holder")
 @AdditionalPrinterColumn(

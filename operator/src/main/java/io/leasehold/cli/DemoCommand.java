@@ -1,6 +1,8 @@
 package io.leasehold.cli;
 
 import java.util.concurrent.Callable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -28,6 +30,21 @@ final class DemoCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
-    return new TwoEngineersDemo(spec.commandLine().getOut(), terraform).run();
+    // The demo's output is its story: library INFO lines on the terminal would interleave with
+    // it. Warnings still show; LEASEHOLD_LOG_LEVEL chooses otherwise.
+    Logger root = LoggerFactory.getLogger(Logger.ROOT_LOGGER_NAME);
+    ch.qos.logback.classic.Level before = null;
+    if (System.getenv("LEASEHOLD_LOG_LEVEL") == null
+        && root instanceof ch.qos.logback.classic.Logger logback) {
+      before = logback.getLevel();
+      logback.setLevel(ch.qos.logback.classic.Level.WARN);
+    }
+    try {
+      return new TwoEngineersDemo(spec.commandLine().getOut(), terraform).run();
+    } finally {
+      if (before != null) {
+        ((ch.qos.logback.classic.Logger) root).setLevel(before);
+      }
+    }
   }
 }

@@ -50,9 +50,24 @@ final class TwoEngineersDemo {
   }
 
   int run() throws Exception {
-    boolean haveTerraform = terraformWorks();
+    Optional<String> terraformVersion = terraformVersion();
+    boolean haveTerraform = terraformVersion.isPresent();
     out.println(
         "leasehold demo: two engineers apply to the same Terraform state at the same time.");
+    if (haveTerraform) {
+      out.println(
+          "The engineers run the real terraform: '"
+              + terraform
+              + "' ("
+              + terraformVersion.get()
+              + ").");
+    } else {
+      out.println(
+          "'"
+              + terraform
+              + "' is not available, so the engineers' terraform is replayed as the HTTP"
+              + " requests it sends (LOCK, POST, UNLOCK).");
+    }
     out.println();
     out.println("Starting an in-memory Kubernetes API, the operator and the Terraform backend...");
     out.flush();
@@ -80,12 +95,6 @@ final class TwoEngineersDemo {
       if (haveTerraform) {
         withTerraform(url);
       } else {
-        out.println(
-            "'"
-                + terraform
-                + "' is not available, so the engineers' terraform is replayed as the HTTP"
-                + " requests it sends (LOCK, POST, UNLOCK).");
-        out.println();
         withRequests(url);
       }
       out.println();
@@ -273,16 +282,29 @@ final class TwoEngineersDemo {
     }
   }
 
-  private boolean terraformWorks() {
+  /** The first line of {@code terraform version} ("Terraform v1.11.4"), when terraform runs. */
+  private Optional<String> terraformVersion() {
     try {
-      Process p = new ProcessBuilder(terraform, "version").redirectErrorStream(true).start();
-      p.getInputStream().readAllBytes();
-      return p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0;
+      Process p =
+          new ProcessBuilder(terraform, "version")
+              .redirectError(ProcessBuilder.Redirect.DISCARD)
+              .start();
+      String output = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+      if (!p.waitFor(30, TimeUnit.SECONDS) || p.exitValue() != 0) {
+        return Optional.empty();
+      }
+      return Optional.of(
+          output
+              .lines()
+              .map(String::trim)
+              .filter(l -> l.startsWith("Terraform v") || l.startsWith("OpenTofu v"))
+              .findFirst()
+              .orElse("version unknown"));
     } catch (IOException e) {
-      return false;
+      return Optional.empty();
     } catch (InterruptedException e) {
       Thread.currentThread().interrupt();
-      return false;
+      return Optional.empty();
     }
   }
 

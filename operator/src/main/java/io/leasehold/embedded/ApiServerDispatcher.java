@@ -2,8 +2,6 @@ package io.leasehold.embedded;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.JsonNodeFactory;
-import com.fasterxml.jackson.databind.node.NullNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.fabric8.kubernetes.client.dsl.base.CustomResourceDefinitionContext;
 import io.fabric8.kubernetes.client.server.mock.CustomResourceAware;
@@ -14,26 +12,38 @@ import io.fabric8.mockwebserver.http.Buffer;
 import io.fabric8.mockwebserver.http.Dispatcher;
 import io.fabric8.mockwebserver.http.MockResponse;
 import io.fabric8.mockwebserver.http.RecordedRequest;
+import io.fabric8.zjsonpatch.JsonDiff;
 import io.fabric8.zjsonpatch.JsonPatch;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Queue;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.locks.ReentrantLock;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
  * Makes the CRUD mock behave like a real API server where clients rely on it: it fills {@code kind}
  * and {@code apiVersion} from the URL (client-go sends objects without them), and checks custom
- * resources against their CRD's schema and validation rules before storing them.
+ * resources against their CRD's schema and validation rules before storing them. Reads (discovery,
+ * OpenAPI, tables, field selectors) are answered by {@link ApiReads}, deletions by {@link
+ * Deletions}, merge patches by {@link Patches}; writes are applied one at a time, so a patch is
+ * applied to the version it was computed from.
  */
 final class ApiServerDispatcher extends Dispatcher implements CustomResourceAware {
 
   private static final Logger LOG = LoggerFactory.getLogger(ApiServerDispatcher.class);
   private static final String RULES_REVIEW =
       "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews";
+  private static final String ACCESS_REVIEW =
+      "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+  private static final String PROTOBUF = "application/vnd.kubernetes.protobuf";
+  private static final String CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 
   private final KubernetesMixedDispatcher delegate;
   private final ObjectMapper mapper;
@@ -41,6 +51,16 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       new ConcurrentHashMap<>(ResourcePath.BUILT_IN);
   private final CustomResourceValidation validation;
   private final AdmissionPolicies policies;
+  private final ApiReads reads;
+  private final Deletions deletions;
+  private final Tombstones tombstones = new Tombstones();
+  private final ReentrantLock writes = new ReentrantLock();
+
+  // Discovery's view of the CRDs, valid while no CRD has been written or deleted since.
+  private record Served(long crdWrites, ApiResources resources) {}
+
+  private final AtomicLong crdWrites = new AtomicLong();
+  private volatile Served served;
 
   ApiServerDispatcher(
       Map<ServerRequest, Queue<ServerResponse>> responses,
@@ -50,6 +70,47 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     this.mapper = mapper;
     this.validation = validation;
     this.policies = new AdmissionPolicies(mapper, this::current);
+    this.reads = new ApiReads(mapper, delegate, this::resources);
+    this.deletions = new Deletions(mapper, delegate, this::current, reads::notFound);
+  }
+
+  /** What the API serves now: the built-in resources and those of the stored CRDs. */
+  ApiResources resources() {
+    long generation = crdWrites.get();
+    Served known = served;
+    if (known != null && known.crdWrites() == generation) {
+      return known.resources();
+    }
+    JsonNode crds = current(CRD_PATH);
+    List<JsonNode> items = new ArrayList<>();
+    if (crds != null) {
+      crds.path("items").forEach(items::add);
+    }
+    ApiResources resources = ApiResources.of(items);
+    served = new Served(generation, resources);
+    return resources;
+  }
+
+  /** The schema of a custom resource's version, or null. */
+  private JsonNode schemaOf(ApiRequest target) {
+    return resources()
+        .find(target.group(), target.version(), target.plural())
+        .filter(ApiResources.Resource::isCustom)
+        .map(
+            r -> {
+              for (JsonNode v : r.crd().path("spec").path("versions")) {
+                if (v.path("name").asText().equals(target.version())) {
+                  return v.path("schema").path("openAPIV3Schema");
+                }
+              }
+              return null;
+            })
+        .orElse(null);
+  }
+
+  /** How reads are answered, for the HTTP watch streams. */
+  ApiReads reads() {
+    return reads;
   }
 
   @Override
@@ -69,14 +130,82 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     if ("POST".equals(method) && request.getPath().startsWith(RULES_REVIEW)) {
       return allowEverything(request);
     }
+    if ("POST".equals(method) && request.getPath().startsWith(ACCESS_REVIEW)) {
+      return allowAccess(request);
+    }
+    Optional<ApiRequest> target = ApiRequest.parse(request.getPath());
+    if (target.isPresent() && target.get().subresource() != null) {
+      String sub = target.get().subresource();
+      if ("log".equals(sub) || "exec".equals(sub) || "attach".equals(sub)) {
+        return status(
+            400, "BadRequest", "the embedded API runs no containers: pods have no " + sub);
+      }
+      if (!"status".equals(sub) && !"scale".equals(sub)) {
+        // The store would read an unknown subresource path as a query for every object.
+        return status(
+            404,
+            "NotFound",
+            "the embedded API serves the status and scale subresources only, not " + sub);
+      }
+    }
+    if ("GET".equals(method)) {
+      return reads.serve(request).orElseGet(() -> delegate.dispatch(request));
+    }
+    writes.lock();
+    try {
+      return admitWrite(request);
+    } finally {
+      writes.unlock();
+    }
+  }
+
+  private MockResponse admitWrite(RecordedRequest request) {
+    String method = request.getMethod();
+    Optional<ApiRequest> target = ApiRequest.parse(request.getPath());
+    if (target.isPresent() && "customresourcedefinitions".equals(target.get().plural())) {
+      try {
+        return admitResourceWrite(request, target);
+      } finally {
+        crdWrites.incrementAndGet();
+      }
+    }
+    return admitResourceWrite(request, target);
+  }
+
+  private MockResponse admitResourceWrite(RecordedRequest request, Optional<ApiRequest> target) {
+    String method = request.getMethod();
+    String dryRunValue = target.map(t -> t.query().get("dryRun")).orElse(null);
+    if (dryRunValue != null && !dryRunValue.isEmpty() && !"All".equals(dryRunValue)) {
+      return status(
+          400, "BadRequest", "dryRun: Unsupported value: \"" + dryRunValue + "\": supported: All");
+    }
+    boolean dryRun = "All".equals(dryRunValue);
+    String contentType = Optional.ofNullable(request.getHeader("Content-Type")).orElse("");
+    if (contentType.startsWith(PROTOBUF) && !"DELETE".equals(method)) {
+      return status(
+          415,
+          "UnsupportedMediaType",
+          "the embedded API reads JSON bodies, not protobuf (kubectl create configmap, secret,"
+              + " job --from and the like send protobuf): write the object as YAML instead, for"
+              + " example kubectl create configmap NAME --from-literal=k=v --dry-run=client -o"
+              + " yaml | kubectl create -f -");
+    }
+    if ("DELETE".equals(method) && target.isPresent()) {
+      MockResponse response = deletions.delete(request, target.get());
+      if (response.code() == 200 && target.get().name() != null) {
+        tombstones.deleted(target.get().objectPath());
+      }
+      return response;
+    }
     Optional<ResourcePath> path = ResourcePath.parse(request.getPath());
     boolean hasBody = request.getBody() != null && request.getBody().size() > 0;
     if (path.isEmpty() || !hasBody) {
-      return delegate.dispatch(request);
+      return named(delegate.dispatch(request), target);
     }
     ResourcePath resource = path.get();
     if ("PATCH".equals(method)) {
-      return admitPatch(request, resource);
+      return deletedByWrite(
+          named(admitPatch(request, resource, target.get(), dryRun), target), target.get(), null);
     }
     if (!"POST".equals(method) && !"PUT".equals(method)) {
       return delegate.dispatch(request);
@@ -91,11 +220,23 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return delegate.dispatch(request);
     }
     fillTypeMeta(resource, object);
+    if ("POST".equals(method) && !resource.isSubresource() && needsName(object)) {
+      Optional<MockResponse> refused =
+          GeneratedNames.assign(object, target.get(), this::current, mapper);
+      if (refused.isPresent()) {
+        return refused.get();
+      }
+    }
     if (resource.isCustomResourceDefinitions()) {
       rememberCrd(object);
       validation.register(object);
     }
     if (!resource.isSubresource()) {
+      StrictFields.dropNulls(schemaOf(target.get()), object);
+      Optional<MockResponse> strict = strictFields(target.get(), object);
+      if (strict.isPresent()) {
+        return strict.get();
+      }
       Optional<String> invalid =
           validation.validate(
               resource.group(),
@@ -107,64 +248,306 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         return status(422, "Invalid", invalid.get());
       }
     }
+    if (dryRun) {
+      return dryRunWrite(method, target.get(), object);
+    }
+    if (!resource.isSubresource() && target.isPresent()) {
+      String name = object.path("metadata").path("name").asText("");
+      ApiRequest t = target.get();
+      if (!name.isEmpty()) {
+        deletions.written(
+            t.name() == null ? t.collectionPath() + "/" + name : t.objectPath(), object);
+      }
+    }
     byte[] bytes;
     try {
       bytes = mapper.writeValueAsBytes(object);
     } catch (IOException e) {
       return status(500, "InternalError", e.getMessage());
     }
-    return delegate.dispatch(
-        new RecordedRequest(
-            request.getHttpVersion(),
-            request.method(),
-            request.getPath(),
-            request.getHeaders(),
-            new Buffer(bytes)));
+    return deletedByWrite(
+        named(
+            delegate.dispatch(
+                new RecordedRequest(
+                    request.getHttpVersion(),
+                    request.method(),
+                    request.getPath(),
+                    request.getHeaders(),
+                    new Buffer(bytes))),
+            target),
+        target.get(),
+        object.path("metadata").path("name").asText(""));
   }
 
   /**
-   * Checks what a patch of a custom resource would produce; the patch itself is then applied by the
-   * CRUD store, so its semantics stay the store's.
+   * A write the store answered with an empty body deleted the object (its last finalizer removed
+   * while it was being deleted); any other successful write means the object exists.
+   *
+   * @param name the written object's name, for a create (whose path names no object)
    */
-  private MockResponse admitPatch(RecordedRequest request, ResourcePath resource) {
-    if (resource.isSubresource() || !validation.knows(resource.group(), resource.plural())) {
+  private MockResponse deletedByWrite(MockResponse response, ApiRequest target, String name) {
+    if (target.subresource() != null || response.code() / 100 != 2) {
+      return response;
+    }
+    String path =
+        target.name() != null
+            ? target.objectPath()
+            : name == null || name.isEmpty() ? null : target.collectionPath() + "/" + name;
+    if (path == null) {
+      return response;
+    }
+    if (response.getBody() == null || response.getBody().size() == 0) {
+      tombstones.deleted(path);
+    } else {
+      tombstones.written(path);
+    }
+    return response;
+  }
+
+  /** Whether the object at {@code objectPath} was deleted lately (and not created since). */
+  boolean deletedLately(String objectPath) {
+    return tombstones.deletedLately(objectPath);
+  }
+
+  /** With {@code fieldValidation=Strict}, an object with undeclared fields is refused. */
+  private Optional<MockResponse> strictFields(ApiRequest target, JsonNode object) {
+    if (!"Strict".equals(target.query().get("fieldValidation"))) {
+      return Optional.empty();
+    }
+    JsonNode schema = schemaOf(target);
+    boolean builtIn = ResourcePath.BUILT_IN.containsKey(target.group() + "/" + target.plural());
+    if (schema == null && !builtIn) {
+      return Optional.empty();
+    }
+    List<String> unknown =
+        schema != null
+            ? StrictFields.unknown(schema, object)
+            : StrictFields.unknownInBuiltIn(mapper, object);
+    if (unknown.isEmpty()) {
+      return Optional.empty();
+    }
+    String kind = kindsByResource.getOrDefault(target.group() + "/" + target.plural(), "object");
+    List<String> quoted = new ArrayList<>();
+    unknown.forEach(u -> quoted.add("unknown field \"" + u + "\""));
+    return Optional.of(
+        status(
+            400,
+            "BadRequest",
+            kind
+                + " in version \""
+                + target.version()
+                + "\" cannot be handled as a "
+                + kind
+                + ": strict decoding error: "
+                + String.join(", ", quoted)));
+  }
+
+  /**
+   * A server-side dry run ({@code dryRun=All}, {@code kubectl --dry-run=server}): the request went
+   * through every check a write goes through; the answer is the object as it would be stored, and
+   * nothing is stored.
+   */
+  private MockResponse dryRunWrite(String method, ApiRequest target, ObjectNode object) {
+    String name = object.path("metadata").path("name").asText("");
+    String path =
+        target.name() == null ? target.collectionPath() + "/" + name : target.objectPath();
+    JsonNode stored = current(path);
+    if ("POST".equals(method) && target.subresource() == null && stored != null) {
+      String resourceName =
+          target.group().isEmpty() ? target.plural() : target.plural() + "." + target.group();
+      return status(409, "AlreadyExists", resourceName + " \"" + name + "\" already exists");
+    }
+    if (!"POST".equals(method) && stored == null) {
+      return reads.notFound(target);
+    }
+    if (target.namespace() != null && object.get("metadata") instanceof ObjectNode metadata) {
+      metadata.put("namespace", target.namespace());
+    }
+    return Statuses.json("POST".equals(method) ? 201 : 200, object);
+  }
+
+  private static boolean needsName(ObjectNode object) {
+    return object.path("metadata").path("name").asText("").isEmpty()
+        && !object.path("metadata").path("generateName").asText("").isEmpty();
+  }
+
+  /**
+   * The store's refusals as an API server words them: a 404 names the missing object, a 409 says
+   * whether the name is taken or the object changed (the store calls every refusal "Invalid", which
+   * kubectl would print as a validation error).
+   */
+  private MockResponse named(MockResponse response, Optional<ApiRequest> target) {
+    if (target.isEmpty()) {
+      return response;
+    }
+    ApiRequest t = target.get();
+    if (response.code() == 404
+        && t.name() != null
+        && (response.getBody() == null || response.getBody().size() == 0)) {
+      return reads.notFound(t);
+    }
+    if (response.code() == 409 && response.getBody() != null) {
+      JsonNode body;
+      try {
+        body = mapper.readTree(response.getBody().getBytes());
+      } catch (IOException e) {
+        return response;
+      }
+      if (!"Invalid".equals(body.path("reason").asText())) {
+        return response;
+      }
+      String resourceName = t.group().isEmpty() ? t.plural() : t.plural() + "." + t.group();
+      String message = body.path("message").asText("");
+      if (message.endsWith("already exists")) {
+        String name = message.replaceFirst("^[^']*'", "").replaceFirst("' already exists$", "");
+        return status(409, "AlreadyExists", resourceName + " \"" + name + "\" already exists");
+      }
+      return status(
+          409,
+          "Conflict",
+          "Operation cannot be fulfilled on "
+              + resourceName
+              + " \""
+              + (t.name() == null ? "" : t.name())
+              + "\": the object has been modified; please apply your changes to the latest"
+              + " version and try again");
+    }
+    return response;
+  }
+
+  /**
+   * Applies a merge or strategic merge patch here, with the API server's semantics (a {@code null}
+   * removes a key; lists of objects merge by key), checks what it produces for a custom resource,
+   * and has the store apply the difference as a JSON Patch, so the store's own rules (status
+   * subresource, resourceVersion, generation) still hold.
+   */
+  private MockResponse admitPatch(
+      RecordedRequest request, ResourcePath resource, ApiRequest target, boolean dryRun) {
+    String contentType = Optional.ofNullable(request.getHeader("Content-Type")).orElse("");
+    boolean custom = !ResourcePath.BUILT_IN.containsKey(resource.groupResource());
+    if (contentType.contains("apply-patch")) {
+      return status(
+          415,
+          "UnsupportedMediaType",
+          "server-side apply is not supported by the embedded API: use kubectl apply without"
+              + " --server-side");
+    }
+    boolean strategic = contentType.contains("strategic-merge-patch");
+    boolean merge = !strategic && contentType.contains("merge-patch");
+    if (strategic && custom) {
+      return status(
+          415,
+          "UnsupportedMediaType",
+          "the body of the request was in an unknown format - accepted media types include:"
+              + " application/json-patch+json, application/merge-patch+json (strategic merge"
+              + " patch is not supported for custom resources: use --type=merge)");
+    }
+    if (!strategic && !merge && !contentType.contains("json-patch")) {
+      return status(
+          415,
+          "UnsupportedMediaType",
+          "the embedded API supports JSON Patch, JSON merge patch and strategic merge patch, not "
+              + contentType);
+    }
+    boolean validate =
+        !resource.isSubresource() && validation.knows(resource.group(), resource.plural());
+    if (!strategic && !merge && !validate && !dryRun) {
       return delegate.dispatch(request);
     }
-    JsonNode current = current(request.getPath());
+    JsonNode current = current(target.objectPath());
     if (current == null) {
-      return delegate.dispatch(request);
+      return reads.notFound(target);
     }
     JsonNode patched;
     try {
       JsonNode patch = mapper.readTree(request.getBody().getBytes());
-      String contentType = Optional.ofNullable(request.getHeader("Content-Type")).orElse("");
-      if (contentType.contains("json-patch")) {
-        patched = JsonPatch.apply(patch, current.deepCopy());
-      } else if (contentType.contains("merge-patch")) {
-        patched = mergePatch(current.deepCopy(), patch);
+      if (strategic) {
+        patched = Patches.strategicMergePatch(current.deepCopy(), patch);
+      } else if (merge) {
+        patched = Patches.mergePatch(current.deepCopy(), patch);
       } else {
-        return status(
-            415,
-            "UnsupportedMediaType",
-            "the embedded API supports JSON Patch and JSON merge patch, not " + contentType);
+        patched = JsonPatch.apply(patch, current.deepCopy());
       }
     } catch (IOException | RuntimeException e) {
       return status(422, "Invalid", "patch cannot be applied: " + e.getMessage());
     }
-    if (patched instanceof ObjectNode object) {
+    if (!(patched instanceof ObjectNode object)) {
+      return status(422, "Invalid", "the patch does not produce an object");
+    }
+    if (object.get("metadata") instanceof ObjectNode metadata) {
+      // An API server does not keep empty label and annotation maps (kubectl label KEY-).
+      for (String map : List.of("labels", "annotations")) {
+        if (metadata.path(map).isObject() && metadata.path(map).isEmpty()) {
+          metadata.remove(map);
+        }
+      }
+    }
+    if (validate) {
+      StrictFields.dropNulls(schemaOf(target), object);
+      Optional<MockResponse> strict = strictFields(target, object);
+      if (strict.isPresent()) {
+        return strict.get();
+      }
       Optional<String> invalid =
           validation.validate(resource.group(), resource.plural(), object, () -> current, false);
       if (invalid.isPresent()) {
         return status(422, "Invalid", invalid.get());
       }
     }
-    return delegate.dispatch(request);
+    if (dryRun) {
+      return Statuses.json(200, object);
+    }
+    if (!strategic && !merge) {
+      return delegate.dispatch(request);
+    }
+    if (!resource.isSubresource()) {
+      deletions.written(target.objectPath(), object);
+    }
+    JsonNode difference = JsonDiff.asJson(current, object);
+    MockResponse response =
+        delegate.dispatch(
+            new RecordedRequest(
+                request.getHttpVersion(),
+                request.method(),
+                request.getPath(),
+                request
+                    .getHeaders()
+                    .newBuilder()
+                    .removeAll("Content-Type")
+                    .add("Content-Type", "application/json-patch+json")
+                    .build(),
+                new Buffer(difference.toString().getBytes(StandardCharsets.UTF_8))));
+    if (resource.isCustomResourceDefinitions() && response.code() / 100 == 2) {
+      // A CRD patched (kubectl apply of a changed CRD): its kind and schema as now stored.
+      rememberCrd(object);
+      validation.register(object);
+    }
+    return response;
   }
 
   /**
    * The embedded API authenticates nobody and allows everything; it says so to clients that ask
    * what they may do (the Java Operator SDK asks before leader election).
    */
+  /** {@code kubectl auth can-i}: yes, to everything, and why. */
+  private MockResponse allowAccess(RecordedRequest request) {
+    // kubectl sends this review as protobuf; the answer does not depend on what it asks.
+    ObjectNode review = mapper.createObjectNode();
+    try {
+      if (mapper.readTree(request.getBody().getBytes()) instanceof ObjectNode asked) {
+        review = asked;
+      }
+    } catch (IOException e) {
+      review.putObject("spec");
+    }
+    ObjectNode status = review.putObject("status");
+    status.put("allowed", true);
+    status.put("reason", "the embedded API authenticates nobody and allows every request");
+    review.put("apiVersion", "authorization.k8s.io/v1");
+    review.put("kind", "SelfSubjectAccessReview");
+    return Statuses.json(201, review);
+  }
+
   private MockResponse allowEverything(RecordedRequest request) {
     ObjectNode review;
     try {
@@ -188,26 +571,9 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         .setBody(review.toString().getBytes(StandardCharsets.UTF_8));
   }
 
-  /** RFC 7386 JSON merge patch. */
-  static JsonNode mergePatch(JsonNode target, JsonNode patch) {
-    if (!patch.isObject()) {
-      return patch.deepCopy();
-    }
-    ObjectNode result = target instanceof ObjectNode o ? o : JsonNodeFactory.instance.objectNode();
-    patch
-        .fields()
-        .forEachRemaining(
-            e -> {
-              if (e.getValue().isNull()) {
-                result.remove(e.getKey());
-              } else {
-                JsonNode existing = result.get(e.getKey());
-                result.set(
-                    e.getKey(),
-                    mergePatch(existing == null ? NullNode.getInstance() : existing, e.getValue()));
-              }
-            });
-    return result;
+  /** Whether an object is stored at {@code objectPath}. */
+  boolean exists(String objectPath) {
+    return current(objectPath) != null;
   }
 
   private JsonNode current(String path) {
@@ -252,17 +618,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   }
 
   private MockResponse status(int code, String reason, String message) {
-    ObjectNode status = mapper.createObjectNode();
-    status.put("apiVersion", "v1");
-    status.put("kind", "Status");
-    status.put("status", "Failure");
-    status.put("message", message);
-    status.put("reason", reason);
-    status.put("code", code);
-    return new MockResponse()
-        .setResponseCode(code)
-        .setHeader("Content-Type", "application/json")
-        .setBody(status.toString().getBytes(StandardCharsets.UTF_8));
+    return Statuses.response(mapper, code, reason, message);
   }
 
   @Override

@@ -10,7 +10,6 @@ import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
 import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.mockwebserver.Context;
-import io.fabric8.mockwebserver.MockWebServer;
 import io.fabric8.mockwebserver.ServerRequest;
 import io.fabric8.mockwebserver.ServerResponse;
 import java.io.IOException;
@@ -74,7 +73,12 @@ public final class EmbeddedKubernetes implements AutoCloseable {
     ApiServerDispatcher dispatcher =
         new ApiServerDispatcher(responses, context.getMapper(), new CustomResourceValidation());
     KubernetesMockServer server =
-        new KubernetesMockServer(context, new MockWebServer(), responses, dispatcher, false);
+        new KubernetesMockServer(
+            context,
+            new ApiHttpServer(dispatcher, context.getMapper()),
+            responses,
+            dispatcher,
+            false);
     try {
       server.init(InetAddress.getLoopbackAddress(), port);
     } catch (RuntimeException e) {
@@ -83,6 +87,7 @@ public final class EmbeddedKubernetes implements AutoCloseable {
           e);
     }
     EmbeddedKubernetes api = new EmbeddedKubernetes(server);
+    api.createDefaultNamespace();
     api.installCrd();
     return api;
   }
@@ -298,6 +303,22 @@ public final class EmbeddedKubernetes implements AutoCloseable {
       item.getMetadata().setResourceVersion(null);
       return client.resource(item).update();
     }
+  }
+
+  /** The namespace every object without one goes to exists, as it does in a cluster. */
+  private void createDefaultNamespace() {
+    client
+        .namespaces()
+        .resource(
+            new io.fabric8.kubernetes.api.model.NamespaceBuilder()
+                .withNewMetadata()
+                .withName(DEFAULT_NAMESPACE)
+                .endMetadata()
+                .withNewStatus()
+                .withPhase("Active")
+                .endStatus()
+                .build())
+        .create();
   }
 
   private void installCrd() {

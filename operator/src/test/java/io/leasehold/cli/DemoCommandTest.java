@@ -30,7 +30,21 @@ class DemoCommandTest {
   void demoWithTerraform() {
     Assumptions.assumeTrue(
         Terraform.available(), "terraform is not on the PATH: demo test skipped");
-    String out = demo();
+    java.io.PrintStream err = System.err;
+    java.io.ByteArrayOutputStream logs = new java.io.ByteArrayOutputStream();
+    String out;
+    System.setErr(new java.io.PrintStream(logs, true, java.nio.charset.StandardCharsets.UTF_8));
+    try {
+      out = demo();
+    } finally {
+      System.setErr(err);
+    }
+    assertThat(out.lines().limit(3))
+        .anyMatch(
+            l -> l.startsWith("The engineers run the real terraform: 'terraform' (Terraform v"));
+    assertThat(logs.toString(java.nio.charset.StandardCharsets.UTF_8))
+        .as("library log lines during the demo")
+        .doesNotContain(" INFO ");
     assertThat(out)
         .contains("State after round 1: serial 3, changes kept: [alice-subnet, bob-firewall-rule]")
         .contains("write REFUSED (409)")
@@ -43,8 +57,9 @@ class DemoCommandTest {
   @DisplayName("Without terraform the demo replays terraform's requests and says so")
   void demoWithoutTerraform() {
     String out = demo("--terraform", "/nonexistent/terraform");
+    assertThat(out.lines().limit(3))
+        .anyMatch(l -> l.contains("is not available, so the engineers' terraform is replayed"));
     assertThat(out)
-        .contains("is not available, so the engineers' terraform is replayed")
         .contains("changes kept: [alice-subnet, bob-firewall-rule]")
         .contains("bob's write got HTTP 409");
   }

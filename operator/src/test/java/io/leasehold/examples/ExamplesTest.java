@@ -49,6 +49,7 @@ class ExamplesTest {
   void quickstart() {
     harness.api().apply(EXAMPLES.resolve("quickstart/terraformstate.yaml"));
     harness.api().apply(EXAMPLES.resolve("quickstart/runner-rbac.yaml"));
+    harness.api().apply(EXAMPLES.resolve("quickstart/runner-config.yaml"));
     List<HasMetadata> applied = harness.api().apply(EXAMPLES.resolve("quickstart/runner-job.yaml"));
     Job job =
         applied.stream()
