@@ -481,7 +481,7 @@ final class AdmissionPolicies {
         return JsonPatch.apply(patch, old.deepCopy());
       }
       if (contentType.contains("merge-patch")) {
-        return ApiServerDispatcher.mergePatch(old.deepCopy(), patch);
+        return Patches.mergePatch(old.deepCopy(), patch);
       }
     } catch (RuntimeException e) {
       // The store answers the bad patch itself.
