@@ -28,7 +28,6 @@ import io.leasehold.api.QueueEntry;
 import io.leasehold.api.StateFacts;
 import io.leasehold.api.TerraformState;
 import io.leasehold.api.TerraformStateStatus;
-import io.leasehold.backend.StateBackend;
 import io.leasehold.kube.MetadataOnlySecrets;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
@@ -250,7 +249,7 @@ public class TerraformStateReconciler
     try {
       Optional<StateFacts> facts = facts(ResourceID.fromResource(resource), names, secrets);
       if (facts.isEmpty() && previous.getState() != null) {
-        Optional<String> missing = StateBackend.missingState(client, names);
+        Optional<String> missing = io.leasehold.state.StateHistory.missingState(client, names);
         if (missing.isPresent()) {
           throw new StateUnreadableException(names.secretName(), missing.get());
         }

@@ -31,6 +31,9 @@ public final class StateHistory {
   public static final String SAVED_AT_ANNOTATION = "leasehold.io/saved-at";
   public static final String REASON_ANNOTATION = "leasehold.io/reason";
 
+  /** The reason of the version kept when the state is deleted through the backend. */
+  public static final String BEFORE_DELETE = "before delete";
+
   private final KubernetesClient client;
   private final StateNames names;
 
@@ -116,6 +119,34 @@ public final class StateHistory {
     } catch (IllegalArgumentException e) {
       return encoded.getBytes(java.nio.charset.StandardCharsets.UTF_8);
     }
+  }
+
+  /**
+   * Why an absent state is a fault rather than "no state yet": versions are kept in history but the
+   * state was not deleted through the backend, so its Secret was removed by hand. Guessing (serving
+   * nothing, or accepting a fresh state) would lose it.
+   */
+  public static Optional<String> missingState(KubernetesClient client, StateNames names) {
+    List<Version> versions = new StateHistory(client, names).list();
+    if (versions.isEmpty() || BEFORE_DELETE.equals(versions.get(0).reason())) {
+      return Optional.empty();
+    }
+    Version latest = versions.get(0);
+    return Optional.of(
+        "state Secret "
+            + names.secretName()
+            + " is missing but "
+            + versions.size()
+            + " version(s) are kept in history (the latest: serial "
+            + Long.toUnsignedString(latest.serial())
+            + ", id "
+            + latest.id()
+            + "): it was deleted outside leasehold. Restore a version with POST"
+            + " /v1/states/"
+            + names.namespace()
+            + "/"
+            + names.name()
+            + "/history/<id>/restore (list them at .../history)");
   }
 
   /** Kept versions, newest first; their Secrets without data (see {@link #compressed}). */
