@@ -1,5 +1,6 @@
 package io.leasehold.backend;
 
+import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.leasehold.api.DisplayText;
@@ -9,9 +10,13 @@ import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.IncomingState;
 import io.leasehold.state.StateHistory;
 import io.leasehold.state.StateStore;
+import io.leasehold.state.StateWriter;
 import io.leasehold.state.StoredState;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
@@ -20,8 +25,10 @@ import java.util.function.Supplier;
 
 /**
  * POST and DELETE of a state, each guarded: refused, with nothing changed, when it does not carry
- * the current lock, when its lineage is not the stored one, or when its serial does not move the
- * state forward. Every refusal is counted, audited and recorded as a Warning Event.
+ * the current lock, when its lineage is not the stored one, when its serial does not move the state
+ * forward, or when the TerraformState requires encryption and the state is plaintext. An accepted
+ * write goes through the {@link StateWriter}, so it never leaves a torn state, and its reply says
+ * what became of it. Every refusal is counted, audited and recorded as a Warning Event.
  */
 final class GuardedWrites {
 
@@ -47,7 +54,7 @@ final class GuardedWrites {
 
   /**
    * Runs {@code change} while no other write, delete or restore of the same state runs in this
-   * process (across processes every Secret write is conditional on the version read).
+   * process (across processes the write journal and conditional updates keep them apart).
    */
   <T> T exclusively(StateBackend.Target target, Supplier<T> change) {
     ReentrantLock writer =
@@ -91,20 +98,22 @@ final class GuardedWrites {
           WriteRefusal.NOT_A_STATE,
           "the body is not a Terraform state: " + incoming.notAState().getMessage());
     }
-    StateFacts facts = incoming.facts();
+    if (requiresEncryption(target) && !incoming.facts().encrypted()) {
+      return refuse(target, who, WriteRefusal.NOT_ENCRYPTED, notEncrypted(target));
+    }
     return exclusively(
         target,
         () -> {
           try {
-            return write(target, lockId, incoming, facts, who);
+            return write(target, lockId, incoming, who);
           } catch (KubernetesClientException e) {
             if (e.getCode() == 409) {
               return refuse(
                   target,
                   who,
                   WriteRefusal.CONFLICT,
-                  "the state Secrets changed while this write was checked (a writer outside the"
-                      + " lock); retry");
+                  "the state changed while this write was checked (a writer outside the lock, or"
+                      + " another write in progress); retry");
             }
             throw e;
           }
@@ -112,14 +121,15 @@ final class GuardedWrites {
   }
 
   private Reply write(
-      StateBackend.Target target,
-      String lockId,
-      IncomingState incoming,
-      StateFacts facts,
-      Requester who) {
+      StateBackend.Target target, String lockId, IncomingState incoming, Requester who) {
+    StateFacts facts = incoming.facts();
     Optional<WriteRefusal.Problem> notHolder = lock.refusal(target, lockId, "write");
     if (notHolder.isPresent()) {
       return refuse(target, who, notHolder.get());
+    }
+    Optional<Reply> unsettled = settleInterrupted(target, who);
+    if (unsettled.isPresent()) {
+      return unsettled.get();
     }
     Optional<StateStore.Current> current = StateReads.read(client, target, "write");
     if (current.isEmpty()) {
@@ -141,42 +151,134 @@ final class GuardedWrites {
                 + stored.getLineage()
                 + ": this is another state (check the backend address and workspace)");
       }
-      if (facts.getSerial() < stored.getSerial()) {
+      int order = StateFacts.compareSerials(facts.getSerial(), stored.getSerial());
+      if (order < 0) {
         return refuse(
             target,
             who,
             WriteRefusal.SERIAL,
             "serial "
-                + facts.getSerial()
+                + facts.serialText()
                 + " is lower than the stored serial "
-                + stored.getSerial()
+                + stored.serialText()
                 + ": this write is based on an older state and would undo newer changes");
       }
-      if (facts.getSerial().equals(stored.getSerial())) {
+      if (order == 0) {
         if (sameContent(new StateStore(client, target.names()), current.get(), incoming)) {
-          audit.record(target, who, "write of serial " + facts.getSerial() + ": already stored");
-          return Reply.text(200, "state serial " + facts.getSerial() + " is already stored");
+          audit.record(target, who, "write of serial " + facts.serialText() + ": already stored");
+          return Reply.text(200, "state serial " + facts.serialText() + " is already stored");
         }
         return refuse(
             target,
             who,
             WriteRefusal.SERIAL,
             "serial "
-                + facts.getSerial()
+                + facts.serialText()
                 + " is already stored with other content: another write with this serial landed"
                 + " first, and this one would overwrite it");
       }
-      new StateHistory(client, target.names())
-          .save(
-              current.get(),
-              "before serial " + facts.getSerial(),
-              target.state().getSpec().getHistory().getKeep());
     }
-    new StateStore(client, target.names()).writeParts(incoming.parts(), current);
-    metrics.write(true, "none");
-    metrics.stateSize(incoming.bytes());
-    audit.record(target, who, "write of serial " + facts.getSerial() + ": stored");
-    return Reply.text(200, "state serial " + facts.getSerial() + " stored");
+    StateWriter.Outcome outcome =
+        new StateWriter(client, target.names())
+            .write(
+                new StateWriter.NewVersion(incoming.parts(), facts, incoming.md5()),
+                current.map(c -> c.compressed().secrets()).orElse(List.of()),
+                current.map(c -> keptVersion(target, c, facts)).orElse(null),
+                "written through the HTTP backend by " + shown(who),
+                shown(who),
+                keep(target));
+    return reply(target, who, outcome, incoming.bytes());
+  }
+
+  /**
+   * The reply that says what became of an accepted write (Events for an interrupted one).
+   *
+   * @param bytes the state's size, for the metric
+   */
+  Reply reply(StateBackend.Target target, Requester who, StateWriter.Outcome outcome, long bytes) {
+    String serial = outcome.journal().serial();
+    switch (outcome.result()) {
+      case WRITTEN -> {
+        metrics.write(true, "none");
+        metrics.stateSize(bytes);
+        audit.record(target, who, "write of serial " + serial + ": stored");
+        if (!outcome.interrupted()) {
+          return Reply.text(200, "state serial " + serial + " stored");
+        }
+        recordInterruption(target, outcome);
+        return Reply.text(
+            200, "state serial " + serial + " stored: " + StateWriter.describe(outcome));
+      }
+      case OVERTAKEN -> {
+        recordInterruption(target, outcome);
+        return refuse(target, who, WriteRefusal.CONFLICT, StateWriter.describe(outcome));
+      }
+      case NOTHING_WRITTEN -> {
+        recordInterruption(target, outcome);
+        return refuse(
+                target, who, WriteRefusal.INTERRUPTED, StateWriter.describe(outcome) + "; retry")
+            .withHeader("Retry-After", "1");
+      }
+      default -> {
+        recordInterruption(target, outcome);
+        metrics.write(false, WriteRefusal.INTERRUPTED.reason);
+        audit.record(target, who, "write of serial " + serial + ": interrupted");
+        return Reply.text(
+                503,
+                StateWriter.describe(outcome)
+                    + ". Retry after that: the retry is stored, or found already stored.")
+            .withHeader("Retry-After", retryAfter(outcome.journal().takeoverAt()));
+      }
+    }
+  }
+
+  private void recordInterruption(StateBackend.Target target, StateWriter.Outcome outcome) {
+    events.warning(target.state(), StateWriter.eventReason(outcome), StateWriter.describe(outcome));
+  }
+
+  /**
+   * Settles an earlier write of this state that was interrupted and whose writer is gone, before
+   * anything else is written; a 503 when one is still in progress.
+   */
+  Optional<Reply> settleInterrupted(StateBackend.Target target, Requester who) {
+    Optional<StateWriter.Outcome> settled =
+        new StateWriter(client, target.names())
+            .settleAbandoned("leasehold backend for " + shown(who), keep(target));
+    if (settled.isEmpty()) {
+      return Optional.empty();
+    }
+    StateWriter.Outcome outcome = settled.get();
+    if (outcome.result() != StateWriter.Result.PENDING) {
+      recordInterruption(target, outcome);
+      return Optional.empty();
+    }
+    Instant at = outcome.journal().takeoverAt();
+    return Optional.of(
+        Reply.text(
+                503,
+                "another write of this state (serial "
+                    + outcome.journal().serial()
+                    + " by "
+                    + outcome.journal().writer()
+                    + ", started "
+                    + outcome.journal().started()
+                    + ") is in progress or was interrupted; it is settled by "
+                    + at
+                    + ". Nothing was written; retry after that")
+            .withHeader("Retry-After", retryAfter(at)));
+  }
+
+  /**
+   * The history id of the stored version {@code current}: every version is kept, so it is there
+   * unless it was written outside leasehold and the operator has not copied it yet (then it is
+   * copied now, before it is replaced).
+   */
+  String keptVersion(StateBackend.Target target, StateStore.Current current, StateFacts next) {
+    StateHistory history = new StateHistory(client, target.names());
+    return history
+        .find(current.facts(), current.md5())
+        .map(StateHistory.Version::id)
+        .orElseGet(() -> history.save(current, "replaced by serial " + next.serialText()));
   }
 
   /** DELETE: removes the state (keeping it in history), only when nobody else holds the lock. */
@@ -188,24 +290,43 @@ final class GuardedWrites {
           if (notHolder.isPresent()) {
             return refuse(target, who, notHolder.get());
           }
+          Optional<Reply> unsettled = settleInterrupted(target, who);
+          if (unsettled.isPresent()) {
+            return unsettled.get();
+          }
           Optional<StateStore.Current> current = StateReads.read(client, target, "delete");
           if (current.isEmpty()) {
             return Reply.text(200, "no state stored; nothing to delete");
           }
           // Deleting through the backend always keeps the last version, whatever history.keep
-          // says.
-          int keep = Math.max(1, target.state().getSpec().getHistory().getKeep());
-          new StateHistory(client, target.names())
-              .save(current.get(), StateHistory.BEFORE_DELETE, keep);
-          new StateStore(client, target.names()).delete(current.get());
+          // says, and marks it so that the missing state is not taken for a fault.
+          String kept =
+              new StateHistory(client, target.names())
+                  .save(current.get(), StateHistory.BEFORE_DELETE);
+          StateWriter.Outcome outcome =
+              new StateWriter(client, target.names())
+                  .delete(
+                      current.get().compressed().secrets(),
+                      kept,
+                      current.get().facts().serialText(),
+                      shown(who));
+          if (outcome.interrupted()) {
+            recordInterruption(target, outcome);
+            if (outcome.result() != StateWriter.Result.WRITTEN) {
+              return Reply.text(
+                  outcome.result() == StateWriter.Result.OVERTAKEN ? 409 : 503,
+                  StateWriter.describe(outcome));
+            }
+          }
           events.normal(
               target.state(),
               "StateDeletedByBackend",
               "state serial "
-                  + current.get().facts().getSerial()
+                  + current.get().facts().serialText()
                   + " deleted through the HTTP backend by "
                   + who
-                  + "; it is kept in history");
+                  + "; it is kept in history as "
+                  + kept);
           return Reply.text(200, "state deleted; the last version is kept in history");
         });
   }
@@ -224,6 +345,30 @@ final class GuardedWrites {
         "WriteRefused",
         "write by " + who + " refused (" + status + "): " + message);
     return Reply.text(status, message);
+  }
+
+  static boolean requiresEncryption(StateBackend.Target target) {
+    return target.state().getSpec().getEncryption().isRequired();
+  }
+
+  static String notEncrypted(StateBackend.Target target) {
+    return StateTargets.describe(target)
+        + " requires an encrypted state (spec.encryption.required): the state sent is plaintext."
+        + " Configure OpenTofu's client-side state encryption (an encryption block with a"
+        + " state method) before writing to it";
+  }
+
+  static int keep(StateBackend.Target target) {
+    return target.state().getSpec().getHistory().getKeep();
+  }
+
+  private static String shown(Requester who) {
+    return DisplayText.clean(who.toString(), 200);
+  }
+
+  private static String retryAfter(Instant at) {
+    long seconds = Duration.between(Instant.now(), at).toSeconds() + 1;
+    return Long.toString(Math.max(1, seconds));
   }
 
   /**
@@ -247,5 +392,10 @@ final class GuardedWrites {
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
+  }
+
+  /** The Secrets of the stored state, as read (for writes over it). */
+  static List<Secret> secretsOf(Optional<StateStore.Current> current) {
+    return current.map(c -> c.compressed().secrets()).orElse(List.of());
   }
 }

@@ -1,17 +1,24 @@
 package io.leasehold.backend;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
-import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.fabric8.kubernetes.api.model.Secret;
+import io.fabric8.kubernetes.api.model.SecretBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.leasehold.api.DisplayText;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.operator.EventRecorder;
+import io.leasehold.state.IncomingState;
 import io.leasehold.state.StateHistory;
+import io.leasehold.state.StateJson;
 import io.leasehold.state.StateStore;
 import io.leasehold.state.StateUnreadableException;
+import io.leasehold.state.StateWriter;
 import io.leasehold.state.StoredState;
+import java.io.ByteArrayInputStream;
 import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.math.BigInteger;
 import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.util.List;
@@ -49,7 +56,10 @@ final class HistoryService {
           MAPPER
               .createObjectNode()
               .put("id", v.id())
-              .put("serial", v.serial())
+              .put(
+                  "serial",
+                  v.serial() == null ? null : new BigInteger(Long.toUnsignedString(v.serial())))
+              .put("encrypted", v.encrypted())
               .put("lineage", v.lineage())
               .put("savedAt", v.savedAt())
               .put("reason", v.reason())
@@ -69,17 +79,33 @@ final class HistoryService {
       return StateReads.stateReply(compressed, inspection.facts(), inspection.md5());
     } catch (StateUnreadableException e) {
       throw ReplyException.text(
-          500, "history version " + versionId + " cannot be read: " + e.getMessage());
+          500, "history version " + version.id() + " cannot be read: " + e.getMessage());
     }
   }
 
   /**
    * Restores a kept version as a new version: its content with the next serial, written under the
-   * lock (taken for the restore and released after), the replaced state kept in history.
+   * lock (taken for the restore and released after) like any write, the replaced version kept.
    */
   Reply restore(StateBackend.Target target, String versionId, Requester who) {
     StateHistory history = new StateHistory(client, target.names());
     StateHistory.Version version = find(target, versionId);
+    if (version.encrypted()) {
+      return Reply.text(
+          409,
+          "history version "
+              + versionId
+              + " is an OpenTofu-encrypted state: its serial is sealed inside the encryption too,"
+              + " so leasehold cannot give it a new serial. Download it (GET .../history/"
+              + versionId
+              + ") and push it with OpenTofu (tofu state push -force), which encrypts it anew."
+              + " Nothing was written.");
+    }
+    if (GuardedWrites.requiresEncryption(target)) {
+      return Reply.text(
+          409,
+          GuardedWrites.notEncrypted(target) + " (the version is plaintext). Nothing was written.");
+    }
     byte[] old;
     try {
       old = history.load(version);
@@ -92,17 +118,36 @@ final class HistoryService {
             "leasehold-restore-" + UUID.randomUUID(),
             "restore",
             "restoring history version " + versionId,
-            who.toString(),
+            DisplayText.clean(who.toString(), 200),
             "leasehold",
             Instant.now().toString(),
             target.names().secretName());
     StateBackend.LockAttempt attempt = lock.tryLock(target, info, who);
     if (!attempt.acquired()) {
       return Reply.text(
-          423, "the state is locked, and a restore needs the lock: " + attempt.reply().bodyText());
+          423,
+          "the state is locked, and a restore needs the lock: "
+              + attempt.reply().bodyText()
+              + " Nothing was written.");
     }
     try {
-      return writes.exclusively(target, () -> restoreLocked(target, version, old, who));
+      return writes.exclusively(
+          target,
+          () -> {
+            try {
+              return restoreLocked(target, version, old, who);
+            } catch (KubernetesClientException e) {
+              if (e.getCode() == 409) {
+                return Reply.text(
+                    409,
+                    "the state changed while history version "
+                        + versionId
+                        + " was being restored (another write landed first); nothing was"
+                        + " restored: look at the state and retry");
+              }
+              throw e;
+            }
+          });
     } finally {
       lock.unlock(target, info.toJson().getBytes(StandardCharsets.UTF_8), who);
     }
@@ -111,8 +156,13 @@ final class HistoryService {
   private Reply restoreLocked(
       StateBackend.Target target, StateHistory.Version version, byte[] old, Requester who) {
     String versionId = version.id();
+    Optional<Reply> unsettled = writes.settleInterrupted(target, who);
+    if (unsettled.isPresent()) {
+      return unsettled.get();
+    }
     StateHistory history = new StateHistory(client, target.names());
     StateStore store = new StateStore(client, target.names());
+    String by = DisplayText.clean(who.toString(), 200);
     Optional<StateStore.Current> current;
     try {
       current = store.read();
@@ -122,7 +172,19 @@ final class HistoryService {
       List<Secret> corrupt = store.secrets();
       String kept =
           history.saveUnreadable(corrupt, "unreadable, replaced by restore of " + versionId);
-      store.writeOver(old, corrupt);
+      IncomingState restored = incoming(old);
+      StateWriter.Outcome outcome =
+          new StateWriter(client, target.names())
+              .write(
+                  new StateWriter.NewVersion(restored.parts(), restored.facts(), restored.md5()),
+                  corrupt.stream().map(HistoryService::withoutData).toList(),
+                  kept,
+                  "restore of " + versionId + " by " + by,
+                  by,
+                  GuardedWrites.keep(target));
+      if (outcome.result() != StateWriter.Result.WRITTEN) {
+        return writes.reply(target, who, outcome, restored.bytes());
+      }
       events.warning(
           target.state(),
           "StateRestored",
@@ -131,7 +193,7 @@ final class HistoryService {
               + ") was replaced by history version "
               + versionId
               + " (serial "
-              + version.serial()
+              + version.serialText()
               + ") by "
               + who);
       return Reply.text(
@@ -139,11 +201,10 @@ final class HistoryService {
           "history version "
               + versionId
               + " (serial "
-              + version.serial()
+              + version.serialText()
               + ") restored over the unreadable state, which is kept in history as "
               + kept);
     }
-    long serial = current.map(c -> c.facts().getSerial() + 1).orElse(version.serial());
     if (current.isPresent() && !current.get().facts().getLineage().equals(version.lineage())) {
       return Reply.text(
           409,
@@ -155,31 +216,47 @@ final class HistoryService {
               + current.get().facts().getLineage()
               + ": delete the state first to restore another lineage. Nothing was written.");
     }
-    byte[] restored;
+    long serial;
+    if (current.isPresent()) {
+      long stored = current.get().facts().getSerial();
+      if (stored == -1L) {
+        return Reply.text(
+            409,
+            "the stored serial is 18446744073709551615, the largest Terraform knows: a restore"
+                + " needs a higher one. Nothing was written.");
+      }
+      serial = stored + 1;
+    } else {
+      serial = version.serial();
+    }
+    IncomingState restored;
     try {
-      ObjectNode tree = (ObjectNode) MAPPER.readTree(old);
-      tree.put("serial", serial);
-      restored = MAPPER.writerWithDefaultPrettyPrinter().writeValueAsBytes(tree);
+      restored = incoming(StateJson.withSerial(old, serial));
     } catch (IOException e) {
       throw ReplyException.text(
-          500, "history version " + versionId + " is not JSON: " + e.getMessage());
+          500, "history version " + versionId + " is not a state: " + e.getMessage());
     }
-    if (current.isPresent()) {
-      history.save(
-          current.get(),
-          "before restore of " + versionId,
-          Math.max(1, target.state().getSpec().getHistory().getKeep()));
+    StateWriter.Outcome outcome =
+        new StateWriter(client, target.names())
+            .write(
+                new StateWriter.NewVersion(restored.parts(), restored.facts(), restored.md5()),
+                GuardedWrites.secretsOf(current),
+                current.map(c -> writes.keptVersion(target, c, restored.facts())).orElse(null),
+                "restore of " + versionId + " by " + by,
+                by,
+                GuardedWrites.keep(target));
+    if (outcome.result() != StateWriter.Result.WRITTEN) {
+      return writes.reply(target, who, outcome, restored.bytes());
     }
-    store.write(restored, current);
     events.normal(
         target.state(),
         "StateRestored",
         "history version "
             + versionId
             + " (serial "
-            + version.serial()
+            + version.serialText()
             + ") restored as serial "
-            + serial
+            + Long.toUnsignedString(serial)
             + " by "
             + who);
     return Reply.text(
@@ -187,9 +264,27 @@ final class HistoryService {
         "history version "
             + versionId
             + " (serial "
-            + version.serial()
+            + version.serialText()
             + ") restored as serial "
-            + serial);
+            + Long.toUnsignedString(serial));
+  }
+
+  /** A state held in memory, as a write takes it. */
+  private static IncomingState incoming(byte[] json) {
+    try {
+      IncomingState state = IncomingState.read(new ByteArrayInputStream(json), Long.MAX_VALUE);
+      if (state.notAState() != null) {
+        throw ReplyException.text(
+            500, "the version is not a readable state: " + state.notAState().getMessage());
+      }
+      return state;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  private static Secret withoutData(Secret s) {
+    return new SecretBuilder(s).withData(null).withStringData(null).build();
   }
 
   private StateHistory.Version find(StateBackend.Target target, String versionId) {
@@ -202,7 +297,7 @@ final class HistoryService {
                     ReplyException.text(
                         404,
                         "no history version "
-                            + versionId
+                            + DisplayText.clean(versionId, 80)
                             + " of "
                             + StateTargets.describe(target)
                             + "; list them at .../history"));

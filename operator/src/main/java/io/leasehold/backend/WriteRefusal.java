@@ -13,7 +13,8 @@ enum WriteRefusal {
   STATE_MISSING(409, "state_missing"),
   LINEAGE(409, "lineage"),
   SERIAL(409, "serial"),
-  CONFLICT(409, "conflict");
+  CONFLICT(409, "conflict"),
+  INTERRUPTED(503, "interrupted");
 
   final int status;
   final String reason;
