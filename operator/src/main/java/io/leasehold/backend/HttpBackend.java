@@ -4,14 +4,19 @@ import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import io.leasehold.api.DisplayText;
 import io.leasehold.api.TerraformState;
 import io.leasehold.kube.OnChange;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.ops.LeaseholdMetrics;
+import io.leasehold.state.IncomingState;
 import io.leasehold.state.StateNames;
+import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.VertxOptions;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.http.HttpConnection;
 import io.vertx.core.http.HttpMethod;
 import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpServerOptions;
@@ -19,7 +24,6 @@ import io.vertx.core.http.HttpServerRequest;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.Router;
 import io.vertx.ext.web.RoutingContext;
-import io.vertx.ext.web.handler.BodyHandler;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -29,7 +33,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Function;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -58,8 +61,20 @@ public final class HttpBackend implements AutoCloseable {
     }
   }
 
-  /** Where a POST's {@link RequestBody} is kept in its routing context. */
-  private static final String BODY = "leasehold.requestBody";
+  /** A connection with no request in progress is closed after this (Go's clients keep 90 s). */
+  static final Duration IDLE_CONNECTION = Duration.ofSeconds(120);
+
+  /** A request body that sends nothing for this long is ended with 408. */
+  static final Duration BODY_STALL = Duration.ofSeconds(30);
+
+  /** A small body (LOCK, UNLOCK, or none) must be complete within this. */
+  static final Duration SMALL_BODY_DEADLINE = Duration.ofSeconds(30);
+
+  /** How long the rest of a refused body is let in (and dropped) before the connection closes. */
+  static final Duration DRAIN = Duration.ofSeconds(5);
+
+  /** Largest LOCK or UNLOCK body: a LockInfo is a few hundred bytes. */
+  static final int LOCK_BODY_LIMIT = 64 * 1024;
 
   /** Bytes of a streamed body handed to the connection at a time. */
   private static final int STREAM_PIECE = 64 * 1024;
@@ -131,14 +146,25 @@ public final class HttpBackend implements AutoCloseable {
           }
           return client.resources(TerraformState.class).inNamespace(ns).withName(name).get();
         });
-    Routes routes = new Routes(vertx, backend, access, waiters, config);
-    HttpServer server =
-        vertx.createHttpServer(
-            new HttpServerOptions()
-                .setHost(config.host())
-                .setPort(config.port())
-                .setCompressionSupported(true)
-                .setDecompressionSupported(true));
+    // Responses are compressed for clients that ask; request bodies never are inflated (a
+    // compressed body is refused before it is read).
+    HttpServerOptions options =
+        new HttpServerOptions()
+            .setHost(config.host())
+            .setPort(config.port())
+            .setCompressionSupported(true)
+            .setDecompressionSupported(false)
+            // HTTP/1.1 only (Terraform and OpenTofu speak nothing else to an http:// address):
+            // the limits and timeouts here are written for it.
+            .setHttp2ClearTextEnabled(false);
+    ConnectionGuard connections = new ConnectionGuard(vertx, options, IDLE_CONNECTION);
+    Routes routes = new Routes(vertx, backend, access, waiters, config, connections);
+    HttpServer server = vertx.createHttpServer(options);
+    server.connectionHandler(connections::connected);
+    // A connection reset by its client is the client's business: one line, no stack trace.
+    server.exceptionHandler(
+        t ->
+            LOG.debug("backend connection ended: {}", t.getMessage() == null ? t : t.getMessage()));
     server.requestHandler(routes.router());
     try {
       server.listen().toCompletionStage().toCompletableFuture().get(30, TimeUnit.SECONDS);
@@ -184,30 +210,34 @@ public final class HttpBackend implements AutoCloseable {
     private final Access access;
     private final LockWaiters waiters;
     private final Config config;
+    private final ConnectionGuard connections;
 
-    Routes(Vertx vertx, StateBackend backend, Access access, LockWaiters waiters, Config config) {
+    Routes(
+        Vertx vertx,
+        StateBackend backend,
+        Access access,
+        LockWaiters waiters,
+        Config config,
+        ConnectionGuard connections) {
       this.vertx = vertx;
       this.backend = backend;
       this.access = access;
       this.waiters = waiters;
       this.config = config;
+      this.connections = connections;
     }
 
     Router router() {
       Router router = Router.router(vertx);
       String state = "/v1/states/:ns/:name";
       String lock = state + "/lock";
-      // Before the body handler: a state's body is streamed, never buffered whole.
+      // Before anything else: framing and encoding are checked, and the body is left unread
+      // until the request is authenticated and authorized.
+      router.route().handler(this::admit);
       router.route(HttpMethod.POST, state).handler(this::post);
       router
-          .route("/v1/states/*")
-          .handler(
-              BodyHandler.create(false)
-                  .setBodyLimit(backend.maxStateBytes())
-                  .setDeleteUploadedFilesOnEnd(true));
-      router
           .route(HttpMethod.GET, state)
-          .handler(ctx -> serve(ctx, Access.Verb.GET, t -> backend.get(t)));
+          .handler(ctx -> serve(ctx, Access.Verb.GET, (t, who) -> backend.get(t)));
       router
           .route(HttpMethod.DELETE, state)
           .handler(
@@ -220,7 +250,7 @@ public final class HttpBackend implements AutoCloseable {
       router.route(UNLOCK, lock).handler(this::unlock);
       router
           .route(HttpMethod.GET, state + "/history")
-          .handler(ctx -> serve(ctx, Access.Verb.GET, t -> backend.history(t)));
+          .handler(ctx -> serve(ctx, Access.Verb.GET, (t, who) -> backend.history(t)));
       router
           .route(HttpMethod.GET, state + "/history/:version")
           .handler(
@@ -228,7 +258,7 @@ public final class HttpBackend implements AutoCloseable {
                   serve(
                       ctx,
                       Access.Verb.GET,
-                      t -> backend.historyVersion(t, ctx.pathParam("version"))));
+                      (t, who) -> backend.historyVersion(t, ctx.pathParam("version"))));
       router
           .route(HttpMethod.POST, state + "/history/:version/restore")
           .handler(
@@ -253,33 +283,60 @@ public final class HttpBackend implements AutoCloseable {
           .route()
           .failureHandler(
               ctx -> {
-                if (ctx.statusCode() == 413) {
-                  send(ctx, tooLarge(backend.maxStateBytes()));
-                } else {
-                  Throwable f = ctx.failure();
-                  LOG.error(
-                      "backend request {} {} failed",
-                      ctx.request().method(),
-                      ctx.request().path(),
-                      f);
+                Throwable f = ctx.failure();
+                if (f == null) {
                   send(
                       ctx,
-                      Reply.text(
-                          ctx.statusCode() > 0 ? ctx.statusCode() : 500,
-                          "request failed: " + (f == null ? "unknown error" : f.getMessage())));
+                      Reply.text(ctx.statusCode() > 0 ? ctx.statusCode() : 500, "request failed"));
+                } else {
+                  failed(ctx, f);
                 }
               });
       return router;
+    }
+
+    /**
+     * First for every request: the connection is busy now; the body waits (paused) until the
+     * request may go on; ambiguous framing and compressed bodies are refused before any of it is
+     * read.
+     */
+    private void admit(RoutingContext ctx) {
+      HttpServerRequest request = ctx.request();
+      request.pause();
+      HttpConnection connection = request.connection();
+      connections.requestStarted(connection);
+      ctx.addEndHandler(v -> connections.requestEnded(connection));
+      if (ConnectionGuard.conflictingFraming(request.headers())) {
+        send(
+            ctx,
+            Reply.text(
+                400,
+                "the request has both Content-Length and Transfer-Encoding: its length is"
+                    + " ambiguous, so it is refused and the connection closed"));
+        return;
+      }
+      String encoding = request.getHeader("Content-Encoding");
+      if (encoding != null
+          && !encoding.isBlank()
+          && !encoding.trim().equalsIgnoreCase("identity")) {
+        send(
+            ctx,
+            Reply.text(
+                415,
+                "Content-Encoding "
+                    + DisplayText.clean(encoding, 40)
+                    + " is not accepted: send the body uncompressed (Terraform and OpenTofu do)"));
+        return;
+      }
+      ctx.next();
     }
 
     private interface Handler {
       Reply handle(StateBackend.Target target, Requester who);
     }
 
-    private void serve(
-        RoutingContext ctx, Access.Verb verb, Function<StateBackend.Target, Reply> handler) {
-      serve(ctx, verb, (t, who) -> handler.apply(t));
-    }
+    /** The state a request addresses and who sent it, once both are checked. */
+    private record Resolved(StateBackend.Target target, Requester who) {}
 
     /** A namespace outside --namespace is not served: the operator may not read it. */
     private boolean served(RoutingContext ctx) {
@@ -292,125 +349,213 @@ public final class HttpBackend implements AutoCloseable {
           Reply.text(
               404,
               "namespace "
-                  + ns
+                  + DisplayText.clean(ns, 80)
                   + " is not served by this leasehold (it watches "
                   + String.join(", ", new java.util.TreeSet<>(config.namespaces()))
                   + ")"));
       return false;
     }
 
-    private void serve(RoutingContext ctx, Access.Verb verb, Handler handler) {
-      if (!served(ctx)) {
-        return;
+    /**
+     * Refuses at once a request whose Content-Length says its body is over {@code limit}: nothing
+     * of it is read.
+     */
+    private boolean lengthWithin(RoutingContext ctx, long limit, String what, String hint) {
+      String length = ctx.request().getHeader("Content-Length");
+      if (length == null) {
+        return true;
       }
+      String digits = length.trim();
+      if (!digits.matches("[0-9]{1,19}")) {
+        send(ctx, Reply.text(400, "Content-Length is not a number"));
+        return false;
+      }
+      if (digits.length() > 18 || Long.parseLong(digits) > limit) {
+        send(
+            ctx,
+            Reply.text(
+                413,
+                what + " is over the limit of " + limit + " bytes" + hint + ". Nothing was done."));
+        return false;
+      }
+      return true;
+    }
+
+    /**
+     * Authenticates the requester and checks one of {@code verbs} (the first that is allowed) on
+     * the state, off the event loop; nothing of the body is read before.
+     */
+    private Future<Resolved> authorize(RoutingContext ctx, Access.Verb... verbs) {
       String authorization = ctx.request().getHeader("Authorization");
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
-      vertx
-          .executeBlocking(
-              () -> {
-                Requester who = access.authenticate(authorization);
+      return vertx.executeBlocking(
+          () -> {
+            Requester who = access.authenticate(authorization);
+            ReplyException refused = null;
+            for (Access.Verb verb : verbs) {
+              try {
                 access.authorize(who, verb, ns, name);
-                StateBackend.Target target = backend.resolve(ns, name);
-                return handler.handle(target, who);
-              },
-              false)
+                refused = null;
+                break;
+              } catch (ReplyException e) {
+                if (refused == null) {
+                  refused = e;
+                }
+              }
+            }
+            if (refused != null) {
+              throw refused;
+            }
+            return new Resolved(backend.resolve(ns, name), who);
+          },
+          false);
+    }
+
+    /** A request without a body (GET, DELETE, history, restore). */
+    private void serve(RoutingContext ctx, Access.Verb verb, Handler handler) {
+      if (!served(ctx) || !lengthWithin(ctx, 0, "a " + method(ctx) + " body", "")) {
+        return;
+      }
+      authorize(ctx, verb)
+          .compose(
+              resolved ->
+                  BodyReader.read(
+                          vertx,
+                          ctx.request(),
+                          "a " + method(ctx) + " body",
+                          0,
+                          BODY_STALL,
+                          SMALL_BODY_DEADLINE,
+                          b -> true)
+                      .map(resolved))
+          .compose(
+              resolved ->
+                  vertx.executeBlocking(
+                      () -> handler.handle(resolved.target(), resolved.who()), false))
           .onComplete(result -> reply(ctx, result));
     }
 
     /**
-     * POST of a state: refused at once when its Content-Length is over the limit; otherwise its
-     * body is read, after authentication, by a worker as it arrives (see {@link RequestBody}).
+     * POST of a state: refused at once when its Content-Length is over the limit; otherwise, once
+     * the requester may write it, its body is taken as it arrives, on the event loop, into its MD5
+     * and gzip'd parts (see {@link IncomingState.Receiver}), and written by a worker when complete.
      */
     private void post(RoutingContext ctx) {
-      HttpServerRequest request = ctx.request();
-      RequestBody body = RequestBody.of(request, vertx.getOrCreateContext());
-      ctx.put(BODY, body);
-      if (!served(ctx)) {
-        return;
-      }
       long max = backend.maxStateBytes();
-      String length = request.getHeader("Content-Length");
-      if (length != null
-          && length.trim().matches("[0-9]{1,18}")
-          && Long.parseLong(length.trim()) > max) {
-        send(ctx, tooLarge(max));
+      if (!served(ctx) || !lengthWithin(ctx, max, "the state", " (--max-state-bytes)")) {
         return;
       }
-      if ("100-continue".equalsIgnoreCase(request.getHeader("Expect"))) {
-        request.response().writeContinue();
-      }
-      String authorization = request.getHeader("Authorization");
-      String ns = ctx.pathParam("ns");
-      String name = ctx.pathParam("name");
+      HttpServerRequest request = ctx.request();
       String lockId = request.getParam("ID");
+      Optional<String> badId = LockInfo.idProblem(lockId);
+      if (lockId != null && badId.isPresent()) {
+        send(ctx, Reply.text(400, "?ID=: " + badId.get() + ". Nothing was written."));
+        return;
+      }
       String contentMd5 = request.getHeader("Content-MD5");
-      vertx
-          .executeBlocking(
-              () -> {
-                Requester who = access.authenticate(authorization);
-                access.authorize(who, Access.Verb.UPDATE, ns, name);
-                StateBackend.Target target = backend.resolve(ns, name);
-                return backend.post(target, lockId, body, contentMd5, who);
-              },
-              false)
+      IncomingState.Receiver receiver = new IncomingState.Receiver(max);
+      authorize(ctx, Access.Verb.UPDATE)
+          .compose(
+              resolved -> {
+                if ("100-continue".equalsIgnoreCase(request.getHeader("Expect"))) {
+                  request.response().writeContinue();
+                }
+                return BodyReader.read(
+                        vertx,
+                        request,
+                        "the state",
+                        Long.MAX_VALUE,
+                        BODY_STALL,
+                        null,
+                        buffer -> {
+                          byte[] bytes = buffer.getBytes();
+                          return receiver.accept(bytes, 0, bytes.length);
+                        })
+                    .map(resolved);
+              })
+          .compose(
+              resolved ->
+                  vertx.executeBlocking(
+                      () ->
+                          backend.post(
+                              resolved.target(),
+                              lockId,
+                              receiver.finish(),
+                              contentMd5,
+                              resolved.who()),
+                      false))
           .onComplete(result -> reply(ctx, result));
     }
 
-    private static Reply tooLarge(long max) {
-      return Reply.text(
-          413,
-          "the request body is over the limit of "
-              + max
-              + " bytes (--max-state-bytes). Nothing was written.");
+    /** The LOCK or UNLOCK body, once the requester may send it: bounded, any content type. */
+    private Future<byte[]> lockBody(RoutingContext ctx, String what) {
+      Buffer body = Buffer.buffer();
+      return BodyReader.read(
+              vertx,
+              ctx.request(),
+              what,
+              LOCK_BODY_LIMIT,
+              BODY_STALL,
+              SMALL_BODY_DEADLINE,
+              buffer -> {
+                body.appendBuffer(buffer);
+                return true;
+              })
+          .map(complete -> body.getBytes());
+    }
+
+    /** The LockInfo of a LOCK or UNLOCK body, or a 400 that says what is wrong with it. */
+    private static LockInfo lockInfo(byte[] body, String what) {
+      Optional<LockInfo> info = LockInfo.parse(new String(body, StandardCharsets.UTF_8));
+      if (info.isEmpty() || info.get().id() == null || info.get().id().isBlank()) {
+        throw ReplyException.text(400, what + " is not a Terraform LockInfo with an ID");
+      }
+      info.get()
+          .problem()
+          .ifPresent(
+              p -> {
+                throw ReplyException.text(400, what + " is refused: " + p);
+              });
+      return info.get();
     }
 
     private void lock(RoutingContext ctx) {
-      if (!served(ctx)) {
+      if (!served(ctx) || !lengthWithin(ctx, LOCK_BODY_LIMIT, "the LOCK body", "")) {
         return;
       }
-      String authorization = ctx.request().getHeader("Authorization");
-      String ns = ctx.pathParam("ns");
-      String name = ctx.pathParam("name");
       String waitParam = ctx.request().getParam("wait");
-      byte[] body = body(ctx);
       Duration wait;
       try {
         wait = waitParam == null ? Duration.ZERO : WaitDuration.parse(waitParam);
       } catch (IllegalArgumentException e) {
-        send(ctx, Reply.text(400, "?wait=" + waitParam + ": " + e.getMessage()));
+        send(
+            ctx,
+            Reply.text(400, "?wait=" + DisplayText.clean(waitParam, 40) + ": " + e.getMessage()));
         return;
       }
       if (wait.compareTo(config.maxWait()) > 0) {
         wait = config.maxWait();
       }
-      Optional<LockInfo> info = LockInfo.parse(new String(body, StandardCharsets.UTF_8));
-      if (info.isEmpty() || info.get().id() == null || info.get().id().isBlank()) {
-        send(ctx, Reply.text(400, "the LOCK body is not a Terraform LockInfo with an ID"));
-        return;
-      }
       Duration waitFor = wait;
-      vertx
-          .executeBlocking(
-              () -> {
-                Requester who = access.authenticate(authorization);
-                access.authorize(who, Access.Verb.UPDATE, ns, name);
-                StateBackend.Target target = backend.resolve(ns, name);
-                return new Object[] {target, who};
-              },
-              false)
+      authorize(ctx, Access.Verb.UPDATE)
           .compose(
-              resolved -> {
-                StateBackend.Target target = (StateBackend.Target) resolved[0];
-                Requester who = (Requester) resolved[1];
-                LockWaiters.Attempt attempt = () -> backend.tryLock(target, info.get(), who);
+              resolved ->
+                  lockBody(ctx, "the LOCK body")
+                      .map(body -> new Object[] {resolved, lockInfo(body, "the LOCK body")}))
+          .compose(
+              read -> {
+                Resolved resolved = (Resolved) read[0];
+                LockInfo info = (LockInfo) read[1];
+                StateBackend.Target target = resolved.target();
+                Requester who = resolved.who();
+                LockWaiters.Attempt attempt = () -> backend.tryLock(target, info, who);
                 if (waitFor.isZero()) {
                   return vertx.executeBlocking(() -> attempt.get().reply(), false);
                 }
                 Runnable undo =
                     () ->
-                        backend.unlock(
-                            target, info.get().toJson().getBytes(StandardCharsets.UTF_8), who);
+                        backend.unlock(target, info.toJson().getBytes(StandardCharsets.UTF_8), who);
                 return waiters.enqueue(
                     StateBackend.key(target.names()),
                     attempt,
@@ -422,46 +567,75 @@ public final class HttpBackend implements AutoCloseable {
     }
 
     private void unlock(RoutingContext ctx) {
-      if (!served(ctx)) {
+      if (!served(ctx) || !lengthWithin(ctx, LOCK_BODY_LIMIT, "the UNLOCK body", "")) {
         return;
       }
-      String authorization = ctx.request().getHeader("Authorization");
-      String ns = ctx.pathParam("ns");
-      String name = ctx.pathParam("name");
-      byte[] body = body(ctx);
-      boolean force = body.length == 0;
-      vertx
-          .executeBlocking(
-              () -> {
-                Requester who = access.authenticate(authorization);
-                access.authorize(
-                    who, force ? Access.Verb.FORCE_UNLOCK : Access.Verb.UPDATE, ns, name);
-                StateBackend.Target target = backend.resolve(ns, name);
-                return backend.unlock(target, body, who);
-              },
-              false)
+      // May the requester unlock at all (with the holder's ID, or by force)? Only then is the
+      // body read; then the verb its body needs is checked.
+      authorize(ctx, Access.Verb.UPDATE, Access.Verb.FORCE_UNLOCK)
+          .compose(
+              resolved ->
+                  lockBody(ctx, "the UNLOCK body").map(body -> new Object[] {resolved, body}))
+          .compose(
+              read -> {
+                Resolved resolved = (Resolved) read[0];
+                byte[] body = (byte[]) read[1];
+                boolean force = body.length == 0;
+                if (!force) {
+                  lockInfo(body, "the UNLOCK body");
+                }
+                return vertx.executeBlocking(
+                    () -> {
+                      access.authorize(
+                          resolved.who(),
+                          force ? Access.Verb.FORCE_UNLOCK : Access.Verb.UPDATE,
+                          ctx.pathParam("ns"),
+                          ctx.pathParam("name"));
+                      return backend.unlock(resolved.target(), body, resolved.who());
+                    },
+                    false);
+              })
           .onComplete(result -> reply(ctx, result));
-    }
-
-    private static byte[] body(RoutingContext ctx) {
-      return ctx.body() == null || ctx.body().buffer() == null
-          ? new byte[0]
-          : ctx.body().buffer().getBytes();
     }
 
     private void reply(RoutingContext ctx, io.vertx.core.AsyncResult<Reply> result) {
       if (result.succeeded()) {
         send(ctx, result.result());
-      } else if (result.cause() instanceof ReplyException e) {
-        send(ctx, e.reply());
       } else {
-        LOG.error(
-            "backend request {} {} failed",
-            ctx.request().method(),
-            ctx.request().path(),
-            result.cause());
-        send(ctx, Reply.text(500, "the backend failed: " + result.cause().getMessage()));
+        failed(ctx, result.cause());
       }
+    }
+
+    /**
+     * A request that did not end with a reply of its own: refused (its reply is sent), the client
+     * gone (one log line, nothing to send), or a fault (logged with its cause, 500).
+     */
+    private static void failed(RoutingContext ctx, Throwable cause) {
+      if (cause instanceof ReplyException e) {
+        send(ctx, e.reply());
+      } else if (cause instanceof BodyReader.Refused refused) {
+        send(ctx, refused.reply());
+      } else if (clientGone(ctx, cause)) {
+        LOG.info(
+            "backend request {} {}: the client went away ({})",
+            method(ctx),
+            path(ctx),
+            cause instanceof BodyReader.ClientGone ? cause.getMessage() : describe(cause));
+      } else {
+        LOG.error("backend request {} {} failed", method(ctx), path(ctx), cause);
+        send(ctx, Reply.text(500, "the backend failed: " + describe(cause)));
+      }
+    }
+
+    private static boolean clientGone(RoutingContext ctx, Throwable cause) {
+      return cause instanceof BodyReader.ClientGone
+          || cause instanceof io.vertx.core.http.HttpClosedException
+          || cause instanceof java.nio.channels.ClosedChannelException
+          || ctx.response().closed();
+    }
+
+    private static String describe(Throwable t) {
+      return t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
     }
 
     private static void notAllowed(RoutingContext ctx, String allowed) {
@@ -476,12 +650,15 @@ public final class HttpBackend implements AutoCloseable {
       if (response.ended()) {
         return;
       }
-      RequestBody body = ctx.get(BODY);
-      if (body != null && !body.complete()) {
-        // Answered before the whole body was read: the rest is read and dropped.
-        body.discard();
-      }
+      HttpServerRequest request = ctx.request();
+      // Answered before its body was read (refused, or over a limit): the rest is never read
+      // into anything, and the connection carries no request after it.
+      boolean ambiguous = ConnectionGuard.conflictingFraming(request.headers());
+      boolean unread = !request.isEnded() || ambiguous;
       response.setStatusCode(reply.status()).putHeader("Content-Type", reply.contentType());
+      if (unread) {
+        response.putHeader("Connection", "close");
+      }
       for (Map.Entry<String, String> h : reply.headers().entrySet()) {
         response.putHeader(h.getKey(), h.getValue());
       }
@@ -489,7 +666,35 @@ public final class HttpBackend implements AutoCloseable {
         stream(ctx, reply.stream());
         return;
       }
-      response.end(io.vertx.core.buffer.Buffer.buffer(reply.body()));
+      response
+          .end(io.vertx.core.buffer.Buffer.buffer(reply.body()))
+          .onComplete(
+              v -> {
+                if (ambiguous) {
+                  request.connection().close();
+                } else if (unread) {
+                  closeAfterDrain(ctx);
+                }
+              });
+    }
+
+    /**
+     * Closes a connection whose request body was left unread, after letting the client finish
+     * sending it for a moment (its bytes are dropped as they come): a client that reads its answer
+     * only once it has sent everything still sees why it was refused.
+     */
+    private static void closeAfterDrain(RoutingContext ctx) {
+      HttpServerRequest request = ctx.request();
+      HttpConnection connection = request.connection();
+      long timer = ctx.vertx().setTimer(DRAIN.toMillis(), id -> connection.close());
+      request.handler(buffer -> {});
+      request.exceptionHandler(t -> {});
+      request.endHandler(
+          v -> {
+            ctx.vertx().cancelTimer(timer);
+            connection.close();
+          });
+      request.resume();
     }
 
     /**

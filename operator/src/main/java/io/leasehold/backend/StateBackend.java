@@ -153,6 +153,12 @@ public final class StateBackend implements WriteLock {
     return writes.post(target, lockId, incoming, contentMd5, who, maxStateBytes);
   }
 
+  /** POST of a state already received (see {@link IncomingState.Receiver}). */
+  public Reply post(
+      Target target, String lockId, IncomingState incoming, String contentMd5, Requester who) {
+    return writes.post(target, lockId, incoming, contentMd5, who, maxStateBytes);
+  }
+
   /** DELETE: removes the state (keeping it in history), only when nobody else holds the lock. */
   public Reply delete(Target target, String lockId, Requester who) {
     return writes.delete(target, lockId, who);
