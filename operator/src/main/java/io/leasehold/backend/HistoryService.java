@@ -113,6 +113,18 @@ final class HistoryService {
       throw ReplyException.text(
           500, "history version " + versionId + " cannot be read: " + e.getMessage());
     }
+    // Refused before the lock is taken, so that a refusal changes nothing, not even the Lease;
+    // checked again under the lock.
+    Optional<StateStore.Current> now;
+    try {
+      now = new StateStore(client, target.names()).read(false);
+    } catch (StateUnreadableException e) {
+      now = Optional.empty();
+    }
+    Optional<Reply> refused = refusal(version, now);
+    if (refused.isPresent()) {
+      return refused.get();
+    }
     LockInfo info =
         new LockInfo(
             "leasehold-restore-" + UUID.randomUUID(),
@@ -205,30 +217,11 @@ final class HistoryService {
               + ") restored over the unreadable state, which is kept in history as "
               + kept);
     }
-    if (current.isPresent() && !current.get().facts().getLineage().equals(version.lineage())) {
-      return Reply.text(
-          409,
-          "history version "
-              + versionId
-              + " has lineage "
-              + version.lineage()
-              + " but the stored state has lineage "
-              + current.get().facts().getLineage()
-              + ": delete the state first to restore another lineage. Nothing was written.");
+    Optional<Reply> refused = refusal(version, current);
+    if (refused.isPresent()) {
+      return refused.get();
     }
-    long serial;
-    if (current.isPresent()) {
-      long stored = current.get().facts().getSerial();
-      if (stored == -1L) {
-        return Reply.text(
-            409,
-            "the stored serial is 18446744073709551615, the largest Terraform knows: a restore"
-                + " needs a higher one. Nothing was written.");
-      }
-      serial = stored + 1;
-    } else {
-      serial = version.serial();
-    }
+    long serial = current.isPresent() ? current.get().facts().getSerial() + 1 : version.serial();
     IncomingState restored;
     try {
       restored = incoming(StateJson.withSerial(old, serial));
@@ -267,6 +260,34 @@ final class HistoryService {
             + version.serialText()
             + ") restored as serial "
             + Long.toUnsignedString(serial));
+  }
+
+  /** Why {@code version} cannot be restored over {@code current}, if it cannot. */
+  private static Optional<Reply> refusal(
+      StateHistory.Version version, Optional<StateStore.Current> current) {
+    if (current.isEmpty()) {
+      return Optional.empty();
+    }
+    if (!current.get().facts().getLineage().equals(version.lineage())) {
+      return Optional.of(
+          Reply.text(
+              409,
+              "history version "
+                  + version.id()
+                  + " has lineage "
+                  + version.lineage()
+                  + " but the stored state has lineage "
+                  + current.get().facts().getLineage()
+                  + ": delete the state first to restore another lineage. Nothing was written."));
+    }
+    if (current.get().facts().getSerial() == -1L) {
+      return Optional.of(
+          Reply.text(
+              409,
+              "the stored serial is 18446744073709551615, the largest Terraform knows: a restore"
+                  + " needs a higher one. Nothing was written."));
+    }
+    return Optional.empty();
   }
 
   /** A state held in memory, as a write takes it. */

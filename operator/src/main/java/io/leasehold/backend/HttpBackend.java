@@ -52,26 +52,52 @@ public final class HttpBackend implements AutoCloseable {
    * @param host address to listen on
    * @param port port to listen on (0: a free one)
    * @param maxWait upper bound of {@code ?wait=} on LOCK
+   * @param namespaces namespaces served (empty: all)
+   * @param timeouts how long idle connections and slow bodies are given
    */
-  public record Config(String host, int port, Duration maxWait, java.util.Set<String> namespaces) {
+  public record Config(
+      String host,
+      int port,
+      Duration maxWait,
+      java.util.Set<String> namespaces,
+      Timeouts timeouts) {
 
     /** Serving every namespace. */
     public Config(String host, int port, Duration maxWait) {
       this(host, port, maxWait, java.util.Set.of());
     }
+
+    public Config(String host, int port, Duration maxWait, java.util.Set<String> namespaces) {
+      this(host, port, maxWait, namespaces, Timeouts.DEFAULT);
+    }
+
+    public Config withTimeouts(Timeouts timeouts) {
+      return new Config(host, port, maxWait, namespaces, timeouts);
+    }
   }
 
-  /** A connection with no request in progress is closed after this (Go's clients keep 90 s). */
-  static final Duration IDLE_CONNECTION = Duration.ofSeconds(120);
+  /**
+   * @param idleConnection a connection with no request in progress (fresh, between keep-alive
+   *     requests, or still sending its headers) is closed after this
+   * @param bodyStall a request body that sends nothing for this long is ended with 408
+   * @param smallBodyDeadline a small body (LOCK, UNLOCK, or none) must be complete within this
+   * @param drain how long the rest of a refused body is let in (and dropped) before the connection
+   *     closes, so that the client sees the answer
+   */
+  public record Timeouts(
+      Duration idleConnection, Duration bodyStall, Duration smallBodyDeadline, Duration drain) {
 
-  /** A request body that sends nothing for this long is ended with 408. */
-  static final Duration BODY_STALL = Duration.ofSeconds(30);
+    /** A connection is kept idle longer than Go's clients keep one (90 s), so they close first. */
+    public static final Timeouts DEFAULT =
+        new Timeouts(
+            Duration.ofSeconds(120),
+            Duration.ofSeconds(30),
+            Duration.ofSeconds(30),
+            Duration.ofSeconds(5));
+  }
 
-  /** A small body (LOCK, UNLOCK, or none) must be complete within this. */
-  static final Duration SMALL_BODY_DEADLINE = Duration.ofSeconds(30);
-
-  /** How long the rest of a refused body is let in (and dropped) before the connection closes. */
-  static final Duration DRAIN = Duration.ofSeconds(5);
+  /** Where a request's drain time is kept in its routing context. */
+  private static final String DRAIN_KEY = "leasehold.drain";
 
   /** Largest LOCK or UNLOCK body: a LockInfo is a few hundred bytes. */
   static final int LOCK_BODY_LIMIT = 64 * 1024;
@@ -157,7 +183,8 @@ public final class HttpBackend implements AutoCloseable {
             // HTTP/1.1 only (Terraform and OpenTofu speak nothing else to an http:// address):
             // the limits and timeouts here are written for it.
             .setHttp2ClearTextEnabled(false);
-    ConnectionGuard connections = new ConnectionGuard(vertx, options, IDLE_CONNECTION);
+    ConnectionGuard connections =
+        new ConnectionGuard(vertx, options, config.timeouts().idleConnection());
     Routes routes = new Routes(vertx, backend, access, waiters, config, connections);
     HttpServer server = vertx.createHttpServer(options);
     server.connectionHandler(connections::connected);
@@ -303,6 +330,7 @@ public final class HttpBackend implements AutoCloseable {
     private void admit(RoutingContext ctx) {
       HttpServerRequest request = ctx.request();
       request.pause();
+      ctx.put(DRAIN_KEY, config.timeouts().drain());
       HttpConnection connection = request.connection();
       connections.requestStarted(connection);
       ctx.addEndHandler(v -> connections.requestEnded(connection));
@@ -425,8 +453,8 @@ public final class HttpBackend implements AutoCloseable {
                           ctx.request(),
                           "a " + method(ctx) + " body",
                           0,
-                          BODY_STALL,
-                          SMALL_BODY_DEADLINE,
+                          config.timeouts().bodyStall(),
+                          config.timeouts().smallBodyDeadline(),
                           b -> true)
                       .map(resolved))
           .compose(
@@ -466,7 +494,7 @@ public final class HttpBackend implements AutoCloseable {
                         request,
                         "the state",
                         Long.MAX_VALUE,
-                        BODY_STALL,
+                        config.timeouts().bodyStall(),
                         null,
                         buffer -> {
                           byte[] bytes = buffer.getBytes();
@@ -496,8 +524,8 @@ public final class HttpBackend implements AutoCloseable {
               ctx.request(),
               what,
               LOCK_BODY_LIMIT,
-              BODY_STALL,
-              SMALL_BODY_DEADLINE,
+              config.timeouts().bodyStall(),
+              config.timeouts().smallBodyDeadline(),
               buffer -> {
                 body.appendBuffer(buffer);
                 return true;
@@ -617,10 +645,12 @@ public final class HttpBackend implements AutoCloseable {
         send(ctx, refused.reply());
       } else if (clientGone(ctx, cause)) {
         LOG.info(
-            "backend request {} {}: the client went away ({})",
+            "backend request {} {}: {}",
             method(ctx),
             path(ctx),
-            cause instanceof BodyReader.ClientGone ? cause.getMessage() : describe(cause));
+            cause instanceof BodyReader.ClientGone
+                ? cause.getMessage()
+                : "the client went away (" + describe(cause) + ")");
       } else {
         LOG.error("backend request {} {} failed", method(ctx), path(ctx), cause);
         send(ctx, Reply.text(500, "the backend failed: " + describe(cause)));
@@ -673,7 +703,8 @@ public final class HttpBackend implements AutoCloseable {
                 if (ambiguous) {
                   request.connection().close();
                 } else if (unread) {
-                  closeAfterDrain(ctx);
+                  Duration drain = ctx.get(DRAIN_KEY);
+                  closeAfterDrain(ctx, drain == null ? Timeouts.DEFAULT.drain() : drain);
                 }
               });
     }
@@ -683,10 +714,10 @@ public final class HttpBackend implements AutoCloseable {
      * sending it for a moment (its bytes are dropped as they come): a client that reads its answer
      * only once it has sent everything still sees why it was refused.
      */
-    private static void closeAfterDrain(RoutingContext ctx) {
+    private static void closeAfterDrain(RoutingContext ctx, Duration drain) {
       HttpServerRequest request = ctx.request();
       HttpConnection connection = request.connection();
-      long timer = ctx.vertx().setTimer(DRAIN.toMillis(), id -> connection.close());
+      long timer = ctx.vertx().setTimer(drain.toMillis(), id -> connection.close());
       request.handler(buffer -> {});
       request.exceptionHandler(t -> {});
       request.endHandler(

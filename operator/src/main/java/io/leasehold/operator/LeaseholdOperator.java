@@ -158,7 +158,11 @@ public final class LeaseholdOperator implements AutoCloseable {
         access,
         config.namespaces().isEmpty() && !options.namespaces().isEmpty()
             ? new HttpBackend.Config(
-                config.host(), config.port(), config.maxWait(), options.namespaces())
+                config.host(),
+                config.port(),
+                config.maxWait(),
+                options.namespaces(),
+                config.timeouts())
             : config,
         options.metrics());
   }

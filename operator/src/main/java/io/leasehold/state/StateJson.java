@@ -232,24 +232,23 @@ public final class StateJson {
     private void checkKey(String key) throws StateUnreadableException {
       String folded = fold(key);
       String before = seen.put(folded, key);
+      String known = KEYS_BY_FOLD.get(folded);
       if (before != null) {
+        // Only the names of state keys are repeated back: others may be anything.
+        String name = known == null ? "a top-level key" : "key '" + known + "'";
         throw refuse(
             before.equals(key)
-                ? "key '" + shown(key) + "' appears twice; Terraform would read only the last"
-                : "keys '"
-                    + shown(before)
-                    + "' and '"
-                    + shown(key)
-                    + "' are the same key to Terraform, which reads only the last");
+                ? name + " appears twice; Terraform would read only the last"
+                : name
+                    + " appears twice, in letters of different case; Terraform matches keys"
+                    + " whatever their case and would read only the last");
       }
-      String known = KEYS_BY_FOLD.get(folded);
       if (known != null && !known.equals(key)) {
         throw refuse(
-            "key '"
-                + shown(key)
-                + "' is '"
+            "a top-level key is '"
                 + known
-                + "' in other letters: Terraform reads it as '"
+                + "' in letters of different case: Terraform matches keys whatever their case"
+                + " and reads it as '"
                 + known
                 + "'; write it as '"
                 + known
@@ -270,18 +269,17 @@ public final class StateJson {
     }
 
     private void serial(JsonToken value) throws IOException, StateUnreadableException {
-      String text = value.isScalarValue() ? parser.getText() : "an " + value.asString();
-      if (value != JsonToken.VALUE_NUMBER_INT || text.startsWith("-")) {
+      if (value != JsonToken.VALUE_NUMBER_INT || parser.getText().startsWith("-")) {
         throw refuse(
             "'serial' must be a whole number from 0 to 18446744073709551615 (found "
-                + shown(text)
+                + found(value)
                 + ")");
       }
       BigInteger serial = parser.getBigIntegerValue();
       if (serial.compareTo(MAX_SERIAL) > 0) {
         throw refuse(
             "'serial' "
-                + shown(text)
+                + shown(parser.getText())
                 + " is over 18446744073709551615, the largest serial Terraform reads");
       }
       facts.setSerial(serial.longValue());
@@ -363,6 +361,19 @@ public final class StateJson {
           }
         }
       }
+    }
+
+    /** A value as a message may show it: a number as it is, anything else by its kind. */
+    private String found(JsonToken value) throws IOException {
+      return switch (value) {
+        case VALUE_NUMBER_INT, VALUE_NUMBER_FLOAT -> shown(parser.getText());
+        case VALUE_STRING -> "a string";
+        case VALUE_TRUE, VALUE_FALSE -> "a boolean";
+        case VALUE_NULL -> "null";
+        case START_OBJECT -> "an object";
+        case START_ARRAY -> "an array";
+        default -> "something else";
+      };
     }
 
     private StateUnreadableException refuse(String why) {
