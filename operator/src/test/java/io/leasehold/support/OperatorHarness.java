@@ -79,12 +79,24 @@ public final class OperatorHarness implements AutoCloseable {
       io.leasehold.backend.JobPods pods,
       long maxStateBytes,
       io.leasehold.backend.StateBackend.Audit audit) {
+    return startBackend(
+        access, pods, maxStateBytes, audit, io.leasehold.backend.HttpBackend.Timeouts.DEFAULT);
+  }
+
+  /** Serves the backend with its connection and body timeouts as given. */
+  public String startBackend(
+      io.leasehold.backend.Access access,
+      io.leasehold.backend.JobPods pods,
+      long maxStateBytes,
+      io.leasehold.backend.StateBackend.Audit audit,
+      io.leasehold.backend.HttpBackend.Timeouts timeouts) {
     backend =
         operator.serveBackend(
             access,
             pods,
             new io.leasehold.backend.HttpBackend.Config(
-                "127.0.0.1", 0, java.time.Duration.ofMinutes(10)),
+                    "127.0.0.1", 0, java.time.Duration.ofMinutes(10))
+                .withTimeouts(timeouts),
             maxStateBytes,
             audit);
     return backend.url();
