@@ -8,6 +8,7 @@ import io.leasehold.api.StateFacts;
 import io.leasehold.operator.EventRecorder;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.IncomingState;
+import io.leasehold.state.JournalSettler;
 import io.leasehold.state.StateHistory;
 import io.leasehold.state.StateStore;
 import io.leasehold.state.StateWriter;
@@ -38,6 +39,7 @@ final class GuardedWrites {
   private final WriteLock lock;
   private final StateBackend.Audit audit;
   private final Map<String, ReentrantLock> writers = new ConcurrentHashMap<>();
+  private final JournalSettler settler;
 
   GuardedWrites(
       KubernetesClient client,
@@ -50,6 +52,7 @@ final class GuardedWrites {
     this.metrics = metrics;
     this.lock = lock;
     this.audit = audit;
+    this.settler = new JournalSettler(client, "leasehold backend");
   }
 
   /**
@@ -221,6 +224,9 @@ final class GuardedWrites {
       }
       default -> {
         recordInterruption(target, outcome);
+        // Settled here once it may be, whether or not the client asks again.
+        settler.later(
+            target.names(), keep(target), notices(target), outcome.journal().takeoverAt());
         metrics.write(false, WriteRefusal.INTERRUPTED.reason);
         audit.record(target, who, "write of serial " + serial + ": interrupted");
         return Reply.text(
@@ -230,6 +236,20 @@ final class GuardedWrites {
             .withHeader("Retry-After", retryAfter(outcome.journal().takeoverAt()));
       }
     }
+  }
+
+  private JournalSettler.Notices notices(StateBackend.Target target) {
+    return new JournalSettler.Notices() {
+      @Override
+      public void normal(String reason, String message) {
+        events.normal(target.state(), reason, message);
+      }
+
+      @Override
+      public void warning(String reason, String message) {
+        events.warning(target.state(), reason, message);
+      }
+    };
   }
 
   private void recordInterruption(StateBackend.Target target, StateWriter.Outcome outcome) {
@@ -242,16 +262,11 @@ final class GuardedWrites {
    */
   Optional<Reply> settleInterrupted(StateBackend.Target target, Requester who) {
     Optional<StateWriter.Outcome> settled =
-        new StateWriter(client, target.names())
-            .settleAbandoned("leasehold backend for " + shown(who), keep(target));
-    if (settled.isEmpty()) {
+        settler.settle(target.names(), keep(target), notices(target));
+    if (settled.isEmpty() || settled.get().result() != StateWriter.Result.PENDING) {
       return Optional.empty();
     }
     StateWriter.Outcome outcome = settled.get();
-    if (outcome.result() != StateWriter.Result.PENDING) {
-      recordInterruption(target, outcome);
-      return Optional.empty();
-    }
     Instant at = outcome.journal().takeoverAt();
     return Optional.of(
         Reply.text(

@@ -4,17 +4,12 @@ import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.leasehold.api.StateFacts;
 import io.leasehold.api.TerraformState;
-import java.time.Duration;
-import java.time.Instant;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
-import java.util.concurrent.Executors;
-import java.util.concurrent.ScheduledExecutorService;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -31,14 +26,9 @@ import org.slf4j.LoggerFactory;
 public final class StateKeeper implements AutoCloseable {
 
   /** Where the keeper tells what users need to see: Events on the TerraformState. */
-  public interface Notices {
-    void normal(String reason, String message);
-
-    void warning(String reason, String message);
-  }
+  public interface Notices extends JournalSettler.Notices {}
 
   private static final Logger LOG = LoggerFactory.getLogger(StateKeeper.class);
-  private static final Duration RETRY = Duration.ofSeconds(5);
   private static final String SETTLER = "leasehold operator";
 
   /**
@@ -54,17 +44,11 @@ public final class StateKeeper implements AutoCloseable {
 
   private final KubernetesClient client;
   private final Map<String, Known> known = new ConcurrentHashMap<>();
-  private final Set<String> scheduled = ConcurrentHashMap.newKeySet();
-  private final ScheduledExecutorService timer =
-      Executors.newSingleThreadScheduledExecutor(
-          r -> {
-            Thread t = new Thread(r, "leasehold-write-settler");
-            t.setDaemon(true);
-            return t;
-          });
+  private final JournalSettler settler;
 
   public StateKeeper(KubernetesClient client) {
     this.client = client;
+    this.settler = new JournalSettler(client, SETTLER);
   }
 
   /**
@@ -136,47 +120,28 @@ public final class StateKeeper implements AutoCloseable {
   }
 
   /**
-   * Settles an interrupted write of the state whose writer is gone; when one is still in progress,
-   * looks again once it may be settled. Returns whether one is still pending.
+   * Settles an interrupted write of the state whose writer is gone (tried again later when it is
+   * not due yet); returns whether one is still pending.
    */
   private boolean settleAbandoned(String key, StateNames names, int keep, Notices notices) {
-    Optional<StateWriter.Outcome> outcome;
-    try {
-      outcome = new StateWriter(client, names).settleAbandoned(SETTLER, keep);
-    } catch (RuntimeException e) {
-      LOG.warn("{}: an interrupted write could not be settled yet: {}", key, e.getMessage());
-      later(key, names, keep, notices, Instant.now().plus(RETRY));
-      return true;
-    }
-    if (outcome.isEmpty()) {
-      return false;
-    }
-    if (outcome.get().result() == StateWriter.Result.PENDING) {
-      later(key, names, keep, notices, outcome.get().journal().takeoverAt());
-      return true;
-    }
-    notices.warning(StateWriter.eventReason(outcome.get()), StateWriter.describe(outcome.get()));
-    return false;
-  }
+    Optional<StateWriter.Outcome> outcome =
+        settler.settle(
+            names,
+            keep,
+            new JournalSettler.Notices() {
+              @Override
+              public void normal(String reason, String message) {
+                notices.normal(reason, message);
+              }
 
-  /** Settles the state's pending write at {@code at}, once, whatever reconciles happen. */
-  private void later(String key, StateNames names, int keep, Notices notices, Instant at) {
-    if (!scheduled.add(key)) {
-      return;
-    }
-    long delay = Math.max(0, Duration.between(Instant.now(), at).toMillis()) + 100;
-    timer.schedule(
-        () -> {
-          scheduled.remove(key);
-          // The state Secrets change when it is settled, which brings the operator back to it.
-          Known last = known.get(key);
-          if (last != null) {
-            known.put(key, new Known("", last.facts(), true));
-          }
-          settleAbandoned(key, names, keep, notices);
-        },
-        delay,
-        TimeUnit.MILLISECONDS);
+              @Override
+              public void warning(String reason, String message) {
+                // Settled: look at the state afresh next time.
+                known.computeIfPresent(key, (k, v) -> new Known("", v.facts(), true));
+                notices.warning(reason, message);
+              }
+            });
+    return outcome.isPresent() && outcome.get().result() == StateWriter.Result.PENDING;
   }
 
   /**
@@ -303,6 +268,6 @@ public final class StateKeeper implements AutoCloseable {
 
   @Override
   public void close() {
-    timer.shutdownNow();
+    settler.close();
   }
 }

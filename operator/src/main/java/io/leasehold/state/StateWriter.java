@@ -4,6 +4,7 @@ import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.api.model.SecretBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.fabric8.kubernetes.client.RequestConfigBuilder;
 import io.leasehold.api.StateFacts;
 import io.leasehold.kube.SecretMetadata;
 import java.time.Duration;
@@ -127,7 +128,23 @@ public final class StateWriter {
   private final StateHistory history;
   private final WriteJournal journal;
 
-  public StateWriter(KubernetesClient client, StateNames names) {
+  /**
+   * Clients that do not retry on their own: a write must know at once that a request failed, so
+   * that it never runs past its deadline, and settle it itself (the settling is the retry).
+   */
+  private static final Map<KubernetesClient, KubernetesClient> NO_RETRY =
+      java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
+
+  public StateWriter(KubernetesClient shared, StateNames names) {
+    KubernetesClient client =
+        NO_RETRY.computeIfAbsent(
+            shared,
+            c ->
+                c.newClient(
+                        new RequestConfigBuilder(c.getConfiguration().getRequestConfig())
+                            .withRequestRetryBackoffLimit(0)
+                            .build())
+                    .adapt(KubernetesClient.class));
     this.client = client;
     this.names = names;
     this.store = new StateStore(client, names);
@@ -242,9 +259,7 @@ public final class StateWriter {
       }
       throw e;
     }
-    Outcome settled = settle(mine);
-    finish(mine, settled.result() == Result.NOTHING_WRITTEN ? -1 : keep);
-    return Optional.of(settled);
+    return Optional.of(settleWithin(mine, keep, "its writer stopped before it was done", true));
   }
 
   /** Changes the state Secrets to {@code parts}; returns how many it changed. */
@@ -274,12 +289,20 @@ public final class StateWriter {
     return changed;
   }
 
-  /**
-   * The writer's own settling after a failure: a few tries before its deadline; if none works, its
-   * deadline is moved to now so that anyone may settle it at once.
-   */
+  /** The writer's own settling after a failure. */
   private Outcome settleOwn(WriteJournal.Entry entry, RuntimeException failure, int keep) {
-    String cause = describe(failure);
+    // After a request that got no answer, it may still land: then only the deadline frees it.
+    return settleWithin(entry, keep, describe(failure), answered(failure));
+  }
+
+  /**
+   * Settles {@code entry} with a few tries before its deadline. If none works and every request was
+   * answered (none can still land), its deadline is moved to now, so that anyone may settle it at
+   * once; otherwise the deadline stands.
+   */
+  private Outcome settleWithin(
+      WriteJournal.Entry entry, int keep, String cause, boolean releasable) {
+    RuntimeException last = null;
     for (int attempt = 0; attempt < SETTLE_ATTEMPTS; attempt++) {
       if (Instant.now().isAfter(entry.deadline())) {
         break;
@@ -287,17 +310,30 @@ public final class StateWriter {
       try {
         Outcome settled = settle(entry);
         finish(entry, settled.result() == Result.NOTHING_WRITTEN ? -1 : keep);
-        return new Outcome(settled.result(), entry, true, settled.changed(), cause);
+        String why =
+            settled.cause() == null
+                ? cause
+                : cause == null ? settled.cause() : cause + "; " + settled.cause();
+        return new Outcome(settled.result(), entry, true, settled.changed(), why);
       } catch (RuntimeException e) {
+        last = e;
         pause(100L << attempt);
       }
     }
-    try {
-      journal.takeOver(entry, entry.writer(), Instant.now().minus(WriteJournal.GRACE));
-    } catch (RuntimeException e) {
-      // The API is still failing: the journal's own deadline holds.
+    if (releasable && (last == null || answered(last))) {
+      try {
+        entry = journal.takeOver(entry, entry.writer(), Instant.now().minus(WriteJournal.GRACE));
+      } catch (RuntimeException e) {
+        // The API is still failing: the journal's own deadline holds.
+      }
     }
-    return new Outcome(Result.PENDING, entry, true, 0, cause);
+    return new Outcome(
+        Result.PENDING, entry, true, 0, last == null ? cause : cause + "; then " + describe(last));
+  }
+
+  /** Whether the API answered the failed request (so that it cannot still take effect). */
+  private static boolean answered(RuntimeException e) {
+    return e instanceof KubernetesClientException k && k.getCode() > 0;
   }
 
   /** Settles the write {@code entry} records, within its deadline; the journal stays. */

@@ -19,9 +19,9 @@ import java.util.Optional;
  * name also makes writes of one state exclusive across processes: a second create is refused.
  *
  * <p>The journal says by when its writer is done ({@code deadline}): a writer stops changing
- * Secrets at its deadline, and anyone else takes over only {@link #GRACE} after it, so a slow
- * writer and a recovery never write at the same time. It carries no Terraform label, so stock
- * Terraform never reads it as a chunk.
+ * Secrets at its deadline, and anyone else takes over only {@link #GRACE} after it (longer than a
+ * request may stay unanswered), so a slow writer and a recovery never write at the same time. It
+ * carries no Terraform label, so stock Terraform never reads it as a chunk.
  */
 public final class WriteJournal {
 
@@ -30,11 +30,12 @@ public final class WriteJournal {
   static final String TO = "leasehold.io/journal-to";
   static final String SERIAL = "leasehold.io/journal-serial";
   static final String WRITER = "leasehold.io/journal-writer";
+  static final String SETTLER = "leasehold.io/journal-settler";
   static final String STARTED = "leasehold.io/journal-started";
   static final String DEADLINE = "leasehold.io/journal-deadline";
 
   /** How long after a writer's deadline others wait before they finish its write. */
-  public static final Duration GRACE = Duration.ofSeconds(10);
+  public static final Duration GRACE = Duration.ofSeconds(30);
 
   private final KubernetesClient client;
   private final StateNames names;
@@ -128,7 +129,7 @@ public final class WriteJournal {
         new SecretBuilder(entry.secret())
             .editMetadata()
             .addToAnnotations(DEADLINE, deadline.toString())
-            .addToAnnotations(WRITER, by)
+            .addToAnnotations(SETTLER, by)
             .endMetadata()
             .build();
     return entry(client.secrets().inNamespace(names.namespace()).resource(changed).update());
