@@ -13,6 +13,7 @@ import io.leasehold.state.StateHistory;
 import io.leasehold.state.StateStore;
 import io.leasehold.state.StateWriter;
 import io.leasehold.state.StoredState;
+import io.leasehold.state.WriteJournal;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.time.Duration;
@@ -261,26 +262,38 @@ final class GuardedWrites {
    * anything else is written; a 503 when one is still in progress.
    */
   Optional<Reply> settleInterrupted(StateBackend.Target target, Requester who) {
+    return settleInterrupted(target, 503);
+  }
+
+  /**
+   * Settles an earlier write of this state that was interrupted and whose writer is gone, before
+   * anything else is written; when one is still in progress, the reply (of {@code status}) that
+   * says so.
+   */
+  Optional<Reply> settleInterrupted(StateBackend.Target target, int status) {
     Optional<StateWriter.Outcome> settled =
         settler.settle(target.names(), keep(target), notices(target));
     if (settled.isEmpty() || settled.get().result() != StateWriter.Result.PENDING) {
       return Optional.empty();
     }
-    StateWriter.Outcome outcome = settled.get();
-    Instant at = outcome.journal().takeoverAt();
-    return Optional.of(
-        Reply.text(
-                503,
-                "another write of this state (serial "
-                    + outcome.journal().serial()
-                    + " by "
-                    + outcome.journal().writer()
-                    + ", started "
-                    + outcome.journal().started()
-                    + ") is in progress or was interrupted; it is settled by "
-                    + at
-                    + ". Nothing was written; retry after that")
-            .withHeader("Retry-After", retryAfter(at)));
+    return Optional.of(inProgress(settled.get().journal(), status));
+  }
+
+  /** The reply to a change made while another write of the state is in progress. */
+  static Reply inProgress(WriteJournal.Entry journal, int status) {
+    Instant at = journal.takeoverAt();
+    return Reply.text(
+            status,
+            "another write of this state (serial "
+                + journal.serial()
+                + " by "
+                + journal.writer()
+                + ", started "
+                + journal.started()
+                + ") is in progress or was interrupted; it is settled by "
+                + at
+                + ". Nothing was written; retry after that")
+        .withHeader("Retry-After", retryAfter(at));
   }
 
   /**

@@ -15,6 +15,7 @@ import io.leasehold.state.StateStore;
 import io.leasehold.state.StateUnreadableException;
 import io.leasehold.state.StateWriter;
 import io.leasehold.state.StoredState;
+import io.leasehold.state.WriteJournal;
 import java.io.ByteArrayInputStream;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -125,6 +126,10 @@ final class HistoryService {
     if (refused.isPresent()) {
       return refused.get();
     }
+    Optional<WriteJournal.Entry> writing = new WriteJournal(client, target.names()).read();
+    if (writing.isPresent() && !writing.get().abandoned(Instant.now())) {
+      return GuardedWrites.inProgress(writing.get(), 409);
+    }
     LockInfo info =
         new LockInfo(
             "leasehold-restore-" + UUID.randomUUID(),
@@ -168,7 +173,7 @@ final class HistoryService {
   private Reply restoreLocked(
       StateBackend.Target target, StateHistory.Version version, byte[] old, Requester who) {
     String versionId = version.id();
-    Optional<Reply> unsettled = writes.settleInterrupted(target, who);
+    Optional<Reply> unsettled = writes.settleInterrupted(target, 409);
     if (unsettled.isPresent()) {
       return unsettled.get();
     }

@@ -225,7 +225,7 @@ public final class StateKeeper implements AutoCloseable {
                   .map(v -> "; it is kept in history as " + v.id() + " and can be restored")
                   .orElse("");
       notices.warning(
-          "StateReplaced",
+          otherLineage ? "LineageChanged" : "SerialLowered",
           "the state was replaced outside leasehold (a stock kubernetes-backend client or kubectl)"
               + " with "
               + (otherLineage ? "another lineage" : "an older serial")

@@ -113,7 +113,29 @@ class BadInputTableTest {
                 .status())
         .isEqualTo(200);
     maxVersion = historyIds(MAX_STATE).get(1);
+    // A state whose write is in progress in another replica: its journal says so until tomorrow.
+    TerraformState busy = new TerraformState();
+    busy.getMetadata().setName("table-busy");
+    busy.getMetadata().setNamespace(NAMESPACE);
+    harness.client().resource(busy).create();
+    assertThat(
+            backend
+                .send("POST", BUSY, TerraformStates.stateJson(1, "lin-busy", 1), auth("admin"))
+                .status())
+        .isEqualTo(200);
+    busyVersion = historyIds(BUSY).get(0);
+    new io.leasehold.state.WriteJournal(
+            harness.client(), new io.leasehold.state.StateNames(NAMESPACE, "table-busy", "default"))
+        .begin(
+            busyVersion,
+            busyVersion,
+            "2",
+            "another replica",
+            java.time.Instant.now().plus(Duration.ofDays(1)));
   }
+
+  private static String busyVersion;
+  private static final String BUSY = NAMESPACE + "/table-busy";
 
   private static String encryptedVersion;
   private static String maxVersion;
@@ -206,7 +228,7 @@ class BadInputTableTest {
                 + s.getMetadata().getAnnotations());
       }
     }
-    for (String name : List.of("table", "table-enc", "table-max")) {
+    for (String name : List.of("table", "table-enc", "table-max", "table-busy")) {
       Lease lease =
           harness
               .client()
@@ -645,6 +667,31 @@ class BadInputTableTest {
             auth("runner"),
             409,
             "the largest Terraform knows"),
+        // A write in progress elsewhere (its journal is there).
+        Arguments.of(
+            "restore racing another write",
+            "POST",
+            BUSY + "/history/" + busyVersion + "/restore",
+            null,
+            auth("runner"),
+            409,
+            "another write of this state (serial 2 by another replica"),
+        Arguments.of(
+            "write racing another write",
+            "POST",
+            BUSY,
+            TerraformStates.stateJson(2, "lin-busy", 2),
+            auth("runner"),
+            503,
+            "is in progress or was interrupted"),
+        Arguments.of(
+            "delete racing another write",
+            "DELETE",
+            BUSY,
+            null,
+            auth("admin"),
+            503,
+            "is in progress or was interrupted"),
         // Bodies: bounded, read only after authentication, never inflated.
         Arguments.of(
             "gzip-compressed state",
