@@ -282,6 +282,9 @@ final class GuardedWrites {
   /** The reply to a change made while another write of the state is in progress. */
   static Reply inProgress(WriteJournal.Entry journal, int status) {
     Instant at = journal.takeoverAt();
+    // A writer within its deadline is most likely done in a moment; one past it, not before
+    // others may settle its write.
+    Instant retry = Instant.now().isBefore(journal.deadline()) ? Instant.now() : at;
     return Reply.text(
             status,
             "another write of this state (serial "
@@ -292,8 +295,8 @@ final class GuardedWrites {
                 + journal.started()
                 + ") is in progress or was interrupted; it is settled by "
                 + at
-                + ". Nothing was written; retry after that")
-        .withHeader("Retry-After", retryAfter(at));
+                + " at the latest. Nothing was written; retry")
+        .withHeader("Retry-After", retryAfter(retry));
   }
 
   /**
