@@ -55,6 +55,13 @@ final class BodyReader {
       Duration deadline,
       Predicate<Buffer> sink) {
     Promise<Boolean> done = Promise.promise();
+    Throwable gone = Watch.of(request).failure();
+    if (gone != null) {
+      // The client left while the request was checked, before its body was asked for.
+      return Future.failedFuture(
+          new ClientGone(
+              "the client went away before " + what + " was read (" + gone.getMessage() + ")"));
+    }
     long[] count = {0};
     long[] stallTimer = {-1};
     long deadlineTimer =
@@ -144,6 +151,31 @@ final class BodyReader {
       request.resume();
     }
     return done.future();
+  }
+
+  /**
+   * Watches a request from its start for its client going away, so that a body asked for later
+   * knows (Vert.x tells only the handler set at the time).
+   */
+  static final class Watch {
+    private static final java.util.Map<HttpServerRequest, Watch> WATCHED =
+        java.util.Collections.synchronizedMap(new java.util.WeakHashMap<>());
+    private volatile Throwable failure;
+
+    static void start(HttpServerRequest request) {
+      Watch watch = new Watch();
+      WATCHED.put(request, watch);
+      request.exceptionHandler(t -> watch.failure = t);
+    }
+
+    static Watch of(HttpServerRequest request) {
+      Watch watch = WATCHED.get(request);
+      return watch == null ? new Watch() : watch;
+    }
+
+    Throwable failure() {
+      return failure;
+    }
   }
 
   private static void fail(HttpServerRequest request, Promise<Boolean> done, Refused why) {

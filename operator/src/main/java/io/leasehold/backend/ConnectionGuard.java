@@ -1,5 +1,7 @@
 package io.leasehold.backend;
 
+import io.netty.buffer.ByteBuf;
+import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelPipeline;
 import io.netty.handler.codec.http.HttpHeaderNames;
 import io.netty.handler.codec.http.HttpMessage;
@@ -87,10 +89,25 @@ final class ConnectionGuard {
         && headers.contains(HttpHeaderNames.TRANSFER_ENCODING);
   }
 
-  /** Vert.x's request decoder, but a request with both framing headers keeps both. */
+  /**
+   * Vert.x's request decoder, but a request with both framing headers keeps both, and nothing after
+   * its headers is decoded: not its body, and not a request smuggled in it.
+   */
   private static final class StrictFramingDecoder extends VertxHttpRequestDecoder {
+    private boolean ambiguous;
+
     StrictFramingDecoder(HttpServerOptions options) {
       super(options);
+    }
+
+    @Override
+    protected void decode(ChannelHandlerContext ctx, ByteBuf in, List<Object> out)
+        throws Exception {
+      if (ambiguous) {
+        in.skipBytes(in.readableBytes());
+        return;
+      }
+      super.decode(ctx, in, out);
     }
 
     @Override
@@ -99,6 +116,7 @@ final class ConnectionGuard {
       super.handleTransferEncodingChunkedWithContentLength(message);
       // Netty reads the body as chunked and removes the length; put it back to be refused.
       lengths.forEach(l -> message.headers().add(HttpHeaderNames.CONTENT_LENGTH, l));
+      ambiguous = true;
     }
   }
 }

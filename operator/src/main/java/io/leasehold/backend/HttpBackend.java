@@ -330,6 +330,7 @@ public final class HttpBackend implements AutoCloseable {
     private void admit(RoutingContext ctx) {
       HttpServerRequest request = ctx.request();
       request.pause();
+      BodyReader.Watch.start(request);
       ctx.put(DRAIN_KEY, config.timeouts().drain());
       HttpConnection connection = request.connection();
       connections.requestStarted(connection);

@@ -86,18 +86,6 @@ public record LockInfo(
     return Optional.empty();
   }
 
-  /** This LockInfo with every field made safe to show (see {@link DisplayText}). */
-  public LockInfo sanitized() {
-    return new LockInfo(
-        DisplayText.clean(id, MAX_ID),
-        DisplayText.clean(operation, MAX_SHORT),
-        DisplayText.clean(info, MAX_TEXT),
-        DisplayText.clean(who, MAX_SHORT),
-        DisplayText.clean(version, MAX_SHORT),
-        DisplayText.clean(created, MAX_SHORT),
-        DisplayText.clean(path, MAX_TEXT));
-  }
-
   public String toJson() {
     try {
       return MAPPER.writeValueAsString(this);

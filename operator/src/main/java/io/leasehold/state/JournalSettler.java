@@ -60,10 +60,11 @@ public final class JournalSettler implements AutoCloseable {
       outcome = new StateWriter(client, names).settleAbandoned(by, keep);
     } catch (RuntimeException e) {
       LOG.warn(
-          "{}/{}: an interrupted write could not be settled yet: {}",
+          "{}/{}: cannot look for or settle an interrupted write now ({}); trying again in {} s",
           names.namespace(),
           names.name(),
-          e.getMessage());
+          e.getMessage(),
+          RETRY.toSeconds());
       later(names, keep, notices, Instant.now().plus(RETRY));
       return Optional.empty();
     }
