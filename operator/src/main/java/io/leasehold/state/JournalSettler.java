@@ -33,6 +33,10 @@ public final class JournalSettler implements AutoCloseable {
   private final KubernetesClient client;
   private final String by;
   private final Set<String> scheduled = ConcurrentHashMap.newKeySet();
+
+  /** Failures in a row per state, for the back-off and to log a failing streak once. */
+  private final java.util.Map<String, Integer> failures = new ConcurrentHashMap<>();
+
   private final ScheduledExecutorService timer =
       Executors.newSingleThreadScheduledExecutor(
           r -> {
@@ -59,15 +63,25 @@ public final class JournalSettler implements AutoCloseable {
     try {
       outcome = new StateWriter(client, names).settleAbandoned(by, keep);
     } catch (RuntimeException e) {
-      LOG.warn(
-          "{}/{}: cannot look for or settle an interrupted write now ({}); trying again in {} s",
-          names.namespace(),
-          names.name(),
-          e.getMessage(),
-          RETRY.toSeconds());
-      later(names, keep, notices, Instant.now().plus(RETRY));
+      if (closed(e)) {
+        // The client is closed: this operator or backend is stopping.
+        return Optional.empty();
+      }
+      String key = names.namespace() + "/" + names.name();
+      int streak = failures.merge(key, 1, Integer::sum);
+      Duration wait = RETRY.multipliedBy(1L << Math.min(streak - 1, 4));
+      if (streak == 1) {
+        LOG.warn(
+            "{}: cannot look for or settle an interrupted write now ({}); trying again, every {}"
+                + " s at most",
+            key,
+            e.getMessage(),
+            RETRY.multipliedBy(16).toSeconds());
+      }
+      later(names, keep, notices, Instant.now().plus(wait));
       return Optional.empty();
     }
+    failures.remove(names.namespace() + "/" + names.name());
     if (outcome.isEmpty()) {
       return outcome;
     }
@@ -95,6 +109,15 @@ public final class JournalSettler implements AutoCloseable {
         },
         delay,
         TimeUnit.MILLISECONDS);
+  }
+
+  private static boolean closed(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t instanceof java.util.concurrent.RejectedExecutionException) {
+        return true;
+      }
+    }
+    return false;
   }
 
   @Override
