@@ -11,10 +11,6 @@ import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.queue.RunnerJobs;
 import io.leasehold.state.IncomingState;
 import io.leasehold.state.StateNames;
-import java.io.ByteArrayInputStream;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.time.Instant;
 import java.time.ZonedDateTime;
@@ -131,29 +127,10 @@ public final class StateBackend implements WriteLock {
     return reads.get(target);
   }
 
-  /** POST: writes the state if every guard allows it; otherwise changes nothing. */
-  public Reply post(Target target, String lockId, byte[] body, String contentMd5, Requester who) {
-    try {
-      return post(target, lockId, new ByteArrayInputStream(body), contentMd5, who);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
-  }
-
   /**
-   * POST with the body as a stream: it is read once, as it arrives, into its MD5, its facts and its
-   * gzip'd parts; only the parts are kept. The state is written only after every guard passed.
-   *
-   * @throws IOException when the body cannot be read (the client went away); nothing is written
+   * POST of a state already received (see {@link IncomingState.Receiver}): written if every guard
+   * allows it; otherwise nothing changes.
    */
-  public Reply post(
-      Target target, String lockId, InputStream body, String contentMd5, Requester who)
-      throws IOException {
-    IncomingState incoming = IncomingState.read(body, maxStateBytes);
-    return writes.post(target, lockId, incoming, contentMd5, who, maxStateBytes);
-  }
-
-  /** POST of a state already received (see {@link IncomingState.Receiver}). */
   public Reply post(
       Target target, String lockId, IncomingState incoming, String contentMd5, Requester who) {
     return writes.post(target, lockId, incoming, contentMd5, who, maxStateBytes);
