@@ -364,8 +364,8 @@ public final class HttpBackend implements AutoCloseable {
       Reply handle(StateBackend.Target target, Requester who);
     }
 
-    /** The state a request addresses and who sent it, once both are checked. */
-    private record Resolved(StateBackend.Target target, Requester who) {}
+    /** The state a request addresses, who sent it and what they may do, once checked. */
+    private record Resolved(StateBackend.Target target, Requester who, Access.Verb allowed) {}
 
     /** A namespace outside --namespace is not served: the operator may not read it. */
     private boolean served(RoutingContext ctx) {
@@ -425,18 +425,14 @@ public final class HttpBackend implements AutoCloseable {
             for (Access.Verb verb : verbs) {
               try {
                 access.authorize(who, verb, ns, name);
-                refused = null;
-                break;
+                return new Resolved(backend.resolve(ns, name), who, verb);
               } catch (ReplyException e) {
                 if (refused == null) {
                   refused = e;
                 }
               }
             }
-            if (refused != null) {
-              throw refused;
-            }
-            return new Resolved(backend.resolve(ns, name), who);
+            throw refused;
           },
           false);
     }
@@ -613,13 +609,13 @@ public final class HttpBackend implements AutoCloseable {
                 if (!force) {
                   lockInfo(body, "the UNLOCK body");
                 }
+                Access.Verb needed = force ? Access.Verb.FORCE_UNLOCK : Access.Verb.UPDATE;
                 return vertx.executeBlocking(
                     () -> {
-                      access.authorize(
-                          resolved.who(),
-                          force ? Access.Verb.FORCE_UNLOCK : Access.Verb.UPDATE,
-                          ctx.pathParam("ns"),
-                          ctx.pathParam("name"));
+                      if (needed != resolved.allowed()) {
+                        access.authorize(
+                            resolved.who(), needed, ctx.pathParam("ns"), ctx.pathParam("name"));
+                      }
                       return backend.unlock(resolved.target(), body, resolved.who());
                     },
                     false);

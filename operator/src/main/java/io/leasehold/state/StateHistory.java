@@ -298,10 +298,23 @@ public final class StateHistory {
   }
 
   /**
-   * Drops the oldest versions beyond the newest {@code keep}, never one of {@code kept} (versions
-   * an unfinished write still needs).
+   * Drops the oldest versions beyond the newest {@code keep}, never one of {@code kept} nor one an
+   * unfinished write (see {@link WriteJournal}) still needs.
    */
   public void prune(int keep, Set<String> kept) {
+    Set<String> needed = new java.util.HashSet<>(kept);
+    new WriteJournal(client, names)
+        .read()
+        .ifPresent(
+            j -> {
+              if (j.from() != null) {
+                needed.add(j.from());
+              }
+              if (j.to() != null) {
+                needed.add(j.to());
+              }
+            });
+    kept = needed;
     List<Version> versions = list();
     int left = 0;
     for (Version v : versions) {
