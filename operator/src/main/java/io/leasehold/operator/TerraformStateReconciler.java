@@ -39,11 +39,9 @@ import io.leasehold.queue.Arrivals;
 import io.leasehold.queue.JobAdmission;
 import io.leasehold.queue.RunQueue;
 import io.leasehold.queue.RunnerJobs;
-import io.leasehold.state.MissingState;
+import io.leasehold.state.StateKeeper;
 import io.leasehold.state.StateNames;
-import io.leasehold.state.StateStore;
 import io.leasehold.state.StateUnreadableException;
-import io.leasehold.state.StoredState;
 import java.time.Clock;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -87,6 +85,7 @@ public class TerraformStateReconciler
   private final Leadership leadership;
   private final Set<String> warnedUnserialized = ConcurrentHashMap.newKeySet();
   private final Set<String> warnedStateNotFound = ConcurrentHashMap.newKeySet();
+  private final StateKeeper stateKeeper;
   private InformerEventSource<Job, TerraformState> jobs;
   private volatile boolean jobsSynced;
 
@@ -109,6 +108,7 @@ public class TerraformStateReconciler
     this.arrivals = arrivals;
     this.admission =
         new JobAdmission(client, locks, events, Clock.systemUTC(), this, metrics, arrivals);
+    this.stateKeeper = new StateKeeper(client);
   }
 
   @Override
@@ -347,15 +347,9 @@ public class TerraformStateReconciler
     String degradedReason = null;
     String degradedMessage = null;
     try {
-      Optional<StateFacts> facts = facts(ResourceID.fromResource(resource), names, secrets);
-      if (facts.isEmpty() && previous.getState() != null) {
-        Optional<String> missing = MissingState.of(client, names);
-        if (missing.isPresent()) {
-          throw new StateUnreadableException(names.secretName(), missing.get());
-        }
-      }
+      Optional<StateFacts> facts =
+          stateKeeper.observe(resource, names, secrets, previous.getState(), notices(resource));
       status.setState(facts.orElse(null));
-      recordStateTransition(resource, previous.getState(), facts.orElse(null));
       conditions.set(
           Conditions.READY,
           true,
@@ -364,7 +358,8 @@ public class TerraformStateReconciler
               .map(
                   f ->
                       "state serial "
-                          + f.getSerial()
+                          + f.serialText()
+                          + (f.encrypted() ? " (OpenTofu-encrypted)" : "")
                           + ", lineage "
                           + f.getLineage()
                           + ", in "
@@ -503,32 +498,19 @@ public class TerraformStateReconciler
         .collect(java.util.stream.Collectors.joining("|"));
   }
 
-  /** Facts of a state as last read, with the Secret versions they were read at. */
-  private record KnownFacts(String versions, Optional<StateFacts> facts) {}
+  /** Events the state keeper asks for, on {@code resource}. */
+  private StateKeeper.Notices notices(TerraformState resource) {
+    return new StateKeeper.Notices() {
+      @Override
+      public void normal(String reason, String message) {
+        events.normal(resource, reason, message);
+      }
 
-  private final Map<ResourceID, KnownFacts> knownFacts =
-      new java.util.concurrent.ConcurrentHashMap<>();
-
-  /**
-   * Facts of the stored state. The Secret cache keeps no data, so the state is read from the API,
-   * one Secret at a time as it streams through the parser, but only when the cached Secret versions
-   * changed since the last read.
-   */
-  private Optional<StateFacts> facts(ResourceID id, StateNames names, List<Secret> secrets)
-      throws StateUnreadableException {
-    String versions = versions(secrets);
-    KnownFacts known = knownFacts.get(id);
-    if (known != null && known.versions().equals(versions)) {
-      return known.facts();
-    }
-    // The cached Secrets tell whether there is a state and whether a chunk is missing; only a
-    // state that may be readable is fetched.
-    Optional<StateFacts> facts =
-        StoredState.ordered(names, secrets).isEmpty()
-            ? Optional.empty()
-            : new StateStore(client, names).read(false).map(StateStore.Current::facts);
-    knownFacts.put(id, new KnownFacts(versions, facts));
-    return facts;
+      @Override
+      public void warning(String reason, String message) {
+        events.warning(resource, reason, message);
+      }
+    };
   }
 
   private void forceUnlock(TerraformState resource, StateNames names, String lockId) {
@@ -659,39 +641,6 @@ public class TerraformStateReconciler
     return lock.getOperation() == null ? who : who + " (" + lock.getOperation() + ")";
   }
 
-  private void recordStateTransition(TerraformState resource, StateFacts before, StateFacts after) {
-    if (after == null || Objects.equals(before, after)) {
-      return;
-    }
-    if (before == null || before.getSerial() == null) {
-      events.normal(
-          resource,
-          "StateAdopted",
-          "found state in "
-              + after.getSecretName()
-              + ": serial "
-              + after.getSerial()
-              + ", lineage "
-              + after.getLineage()
-              + ", "
-              + after.getResources()
-              + " resource instance(s)");
-    } else if (!Objects.equals(before.getSerial(), after.getSerial())
-        || !Objects.equals(before.getLineage(), after.getLineage())) {
-      events.normal(
-          resource,
-          "StateChanged",
-          "state serial "
-              + before.getSerial()
-              + " -> "
-              + after.getSerial()
-              + ", "
-              + after.getResources()
-              + " resource instance(s), written by Terraform "
-              + after.getTerraformVersion());
-    }
-  }
-
   /**
    * Writes the status when it changed, with the Java Operator SDK's update-and-cache support: the
    * update is conditional on the version read (retried on a newer one), and the next reconcile sees
@@ -726,7 +675,7 @@ public class TerraformStateReconciler
   @Override
   public DeleteControl cleanup(TerraformState resource, Context<TerraformState> context) {
     StateNames names = namesOf(resource);
-    knownFacts.remove(ResourceID.fromResource(resource));
+    stateKeeper.forget(names);
     metrics.queueLength(names.namespace() + "/" + names.name(), 0);
     if (names.problem().isPresent()) {
       return DeleteControl.defaultDelete();
