@@ -348,9 +348,13 @@ class HttpBackendE2ETest {
     assertThat(holding.exitValue()).isZero();
 
     Files.delete(gate);
+    // A resource the state does not have yet, so that this apply runs its slow provisioner and
+    // holds the lock while the other client tries (the first half's "slow" is already applied).
     Files.writeString(
         httpDir.resolve("slow.tf"),
-        Files.readString(k8sDir.resolve("slow.tf")).replace(k8sDir.toString(), httpDir.toString()));
+        Files.readString(k8sDir.resolve("slow.tf"))
+            .replace(k8sDir.toString(), httpDir.toString())
+            .replace("\"slow\"", "\"slow_http\""));
     Path httpGate = httpDir.resolve("gate");
     Process httpHolding = http.start("apply", "-auto-approve", "-var", "extra=from-k8s");
     await()
