@@ -333,7 +333,11 @@ class HostileClientsTest {
       await()
           .atMost(Duration.ofSeconds(10))
           .until(() -> snapshot(captured).stream().anyMatch(HostileClientsTest::gone));
-      Thread.sleep(500);
+      // And no second line follows.
+      await()
+          .during(Duration.ofMillis(500))
+          .atMost(Duration.ofSeconds(5))
+          .until(() -> snapshot(captured).stream().filter(HostileClientsTest::gone).count() == 1);
       List<ILoggingEvent> events = snapshot(captured);
       assertThat(events.stream().filter(HostileClientsTest::gone))
           .hasSize(1)

@@ -212,8 +212,11 @@ class HttpBackendE2ETest {
                 lease("crashed") != null && lease("crashed").getSpec().getHolderIdentity() != null);
     String lockId = lease("crashed").getSpec().getHolderIdentity();
     apply.destroyForcibly().waitFor();
-    Thread.sleep(300);
-    assertThat(lease("crashed").getSpec().getHolderIdentity()).isEqualTo(lockId);
+    // A crashed holder's lock stays: nothing releases it on its behalf.
+    await()
+        .during(Duration.ofMillis(300))
+        .atMost(Duration.ofSeconds(5))
+        .until(() -> lockId.equals(lease("crashed").getSpec().getHolderIdentity()));
 
     Terraform.Result plan = tf.run("plan", "-lock-timeout=1s");
     assertThat(plan.exitCode()).isNotZero();
