@@ -177,6 +177,8 @@ class LockLineTest {
     bob.close();
     LockInfo carolLock = lockInfo("passed-c", "carol");
     RawLock carol = waitFor(s, carolLock, "60s");
+    // Carol's place is taken before dave asks: the two arrive in that order.
+    eventually().until(() -> line(name).equals(List.of("bob:away", "carol")));
     RawLock dave = waitFor(s, lockInfo("passed-d", "dave"), "60s");
     eventually().until(() -> line(name).equals(List.of("bob:away", "carol", "dave")));
 
