@@ -86,6 +86,7 @@ public final class LockRequests {
       case LINE_FULL -> 503;
       case STALE_LOCK -> 409;
       case LOCKED -> 423;
+      case DELETING -> 409;
     };
   }
 

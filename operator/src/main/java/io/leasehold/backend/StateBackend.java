@@ -10,6 +10,7 @@ import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.IncomingState;
 import io.leasehold.state.StateHistory;
 import io.leasehold.state.StateNames;
+import io.leasehold.state.StateOwnership;
 import io.leasehold.state.StateStore;
 import io.leasehold.state.StateUnreadableException;
 import io.leasehold.state.StoredState;
@@ -68,6 +69,7 @@ public final class StateBackend {
   private final LockRequests locks;
   private Audit audit = Audit.NONE;
   private States states;
+  private StateOwnership.Stored ownership;
   private final Map<String, ReentrantLock> writers = new ConcurrentHashMap<>();
 
   private final LeaseholdMetrics metrics;
@@ -88,6 +90,16 @@ public final class StateBackend {
     this.locks = locks;
     this.states =
         (ns, name) -> client.resources(TerraformState.class).inNamespace(ns).withName(name).get();
+    this.ownership = StateOwnership.fromApi(client);
+  }
+
+  /**
+   * Where a TerraformState's ownership of its names is checked from (the replica's caches; by
+   * default the API).
+   */
+  public StateBackend withOwnership(StateOwnership.Stored ownership) {
+    this.ownership = ownership;
+    return this;
   }
 
   /** Where TerraformStates are looked up (the HTTP layer passes its watch cache). */
@@ -128,12 +140,34 @@ public final class StateBackend {
               + name
               + ": create it (kubectl apply) before using this backend address");
     }
+    if (state.getSpec() == null) {
+      throw ReplyException.text(
+          422,
+          "TerraformState "
+              + namespace
+              + "/"
+              + name
+              + " has no spec, and spec.workspace selects the state: restore the spec");
+    }
     StateNames names = new StateNames(namespace, name, state.getSpec().getWorkspace());
     names
         .problem()
         .ifPresent(
             p -> {
               throw ReplyException.text(422, "TerraformState " + namespace + "/" + name + ": " + p);
+            });
+    // One state, one owner: nothing of another TerraformState's state is reached through this one.
+    StateOwnership.check(state, ownership)
+        .ifPresent(
+            c -> {
+              throw ReplyException.text(
+                  409,
+                  "TerraformState "
+                      + namespace
+                      + "/"
+                      + name
+                      + " is refused (NameCollision): "
+                      + c.message());
             });
     return new Target(state, names);
   }
@@ -510,6 +544,7 @@ public final class StateBackend {
                     switch (r.refusal()) {
                       case LOCKED -> Refusal.LOCKED;
                       case NOT_OWNER -> Refusal.NOT_OWNER;
+                      case DELETING -> Refusal.DELETING;
                       default -> Refusal.STALE_LOCK;
                     },
                     r.message()));
@@ -550,6 +585,7 @@ public final class StateBackend {
     STALE_LOCK(409, "stale_lock"),
     NOT_OWNER(403, "not_owner"),
     STATE_MISSING(409, "state_missing"),
+    DELETING(409, "deleting"),
     LINEAGE(409, "lineage"),
     SERIAL(409, "serial"),
     CONFLICT(409, "conflict");

@@ -488,8 +488,10 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       if (strict.isPresent()) {
         return strict.get();
       }
+      // The patched object is defaulted as the API server decodes it: a field removed by the
+      // patch comes back with its default before the rules (immutability included) are checked.
       Optional<String> invalid =
-          validation.validate(resource.group(), resource.plural(), object, () -> current, false);
+          validation.validate(resource.group(), resource.plural(), object, () -> current, true);
       if (invalid.isPresent()) {
         return status(422, "Invalid", invalid.get());
       }
@@ -497,7 +499,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     if (dryRun) {
       return Statuses.json(200, object);
     }
-    if (!strategic && !merge) {
+    if (!strategic && !merge && !validate) {
       return delegate.dispatch(request);
     }
     if (!resource.isSubresource()) {

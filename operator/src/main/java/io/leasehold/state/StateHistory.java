@@ -198,16 +198,69 @@ public final class StateHistory {
     return new StoredState.Compressed(version.chunks(), List.copyOf(parts));
   }
 
-  private void prune(int keep) {
+  /**
+   * Drops the oldest versions beyond the newest {@code keep}, each Secret at the version listed (a
+   * Secret already gone, or changed meanwhile, is left to whoever changed it). Returns how many
+   * versions were dropped.
+   */
+  public int prune(int keep) {
     List<Version> versions = list();
-    for (int i = keep; i < versions.size(); i++) {
-      for (Secret s : versions.get(i).chunks()) {
+    int dropped = 0;
+    for (int i = Math.max(0, keep); i < versions.size(); i++) {
+      delete(versions.get(i));
+      dropped++;
+    }
+    return dropped;
+  }
+
+  /**
+   * Deletes every Secret of the state's history, complete versions or not (the state is deleted
+   * with deletionPolicy Delete), each at the version listed. Returns how many were deleted.
+   */
+  public int deleteAll() {
+    List<Secret> secrets =
+        SecretMetadata.list(
+            client,
+            names.namespace(),
+            Map.of(
+                StateNames.LABEL_STATE,
+                names.name(),
+                WORKSPACE_LABEL,
+                names.workspace(),
+                HISTORY_LABEL,
+                "true"));
+    int deleted = 0;
+    for (Secret s : secrets) {
+      try {
         client
             .secrets()
             .inNamespace(names.namespace())
             .resource(s)
             .lockResourceVersion(s.getMetadata().getResourceVersion())
             .delete();
+        deleted++;
+      } catch (io.fabric8.kubernetes.client.KubernetesClientException e) {
+        if (e.getCode() != 404) {
+          throw e;
+        }
+      }
+    }
+    return deleted;
+  }
+
+  private void delete(Version version) {
+    for (Secret s : version.chunks()) {
+      try {
+        client
+            .secrets()
+            .inNamespace(names.namespace())
+            .resource(s)
+            .lockResourceVersion(s.getMetadata().getResourceVersion())
+            .delete();
+      } catch (io.fabric8.kubernetes.client.KubernetesClientException e) {
+        if (e.getCode() != 404 && e.getCode() != 409) {
+          throw e;
+        }
       }
     }
   }
