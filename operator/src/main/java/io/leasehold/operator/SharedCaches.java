@@ -54,6 +54,11 @@ public final class SharedCaches implements LockService.LeaseSource, StateOwnersh
     this.secrets = secrets;
   }
 
+  /** Whether the informers are bound (the reconciler's event sources exist). */
+  boolean bound() {
+    return states != null;
+  }
+
   @Override
   public Collection<TerraformState> states(String namespace) {
     IndexedResourceCache<TerraformState> cache = states;

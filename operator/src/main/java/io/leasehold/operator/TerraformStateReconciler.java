@@ -124,7 +124,7 @@ public class TerraformStateReconciler
             InformerEventSourceConfiguration.from(Lease.class, TerraformState.class)
                 .withName("leases")
                 .withLabelSelector(TERRAFORM_SELECTOR)
-                .withSecondaryToPrimaryMapper(TerraformStateReconciler::bySuffixLabel)
+                .withSecondaryToPrimaryMapper(this::statesOfObject)
                 .build(),
             context) {
           @Override
@@ -153,7 +153,7 @@ public class TerraformStateReconciler
                 .withName("secrets")
                 .withItemStore(new MetadataOnlySecrets())
                 .withLabelSelector(TERRAFORM_SELECTOR)
-                .withSecondaryToPrimaryMapper(TerraformStateReconciler::bySuffixLabel)
+                .withSecondaryToPrimaryMapper(this::statesOfObject)
                 .build(),
             context);
     jobs =
@@ -256,12 +256,31 @@ public class TerraformStateReconciler
     jobs.handleRecentResourceUpdate(ResourceID.fromResource(state), written, before);
   }
 
-  private static Set<ResourceID> bySuffixLabel(io.fabric8.kubernetes.api.model.HasMetadata o) {
+  /**
+   * The TerraformStates a state Secret or lock Lease concerns: the one its suffix label names, and
+   * any other of the namespace whose names map to it (a name collision, seen at once).
+   */
+  private Set<ResourceID> statesOfObject(io.fabric8.kubernetes.api.model.HasMetadata o) {
     Map<String, String> labels = o.getMetadata().getLabels();
     String suffix = labels == null ? null : labels.get(StateNames.LABEL_SUFFIX);
-    return suffix == null
-        ? Set.of()
-        : Set.of(new ResourceID(suffix, o.getMetadata().getNamespace()));
+    String namespace = o.getMetadata().getNamespace();
+    Set<ResourceID> states = new java.util.HashSet<>();
+    if (suffix != null) {
+      states.add(new ResourceID(suffix, namespace));
+    }
+    String name = o.getMetadata().getName();
+    if (caches.bound()) {
+      for (TerraformState state : caches.states(namespace)) {
+        if (state.getSpec() == null) {
+          continue;
+        }
+        StateNames names = namesOf(state);
+        if (name.equals(names.leaseName()) || names.chunkIndex(name) >= 0) {
+          states.add(ResourceID.fromResource(state));
+        }
+      }
+    }
+    return states;
   }
 
   /** The names of a TerraformState that has a spec. */
@@ -447,6 +466,12 @@ public class TerraformStateReconciler
     conditions.set(Conditions.READY, false, reason, message);
     conditions.set(Conditions.LOCKED, false, reason, "no lock is kept for this state");
     conditions.set(Conditions.DEGRADED, true, reason, message);
+    if ("SpecMissing".equals(reason)) {
+      // The lock is not looked at meanwhile: what status last said of it stays, so restoring the
+      // spec reports only what changed.
+      status.setLock(previous.getLock());
+      status.setHolder(previous.getHolder());
+    }
     if (!message.equals(
         Conditions.find(previous.getConditions(), Conditions.DEGRADED)
             .map(c -> c.getMessage())
