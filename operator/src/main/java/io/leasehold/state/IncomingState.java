@@ -60,7 +60,7 @@ public final class IncomingState {
       } catch (StateUnreadableException e) {
         notAState = e;
       } catch (CharConversionException e) {
-        notAState = new StateUnreadableException(WHERE, WHERE + ": " + e.getMessage(), e);
+        notAState = new StateUnreadableException(WHERE, WHERE + ": " + ParseFault.describe(e), e);
       }
       if (notAState != null) {
         // Not stored: only the size and the MD5 of the rest still matter.
