@@ -224,11 +224,9 @@ public final class LockService {
    * decision works on an unlocked Lease not yet stored, and a write, if any, creates it.
    */
   private Lease read(StateNames names, boolean fresh) {
-    if (!fresh) {
-      Optional<Lease> cached = leases.cached(names.namespace(), names.leaseName());
-      if (cached.isPresent()) {
-        return cached.get();
-      }
+    Optional<Lease> cached = leases.cached(names.namespace(), names.leaseName());
+    if (!fresh && cached.isPresent()) {
+      return cached.get();
     }
     Optional<Lease> stored = peek(names);
     if (stored.isPresent()) {
@@ -238,7 +236,9 @@ public final class LockService {
     if (closed(names).isPresent()) {
       return LeaseLock.unlocked(names);
     }
-    Optional<Lease> lost = recreation(names);
+    // Gone: as the watch last saw it, or as the cache still shows it when the watch has not told
+    // of the deletion yet.
+    Optional<Lease> lost = recreation(names, cached);
     try {
       Lease created =
           client
@@ -273,8 +273,8 @@ public final class LockService {
    * The Lease as it was when the watch last saw it deleted, to be created again, unless it was
    * leasehold's own deletion lock (the state was deleted on purpose) or belongs to other names.
    */
-  private Optional<Lease> recreation(StateNames names) {
-    Optional<Lease> last = leases.deleted(names.namespace(), names.leaseName());
+  private Optional<Lease> recreation(StateNames names, Optional<Lease> cached) {
+    Optional<Lease> last = leases.deleted(names.namespace(), names.leaseName()).or(() -> cached);
     if (last.isEmpty()) {
       return Optional.empty();
     }
@@ -842,6 +842,10 @@ public final class LockService {
    */
   public Answer checkWrite(StateNames names, String lockId, Caller caller, String what) {
     Lease lease = peek(names).orElse(null);
+    if (lease == null && closed(names).isEmpty()) {
+      // Deleted outside leasehold, perhaps under this very writer: recreated as it was.
+      lease = read(names, true);
+    }
     Instant now = clock.instant();
     Optional<Holder> holder = lease == null ? Optional.empty() : Holder.of(lease, now);
     boolean hasId = lockId != null && !lockId.isBlank();
@@ -1079,7 +1083,7 @@ public final class LockService {
               .leases()
               .inNamespace(names.namespace())
               .resource(
-                  recreation(names)
+                  recreation(names, leases.cached(names.namespace(), names.leaseName()))
                       .orElseGet(
                           () ->
                               LeaseLock.heldForRunning(

@@ -155,9 +155,26 @@ public final class JobAdmission {
       Run run = progress(names, heldUid.get(), job);
       if (run != Run.ENDED) {
         if (run == Run.RUNNING && !RunnerJobs.admitted(job)) {
-          // The lock was taken for it but the operator stopped before unsuspending it.
-          unsuspend(state, names, job, lease);
+          // The lock was taken for it but the operator stopped before unsuspending it; unless
+          // another admitted Job still runs (the Lease was edited by hand): then it waits.
+          List<Job> others =
+              strays(names, lease, jobs).running().stream()
+                  .filter(j -> !uid(j).equals(heldUid.get()))
+                  .toList();
+          if (others.isEmpty()) {
+            unsuspend(state, names, job, lease);
+          } else if (announced.add("stray/" + uid(others.get(0)))) {
+            events.warning(
+                others.get(0),
+                "RunningWithoutLock",
+                "Job is running but no longer holds the lock on "
+                    + names.name()
+                    + " (the Lease names Job "
+                    + name(job)
+                    + "); no other Job is admitted until it ends");
+          }
         }
+        requeueEvicted(state, names, jobs, heldUid.get());
         announce(state, queue, lease);
         return new Outcome(
             lease,
@@ -176,8 +193,6 @@ public final class JobAdmission {
     if (!strays.ended().isEmpty()) {
       lease = locks.ended(names, strays.ended());
     }
-    // Suspended again by a user after admission, their pods gone, their lock released: they
-    // rejoin the line at the back, as Kueue requeues an evicted workload.
     for (Job evicted : strays.evicted()) {
       requeue(state, names, evicted);
     }
@@ -374,6 +389,21 @@ public final class JobAdmission {
     List<LeaseLock.RunningJob> running =
         queue.running().stream().map(j -> new LeaseLock.RunningJob(uid(j), name(j))).toList();
     locks.recreateForRunning(names, jobLock(names, job), duration, running);
+  }
+
+  /**
+   * Jobs suspended again by a user after their admission, their pods ended and the lock no longer
+   * theirs, rejoin the line at the back, as Kueue requeues an evicted workload.
+   */
+  private void requeueEvicted(
+      TerraformState state, StateNames names, Collection<Job> jobs, String holderUid) {
+    for (Job j : RunQueue.of(names.name(), jobs, arrivals).running()) {
+      if (!uid(j).equals(holderUid)
+          && suspendedAgain(j)
+          && progress(names, uid(j), j) == Run.ENDED) {
+        requeue(state, names, j);
+      }
+    }
   }
 
   /**
