@@ -291,8 +291,7 @@ public class TerraformStateReconciler
   @Override
   public UpdateControl<TerraformState> reconcile(
       TerraformState resource, Context<TerraformState> context) {
-    TerraformStateStatus previous =
-        resource.getStatus() == null ? new TerraformStateStatus() : resource.getStatus();
+    TerraformStateStatus previous = previousStatus(resource);
     long generation = Optional.ofNullable(resource.getMetadata().getGeneration()).orElse(0L);
     TerraformStateStatus status = new TerraformStateStatus();
     status.setObservedGeneration(generation);
@@ -863,6 +862,41 @@ public class TerraformStateReconciler
   }
 
   /**
+   * The status this replica last wrote for a TerraformState: the version that write made, and the
+   * versions it replaced.
+   */
+  private record Written(String version, Set<String> replaced, TerraformStateStatus status) {}
+
+  private static final int REPLACED_KEPT = 16;
+
+  private final Map<ResourceID, Written> written = new ConcurrentHashMap<>();
+
+  /**
+   * The status as it stands: the resource's, unless the resource is a version this replica's last
+   * status write replaced. The Java Operator SDK keeps a status just written in its cache, but the
+   * watch event of an older version, arriving late, puts that version back for a moment; a
+   * transition would then be reported twice. The versions are compared for equality only.
+   */
+  private TerraformStateStatus previousStatus(TerraformState resource) {
+    TerraformStateStatus cached =
+        resource.getStatus() == null ? new TerraformStateStatus() : resource.getStatus();
+    ResourceID id = ResourceID.fromResource(resource);
+    Written w = written.get(id);
+    if (w == null) {
+      return cached;
+    }
+    String version = resource.getMetadata().getResourceVersion();
+    if (w.replaced().contains(version)) {
+      return w.status();
+    }
+    if (!w.version().equals(version)) {
+      // A version after the last write: the status it carries is the latest.
+      written.remove(id, w);
+    }
+    return cached;
+  }
+
+  /**
    * Writes the status when it changed, with the Java Operator SDK's update-and-cache support: the
    * update is conditional on the version read (retried on a newer one), and the next reconcile sees
    * the written status even before its watch event arrives, so no transition is reported twice.
@@ -875,16 +909,30 @@ public class TerraformStateReconciler
     if (status.equals(previous)) {
       return UpdateControl.noUpdate();
     }
-    PrimaryUpdateAndCacheUtils.updateStatusAndCacheResource(
-        resource,
-        context,
-        r -> {
-          TerraformState copy = new TerraformState();
-          copy.setMetadata(r.getMetadata());
-          copy.setSpec(r.getSpec());
-          copy.setStatus(status);
-          return copy;
-        });
+    TerraformState updated =
+        PrimaryUpdateAndCacheUtils.updateStatusAndCacheResource(
+            resource,
+            context,
+            r -> {
+              TerraformState copy = new TerraformState();
+              copy.setMetadata(r.getMetadata());
+              copy.setSpec(r.getSpec());
+              copy.setStatus(status);
+              return copy;
+            });
+    ResourceID id = ResourceID.fromResource(resource);
+    Written before = written.get(id);
+    Set<String> replaced = new java.util.LinkedHashSet<>();
+    if (before != null) {
+      replaced.addAll(before.replaced());
+      replaced.add(before.version());
+    }
+    replaced.add(resource.getMetadata().getResourceVersion());
+    replaced.remove(updated.getMetadata().getResourceVersion());
+    while (replaced.size() > REPLACED_KEPT) {
+      replaced.remove(replaced.iterator().next());
+    }
+    written.put(id, new Written(updated.getMetadata().getResourceVersion(), replaced, status));
     return UpdateControl.noUpdate();
   }
 
@@ -936,8 +984,7 @@ public class TerraformStateReconciler
     if (forceUnlockId != null) {
       forceUnlock(resource, names, forceUnlockId);
     }
-    TerraformStateStatus previous =
-        resource.getStatus() == null ? new TerraformStateStatus() : resource.getStatus();
+    TerraformStateStatus previous = previousStatus(resource);
     JobAdmission.WindDown wound;
     try {
       wound = admission.windDown(resource, names, context.getSecondaryResources(Job.class));
@@ -1040,6 +1087,7 @@ public class TerraformStateReconciler
   /** Forgets what this replica kept about a TerraformState that is gone. */
   private void forget(ResourceID id, String key) {
     knownFacts.remove(id);
+    written.remove(id);
     prunedTo.remove(id);
     metrics.queueLength(key, 0);
   }
