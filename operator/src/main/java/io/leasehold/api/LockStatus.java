@@ -36,7 +36,7 @@ public class LockStatus {
   }
 
   public void setId(String id) {
-    this.id = id;
+    this.id = DisplayText.clean(id, 256);
   }
 
   public String getWho() {
@@ -44,7 +44,7 @@ public class LockStatus {
   }
 
   public void setWho(String who) {
-    this.who = who;
+    this.who = DisplayText.clean(who, 256);
   }
 
   public String getOperation() {
@@ -52,7 +52,7 @@ public class LockStatus {
   }
 
   public void setOperation(String operation) {
-    this.operation = operation;
+    this.operation = DisplayText.clean(operation, 256);
   }
 
   public String getInfo() {
@@ -60,7 +60,7 @@ public class LockStatus {
   }
 
   public void setInfo(String info) {
-    this.info = info;
+    this.info = DisplayText.clean(info, 4096);
   }
 
   public String getSince() {
@@ -68,7 +68,7 @@ public class LockStatus {
   }
 
   public void setSince(String since) {
-    this.since = since;
+    this.since = DisplayText.clean(since, 256);
   }
 
   public String getVersion() {
@@ -76,7 +76,7 @@ public class LockStatus {
   }
 
   public void setVersion(String version) {
-    this.version = version;
+    this.version = DisplayText.clean(version, 256);
   }
 
   public Boolean getVouched() {

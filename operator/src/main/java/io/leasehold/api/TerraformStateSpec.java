@@ -39,6 +39,11 @@ public class TerraformStateSpec {
   private HistorySpec history = new HistorySpec();
 
   @JsonPropertyDescription(
+      "Whether the state must be OpenTofu client-side encrypted (encryption.required).")
+  @Default("{}")
+  private EncryptionSpec encryption = new EncryptionSpec();
+
+  @JsonPropertyDescription(
       "What deleting this resource does to the state. Retain (default) keeps the state Secrets,"
           + " history and Lease for stock Terraform; Delete removes them once the state is"
           + " unlocked.")
@@ -67,6 +72,14 @@ public class TerraformStateSpec {
 
   public void setHistory(HistorySpec history) {
     this.history = history;
+  }
+
+  public EncryptionSpec getEncryption() {
+    return encryption == null ? new EncryptionSpec() : encryption;
+  }
+
+  public void setEncryption(EncryptionSpec encryption) {
+    this.encryption = encryption;
   }
 
   public DeletionPolicy getDeletionPolicy() {

@@ -13,7 +13,9 @@ public class TerraformStateStatus {
   @JsonPropertyDescription("The metadata.generation this status describes.")
   private Long observedGeneration;
 
-  @JsonPropertyDescription("Who holds the lock, in short: empty when the state is unlocked.")
+  @JsonPropertyDescription(
+      "Who holds the lock, in short: empty when the state is unlocked. Control and invisible"
+          + " formatting characters a client put in its LockInfo are shown as '?'.")
   private String holder;
 
   @JsonPropertyDescription(
@@ -54,8 +56,9 @@ public class TerraformStateStatus {
     return holder;
   }
 
+  /** Set from a client's LockInfo: shown with control and bidi characters replaced. */
   public void setHolder(String holder) {
-    this.holder = holder;
+    this.holder = DisplayText.clean(holder, 256);
   }
 
   public Integer getQueued() {

@@ -1,14 +1,20 @@
 package io.leasehold.backend;
 
+import io.leasehold.api.DisplayText;
 import io.leasehold.kube.EventRecorder;
+import io.leasehold.lock.Caller;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.LockService;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.ops.RequestDrain;
+import io.leasehold.state.IncomingState;
 import io.leasehold.state.StateNames;
 import io.leasehold.tls.BackendTls;
+import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.VertxOptions;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.http.HttpConnection;
 import io.vertx.core.http.HttpMethod;
 import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpServerOptions;
@@ -16,7 +22,6 @@ import io.vertx.core.http.HttpServerRequest;
 import io.vertx.core.http.HttpServerResponse;
 import io.vertx.ext.web.Router;
 import io.vertx.ext.web.RoutingContext;
-import io.vertx.ext.web.handler.BodyHandler;
 import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
@@ -25,7 +30,6 @@ import java.util.Arrays;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Function;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -45,6 +49,8 @@ public final class HttpBackend implements AutoCloseable {
    * @param host address to listen on
    * @param port port to listen on (0: a free one)
    * @param maxWait upper bound of {@code ?wait=} on LOCK
+   * @param namespaces namespaces served (empty: all)
+   * @param timeouts how long idle connections and slow bodies are given
    * @param tls HTTPS; empty serves plain HTTP
    */
   public record Config(
@@ -52,34 +58,62 @@ public final class HttpBackend implements AutoCloseable {
       int port,
       Duration maxWait,
       java.util.Set<String> namespaces,
+      Timeouts timeouts,
       Optional<BackendTls> tls) {
-
-    public Config(String host, int port, Duration maxWait, java.util.Set<String> namespaces) {
-      this(host, port, maxWait, namespaces, Optional.empty());
-    }
 
     /** Serving every namespace. */
     public Config(String host, int port, Duration maxWait) {
       this(host, port, maxWait, java.util.Set.of());
     }
 
+    public Config(String host, int port, Duration maxWait, java.util.Set<String> namespaces) {
+      this(host, port, maxWait, namespaces, Timeouts.DEFAULT, Optional.empty());
+    }
+
+    public Config withTimeouts(Timeouts other) {
+      return new Config(host, port, maxWait, namespaces, other, tls);
+    }
+
     public Config withNamespaces(java.util.Set<String> serving) {
-      return new Config(host, port, maxWait, serving, tls);
+      return new Config(host, port, maxWait, serving, timeouts, tls);
     }
 
     /** The same on another port. */
     public Config withPort(int other) {
-      return new Config(host, other, maxWait, namespaces, tls);
+      return new Config(host, other, maxWait, namespaces, timeouts, tls);
     }
 
     /** The same, serving HTTPS with {@code backendTls}. */
     public Config withTls(BackendTls backendTls) {
-      return new Config(host, port, maxWait, namespaces, Optional.of(backendTls));
+      return new Config(host, port, maxWait, namespaces, timeouts, Optional.of(backendTls));
     }
   }
 
-  /** Where a POST's {@link RequestBody} is kept in its routing context. */
-  private static final String BODY = "leasehold.requestBody";
+  /**
+   * @param idleConnection a connection with no request in progress (fresh, between keep-alive
+   *     requests, or still sending its headers) is closed after this
+   * @param bodyStall a request body that sends nothing for this long is ended with 408
+   * @param smallBodyDeadline a small body (LOCK, UNLOCK, or none) must be complete within this
+   * @param drain how long the rest of a refused body is let in (and dropped) before the connection
+   *     closes, so that the client sees the answer
+   */
+  public record Timeouts(
+      Duration idleConnection, Duration bodyStall, Duration smallBodyDeadline, Duration drain) {
+
+    /** A connection is kept idle longer than Go's clients keep one (90 s), so they close first. */
+    public static final Timeouts DEFAULT =
+        new Timeouts(
+            Duration.ofSeconds(120),
+            Duration.ofSeconds(30),
+            Duration.ofSeconds(30),
+            Duration.ofSeconds(5));
+  }
+
+  /** Where a request's drain time is kept in its routing context. */
+  private static final String DRAIN_KEY = "leasehold.drain";
+
+  /** Largest LOCK or UNLOCK body: a LockInfo is a few hundred bytes. */
+  static final int LOCK_BODY_LIMIT = 64 * 1024;
 
   /** Bytes of a streamed body handed to the connection at a time. */
   private static final int STREAM_PIECE = 64 * 1024;
@@ -139,15 +173,27 @@ public final class HttpBackend implements AutoCloseable {
             waiters.wake(lease.getMetadata().getNamespace(), suffix);
           }
         });
-    Routes routes = new Routes(vertx, backend, lockRequests, access, config);
+    // Responses are compressed for clients that ask; request bodies never are inflated (a
+    // compressed body is refused before it is read).
     HttpServerOptions options =
         new HttpServerOptions()
             .setHost(config.host())
             .setPort(config.port())
             .setCompressionSupported(true)
-            .setDecompressionSupported(true);
+            .setDecompressionSupported(false)
+            // HTTP/1.1 only (Terraform and OpenTofu speak nothing else to the backend): the
+            // limits and timeouts here are written for it.
+            .setHttp2ClearTextEnabled(false);
     config.tls().ifPresent(tls -> tls.configure(options));
+    ConnectionGuard connections =
+        new ConnectionGuard(vertx, options, config.timeouts().idleConnection());
+    Routes routes = new Routes(vertx, backend, lockRequests, access, config, connections);
     HttpServer server = vertx.createHttpServer(options);
+    server.connectionHandler(connections::connected);
+    // A connection reset by its client is the client's business: one line, no stack trace.
+    server.exceptionHandler(
+        t ->
+            LOG.debug("backend connection ended: {}", t.getMessage() == null ? t : t.getMessage()));
     RequestDrain drain = new RequestDrain();
     metrics.requestsInProgress(drain);
     server.requestHandler(drain.install(routes.router()));
@@ -227,30 +273,34 @@ public final class HttpBackend implements AutoCloseable {
     private final LockRequests locks;
     private final Access access;
     private final Config config;
+    private final ConnectionGuard connections;
 
-    Routes(Vertx vertx, StateBackend backend, LockRequests locks, Access access, Config config) {
+    Routes(
+        Vertx vertx,
+        StateBackend backend,
+        LockRequests locks,
+        Access access,
+        Config config,
+        ConnectionGuard connections) {
       this.vertx = vertx;
       this.backend = backend;
       this.locks = locks;
       this.access = access;
       this.config = config;
+      this.connections = connections;
     }
 
     Router router() {
       Router router = Router.router(vertx);
       String state = "/v1/states/:ns/:name";
       String lock = state + "/lock";
-      // Before the body handler: a state's body is streamed, never buffered whole.
+      // Before anything else: framing and encoding are checked, and the body is left unread
+      // until the request is authenticated and authorized.
+      router.route().handler(this::admit);
       router.route(HttpMethod.POST, state).handler(this::post);
       router
-          .route("/v1/states/*")
-          .handler(
-              BodyHandler.create(false)
-                  .setBodyLimit(backend.maxStateBytes())
-                  .setDeleteUploadedFilesOnEnd(true));
-      router
           .route(HttpMethod.GET, state)
-          .handler(ctx -> serve(ctx, Access.Verb.GET, t -> backend.get(t)));
+          .handler(ctx -> serve(ctx, Access.Verb.GET, (t, who) -> backend.get(t)));
       router
           .route(HttpMethod.DELETE, state)
           .handler(
@@ -263,7 +313,7 @@ public final class HttpBackend implements AutoCloseable {
       router.route(UNLOCK, lock).handler(this::unlock);
       router
           .route(HttpMethod.GET, state + "/history")
-          .handler(ctx -> serve(ctx, Access.Verb.GET, t -> backend.history(t)));
+          .handler(ctx -> serve(ctx, Access.Verb.GET, (t, who) -> backend.history(t)));
       router
           .route(HttpMethod.GET, state + "/history/:version")
           .handler(
@@ -271,7 +321,7 @@ public final class HttpBackend implements AutoCloseable {
                   serve(
                       ctx,
                       Access.Verb.GET,
-                      t -> backend.historyVersion(t, ctx.pathParam("version"))));
+                      (t, who) -> backend.historyVersion(t, ctx.pathParam("version"))));
       router
           .route(HttpMethod.POST, state + "/history/:version/restore")
           .handler(
@@ -296,33 +346,62 @@ public final class HttpBackend implements AutoCloseable {
           .route()
           .failureHandler(
               ctx -> {
-                if (ctx.statusCode() == 413) {
-                  send(ctx, tooLarge(backend.maxStateBytes()));
-                } else {
-                  Throwable f = ctx.failure();
-                  LOG.error(
-                      "backend request {} {} failed",
-                      ctx.request().method(),
-                      ctx.request().path(),
-                      f);
+                Throwable f = ctx.failure();
+                if (f == null) {
                   send(
                       ctx,
-                      Reply.text(
-                          ctx.statusCode() > 0 ? ctx.statusCode() : 500,
-                          "request failed: " + (f == null ? "unknown error" : f.getMessage())));
+                      Reply.text(ctx.statusCode() > 0 ? ctx.statusCode() : 500, "request failed"));
+                } else {
+                  failed(ctx, f);
                 }
               });
       return router;
+    }
+
+    /**
+     * First for every request: the connection is busy now; the body waits (paused) until the
+     * request may go on; ambiguous framing and compressed bodies are refused before any of it is
+     * read.
+     */
+    private void admit(RoutingContext ctx) {
+      HttpServerRequest request = ctx.request();
+      request.pause();
+      BodyReader.Watch.start(request);
+      ctx.put(DRAIN_KEY, config.timeouts().drain());
+      HttpConnection connection = request.connection();
+      connections.requestStarted(connection);
+      ctx.addEndHandler(v -> connections.requestEnded(connection));
+      if (ConnectionGuard.conflictingFraming(request.headers())) {
+        send(
+            ctx,
+            Reply.text(
+                400,
+                "the request has both Content-Length and Transfer-Encoding: its length is"
+                    + " ambiguous, so it is refused and the connection closed"));
+        return;
+      }
+      String encoding = request.getHeader("Content-Encoding");
+      if (encoding != null
+          && !encoding.isBlank()
+          && !encoding.trim().equalsIgnoreCase("identity")) {
+        send(
+            ctx,
+            Reply.text(
+                415,
+                "Content-Encoding "
+                    + DisplayText.clean(encoding, 40)
+                    + " is not accepted: send the body uncompressed (Terraform and OpenTofu do)"));
+        return;
+      }
+      ctx.next();
     }
 
     private interface Handler {
       Reply handle(StateBackend.Target target, Requester who);
     }
 
-    private void serve(
-        RoutingContext ctx, Access.Verb verb, Function<StateBackend.Target, Reply> handler) {
-      serve(ctx, verb, (t, who) -> handler.apply(t));
-    }
+    /** The state a request addresses, who sent it and what they may do, once checked. */
+    private record Resolved(StateBackend.Target target, Requester who, Access.Verb allowed) {}
 
     /** A namespace outside --namespace is not served: the operator may not read it. */
     private boolean served(RoutingContext ctx) {
@@ -335,173 +414,246 @@ public final class HttpBackend implements AutoCloseable {
           Reply.text(
               404,
               "namespace "
-                  + ns
+                  + DisplayText.clean(ns, 80)
                   + " is not served by this leasehold (it watches "
                   + String.join(", ", new java.util.TreeSet<>(config.namespaces()))
                   + ")"));
       return false;
     }
 
-    private void serve(RoutingContext ctx, Access.Verb verb, Handler handler) {
-      if (!served(ctx)) {
-        return;
+    /**
+     * Refuses at once a request whose Content-Length says its body is over {@code limit}: nothing
+     * of it is read.
+     */
+    private boolean lengthWithin(RoutingContext ctx, long limit, String what, String hint) {
+      String length = ctx.request().getHeader("Content-Length");
+      if (length == null) {
+        return true;
       }
+      String digits = length.trim();
+      if (!digits.matches("[0-9]{1,19}")) {
+        send(ctx, Reply.text(400, "Content-Length is not a number"));
+        return false;
+      }
+      if (digits.length() > 18 || Long.parseLong(digits) > limit) {
+        send(
+            ctx,
+            Reply.text(
+                413,
+                what + " is over the limit of " + limit + " bytes" + hint + ". Nothing was done."));
+        return false;
+      }
+      return true;
+    }
+
+    /**
+     * Authenticates the requester and checks one of {@code verbs} (the first that is allowed) on
+     * the state, off the event loop; nothing of the body is read before.
+     */
+    private Future<Resolved> authorize(RoutingContext ctx, Access.Verb... verbs) {
       String authorization = ctx.request().getHeader("Authorization");
+      // A verified client certificate identifies the client where no token is sent.
       var certificate = ClientCertificate.of(ctx.request());
       String ns = ctx.pathParam("ns");
       String name = ctx.pathParam("name");
-      vertx
-          .executeBlocking(
-              () -> {
-                Requester who = access.authenticate(authorization, certificate);
+      return vertx.executeBlocking(
+          () -> {
+            Requester who = access.authenticate(authorization, certificate);
+            ReplyException refused = null;
+            for (Access.Verb verb : verbs) {
+              try {
                 access.authorize(who, verb, ns, name);
-                StateBackend.Target target = backend.resolve(ns, name);
-                return handler.handle(target, who);
-              },
-              false)
+                return new Resolved(backend.resolve(ns, name), who, verb);
+              } catch (ReplyException e) {
+                if (refused == null) {
+                  refused = e;
+                }
+              }
+            }
+            throw refused;
+          },
+          false);
+    }
+
+    /** A request without a body (GET, DELETE, history, restore). */
+    private void serve(RoutingContext ctx, Access.Verb verb, Handler handler) {
+      if (!served(ctx) || !lengthWithin(ctx, 0, "a " + method(ctx) + " body", "")) {
+        return;
+      }
+      authorize(ctx, verb)
+          .compose(
+              resolved ->
+                  BodyReader.read(
+                          vertx,
+                          ctx.request(),
+                          "a " + method(ctx) + " body",
+                          0,
+                          config.timeouts().bodyStall(),
+                          config.timeouts().smallBodyDeadline(),
+                          b -> true)
+                      .map(resolved))
+          .compose(
+              resolved ->
+                  vertx.executeBlocking(
+                      () -> handler.handle(resolved.target(), resolved.who()), false))
           .onComplete(result -> reply(ctx, result));
     }
 
     /**
-     * POST of a state: refused at once when its Content-Length is over the limit; otherwise its
-     * body is read, after authentication, by a worker as it arrives (see {@link RequestBody}).
+     * POST of a state: refused at once when its Content-Length is over the limit; otherwise, once
+     * the requester may write it, its body is taken as it arrives, on the event loop, into its MD5
+     * and gzip'd parts (see {@link IncomingState.Receiver}), and written by a worker when complete.
      */
     private void post(RoutingContext ctx) {
-      HttpServerRequest request = ctx.request();
-      RequestBody body = RequestBody.of(request, vertx.getOrCreateContext());
-      ctx.put(BODY, body);
-      if (!served(ctx)) {
-        return;
-      }
       long max = backend.maxStateBytes();
-      String length = request.getHeader("Content-Length");
-      if (length != null
-          && length.trim().matches("[0-9]{1,18}")
-          && Long.parseLong(length.trim()) > max) {
-        send(ctx, tooLarge(max));
+      if (!served(ctx) || !lengthWithin(ctx, max, "the state", " (--max-state-bytes)")) {
         return;
       }
-      if ("100-continue".equalsIgnoreCase(request.getHeader("Expect"))) {
-        request.response().writeContinue();
-      }
-      String authorization = request.getHeader("Authorization");
-      var certificate = ClientCertificate.of(request);
-      String ns = ctx.pathParam("ns");
-      String name = ctx.pathParam("name");
+      HttpServerRequest request = ctx.request();
       String lockId = request.getParam("ID");
+      Optional<String> badId = LockInfo.idProblem(lockId);
+      if (lockId != null && badId.isPresent()) {
+        send(ctx, Reply.text(400, "?ID=: " + badId.get() + ". Nothing was written."));
+        return;
+      }
       String contentMd5 = request.getHeader("Content-MD5");
-      vertx
-          .executeBlocking(
-              () -> {
-                Requester who = access.authenticate(authorization, certificate);
-                access.authorize(who, Access.Verb.UPDATE, ns, name);
-                StateBackend.Target target = backend.resolve(ns, name);
-                return backend.post(target, lockId, body, contentMd5, who);
-              },
-              false)
+      IncomingState.Receiver receiver = new IncomingState.Receiver(max);
+      authorize(ctx, Access.Verb.UPDATE)
+          .compose(
+              resolved -> {
+                if ("100-continue".equalsIgnoreCase(request.getHeader("Expect"))) {
+                  request.response().writeContinue();
+                }
+                return BodyReader.read(
+                        vertx,
+                        request,
+                        "the state",
+                        Long.MAX_VALUE,
+                        config.timeouts().bodyStall(),
+                        null,
+                        buffer -> {
+                          byte[] bytes = buffer.getBytes();
+                          return receiver.accept(bytes, 0, bytes.length);
+                        })
+                    .map(resolved);
+              })
+          .compose(
+              resolved ->
+                  vertx.executeBlocking(
+                      () ->
+                          backend.post(
+                              resolved.target(),
+                              lockId,
+                              receiver.finish(),
+                              contentMd5,
+                              resolved.who()),
+                      false))
           .onComplete(result -> reply(ctx, result));
     }
 
-    private static Reply tooLarge(long max) {
-      return Reply.text(
-          413,
-          "the request body is over the limit of "
-              + max
-              + " bytes (--max-state-bytes). Nothing was written.");
+    /** The LOCK or UNLOCK body, once the requester may send it: bounded, any content type. */
+    private Future<byte[]> lockBody(RoutingContext ctx, String what) {
+      Buffer body = Buffer.buffer();
+      return BodyReader.read(
+              vertx,
+              ctx.request(),
+              what,
+              LOCK_BODY_LIMIT,
+              config.timeouts().bodyStall(),
+              config.timeouts().smallBodyDeadline(),
+              buffer -> {
+                body.appendBuffer(buffer);
+                return true;
+              })
+          .map(complete -> body.getBytes());
+    }
+
+    /** The LockInfo of a LOCK or UNLOCK body, or a 400 that says what is wrong with it. */
+    private static LockInfo lockInfo(byte[] body, String what) {
+      Optional<LockInfo> info = LockInfo.parse(new String(body, StandardCharsets.UTF_8));
+      if (info.isEmpty() || info.get().id() == null || info.get().id().isBlank()) {
+        throw ReplyException.text(400, what + " is not a Terraform LockInfo with an ID");
+      }
+      info.get()
+          .problem()
+          .ifPresent(
+              p -> {
+                throw ReplyException.text(400, what + " is refused: " + p);
+              });
+      return info.get();
     }
 
     private void lock(RoutingContext ctx) {
-      if (!served(ctx)) {
+      if (!served(ctx) || !lengthWithin(ctx, LOCK_BODY_LIMIT, "the LOCK body", "")) {
         return;
       }
-      String authorization = ctx.request().getHeader("Authorization");
-      var certificate = ClientCertificate.of(ctx.request());
-      String ns = ctx.pathParam("ns");
-      String name = ctx.pathParam("name");
       String waitParam = ctx.request().getParam("wait");
-      byte[] body = body(ctx);
       Duration wait;
       try {
         wait = waitParam == null ? Duration.ZERO : WaitDuration.parse(waitParam);
       } catch (IllegalArgumentException e) {
-        send(ctx, Reply.text(400, "?wait=" + waitParam + ": " + e.getMessage()));
+        send(
+            ctx,
+            Reply.text(400, "?wait=" + DisplayText.clean(waitParam, 40) + ": " + e.getMessage()));
         return;
       }
       if (wait.compareTo(config.maxWait()) > 0) {
         wait = config.maxWait();
       }
-      Optional<LockInfo> info = LockInfo.parse(new String(body, StandardCharsets.UTF_8));
-      if (info.isEmpty() || info.get().id() == null || info.get().id().isBlank()) {
-        send(ctx, Reply.text(400, "the LOCK body is not a Terraform LockInfo with an ID"));
-        return;
-      }
       Duration waitFor = wait;
-      vertx
-          .executeBlocking(
-              () -> {
-                Requester who = access.authenticate(authorization, certificate);
-                access.authorize(who, Access.Verb.UPDATE, ns, name);
-                return new Resolved(backend.resolve(ns, name), who, locks.caller(who));
-              },
-              false)
+      authorize(ctx, Access.Verb.UPDATE)
           .compose(
-              resolved -> {
-                if (waitFor.isZero()) {
-                  return locks
-                      .lockNow(
-                          resolved.target(),
-                          info.get(),
-                          resolved.who(),
-                          resolved.caller(),
-                          connection(ctx))
-                      .map(outcome -> new Delivery(resolved, outcome));
-                }
-                return locks
-                    .lockWaiting(
-                        resolved.target(),
-                        info.get(),
-                        resolved.who(),
-                        resolved.caller(),
-                        waitFor,
-                        connection(ctx))
-                    .map(outcome -> new Delivery(resolved, outcome));
+              resolved ->
+                  lockBody(ctx, "the LOCK body")
+                      .map(body -> new Locking(resolved, lockInfo(body, "the LOCK body"))))
+          .compose(
+              locking -> {
+                StateBackend.Target target = locking.resolved().target();
+                Requester who = locking.resolved().who();
+                Caller caller = locks.caller(who);
+                Future<LockWaiters.Outcome> outcome =
+                    waitFor.isZero()
+                        ? locks.lockNow(target, locking.info(), who, caller, connection(ctx))
+                        : locks.lockWaiting(
+                            target, locking.info(), who, caller, waitFor, connection(ctx));
+                return outcome.map(o -> new Delivery(target, caller, o));
               })
           .onComplete(
               result -> {
                 if (result.failed()) {
-                  reply(ctx, io.vertx.core.Future.failedFuture(result.cause()));
-                  return;
+                  failed(ctx, result.cause());
+                } else {
+                  deliver(ctx, result.result());
                 }
-                Delivery d = result.result();
-                deliver(ctx, d.resolved(), d.outcome());
               });
     }
 
-    private record Resolved(
-        StateBackend.Target target, Requester who, io.leasehold.lock.Caller caller) {}
+    private record Locking(Resolved resolved, LockInfo info) {}
 
-    private record Delivery(Resolved resolved, LockWaiters.Outcome outcome) {}
+    private record Delivery(
+        StateBackend.Target target, Caller caller, LockWaiters.Outcome outcome) {}
 
     /**
      * Sends a LOCK's answer. A grant that cannot be delivered (the client went away meanwhile) is
      * undone, so the lock is never held for a request that is not there.
      */
-    private void deliver(RoutingContext ctx, Resolved resolved, LockWaiters.Outcome outcome) {
+    private void deliver(RoutingContext ctx, Delivery d) {
+      LockWaiters.Outcome outcome = d.outcome();
       if (outcome.reply() == null) {
         // The client went away while it waited: there is nobody to answer.
         return;
       }
-      Optional<io.leasehold.lock.LockService.Granted> grant = outcome.grant();
-      if (grant.isEmpty() || resolved == null) {
+      Optional<LockService.Granted> grant = outcome.grant();
+      if (grant.isEmpty()) {
         send(ctx, outcome.reply());
         return;
       }
       if (ctx.response().closed() || ctx.response().ended()) {
-        locks.undeliverable(resolved.target(), grant.get(), resolved.caller());
+        locks.undeliverable(d.target(), grant.get(), d.caller());
         return;
       }
       send(ctx, outcome.reply())
-          .onFailure(f -> locks.undeliverable(resolved.target(), grant.get(), resolved.caller()));
+          .onFailure(f -> locks.undeliverable(d.target(), grant.get(), d.caller()));
     }
 
     private static LockWaiters.Connection connection(RoutingContext ctx) {
@@ -526,55 +678,83 @@ public final class HttpBackend implements AutoCloseable {
     }
 
     private void unlock(RoutingContext ctx) {
-      if (!served(ctx)) {
+      if (!served(ctx) || !lengthWithin(ctx, LOCK_BODY_LIMIT, "the UNLOCK body", "")) {
         return;
       }
-      String authorization = ctx.request().getHeader("Authorization");
-      var certificate = ClientCertificate.of(ctx.request());
-      String ns = ctx.pathParam("ns");
-      String name = ctx.pathParam("name");
-      byte[] body = body(ctx);
-      boolean force = body.length == 0;
-      Optional<LockInfo> info =
-          force ? Optional.empty() : LockInfo.parse(new String(body, StandardCharsets.UTF_8));
-      if (!force && (info.isEmpty() || info.get().id() == null || info.get().id().isBlank())) {
-        send(ctx, Reply.text(400, "the UNLOCK body is not a Terraform LockInfo with an ID"));
-        return;
-      }
-      vertx
-          .executeBlocking(
-              () -> {
-                Requester who = access.authenticate(authorization, certificate);
-                access.authorize(
-                    who, force ? Access.Verb.FORCE_UNLOCK : Access.Verb.UPDATE, ns, name);
-                StateBackend.Target target = backend.resolve(ns, name);
-                return force
-                    ? locks.forceUnlock(target, who)
-                    : locks.unlock(target, info.get(), who, locks.caller(who));
-              },
-              false)
+      // May the requester unlock at all (with the holder's ID, or by force)? Only then is the
+      // body read; then the verb its body needs is checked.
+      authorize(ctx, Access.Verb.UPDATE, Access.Verb.FORCE_UNLOCK)
+          .compose(
+              resolved ->
+                  lockBody(ctx, "the UNLOCK body").map(body -> new Object[] {resolved, body}))
+          .compose(
+              read -> {
+                Resolved resolved = (Resolved) read[0];
+                byte[] body = (byte[]) read[1];
+                boolean force = body.length == 0;
+                if (!force) {
+                  lockInfo(body, "the UNLOCK body");
+                }
+                Access.Verb needed = force ? Access.Verb.FORCE_UNLOCK : Access.Verb.UPDATE;
+                return vertx.executeBlocking(
+                    () -> {
+                      if (needed != resolved.allowed()) {
+                        access.authorize(
+                            resolved.who(), needed, ctx.pathParam("ns"), ctx.pathParam("name"));
+                      }
+                      return force
+                          ? locks.forceUnlock(resolved.target(), resolved.who())
+                          : locks.unlock(
+                              resolved.target(),
+                              lockInfo(body, "the UNLOCK body"),
+                              resolved.who(),
+                              locks.caller(resolved.who()));
+                    },
+                    false);
+              })
           .onComplete(result -> reply(ctx, result));
-    }
-
-    private static byte[] body(RoutingContext ctx) {
-      return ctx.body() == null || ctx.body().buffer() == null
-          ? new byte[0]
-          : ctx.body().buffer().getBytes();
     }
 
     private void reply(RoutingContext ctx, io.vertx.core.AsyncResult<Reply> result) {
       if (result.succeeded()) {
         send(ctx, result.result());
-      } else if (result.cause() instanceof ReplyException e) {
-        send(ctx, e.reply());
       } else {
-        LOG.error(
-            "backend request {} {} failed",
-            ctx.request().method(),
-            ctx.request().path(),
-            result.cause());
-        send(ctx, Reply.text(500, "the backend failed: " + result.cause().getMessage()));
+        failed(ctx, result.cause());
       }
+    }
+
+    /**
+     * A request that did not end with a reply of its own: refused (its reply is sent), the client
+     * gone (one log line, nothing to send), or a fault (logged with its cause, 500).
+     */
+    private static void failed(RoutingContext ctx, Throwable cause) {
+      if (cause instanceof ReplyException e) {
+        send(ctx, e.reply());
+      } else if (cause instanceof BodyReader.Refused refused) {
+        send(ctx, refused.reply());
+      } else if (clientGone(ctx, cause)) {
+        LOG.info(
+            "backend request {} {}: {}",
+            method(ctx),
+            path(ctx),
+            cause instanceof BodyReader.ClientGone
+                ? cause.getMessage()
+                : "the client went away (" + describe(cause) + ")");
+      } else {
+        LOG.error("backend request {} {} failed", method(ctx), path(ctx), cause);
+        send(ctx, Reply.text(500, "the backend failed: " + describe(cause)));
+      }
+    }
+
+    private static boolean clientGone(RoutingContext ctx, Throwable cause) {
+      return cause instanceof BodyReader.ClientGone
+          || cause instanceof io.vertx.core.http.HttpClosedException
+          || cause instanceof java.nio.channels.ClosedChannelException
+          || ctx.response().closed();
+    }
+
+    private static String describe(Throwable t) {
+      return t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
     }
 
     private static void notAllowed(RoutingContext ctx, String allowed) {
@@ -584,26 +764,57 @@ public final class HttpBackend implements AutoCloseable {
               .withHeader("Allow", allowed));
     }
 
-    private static io.vertx.core.Future<Void> send(RoutingContext ctx, Reply reply) {
+    private static Future<Void> send(RoutingContext ctx, Reply reply) {
       HttpServerResponse response = ctx.response();
       if (response.ended() || response.closed()) {
-        return io.vertx.core.Future.failedFuture(
-            "the response was already sent or its connection closed");
+        return Future.failedFuture("the response was already sent or its connection closed");
       }
-      RequestBody body = ctx.get(BODY);
-      if (body != null && !body.complete()) {
-        // Answered before the whole body was read: the rest is read and dropped.
-        body.discard();
-      }
+      HttpServerRequest request = ctx.request();
+      // Answered before its body was read (refused, or over a limit): the rest is never read
+      // into anything, and the connection carries no request after it.
+      boolean ambiguous = ConnectionGuard.conflictingFraming(request.headers());
+      boolean unread = !request.isEnded() || ambiguous;
       response.setStatusCode(reply.status()).putHeader("Content-Type", reply.contentType());
+      if (unread) {
+        response.putHeader("Connection", "close");
+      }
       for (Map.Entry<String, String> h : reply.headers().entrySet()) {
         response.putHeader(h.getKey(), h.getValue());
       }
       if (reply.stream() != null) {
         stream(ctx, reply.stream());
-        return io.vertx.core.Future.succeededFuture();
+        return Future.succeededFuture();
       }
-      return response.end(io.vertx.core.buffer.Buffer.buffer(reply.body()));
+      return response
+          .end(io.vertx.core.buffer.Buffer.buffer(reply.body()))
+          .onComplete(
+              v -> {
+                if (ambiguous) {
+                  request.connection().close();
+                } else if (unread) {
+                  Duration drain = ctx.get(DRAIN_KEY);
+                  closeAfterDrain(ctx, drain == null ? Timeouts.DEFAULT.drain() : drain);
+                }
+              });
+    }
+
+    /**
+     * Closes a connection whose request body was left unread, after letting the client finish
+     * sending it for a moment (its bytes are dropped as they come): a client that reads its answer
+     * only once it has sent everything still sees why it was refused.
+     */
+    private static void closeAfterDrain(RoutingContext ctx, Duration drain) {
+      HttpServerRequest request = ctx.request();
+      HttpConnection connection = request.connection();
+      long timer = ctx.vertx().setTimer(drain.toMillis(), id -> connection.close());
+      request.handler(buffer -> {});
+      request.exceptionHandler(t -> {});
+      request.endHandler(
+          v -> {
+            ctx.vertx().cancelTimer(timer);
+            connection.close();
+          });
+      request.resume();
     }
 
     /**

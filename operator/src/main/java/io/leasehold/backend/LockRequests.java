@@ -22,7 +22,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * ?wait=}), UNLOCK, force-unlock, and the lock check of every write. The decisions are the {@link
  * LockService}'s; this class turns them into HTTP answers and records what users need to see.
  */
-public final class LockRequests {
+public final class LockRequests implements WriteLock {
 
   private final LockService locks;
   private final LockWaiters waiters;
@@ -266,15 +266,15 @@ public final class LockRequests {
 
   /**
    * Whether a POST or DELETE carrying {@code lockId} may go ahead: empty when it may, otherwise the
-   * refusal (423 locked, 409 stale lock, 403 another identity's lock). Blocking.
+   * refusal (423 locked, 409 stale lock, 403 another identity's lock without the force-unlock
+   * verb). Blocking.
    */
   Optional<LockService.Refused> checkWrite(
       StateBackend.Target target, String lockId, Requester who, Caller caller, String what) {
     LockService.Answer answer = locks.checkWrite(target.names(), lockId, caller, what);
     if (answer instanceof LockService.Refused r) {
       if (r.refusal() == LockService.Refusal.NOT_OWNER) {
-        requireForceUnlock(target, who, r);
-        return Optional.empty();
+        return mayForceUnlock(target, who) ? Optional.empty() : Optional.of(r);
       }
       if (r.refusal() == LockService.Refusal.STALE_LOCK && lockId != null) {
         return Optional.of(
@@ -284,6 +284,55 @@ public final class LockRequests {
       return Optional.of(r);
     }
     return Optional.empty();
+  }
+
+  @Override
+  public Optional<WriteRefusal.Problem> refusal(
+      StateBackend.Target target, String lockId, Requester who, String what) {
+    return checkWrite(target, lockId, who, caller(who), what)
+        .map(
+            r ->
+                new WriteRefusal.Problem(
+                    switch (r.refusal()) {
+                      case LOCKED -> WriteRefusal.LOCKED;
+                      case NOT_OWNER -> WriteRefusal.NOT_OWNER;
+                      case DELETING -> WriteRefusal.DELETING;
+                      default -> WriteRefusal.STALE_LOCK;
+                    },
+                    r.message()));
+  }
+
+  @Override
+  public StateBackend.LockAttempt tryLock(
+      StateBackend.Target target, LockInfo info, Requester who) {
+    LockWaiters.Outcome outcome = lockNow(target, info, who, caller(who));
+    return new StateBackend.LockAttempt(outcome.grant().isPresent(), outcome.reply());
+  }
+
+  @Override
+  public Reply unlock(StateBackend.Target target, byte[] body, Requester who) {
+    LockInfo info =
+        LockInfo.parse(new String(body, java.nio.charset.StandardCharsets.UTF_8))
+            .orElseThrow(
+                () -> ReplyException.text(400, "the UNLOCK body is not a Terraform LockInfo"));
+    return unlock(target, info, who, caller(who));
+  }
+
+  /** Whether {@code who} holds the force-unlock verb on the state. */
+  private boolean mayForceUnlock(StateBackend.Target target, Requester who) {
+    try {
+      access.authorize(
+          who,
+          Access.Verb.FORCE_UNLOCK,
+          target.names().namespace(),
+          target.state().getMetadata().getName());
+      return true;
+    } catch (ReplyException e) {
+      if (e.reply().status() == 403) {
+        return false;
+      }
+      throw e;
+    }
   }
 
   /** 403 naming the holder unless {@code who} may force-unlock. */

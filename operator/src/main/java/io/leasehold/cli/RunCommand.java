@@ -309,7 +309,7 @@ final class RunCommand implements Callable<Integer> {
                     new LeaseholdOperator.Options(watched, electionNamespace, identity(), metrics())
                         .withLeaderLease(leaderLease)
                         .withLocks(lockSettings()));
-            CaPublisher publisher = publisher(client, tls, watched);
+            CaPublisher publisher = publisher(client, tls, watched, operator);
             HttpBackend backend =
                 Replica.serve(
                     operator,
@@ -347,14 +347,21 @@ final class RunCommand implements Callable<Integer> {
   }
 
   private CaPublisher publisher(
-      KubernetesClient client, Optional<BackendTls> tls, Set<String> watched) {
+      KubernetesClient client,
+      Optional<BackendTls> tls,
+      Set<String> watched,
+      LeaseholdOperator operator) {
     if (tls.isEmpty() || security.publishCa().isEmpty()) {
       return null;
     }
     Set<String> namespaces = new LinkedHashSet<>(watched);
     namespaces.addAll(security.publishNamespaces());
     return CaPublisher.start(
-        client, tls.get(), security.publishCa().get(), namespaces, watched.isEmpty());
+        client,
+        tls.get(),
+        security.publishCa().get(),
+        namespaces,
+        watched.isEmpty() ? Optional.of(operator.caches()::stateNamespaces) : Optional.empty());
   }
 
   private static ManagementServer.Check withCrdWarning(
@@ -439,6 +446,7 @@ final class RunCommand implements Callable<Integer> {
       try {
         List<HttpBackend> backends = new ArrayList<>();
         List<ManagementServer> managements = new ArrayList<>();
+        List<LeaseholdOperator> operators = new ArrayList<>();
         for (int i = 1; i <= replicas; i++) {
           boolean first = i == 1;
           Optional<String> election =
@@ -454,6 +462,7 @@ final class RunCommand implements Callable<Integer> {
                   new LeaseholdOperator.Options(watchedNamespaces(), election, identity, metrics)
                       .withLocks(lockSettings()));
           running.add(0, operator);
+          operators.add(operator);
           HttpBackend backend =
               Replica.serve(
                   operator,
@@ -472,7 +481,7 @@ final class RunCommand implements Callable<Integer> {
           managements.add(management);
         }
         if (replicas == 1) {
-          CaPublisher publisher = publisher(client, tls, watchedNamespaces());
+          CaPublisher publisher = publisher(client, tls, watchedNamespaces(), operators.get(0));
           if (publisher != null) {
             running.add(0, publisher);
           }

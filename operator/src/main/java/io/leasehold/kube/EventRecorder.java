@@ -131,7 +131,8 @@ public final class EventRecorder implements AutoCloseable {
                     .build())
             .withType(type)
             .withReason(reason)
-            .withMessage(message.length() > 1024 ? message.substring(0, 1021) + "..." : message)
+            // Messages quote clients (a LockInfo's Who): shown without control characters.
+            .withMessage(io.leasehold.api.DisplayText.clean(message, 1024))
             .withCount(1)
             .withFirstTimestamp(now)
             .withLastTimestamp(now)

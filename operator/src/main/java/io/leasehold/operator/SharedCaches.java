@@ -16,6 +16,7 @@ import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.function.Consumer;
 import java.util.stream.Stream;
@@ -140,6 +141,17 @@ public final class SharedCaches implements LockService.LeaseSource, StateOwnersh
       }
     }
     return client.resources(TerraformState.class).inNamespace(namespace).withName(name).get();
+  }
+
+  /** The namespaces that hold a TerraformState, as cached. */
+  public Set<String> stateNamespaces() {
+    IndexedResourceCache<TerraformState> cache = states;
+    return cache == null
+        ? Set.of()
+        : cache
+            .list()
+            .map(s -> s.getMetadata().getNamespace())
+            .collect(java.util.stream.Collectors.toCollection(java.util.TreeSet::new));
   }
 
   /** A TerraformState from the cache only (null when it has not seen one). */

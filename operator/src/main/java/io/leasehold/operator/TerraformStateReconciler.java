@@ -39,13 +39,11 @@ import io.leasehold.queue.Arrivals;
 import io.leasehold.queue.JobAdmission;
 import io.leasehold.queue.RunQueue;
 import io.leasehold.queue.RunnerJobs;
-import io.leasehold.state.MissingState;
 import io.leasehold.state.StateHistory;
+import io.leasehold.state.StateKeeper;
 import io.leasehold.state.StateNames;
 import io.leasehold.state.StateOwnership;
-import io.leasehold.state.StateStore;
 import io.leasehold.state.StateUnreadableException;
-import io.leasehold.state.StoredState;
 import java.time.Clock;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -90,6 +88,7 @@ public class TerraformStateReconciler
   private final Set<String> warnedUnserialized = ConcurrentHashMap.newKeySet();
   private final Set<String> warnedStateNotFound = ConcurrentHashMap.newKeySet();
   private final Set<String> warnedRefused = ConcurrentHashMap.newKeySet();
+  private final StateKeeper stateKeeper;
   private InformerEventSource<Job, TerraformState> jobs;
   private volatile boolean jobsSynced;
 
@@ -112,6 +111,7 @@ public class TerraformStateReconciler
     this.arrivals = arrivals;
     this.admission =
         new JobAdmission(client, locks, events, Clock.systemUTC(), this, metrics, arrivals);
+    this.stateKeeper = new StateKeeper(client);
   }
 
   @Override
@@ -385,15 +385,9 @@ public class TerraformStateReconciler
     String degradedReason = null;
     String degradedMessage = null;
     try {
-      Optional<StateFacts> facts = facts(ResourceID.fromResource(resource), names, secrets);
-      if (facts.isEmpty() && previous.getState() != null) {
-        Optional<String> missing = MissingState.of(client, names);
-        if (missing.isPresent()) {
-          throw new StateUnreadableException(names.secretName(), missing.get());
-        }
-      }
+      Optional<StateFacts> facts =
+          stateKeeper.observe(resource, names, secrets, previous.getState(), notices(resource));
       status.setState(facts.orElse(null));
-      recordStateTransition(resource, previous.getState(), facts.orElse(null));
       conditions.set(
           Conditions.READY,
           true,
@@ -402,7 +396,8 @@ public class TerraformStateReconciler
               .map(
                   f ->
                       "state serial "
-                          + f.getSerial()
+                          + f.serialText()
+                          + (f.encrypted() ? " (OpenTofu-encrypted)" : "")
                           + ", lineage "
                           + f.getLineage()
                           + ", in "
@@ -416,7 +411,19 @@ public class TerraformStateReconciler
       // Terraform writes a chunked state one Secret at a time, so a reader can catch it half
       // written. A fault counts only once the same Secrets show it after a settling time.
       if (!faults.settled(ResourceID.fromResource(resource), fingerprint(secrets, e))) {
-        return UpdateControl.<TerraformState>noUpdate().rescheduleAfter(FaultSettling.SETTLE);
+        // Until then Ready and Degraded say what they said; the lock's news is written now, so
+        // that its Events are not told again at the next look.
+        status.setState(previous.getState());
+        for (String type : List.of(Conditions.READY, Conditions.DEGRADED)) {
+          Conditions.find(previous.getConditions(), type)
+              .ifPresent(
+                  c ->
+                      conditions.set(
+                          type, "True".equals(c.getStatus()), c.getReason(), c.getMessage()));
+        }
+        status.setConditions(conditions.build());
+        return writeStatus(resource, context, previous, status)
+            .rescheduleAfter(FaultSettling.SETTLE);
       }
       degradedReason = "StateUnreadable";
       degradedMessage =
@@ -558,7 +565,7 @@ public class TerraformStateReconciler
       return;
     }
     try {
-      int dropped = new StateHistory(client, names).prune(keep);
+      int dropped = new StateHistory(client, names).prune(keep, Set.of());
       if (dropped > 0) {
         events.normal(
             resource,
@@ -672,32 +679,19 @@ public class TerraformStateReconciler
         .collect(java.util.stream.Collectors.joining("|"));
   }
 
-  /** Facts of a state as last read, with the Secret versions they were read at. */
-  private record KnownFacts(String versions, Optional<StateFacts> facts) {}
+  /** Events the state keeper asks for, on {@code resource}. */
+  private StateKeeper.Notices notices(TerraformState resource) {
+    return new StateKeeper.Notices() {
+      @Override
+      public void normal(String reason, String message) {
+        events.normal(resource, reason, message);
+      }
 
-  private final Map<ResourceID, KnownFacts> knownFacts =
-      new java.util.concurrent.ConcurrentHashMap<>();
-
-  /**
-   * Facts of the stored state. The Secret cache keeps no data, so the state is read from the API,
-   * one Secret at a time as it streams through the parser, but only when the cached Secret versions
-   * changed since the last read.
-   */
-  private Optional<StateFacts> facts(ResourceID id, StateNames names, List<Secret> secrets)
-      throws StateUnreadableException {
-    String versions = versions(secrets);
-    KnownFacts known = knownFacts.get(id);
-    if (known != null && known.versions().equals(versions)) {
-      return known.facts();
-    }
-    // The cached Secrets tell whether there is a state and whether a chunk is missing; only a
-    // state that may be readable is fetched.
-    Optional<StateFacts> facts =
-        StoredState.ordered(names, secrets).isEmpty()
-            ? Optional.empty()
-            : new StateStore(client, names).read(false).map(StateStore.Current::facts);
-    knownFacts.put(id, new KnownFacts(versions, facts));
-    return facts;
+      @Override
+      public void warning(String reason, String message) {
+        events.warning(resource, reason, message);
+      }
+    };
   }
 
   private void forceUnlock(TerraformState resource, StateNames names, String lockId) {
@@ -826,39 +820,6 @@ public class TerraformStateReconciler
   private static String describe(LockStatus lock) {
     String who = lock.getWho() == null ? lock.getId() : lock.getWho();
     return lock.getOperation() == null ? who : who + " (" + lock.getOperation() + ")";
-  }
-
-  private void recordStateTransition(TerraformState resource, StateFacts before, StateFacts after) {
-    if (after == null || Objects.equals(before, after)) {
-      return;
-    }
-    if (before == null || before.getSerial() == null) {
-      events.normal(
-          resource,
-          "StateAdopted",
-          "found state in "
-              + after.getSecretName()
-              + ": serial "
-              + after.getSerial()
-              + ", lineage "
-              + after.getLineage()
-              + ", "
-              + after.getResources()
-              + " resource instance(s)");
-    } else if (!Objects.equals(before.getSerial(), after.getSerial())
-        || !Objects.equals(before.getLineage(), after.getLineage())) {
-      events.normal(
-          resource,
-          "StateChanged",
-          "state serial "
-              + before.getSerial()
-              + " -> "
-              + after.getSerial()
-              + ", "
-              + after.getResources()
-              + " resource instance(s), written by Terraform "
-              + after.getTerraformVersion());
-    }
   }
 
   /**
@@ -1060,6 +1021,15 @@ public class TerraformStateReconciler
         deleted.add(secret.getMetadata().getName());
       }
     }
+    // An interrupted write's journal would otherwise finish that write into a state created again.
+    io.leasehold.state.WriteJournal journal = new io.leasehold.state.WriteJournal(client, names);
+    journal
+        .read()
+        .ifPresent(
+            j -> {
+              journal.end(j);
+              deleted.add(journal.name());
+            });
     int history = new StateHistory(client, names).deleteAll();
     if (history > 0) {
       deleted.add(history + " history Secret(s)");
@@ -1086,7 +1056,7 @@ public class TerraformStateReconciler
 
   /** Forgets what this replica kept about a TerraformState that is gone. */
   private void forget(ResourceID id, String key) {
-    knownFacts.remove(id);
+    stateKeeper.forget(new StateNames(id.getNamespace().orElse(""), id.getName(), ""));
     written.remove(id);
     prunedTo.remove(id);
     metrics.queueLength(key, 0);

@@ -1,20 +1,19 @@
 package io.leasehold.state;
 
 import io.leasehold.api.StateFacts;
-import java.io.CharConversionException;
-import java.io.FilterInputStream;
 import java.io.IOException;
 import java.io.InputStream;
-import java.io.OutputStream;
-import java.security.DigestInputStream;
+import java.io.UncheckedIOException;
 import java.security.MessageDigest;
 import java.util.Base64;
 import java.util.List;
+import java.util.zip.GZIPInputStream;
 
 /**
- * A state sent to be written, read from its request body in one pass: counted against the size
- * limit, hashed for its Content-MD5, parsed for its facts and gzip'd into Secret-sized parts as it
- * arrives, so the body itself is never held; only its compressed parts are.
+ * A state sent to be written. Its body is taken as it arrives ({@link Receiver}): counted against
+ * the size limit, hashed for its Content-MD5 and gzip'd into Secret-sized parts, so that the body
+ * itself is never held, only its compressed parts, and nothing waits on the network to do it. Its
+ * facts are then read from those parts by the same parser as a stored state's.
  */
 public final class IncomingState {
 
@@ -43,42 +42,93 @@ public final class IncomingState {
   }
 
   /**
+   * Takes a body piece by piece as it arrives (from one thread at a time): cheap enough for an
+   * event loop, and it never blocks.
+   */
+  public static final class Receiver {
+    private final long maxBytes;
+    private final MessageDigest md5 = StoredState.md5();
+    private final ChunkedGzip gzip = new ChunkedGzip();
+    private long count;
+
+    public Receiver(long maxBytes) {
+      this.maxBytes = maxBytes;
+    }
+
+    /**
+     * Takes the next piece of the body.
+     *
+     * @return false once the body is over the limit: the rest need not be read
+     */
+    public boolean accept(byte[] b, int off, int len) {
+      if (tooLarge()) {
+        return false;
+      }
+      count += len;
+      if (tooLarge()) {
+        return false;
+      }
+      md5.update(b, off, len);
+      try {
+        gzip.write(b, off, len);
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
+      return true;
+    }
+
+    public long count() {
+      return count;
+    }
+
+    public boolean tooLarge() {
+      return count > maxBytes;
+    }
+
+    /**
+     * The state the whole body makes: its facts are read from the gzip'd parts, streamed (call on a
+     * thread that may take a while: the state is decompressed once more to read them).
+     */
+    public IncomingState finish() {
+      if (tooLarge()) {
+        return new IncomingState(count, true, null, List.of(), null, null);
+      }
+      String digest = Base64.getEncoder().encodeToString(md5.digest());
+      List<Chunk> parts = gzip.finish();
+      try (InputStream raw = new GZIPInputStream(new StoredState.ChunkStream(parts), 64 * 1024)) {
+        StateFacts facts = StateJson.parse(raw, WHERE, WHERE);
+        facts.setRawBytes(count);
+        return new IncomingState(count, false, digest, parts, facts, null);
+      } catch (StateUnreadableException e) {
+        return new IncomingState(count, false, digest, List.of(), null, e);
+      } catch (IOException e) {
+        // Our own gzip of memory: it cannot fail to read.
+        throw new UncheckedIOException(e);
+      }
+    }
+  }
+
+  /**
    * Reads {@code body} to its end, or only until it passes {@code maxBytes} (then {@link
    * #tooLarge()}, and the rest is left unread).
    *
    * @throws IOException when the body itself cannot be read (the client went away)
    */
   public static IncomingState read(InputStream body, long maxBytes) throws IOException {
-    MessageDigest md5 = StoredState.md5();
-    Limited limited = new Limited(body, maxBytes);
-    Tee tee = new Tee(new DigestInputStream(limited, md5), new ChunkedGzip());
-    StateFacts facts = null;
-    StateUnreadableException notAState = null;
-    try {
-      try {
-        facts = StoredState.facts(tee, WHERE, WHERE);
-      } catch (StateUnreadableException e) {
-        notAState = e;
-      } catch (CharConversionException e) {
-        notAState = new StateUnreadableException(WHERE, WHERE + ": " + ParseFault.describe(e), e);
+    Receiver receiver = new Receiver(maxBytes);
+    byte[] buffer = new byte[64 * 1024];
+    while (true) {
+      long room = maxBytes - receiver.count();
+      int want = room >= buffer.length ? buffer.length : (int) Math.max(0, room) + 1;
+      int n = body.read(buffer, 0, want);
+      if (n < 0 || !receiver.accept(buffer, 0, n)) {
+        break;
       }
-      if (notAState != null) {
-        // Not stored: only the size and the MD5 of the rest still matter.
-        tee.stopCopying();
-      }
-      tee.transferTo(OutputStream.nullOutputStream());
-    } catch (TooLarge e) {
-      return new IncomingState(limited.count, true, null, List.of(), null, null);
     }
-    if (facts != null) {
-      facts.setRawBytes(limited.count);
-    }
-    String digest = Base64.getEncoder().encodeToString(md5.digest());
-    List<Chunk> parts = notAState == null ? tee.gzip.finish() : List.of();
-    return new IncomingState(limited.count, false, digest, parts, facts, notAState);
+    return receiver.finish();
   }
 
-  /** Bytes read: the whole body, or the limit plus one when it is over the limit. */
+  /** Bytes read: the whole body, or more than the limit when it is over the limit. */
   public long bytes() {
     return bytes;
   }
@@ -104,95 +154,5 @@ public final class IncomingState {
   /** The body gzip'd, in parts of at most {@link StateStore#CHUNK_BYTES}. */
   public List<Chunk> parts() {
     return parts;
-  }
-
-  /** The body went past the size limit. */
-  private static final class TooLarge extends IOException {
-    TooLarge() {
-      super("over the size limit");
-    }
-  }
-
-  /** Counts what it reads and fails once that passes the limit. */
-  private static final class Limited extends FilterInputStream {
-    private final long max;
-    private long count;
-
-    Limited(InputStream in, long max) {
-      super(in);
-      this.max = max;
-    }
-
-    @Override
-    public int read() throws IOException {
-      byte[] one = new byte[1];
-      return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
-    }
-
-    @Override
-    public int read(byte[] b, int off, int len) throws IOException {
-      // Reads at most one byte past the limit: enough to know it is over.
-      long room = max - count;
-      int n = super.read(b, off, room >= len ? len : (int) room + 1);
-      if (n > 0) {
-        count += n;
-        if (count > max) {
-          throw new TooLarge();
-        }
-      }
-      return n;
-    }
-
-    @Override
-    public void close() {
-      // The caller owns the body.
-    }
-  }
-
-  /** Passes what it reads on to the gzip parts, until told to stop; never closes the body. */
-  private static final class Tee extends FilterInputStream {
-    final ChunkedGzip gzip;
-    private boolean copying = true;
-
-    Tee(InputStream in, ChunkedGzip gzip) {
-      super(in);
-      this.gzip = gzip;
-    }
-
-    void stopCopying() {
-      copying = false;
-    }
-
-    @Override
-    public int read() throws IOException {
-      byte[] one = new byte[1];
-      return read(one, 0, 1) < 0 ? -1 : one[0] & 0xff;
-    }
-
-    @Override
-    public int read(byte[] b, int off, int len) throws IOException {
-      int n = in.read(b, off, len);
-      if (n > 0 && copying) {
-        gzip.write(b, off, n);
-      }
-      return n;
-    }
-
-    @Override
-    public long skip(long n) throws IOException {
-      byte[] buf = new byte[(int) Math.min(Math.max(n, 0), 8192)];
-      int r = read(buf, 0, buf.length);
-      return Math.max(r, 0);
-    }
-
-    @Override
-    public boolean markSupported() {
-      return false;
-    }
-
-    @Override
-    public void close() {
-      // The JSON parser closes its source when done; the rest is still to be read.
-    }
   }
 }

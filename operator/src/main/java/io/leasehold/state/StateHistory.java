@@ -3,6 +3,8 @@ package io.leasehold.state;
 import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.api.model.SecretBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.leasehold.api.StateFacts;
 import io.leasehold.kube.SecretMetadata;
 import java.time.Instant;
 import java.util.ArrayList;
@@ -12,13 +14,18 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
+import java.util.Set;
+import java.util.concurrent.ThreadLocalRandom;
 import java.util.stream.Collectors;
 
 /**
- * Earlier versions of a state, one per accepted write, in Secrets that stock Terraform does not
- * see: they carry no {@code tfstate*} labels, only {@code leasehold.io/state=NAME} and {@code
- * leasehold.io/history=true}. A version is stored gzip'd like the state, chunked the same way when
- * large.
+ * Versions of a state, in Secrets that stock Terraform does not see: they carry no {@code tfstate*}
+ * labels, only {@code leasehold.io/state=NAME} and {@code leasehold.io/history=true}. Every version
+ * is kept, whoever wrote it: a write through the backend stores its new version here before the
+ * state Secrets change (the journal rolls forward from it), and the operator copies a version
+ * written by anyone else when it first sees it. So history holds the current version too, and
+ * {@code spec.history.keep} counts it. A version is stored gzip'd like the state, chunked the same
+ * way when large.
  */
 public final class StateHistory {
 
@@ -27,9 +34,16 @@ public final class StateHistory {
   public static final String VERSION_ANNOTATION = "leasehold.io/version";
   public static final String SERIAL_ANNOTATION = "leasehold.io/serial";
   public static final String LINEAGE_ANNOTATION = "leasehold.io/lineage";
+  public static final String MD5_ANNOTATION = "leasehold.io/md5";
   public static final String CHUNK_ANNOTATION = "leasehold.io/chunk";
   public static final String SAVED_AT_ANNOTATION = "leasehold.io/saved-at";
   public static final String REASON_ANNOTATION = "leasehold.io/reason";
+  public static final String ENCRYPTED_ANNOTATION = "leasehold.io/encrypted";
+
+  /** The reason of the version kept when the state is deleted through the backend. */
+  public static final String BEFORE_DELETE = "before delete";
+
+  private static final String UNKNOWN = "unknown";
 
   private final KubernetesClient client;
   private final StateNames names;
@@ -39,47 +53,96 @@ public final class StateHistory {
     this.names = names;
   }
 
-  /** One kept version. */
+  /**
+   * One kept version.
+   *
+   * @param serial the serial's bits (unsigned), or null for a state kept because it was unreadable
+   * @param md5 base64 MD5 of its JSON, or null for versions kept before it was recorded
+   */
   public record Version(
-      String id, long serial, String lineage, String savedAt, String reason, List<Secret> chunks) {}
+      String id,
+      Long serial,
+      String lineage,
+      String md5,
+      boolean encrypted,
+      String savedAt,
+      String reason,
+      List<Secret> chunks) {
 
-  /** Keeps {@code current} as a version, then drops the oldest beyond {@code keep}. */
-  public Optional<String> save(StateStore.Current current, String reason, int keep) {
-    if (keep <= 0) {
-      return Optional.empty();
+    /** The serial as Terraform writes it, or "unknown". */
+    public String serialText() {
+      return serial == null ? UNKNOWN : Long.toUnsignedString(serial);
     }
-    String id =
-        String.format("%013x", System.currentTimeMillis()) + "-" + current.facts().getSerial();
+
+    /** Whether this version holds the state {@code facts} and {@code md5} describe. */
+    public boolean holds(StateFacts facts, String md5) {
+      return serial != null
+          && serial.equals(facts.getSerial())
+          && facts.getLineage().equals(lineage)
+          && md5 != null
+          && md5.equals(this.md5);
+    }
+  }
+
+  /**
+   * Keeps {@code current}, a state as read, as a version; its gzip data is copied as it is, held or
+   * fetched again at the version read.
+   *
+   * @return the new version's id
+   */
+  public String save(StateStore.Current current, String reason) {
     List<Secret> read = current.compressed().secrets();
     StateStore store = new StateStore(client, names);
-    List<Secret> created = new ArrayList<>();
-    try {
-      for (int i = 0; i < read.size(); i++) {
-        // The gzip data is copied as it is: held, or fetched again at the version read.
-        String data =
+    return create(
+        read.size(),
+        i ->
             current.held()
                 ? current.compressed().parts().get(i).base64()
-                : store.refetch(read.get(i)).getData().get(StoredState.DATA_KEY);
+                : store.refetch(read.get(i)).getData().get(StoredState.DATA_KEY),
+        current.facts(),
+        current.md5(),
+        reason);
+  }
+
+  /** Keeps a state given as its gzip parts (a write's new version) as a version. */
+  public String save(List<Chunk> parts, StateFacts facts, String md5, String reason) {
+    return create(parts.size(), i -> parts.get(i).base64(), facts, md5, reason);
+  }
+
+  /** The base64 data of a version's i-th Secret. */
+  @FunctionalInterface
+  private interface ChunkData {
+    String of(int index);
+  }
+
+  private String create(int count, ChunkData data, StateFacts facts, String md5, String reason) {
+    String id = newId(facts.serialText());
+    List<Secret> created = new ArrayList<>();
+    try {
+      for (int i = 0; i < count; i++) {
         created.add(
             client
                 .secrets()
                 .inNamespace(names.namespace())
-                .resource(secret(id, i, read.size(), data, current, reason))
+                .resource(
+                    secret(
+                        id,
+                        i,
+                        count,
+                        data.of(i),
+                        facts.serialText(),
+                        facts.getLineage(),
+                        md5,
+                        facts.encrypted(),
+                        reason))
                 .create());
       }
     } catch (RuntimeException e) {
       // An incomplete version is no version: take back what was made of it.
-      for (Secret s : created) {
-        try {
-          client.secrets().inNamespace(names.namespace()).resource(s).delete();
-        } catch (RuntimeException ignored) {
-          // Left behind, it is an incomplete version that load() refuses.
-        }
-      }
+      deleteQuietly(created);
       throw e;
     }
-    prune(keep);
-    return Optional.of(id);
+    return id;
   }
 
   /**
@@ -87,25 +150,35 @@ public final class StateHistory {
    * replaces them: nothing is thrown away, not even a corrupt state.
    */
   public String saveUnreadable(List<Secret> secrets, String reason) {
-    String id = String.format("%013x", System.currentTimeMillis()) + "-unreadable";
+    String id = newId(UNKNOWN);
     List<Secret> ordered = new ArrayList<>(secrets);
     ordered.sort(Comparator.comparingInt(x -> names.chunkIndex(x.getMetadata().getName())));
-    for (int i = 0; i < ordered.size(); i++) {
-      Map<String, String> data = ordered.get(i).getData();
-      String encoded = data == null ? null : data.get(StoredState.DATA_KEY);
-      byte[] bytes = encoded == null ? new byte[0] : decodeLeniently(encoded);
-      Secret copy =
-          new SecretBuilder(
-                  secret(
-                      id,
-                      i,
-                      ordered.size(),
-                      Base64.getEncoder().encodeToString(bytes),
-                      -1,
-                      "unreadable",
-                      reason))
-              .build();
-      client.secrets().inNamespace(names.namespace()).resource(copy).create();
+    List<Secret> created = new ArrayList<>();
+    try {
+      for (int i = 0; i < ordered.size(); i++) {
+        Map<String, String> data = ordered.get(i).getData();
+        String encoded = data == null ? null : data.get(StoredState.DATA_KEY);
+        byte[] bytes = encoded == null ? new byte[0] : decodeLeniently(encoded);
+        created.add(
+            client
+                .secrets()
+                .inNamespace(names.namespace())
+                .resource(
+                    secret(
+                        id,
+                        i,
+                        ordered.size(),
+                        Base64.getEncoder().encodeToString(bytes),
+                        UNKNOWN,
+                        UNKNOWN,
+                        null,
+                        false,
+                        reason))
+                .create());
+      }
+    } catch (RuntimeException e) {
+      deleteQuietly(created);
+      throw e;
     }
     return id;
   }
@@ -148,14 +221,26 @@ public final class StateHistory {
           versions.add(
               new Version(
                   id,
-                  Long.parseLong(annotation(first, SERIAL_ANNOTATION)),
+                  serial(annotation(first, SERIAL_ANNOTATION)),
                   annotation(first, LINEAGE_ANNOTATION),
+                  annotation(first, MD5_ANNOTATION),
+                  "true".equals(annotation(first, ENCRYPTED_ANNOTATION)),
                   annotation(first, SAVED_AT_ANNOTATION),
                   annotation(first, REASON_ANNOTATION),
                   List.copyOf(chunks)));
         });
     versions.sort(Comparator.comparing(Version::id).reversed());
     return versions;
+  }
+
+  /** The kept version holding the state {@code facts} and {@code md5} describe, if any. */
+  public Optional<Version> find(StateFacts facts, String md5) {
+    return list().stream().filter(v -> v.holds(facts, md5)).findFirst();
+  }
+
+  /** The kept version with this id, if any. */
+  public Optional<Version> find(String id) {
+    return list().stream().filter(v -> v.id().equals(id)).findFirst();
   }
 
   /** The state JSON of a kept version. */
@@ -165,7 +250,20 @@ public final class StateHistory {
 
   /** The gzip data of a kept version, fetched and decoded Secret by Secret. */
   public StoredState.Compressed compressed(Version version) throws StateUnreadableException {
+    List<Secret> secrets = withData(version);
     List<Chunk> parts = new ArrayList<>();
+    for (Secret s : secrets) {
+      parts.add(StoredState.decode(s));
+    }
+    return new StoredState.Compressed(version.chunks(), List.copyOf(parts));
+  }
+
+  /**
+   * A kept version's Secrets with their data, in order.
+   *
+   * @throws StateUnreadableException when one is missing
+   */
+  public List<Secret> withData(Version version) throws StateUnreadableException {
     int expected = chunkCount(version.chunks().get(0));
     if (version.chunks().size() != expected) {
       throw new StateUnreadableException(
@@ -178,6 +276,7 @@ public final class StateHistory {
               + expected
               + " chunks");
     }
+    List<Secret> secrets = new ArrayList<>();
     for (Secret listed : version.chunks()) {
       Secret s =
           client
@@ -193,21 +292,41 @@ public final class StateHistory {
                 + " lost its Secret "
                 + listed.getMetadata().getName());
       }
-      parts.add(StoredState.decode(s));
+      secrets.add(s);
     }
-    return new StoredState.Compressed(version.chunks(), List.copyOf(parts));
+    return secrets;
   }
 
   /**
-   * Drops the oldest versions beyond the newest {@code keep}, each Secret at the version listed (a
-   * Secret already gone, or changed meanwhile, is left to whoever changed it). Returns how many
-   * versions were dropped.
+   * Drops the oldest versions beyond the newest {@code keep}, never one of {@code kept} nor one an
+   * unfinished write (see {@link WriteJournal}) still needs. Returns how many were dropped.
    */
-  public int prune(int keep) {
+  public int prune(int keep, Set<String> kept) {
+    Set<String> needed = new java.util.HashSet<>(kept);
+    new WriteJournal(client, names)
+        .read()
+        .ifPresent(
+            j -> {
+              if (j.from() != null) {
+                needed.add(j.from());
+              }
+              if (j.to() != null) {
+                needed.add(j.to());
+              }
+            });
+    kept = needed;
     List<Version> versions = list();
+    int left = 0;
     int dropped = 0;
-    for (int i = Math.max(0, keep); i < versions.size(); i++) {
-      delete(versions.get(i));
+    for (Version v : versions) {
+      if (kept.contains(v.id())) {
+        continue;
+      }
+      if (left < keep) {
+        left++;
+        continue;
+      }
+      delete(v);
       dropped++;
     }
     return dropped;
@@ -239,7 +358,7 @@ public final class StateHistory {
             .lockResourceVersion(s.getMetadata().getResourceVersion())
             .delete();
         deleted++;
-      } catch (io.fabric8.kubernetes.client.KubernetesClientException e) {
+      } catch (KubernetesClientException e) {
         if (e.getCode() != 404) {
           throw e;
         }
@@ -248,7 +367,8 @@ public final class StateHistory {
     return deleted;
   }
 
-  private void delete(Version version) {
+  /** Deletes one version, each Secret at the version listed. */
+  public void delete(Version version) {
     for (Secret s : version.chunks()) {
       try {
         client
@@ -257,41 +377,106 @@ public final class StateHistory {
             .resource(s)
             .lockResourceVersion(s.getMetadata().getResourceVersion())
             .delete();
-      } catch (io.fabric8.kubernetes.client.KubernetesClientException e) {
-        if (e.getCode() != 404 && e.getCode() != 409) {
+      } catch (KubernetesClientException e) {
+        if (e.getCode() != 404) {
           throw e;
         }
       }
     }
   }
 
-  private Secret secret(
-      String id, int index, int count, String data, StateStore.Current current, String reason) {
-    return secret(
-        id, index, count, data, current.facts().getSerial(), current.facts().getLineage(), reason);
+  /**
+   * Why an absent state is a fault rather than "no state yet": versions are kept in history but the
+   * state was not deleted through the backend, so its Secret was removed by hand. Guessing (serving
+   * nothing, or accepting a fresh state) would lose it.
+   */
+  public static Optional<String> missingState(KubernetesClient client, StateNames names) {
+    List<Version> versions = new StateHistory(client, names).list();
+    if (versions.isEmpty() || BEFORE_DELETE.equals(versions.get(0).reason())) {
+      return Optional.empty();
+    }
+    Version latest = versions.get(0);
+    return Optional.of(
+        "state Secret "
+            + names.secretName()
+            + " is missing but "
+            + versions.size()
+            + " version(s) are kept in history (the latest: serial "
+            + latest.serialText()
+            + ", id "
+            + latest.id()
+            + "): it was deleted outside leasehold. Restore a version with POST"
+            + " /v1/states/"
+            + names.namespace()
+            + "/"
+            + names.name()
+            + "/history/<id>/restore (list them at .../history)");
+  }
+
+  private void deleteQuietly(List<Secret> secrets) {
+    for (Secret s : secrets) {
+      try {
+        client.secrets().inNamespace(names.namespace()).resource(s).delete();
+      } catch (RuntimeException ignored) {
+        // Left behind, it is an incomplete version that load() refuses.
+      }
+    }
+  }
+
+  /** Time first, so that ids sort by age; a random tail keeps two in one millisecond apart. */
+  private static String newId(String serial) {
+    return String.format(
+        "%013x-%s-%04x",
+        System.currentTimeMillis(), serial, ThreadLocalRandom.current().nextInt(0x10000));
+  }
+
+  private static Long serial(String text) {
+    if (text == null || text.isEmpty() || !text.chars().allMatch(Character::isDigit)) {
+      return null;
+    }
+    try {
+      return Long.parseUnsignedLong(text);
+    } catch (NumberFormatException e) {
+      return null;
+    }
   }
 
   private Secret secret(
-      String id, int index, int count, String data, long serial, String lineage, String reason) {
+      String id,
+      int index,
+      int count,
+      String data,
+      String serial,
+      String lineage,
+      String md5,
+      boolean encrypted,
+      String reason) {
     String name = ("lh-history-" + names.workspace() + "-" + names.name() + "-" + id + "-" + index);
-    return new SecretBuilder()
-        .withNewMetadata()
-        .withName(name)
-        .withNamespace(names.namespace())
-        .addToLabels(StateNames.LABEL_STATE, names.name())
-        .addToLabels(WORKSPACE_LABEL, names.workspace())
-        .addToLabels(HISTORY_LABEL, "true")
-        .addToAnnotations(VERSION_ANNOTATION, id)
-        .addToAnnotations(SERIAL_ANNOTATION, String.valueOf(serial))
-        .addToAnnotations(LINEAGE_ANNOTATION, lineage)
-        .addToAnnotations(CHUNK_ANNOTATION, index + "/" + count)
-        .addToAnnotations(SAVED_AT_ANNOTATION, Instant.now().toString())
-        .addToAnnotations(REASON_ANNOTATION, reason)
-        .addToAnnotations("encoding", "gzip")
-        .endMetadata()
-        .withType("Opaque")
-        .withData(Map.of(StoredState.DATA_KEY, data))
-        .build();
+    SecretBuilder b =
+        new SecretBuilder()
+            .withNewMetadata()
+            .withName(name)
+            .withNamespace(names.namespace())
+            .addToLabels(StateNames.LABEL_STATE, names.name())
+            .addToLabels(WORKSPACE_LABEL, names.workspace())
+            .addToLabels(HISTORY_LABEL, "true")
+            .addToAnnotations(VERSION_ANNOTATION, id)
+            .addToAnnotations(SERIAL_ANNOTATION, serial)
+            .addToAnnotations(LINEAGE_ANNOTATION, lineage)
+            .addToAnnotations(CHUNK_ANNOTATION, index + "/" + count)
+            .addToAnnotations(SAVED_AT_ANNOTATION, Instant.now().toString())
+            .addToAnnotations(REASON_ANNOTATION, reason)
+            .addToAnnotations("encoding", "gzip")
+            .endMetadata()
+            .withType("Opaque")
+            .withData(Map.of(StoredState.DATA_KEY, data));
+    if (md5 != null) {
+      b.editMetadata().addToAnnotations(MD5_ANNOTATION, md5).endMetadata();
+    }
+    if (encrypted) {
+      b.editMetadata().addToAnnotations(ENCRYPTED_ANNOTATION, "true").endMetadata();
+    }
+    return b.build();
   }
 
   private static String annotation(Secret s, String key) {

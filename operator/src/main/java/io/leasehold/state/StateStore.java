@@ -221,70 +221,39 @@ public final class StateStore {
   }
 
   /**
-   * Replaces the stored state with {@code raw}. {@code previous} is what the caller read (and
-   * checked its write against); each of its Secrets is updated only at the version read, chunks no
-   * longer needed are deleted, and missing ones are created.
-   *
-   * @throws io.fabric8.kubernetes.client.KubernetesClientException with code 409 when any Secret
-   *     changed since it was read
+   * Secret {@code index} of the state (0 the main one, N its {@code -part-N} chunk) as the API
+   * server has it now, data included, or null when it does not exist.
    */
-  public void write(byte[] raw, Optional<Current> previous) {
-    writeParts(ChunkedGzip.of(raw), previous);
-  }
-
-  /** Like {@link #write(byte[], Optional)}, with the state already gzip'd into parts. */
-  public void writeParts(List<Chunk> parts, Optional<Current> previous) {
-    writeOver(parts, previous.map(p -> p.compressed().secrets()).orElse(List.of()));
+  public Secret secretAt(int index) {
+    return get(index == 0 ? names.secretName() : names.chunkSecretName(index));
   }
 
   /**
-   * Replaces whatever state Secrets are in {@code read} (as read, at their versions) with {@code
-   * raw}: how a restore replaces a state that cannot be read.
+   * Sets Secret {@code index} to hold {@code base64} (gzip data, base64 as in a Secret): created
+   * when {@code old} is null, else updated at the version of {@code old}, keeping its other labels
+   * and annotations.
+   *
+   * @throws io.fabric8.kubernetes.client.KubernetesClientException with code 409 when it exists
+   *     already (create) or changed since {@code old} was read
    */
-  public void writeOver(byte[] raw, List<Secret> read) {
-    writeOver(ChunkedGzip.of(raw), read);
+  public void put(int index, String base64, Secret old) {
+    String name = index == 0 ? names.secretName() : names.chunkSecretName(index);
+    Secret desired = secret(name, base64, old);
+    if (old == null) {
+      client.secrets().inNamespace(names.namespace()).resource(desired).create();
+    } else {
+      client.secrets().inNamespace(names.namespace()).resource(desired).update();
+    }
   }
 
-  private void writeOver(List<Chunk> parts, List<Secret> read) {
-    Map<Integer, Secret> existing = new HashMap<>();
-    read.forEach(s -> existing.put(names.chunkIndex(s.getMetadata().getName()), s));
-    if (read.isEmpty()) {
-      // A Secret without the tfstate key (Terraform's "no state yet") is updated in place. One
-      // that holds a state was written since this writer found none (another replica, stock
-      // Terraform): writing over it would lose that state, so the write is a conflict.
-      Secret main = get(names.secretName());
-      if (main != null) {
-        boolean holdsState =
-            main.getData() != null
-                && main.getData().get("tfstate") != null
-                && !main.getData().get("tfstate").isEmpty();
-        if (holdsState) {
-          throw new io.fabric8.kubernetes.client.KubernetesClientException(
-              "state Secret " + names.secretName() + " was written since it was read", 409, null);
-        }
-        existing.put(0, main);
-      }
-    }
-    for (int i = 0; i < parts.size(); i++) {
-      String name = i == 0 ? names.secretName() : names.chunkSecretName(i);
-      Secret old = existing.get(i);
-      Secret desired = secret(name, parts.get(i), old);
-      if (old == null) {
-        client.secrets().inNamespace(names.namespace()).resource(desired).create();
-      } else {
-        client.secrets().inNamespace(names.namespace()).resource(desired).update();
-      }
-    }
-    for (var entry : existing.entrySet()) {
-      if (entry.getKey() >= parts.size()) {
-        client
-            .secrets()
-            .inNamespace(names.namespace())
-            .resource(entry.getValue())
-            .lockResourceVersion(entry.getValue().getMetadata().getResourceVersion())
-            .delete();
-      }
-    }
+  /** Deletes one Secret of the state at the version read. */
+  public void remove(Secret read) {
+    client
+        .secrets()
+        .inNamespace(names.namespace())
+        .resource(read)
+        .lockResourceVersion(read.getMetadata().getResourceVersion())
+        .delete();
   }
 
   /** Deletes the state Secrets (main and chunks), each at the version read. */
@@ -299,7 +268,7 @@ public final class StateStore {
     }
   }
 
-  private Secret secret(String name, Chunk data, Secret old) {
+  private Secret secret(String name, String base64, Secret old) {
     Map<String, String> labels = new HashMap<>(names.terraformLabels());
     Map<String, String> annotations = new HashMap<>();
     annotations.put("encoding", "gzip");
@@ -318,7 +287,7 @@ public final class StateStore {
         .withLabels(labels)
         .withAnnotations(annotations)
         .endMetadata()
-        .withData(Map.of(StoredState.DATA_KEY, data.base64()))
+        .withData(Map.of(StoredState.DATA_KEY, base64))
         .build();
   }
 }

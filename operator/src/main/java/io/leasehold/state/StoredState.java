@@ -1,8 +1,5 @@
 package io.leasehold.state;
 
-import com.fasterxml.jackson.core.JsonFactory;
-import com.fasterxml.jackson.core.JsonParser;
-import com.fasterxml.jackson.core.JsonToken;
 import io.fabric8.kubernetes.api.model.Secret;
 import io.leasehold.api.StateFacts;
 import java.io.ByteArrayInputStream;
@@ -35,7 +32,6 @@ import java.util.zip.ZipException;
 public final class StoredState {
 
   public static final String DATA_KEY = "tfstate";
-  private static final JsonFactory JSON = new JsonFactory();
   private static final int BUFFER = 64 * 1024;
 
   private StoredState() {}
@@ -197,11 +193,7 @@ public final class StoredState {
    */
   public static StateFacts facts(InputStream raw, String where, String objectName)
       throws IOException, StateUnreadableException {
-    try {
-      return parse(raw, where, objectName);
-    } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-      throw new StateUnreadableException(objectName, where + ": " + describe(e), e);
-    }
+    return parse(raw, where, objectName);
   }
 
   static MessageDigest md5() {
@@ -331,66 +323,7 @@ public final class StoredState {
 
   private static StateFacts parse(InputStream in, String where, String first)
       throws IOException, StateUnreadableException {
-    StateFacts facts = new StateFacts();
-    long instances = 0;
-    boolean sawVersion = false;
-    try (JsonParser parser = JSON.createParser(in)) {
-      if (parser.nextToken() != JsonToken.START_OBJECT) {
-        throw new StateUnreadableException(first, where + ": state is not a JSON object");
-      }
-      while (parser.nextToken() == JsonToken.FIELD_NAME) {
-        String field = parser.currentName();
-        JsonToken value = parser.nextToken();
-        switch (field) {
-          case "version" -> sawVersion = value.isNumeric();
-          case "serial" -> facts.setSerial(value.isNumeric() ? parser.getLongValue() : null);
-          case "lineage" -> facts.setLineage(value.isScalarValue() ? parser.getText() : null);
-          case "terraform_version" ->
-              facts.setTerraformVersion(value.isScalarValue() ? parser.getText() : null);
-          case "resources" -> instances = countInstances(parser, value);
-          default -> parser.skipChildren();
-        }
-      }
-      if (parser.currentToken() != JsonToken.END_OBJECT) {
-        throw new StateUnreadableException(first, where + ": state JSON is malformed");
-      }
-      // Reads to the end so that truncated or trailing data is noticed.
-      if (parser.nextToken() != null) {
-        throw new StateUnreadableException(first, where + ": data after the state JSON object");
-      }
-    }
-    if (!sawVersion || facts.getSerial() == null || facts.getLineage() == null) {
-      throw new StateUnreadableException(
-          first,
-          where
-              + ": JSON is not a Terraform state (needs numeric 'version' and 'serial' and a"
-              + " 'lineage')");
-    }
-    facts.setResources(instances);
-    return facts;
-  }
-
-  private static long countInstances(JsonParser parser, JsonToken value) throws IOException {
-    if (value != JsonToken.START_ARRAY) {
-      parser.skipChildren();
-      return 0;
-    }
-    long count = 0;
-    while (parser.nextToken() == JsonToken.START_OBJECT) {
-      while (parser.nextToken() == JsonToken.FIELD_NAME) {
-        String field = parser.currentName();
-        JsonToken token = parser.nextToken();
-        if ("instances".equals(field) && token == JsonToken.START_ARRAY) {
-          while (parser.nextToken() != JsonToken.END_ARRAY) {
-            parser.skipChildren();
-            count++;
-          }
-        } else {
-          parser.skipChildren();
-        }
-      }
-    }
-    return count;
+    return StateJson.parse(in, where, first);
   }
 
   private static String describe(IOException e) {

@@ -4,9 +4,6 @@ import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
-import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
-import io.leasehold.api.TerraformState;
-import io.leasehold.kube.OnChange;
 import java.util.Map;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
@@ -40,24 +37,30 @@ public final class CaPublisher implements AutoCloseable {
             return t;
           });
   private volatile String ca;
-  private SharedIndexInformer<TerraformState> states;
 
   private CaPublisher(KubernetesClient client, String configMap) {
     this.client = client;
     this.configMap = configMap;
   }
 
+  /** How often the namespaces holding TerraformStates are looked at for new ones. */
+  static final long FOLLOW_SECONDS = 5;
+
   /**
-   * Publishes the CA of {@code tls} as ConfigMap {@code configMap} in {@code namespaces}, and, when
-   * {@code followStates}, in every namespace holding a TerraformState; again whenever the CA
-   * changes, and every ten minutes in case a ConfigMap was deleted or edited.
+   * Publishes the CA of {@code tls} as ConfigMap {@code configMap} in {@code namespaces}, and in
+   * every namespace {@code stateNamespaces} names (those holding a TerraformState, read from the
+   * operator's own cache, so no second watch is opened), looked at every few seconds; again
+   * whenever the CA changes, and every ten minutes in case a ConfigMap was deleted or edited.
+   *
+   * @param stateNamespaces the namespaces holding TerraformStates; empty publishes only in {@code
+   *     namespaces}
    */
   public static CaPublisher start(
       KubernetesClient client,
       BackendTls tls,
       String configMap,
       Set<String> namespaces,
-      boolean followStates) {
+      java.util.Optional<java.util.function.Supplier<Set<String>>> stateNamespaces) {
     CaPublisher publisher = new CaPublisher(client, configMap);
     publisher.namespaces.addAll(namespaces);
     tls.onChange(
@@ -72,20 +75,24 @@ public final class CaPublisher implements AutoCloseable {
           publisher.ca = m.ca().get();
           publisher.executor.execute(publisher::publishAll);
         });
-    if (followStates) {
-      publisher.states =
-          client
-              .resources(TerraformState.class)
-              .inAnyNamespace()
-              .inform(
-                  OnChange.of(
-                      (TerraformState s) -> {
-                        String ns = s.getMetadata().getNamespace();
-                        if (publisher.namespaces.add(ns)) {
-                          publisher.executor.execute(() -> publisher.publish(ns));
-                        }
-                      }));
-    }
+    stateNamespaces.ifPresent(
+        follow ->
+            publisher.executor.scheduleWithFixedDelay(
+                () -> {
+                  try {
+                    for (String ns : follow.get()) {
+                      if (publisher.namespaces.add(ns)) {
+                        publisher.publish(ns);
+                      }
+                    }
+                  } catch (RuntimeException e) {
+                    LOG.warn(
+                        "looking for namespaces to publish the CA in failed: {}", e.getMessage());
+                  }
+                },
+                0,
+                FOLLOW_SECONDS,
+                TimeUnit.SECONDS));
     publisher.executor.scheduleWithFixedDelay(publisher::publishAll, 10, 10, TimeUnit.MINUTES);
     return publisher;
   }
@@ -141,9 +148,6 @@ public final class CaPublisher implements AutoCloseable {
 
   @Override
   public void close() {
-    if (states != null) {
-      states.close();
-    }
     executor.shutdownNow();
   }
 }

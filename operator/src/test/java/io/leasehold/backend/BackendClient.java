@@ -14,7 +14,10 @@ import java.util.Map;
 final class BackendClient {
 
   private final HttpClient http =
-      HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(10)).build();
+      HttpClient.newBuilder()
+          .version(HttpClient.Version.HTTP_1_1)
+          .connectTimeout(Duration.ofSeconds(10))
+          .build();
   private final String base;
 
   BackendClient(String base) {
@@ -33,6 +36,12 @@ final class BackendClient {
 
   Response send(String method, String path, String body, Map<String, String> headers)
       throws IOException, InterruptedException {
+    return sendBytes(
+        method, path, body == null ? null : body.getBytes(StandardCharsets.UTF_8), headers);
+  }
+
+  Response sendBytes(String method, String path, byte[] body, Map<String, String> headers)
+      throws IOException, InterruptedException {
     HttpRequest.Builder b =
         HttpRequest.newBuilder(URI.create(base + path))
             .timeout(Duration.ofSeconds(60))
@@ -40,9 +49,9 @@ final class BackendClient {
                 method,
                 body == null
                     ? HttpRequest.BodyPublishers.noBody()
-                    : HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8));
+                    : HttpRequest.BodyPublishers.ofByteArray(body));
     headers.forEach(b::header);
-    if (body != null) {
+    if (body != null && headers.keySet().stream().noneMatch("Content-Type"::equalsIgnoreCase)) {
       b.header("Content-Type", "application/json");
     }
     HttpResponse<String> r = http.send(b.build(), HttpResponse.BodyHandlers.ofString());
@@ -65,6 +74,42 @@ final class BackendClient {
 
   Response unlock(String state, LockInfo info) throws IOException, InterruptedException {
     return send("UNLOCK", state + "/lock", info == null ? null : info.toJson(), Map.of());
+  }
+
+  /**
+   * A raw exchange on a connection of its own: what came back within {@code wait}, and whether the
+   * server closed the connection.
+   */
+  record Raw(int status, String text, boolean closed) {
+    /** How many responses came back on the connection. */
+    int responses() {
+      return text.split("HTTP/1\\.1 ", -1).length - 1;
+    }
+  }
+
+  Raw raw(byte[] request, Duration wait) throws IOException {
+    URI uri = URI.create(base);
+    try (java.net.Socket socket = new java.net.Socket(uri.getHost(), uri.getPort())) {
+      socket.getOutputStream().write(request);
+      socket.getOutputStream().flush();
+      socket.setSoTimeout((int) wait.toMillis());
+      java.io.ByteArrayOutputStream got = new java.io.ByteArrayOutputStream();
+      boolean closed = false;
+      byte[] buffer = new byte[8192];
+      try {
+        for (int n; (n = socket.getInputStream().read(buffer)) >= 0; ) {
+          got.write(buffer, 0, n);
+        }
+        closed = true;
+      } catch (java.net.SocketTimeoutException e) {
+        // Still open.
+      } catch (java.net.SocketException e) {
+        closed = true;
+      }
+      String text = got.toString(StandardCharsets.ISO_8859_1);
+      int status = text.startsWith("HTTP/1.1 ") ? Integer.parseInt(text.substring(9, 12)) : -1;
+      return new Raw(status, text, closed);
+    }
   }
 
   static LockInfo lockInfo(String id, String who) {

@@ -14,7 +14,10 @@ import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.TerraformStates;
 import java.io.ByteArrayInputStream;
 import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
 import java.util.Base64;
+import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.stream.Stream;
@@ -80,6 +83,81 @@ class BadInputTableTest {
                 .send("LOCK", S + "/lock", lockInfo("gone-1", "g@x").toJson(), auth("admin"))
                 .status())
         .isEqualTo(423);
+    // A state that requires encryption, holding an encrypted version.
+    TerraformState enc = new TerraformState();
+    enc.getMetadata().setName("table-enc");
+    enc.getMetadata().setNamespace(NAMESPACE);
+    enc.getSpec().getEncryption().setRequired(true);
+    harness.client().resource(enc).create();
+    assertThat(backend.send("POST", ENC, encrypted(7, "lin-e"), auth("admin")).status())
+        .isEqualTo(200);
+    encryptedVersion = historyIds(ENC).get(0);
+    // A state at the largest serial Terraform knows.
+    TerraformState max = new TerraformState();
+    max.getMetadata().setName("table-max");
+    max.getMetadata().setNamespace(NAMESPACE);
+    harness.client().resource(max).create();
+    assertThat(
+            backend
+                .send("POST", MAX_STATE, TerraformStates.stateJson(1, "lin-m", 1), auth("admin"))
+                .status())
+        .isEqualTo(200);
+    assertThat(
+            backend
+                .send(
+                    "POST",
+                    MAX_STATE,
+                    TerraformStates.stateJson(-1L, "lin-m", 1)
+                        .replace("-1", "18446744073709551615"),
+                    auth("admin"))
+                .status())
+        .isEqualTo(200);
+    maxVersion = historyIds(MAX_STATE).get(1);
+    // A state whose write is in progress in another replica: its journal says so until tomorrow.
+    TerraformState busy = new TerraformState();
+    busy.getMetadata().setName("table-busy");
+    busy.getMetadata().setNamespace(NAMESPACE);
+    harness.client().resource(busy).create();
+    assertThat(
+            backend
+                .send("POST", BUSY, TerraformStates.stateJson(1, "lin-busy", 1), auth("admin"))
+                .status())
+        .isEqualTo(200);
+    busyVersion = historyIds(BUSY).get(0);
+    new io.leasehold.state.WriteJournal(
+            harness.client(), new io.leasehold.state.StateNames(NAMESPACE, "table-busy", "default"))
+        .begin(
+            busyVersion,
+            busyVersion,
+            "2",
+            "another replica",
+            java.time.Instant.now().plus(Duration.ofDays(1)));
+  }
+
+  private static String busyVersion;
+  private static final String BUSY = NAMESPACE + "/table-busy";
+
+  private static String encryptedVersion;
+  private static String maxVersion;
+  private static final String ENC = NAMESPACE + "/table-enc";
+  private static final String MAX_STATE = NAMESPACE + "/table-max";
+
+  /** OpenTofu's client-side encrypted state, as it sends it. */
+  static String encrypted(long serial, String lineage) {
+    return "{\"serial\":"
+        + serial
+        + ",\"lineage\":\""
+        + lineage
+        + "\",\"meta\":{\"key_provider.pbkdf2.k\":\"eyJzYWx0IjoiQUFBQSJ9\"},"
+        + "\"encrypted_data\":\"c2VhbGVkIHN0YXRl\",\"encryption_version\":\"v0\"}";
+  }
+
+  private static List<String> historyIds(String state) throws Exception {
+    List<String> ids = new ArrayList<>();
+    JSON.readTree(backend.send("GET", state + "/history", (String) null, auth("admin")).body())
+        .get("versions")
+        .forEach(v -> ids.add(v.get("id").asText()));
+    return ids;
   }
 
   @AfterAll
@@ -137,7 +215,7 @@ class BadInputTableTest {
     return h;
   }
 
-  /** The state's Secrets (data, labels, annotations), history and Lease, as stored now. */
+  /** The states' Secrets (data, labels, annotations), history and Leases, as stored now. */
   private static Map<String, String> stored() {
     Map<String, String> all = new TreeMap<>();
     for (Secret s : harness.client().secrets().inNamespace(NAMESPACE).list().getItems()) {
@@ -151,19 +229,23 @@ class BadInputTableTest {
                 + s.getMetadata().getAnnotations());
       }
     }
-    Lease lease =
-        harness
-            .client()
-            .leases()
-            .inNamespace(NAMESPACE)
-            .withName("lock-tfstate-default-table")
-            .get();
-    all.put(
-        "lease",
-        lease.getMetadata().getResourceVersion()
-            + " "
-            + lease.getSpec()
-            + lease.getMetadata().getAnnotations());
+    for (String name : List.of("table", "table-enc", "table-max", "table-busy")) {
+      Lease lease =
+          harness
+              .client()
+              .leases()
+              .inNamespace(NAMESPACE)
+              .withName("lock-tfstate-default-" + name)
+              .get();
+      all.put(
+          "lease/" + name,
+          lease == null
+              ? "none"
+              : lease.getMetadata().getResourceVersion()
+                  + " "
+                  + lease.getSpec()
+                  + lease.getMetadata().getAnnotations());
+    }
     return all;
   }
 
@@ -417,8 +499,309 @@ class BadInputTableTest {
             auth("runner"),
             400,
             "not a duration"),
+        Arguments.of("DELETE while locked", "DELETE", S, null, auth("admin"), 423, "locked by h@x"),
+        // Parsing equal to Terraform's.
+        post(
+            "serial with a fraction",
+            "{\"version\":4,\"serial\":200.5,\"lineage\":\"lin-t\"}",
+            400,
+            "'serial' must be a whole number"),
+        post(
+            "serial in exponent form",
+            "{\"version\":4,\"serial\":1.2e1,\"lineage\":\"lin-t\"}",
+            400,
+            "'serial' must be a whole number"),
+        post(
+            "negative serial",
+            "{\"version\":4,\"serial\":-1,\"lineage\":\"lin-t\"}",
+            400,
+            "'serial' must be a whole number"),
+        post(
+            "serial past 2^64-1",
+            "{\"version\":4,\"serial\":18446744073709551616,\"lineage\":\"lin-t\"}",
+            400,
+            "over 18446744073709551615"),
+        post(
+            "serial as a string",
+            "{\"version\":4,\"serial\":\"3\",\"lineage\":\"lin-t\"}",
+            400,
+            "found a string"),
+        post(
+            "serial and Serial",
+            "{\"version\":4,\"serial\":3,\"Serial\":9,\"lineage\":\"lin-t\"}",
+            400,
+            "key 'serial' appears twice, in letters of different case"),
+        post(
+            "Serial alone",
+            "{\"version\":4,\"Serial\":3,\"lineage\":\"lin-t\"}",
+            400,
+            "is 'serial' in letters of different case"),
+        post(
+            "serial with a long s",
+            "{\"version\":4,\"\u017ferial\":3,\"lineage\":\"lin-t\"}",
+            400,
+            "is 'serial' in letters of different case"),
+        post(
+            "serial twice",
+            "{\"version\":4,\"serial\":3,\"serial\":1,\"lineage\":\"lin-t\"}",
+            400,
+            "key 'serial' appears twice"),
+        post(
+            "another key twice",
+            "{\"version\":4,\"serial\":3,\"lineage\":\"lin-t\",\"x\":1,\"X\":2}",
+            400,
+            "a top-level key appears twice"),
+        post(
+            "lineage a number",
+            "{\"version\":4,\"serial\":3,\"lineage\":7}",
+            400,
+            "'lineage' must be a string"),
+        post(
+            "lineage empty",
+            "{\"version\":4,\"serial\":3,\"lineage\":\"\"}",
+            400,
+            "'lineage' must be 1 to 256"),
+        post(
+            "version 4.0",
+            "{\"version\":4.0,\"serial\":3,\"lineage\":\"lin-t\"}",
+            400,
+            "'version' must be 4"),
+        post(
+            "version 5",
+            "{\"version\":5,\"serial\":3,\"lineage\":\"lin-t\"}",
+            400,
+            "'version' must be 4"),
+        post(
+            "terraform_version not a version",
+            "{\"version\":4,\"terraform_version\":\"latest\",\"serial\":3,\"lineage\":\"lin-t\"}",
+            400,
+            "'terraform_version' must be a version"),
+        post(
+            "resources not an array",
+            "{\"version\":4,\"serial\":3,\"lineage\":\"lin-t\",\"resources\":{}}",
+            400,
+            "'resources' must be an array"),
+        post(
+            "data after the state",
+            "{\"version\":4,\"serial\":3,\"lineage\":\"lin-t\"} {}",
+            400,
+            "data after the state JSON"),
         Arguments.of(
-            "DELETE while locked", "DELETE", S, null, auth("admin"), 423, "locked by h@x"));
+            "byte-order mark",
+            "POST",
+            S + "?ID=holder-1",
+            concat(
+                new byte[] {(byte) 0xef, (byte) 0xbb, (byte) 0xbf},
+                good3.getBytes(StandardCharsets.UTF_8)),
+            auth("runner"),
+            400,
+            "not JSON at character 0"),
+        Arguments.of(
+            "UTF-16 body",
+            "POST",
+            S + "?ID=holder-1",
+            good3.getBytes(StandardCharsets.UTF_16BE),
+            auth("runner"),
+            400,
+            "not a Terraform state"),
+        Arguments.of(
+            "invalid UTF-8",
+            "POST",
+            S + "?ID=holder-1",
+            good3.replace("lin-t", "lin-\u00ff").getBytes(StandardCharsets.ISO_8859_1),
+            auth("runner"),
+            400,
+            "not valid UTF-8"),
+        // OpenTofu's encrypted state.
+        post(
+            "encrypted state without its serial",
+            "{\"lineage\":\"lin-t\",\"meta\":{},\"encrypted_data\":\"QQ==\",\"encryption_version\":\"v0\"}",
+            400,
+            "needs its 'serial' and 'lineage' in clear"),
+        post(
+            "unknown encryption_version",
+            "{\"serial\":3,\"lineage\":\"lin-t\",\"encrypted_data\":\"QQ==\",\"encryption_version\":\"v9\"}",
+            400,
+            "'encryption_version' must be \"v0\""),
+        post(
+            "encrypted_data without encryption_version",
+            "{\"serial\":3,\"lineage\":\"lin-t\",\"encrypted_data\":\"QQ==\"}",
+            400,
+            "without 'encryption_version'"),
+        Arguments.of(
+            "plaintext where encryption is required",
+            "POST",
+            ENC,
+            TerraformStates.stateJson(8, "lin-e", 1),
+            auth("runner"),
+            400,
+            "requires an encrypted state (spec.encryption.required)"),
+        Arguments.of(
+            "encrypted state of lower serial",
+            "POST",
+            ENC,
+            encrypted(6, "lin-e"),
+            auth("runner"),
+            409,
+            "serial 6 is lower than the stored serial 7"),
+        Arguments.of(
+            "encrypted state of another lineage",
+            "POST",
+            ENC,
+            encrypted(8, "lin-other"),
+            auth("runner"),
+            409,
+            "lineage lin-other differs"),
+        Arguments.of(
+            "restore of an encrypted version",
+            "POST",
+            ENC + "/history/" + encryptedVersion + "/restore",
+            null,
+            auth("runner"),
+            409,
+            "OpenTofu-encrypted"),
+        Arguments.of(
+            "restore over the largest serial",
+            "POST",
+            MAX_STATE + "/history/" + maxVersion + "/restore",
+            null,
+            auth("runner"),
+            409,
+            "the largest Terraform knows"),
+        // A write in progress elsewhere (its journal is there).
+        Arguments.of(
+            "restore racing another write",
+            "POST",
+            BUSY + "/history/" + busyVersion + "/restore",
+            null,
+            auth("runner"),
+            409,
+            "another write of this state (serial 2 by another replica"),
+        Arguments.of(
+            "write racing another write",
+            "POST",
+            BUSY,
+            TerraformStates.stateJson(2, "lin-busy", 2),
+            auth("runner"),
+            503,
+            "is in progress or was interrupted"),
+        Arguments.of(
+            "delete racing another write",
+            "DELETE",
+            BUSY,
+            null,
+            auth("admin"),
+            503,
+            "is in progress or was interrupted"),
+        // Bodies: bounded, read only after authentication, never inflated.
+        Arguments.of(
+            "gzip-compressed state",
+            "POST",
+            S + "?ID=holder-1",
+            TerraformStates.gzip(good3.getBytes(StandardCharsets.UTF_8)),
+            header("Content-Encoding", "gzip"),
+            415,
+            "Content-Encoding gzip is not accepted"),
+        Arguments.of(
+            "gzip-compressed LOCK",
+            "LOCK",
+            S + "/lock",
+            TerraformStates.gzip(lockInfo("z-1", "z@x").toJson().getBytes(StandardCharsets.UTF_8)),
+            header("Content-Encoding", "gzip"),
+            415,
+            "Content-Encoding gzip is not accepted"),
+        Arguments.of(
+            "LOCK body over 64 KiB",
+            "LOCK",
+            S + "/lock",
+            lockInfo("big-1", "x".repeat(70_000)).toJson(),
+            auth("runner"),
+            413,
+            "over the limit of 65536 bytes"),
+        Arguments.of(
+            "UNLOCK body over 64 KiB",
+            "UNLOCK",
+            S + "/lock",
+            lockInfo("holder-1", "x".repeat(70_000)).toJson(),
+            auth("runner"),
+            413,
+            "over the limit of 65536 bytes"),
+        Arguments.of(
+            "lock ID over 256 characters",
+            "LOCK",
+            S + "/lock",
+            lockInfo("i".repeat(300), "i@x").toJson(),
+            auth("runner"),
+            400,
+            "at most 256 are taken"),
+        Arguments.of(
+            "lock ID with control characters",
+            "LOCK",
+            S + "/lock",
+            lockInfo("id\u0000\u202e", "i@x").toJson(),
+            auth("runner"),
+            400,
+            "control or invisible"),
+        Arguments.of(
+            "LockInfo Who over 1024 characters",
+            "LOCK",
+            S + "/lock",
+            lockInfo("who-1", "w".repeat(2000)).toJson(),
+            auth("runner"),
+            400,
+            "Who is 2000 characters long"),
+        Arguments.of(
+            "LOCK in form encoding that is not JSON",
+            "LOCK",
+            S + "/lock",
+            "ID=x&Who=y",
+            header("Content-Type", "application/x-www-form-urlencoded"),
+            400,
+            "not a Terraform LockInfo"),
+        Arguments.of(
+            "?ID= over 256 characters",
+            "POST",
+            S + "?ID=" + "i".repeat(300),
+            good3,
+            auth("runner"),
+            400,
+            "?ID=: the lock ID is 300 characters long"),
+        Arguments.of("GET with a body", "GET", S, "{}", auth("runner"), 413, "over the limit of 0"),
+        Arguments.of(
+            "DELETE with a body", "DELETE", S, "{}", auth("admin"), 413, "over the limit of 0"),
+        Arguments.of(
+            "a body sent before authentication",
+            "POST",
+            S + "?ID=holder-1",
+            good3,
+            Map.of("Authorization", "Bearer abc"),
+            401,
+            "not HTTP Basic"),
+        Arguments.of(
+            "Content-Length with Transfer-Encoding",
+            "RAW",
+            null,
+            ("POST /v1/states/"
+                    + S
+                    + "?ID=holder-1 HTTP/1.1\r\nHost: x\r\nContent-Length: 60\r\n"
+                    + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+                    + "DELETE /v1/states/"
+                    + S
+                    + " HTTP/1.1\r\nHost: x\r\n\r\n")
+                .getBytes(StandardCharsets.ISO_8859_1),
+            Map.of(),
+            400,
+            "both Content-Length and Transfer-Encoding"));
+  }
+
+  private static Arguments post(String what, String body, int status, String message) {
+    return Arguments.of(what, "POST", S + "?ID=holder-1", body, auth("runner"), status, message);
+  }
+
+  private static byte[] concat(byte[] a, byte[] b) {
+    byte[] out = java.util.Arrays.copyOf(a, a.length + b.length);
+    System.arraycopy(b, 0, out, a.length, b.length);
+    return out;
   }
 
   @ParameterizedTest(name = "{0}: {5}")
@@ -427,15 +810,26 @@ class BadInputTableTest {
       String what,
       String method,
       String path,
-      String body,
+      Object body,
       Map<String, String> headers,
       int status,
       String message)
       throws Exception {
     Map<String, String> before = stored();
-    BackendClient.Response r = backend.send(method, path, body, headers);
-    assertThat(r.status()).as("%s: %s", what, r.body()).isEqualTo(status);
-    assertThat(r.body()).as(what).contains(message);
+    if (method.equals("RAW")) {
+      BackendClient.Raw r = backend.raw((byte[]) body, Duration.ofSeconds(10));
+      assertThat(r.status()).as("%s: %s", what, r.text()).isEqualTo(status);
+      assertThat(r.text()).as(what).contains(message);
+      assertThat(r.responses()).as("%s: one answer, nothing smuggled", what).isEqualTo(1);
+      assertThat(r.closed()).as("%s: the connection is closed", what).isTrue();
+    } else {
+      BackendClient.Response r =
+          body instanceof byte[] bytes
+              ? backend.sendBytes(method, path, bytes, headers)
+              : backend.send(method, path, (String) body, headers);
+      assertThat(r.status()).as("%s: %s", what, r.body()).isEqualTo(status);
+      assertThat(r.body()).as(what).contains(message);
+    }
     assertThat(stored()).as("%s changed nothing", what).isEqualTo(before);
   }
 

@@ -350,8 +350,9 @@ class HttpBackendProtocolTest {
 
   @Test
   @DisplayName(
-      "Each write keeps the previous version in history (up to history.keep, unseen by stock"
-          + " Terraform); a restore is a new version; DELETE keeps the state in history")
+      "Every version written is kept in history, the current one included (up to history.keep,"
+          + " unseen by stock Terraform); a restore is a new version; DELETE keeps the state in"
+          + " history")
   void historyAndRestore() throws Exception {
     String s = state("versions");
     for (int serial = 1; serial <= 5; serial++) {
@@ -359,8 +360,9 @@ class HttpBackendProtocolTest {
     }
     var list = new ObjectMapper().readTree(backend.get(s + "/history").body()).get("versions");
     assertThat(list).hasSize(3);
-    assertThat(list.get(0).get("serial").asLong()).isEqualTo(4);
-    assertThat(list.get(2).get("serial").asLong()).isEqualTo(2);
+    assertThat(list.get(0).get("serial").asLong()).isEqualTo(5);
+    assertThat(list.get(0).get("reason").asText()).startsWith("written through the HTTP backend");
+    assertThat(list.get(2).get("serial").asLong()).isEqualTo(3);
     List<Secret> history =
         harness
             .client()
@@ -376,15 +378,15 @@ class HttpBackendProtocolTest {
                 assertThat(h.getMetadata().getLabels())
                     .doesNotContainKeys("tfstate", "tfstateSecretSuffix", "tfstateWorkspace"));
 
-    String serial2 = list.get(2).get("id").asText();
-    assertThat(backend.get(s + "/history/" + serial2).body()).isEqualTo(json(2, "lin-v", 2));
+    String serial3 = list.get(2).get("id").asText();
+    assertThat(backend.get(s + "/history/" + serial3).body()).isEqualTo(json(3, "lin-v", 3));
     BackendClient.Response restored =
-        backend.send("POST", s + "/history/" + serial2 + "/restore", null, Map.of());
+        backend.send("POST", s + "/history/" + serial3 + "/restore", null, Map.of());
     assertThat(restored.status()).isEqualTo(200);
     assertThat(restored.body()).contains("restored as serial 6");
     var current = new ObjectMapper().readTree(backend.get(s).body());
     assertThat(current.get("serial").asLong()).isEqualTo(6);
-    assertThat(current.get("resources").get(0).get("instances")).hasSize(2);
+    assertThat(current.get("resources").get(0).get("instances")).hasSize(3);
 
     assertThat(backend.send("DELETE", s, null, Map.of()).status()).isEqualTo(200);
     assertThat(backend.get(s).status()).isEqualTo(404);

@@ -153,13 +153,13 @@ class StreamingBackendTest {
     assertThat(postChunked(url, next).statusCode()).isEqualTo(200);
     assertThat(get(url).body()).isEqualTo(next);
 
-    // The version replaced is kept in history, whole.
+    // The version replaced is kept in history, whole (after the current one).
     HttpResponse<byte[]> history = get(url + "/history");
     String id =
         new com.fasterxml.jackson.databind.ObjectMapper()
             .readTree(history.body())
             .get("versions")
-            .get(0)
+            .get(1)
             .get("id")
             .asText();
     HttpResponse<byte[]> kept = get(url + "/history/" + id);

@@ -44,7 +44,7 @@ public final class Bench implements Callable<Integer> {
   @Option(
       names = "--only",
       split = ",",
-      description = "benchmarks to run, by id: wait, handoff, throughput, scale, size")
+      description = "benchmarks to run, by id: wait, handoff, throughput, scale, size, idle")
   List<String> only = new ArrayList<>();
 
   @Option(
@@ -97,7 +97,8 @@ public final class Bench implements Callable<Integer> {
         new JobHandoffBenchmark(),
         new LockThroughputBenchmark(),
         new ScaleBenchmark(),
-        new StateSizeBenchmark());
+        new StateSizeBenchmark(),
+        new IdleConnectionsBenchmark());
   }
 
   /** The arguments as given, recorded in the report so the command re-creates it. */

@@ -44,7 +44,11 @@ final class LockThroughputBenchmark implements Benchmark {
         sees it: from the moment the holder sends UNLOCK to the moment the next client has its
         LOCK answered 200. Each cycle writes the Lease twice; the operator also patches the
         TerraformState status and records Events on lock changes, all on the same in-memory API,
-        which is what limits the figures.
+        which is what limits the figures. The last case runs two replicas, each serving the
+        backend, with the 16 clients split between them (client c always on replica c mod 2):
+        the line is kept on the Lease, and a handoff from a holder on one replica to a waiter on
+        the other goes through the Lease watch of the second; those cross-replica handoffs are
+        timed apart.
         """
         .formatted(settings.lockCycles());
   }
@@ -52,6 +56,7 @@ final class LockThroughputBenchmark implements Benchmark {
   @Override
   public List<Figure> run(BenchSettings settings) throws Exception {
     int cycles = settings.lockCycles();
+    List<Figure> figures = new ArrayList<>();
     try (OperatorHarness h = OperatorHarness.start()) {
       String base = h.startBackend(64L * 1024 * 1024);
       for (int i = 0; i < 100; i++) {
@@ -62,7 +67,6 @@ final class LockThroughputBenchmark implements Benchmark {
       }
       Thread.sleep(2000);
       run(base, 1, 1, Math.max(1, cycles / 4), new Timeline());
-      List<Figure> figures = new ArrayList<>();
       figures.add(
           Figure.of("1 client, 1 state: cycles/s", run(base, 1, 1, cycles, new Timeline()), "/s"));
       Timeline queued = new Timeline();
@@ -84,7 +88,72 @@ final class LockThroughputBenchmark implements Benchmark {
               "16 clients, 100 states: cycles/s",
               run(base, 16, 100, cycles, new Timeline()),
               "/s"));
-      return figures;
+    }
+    figures.addAll(twoReplicas(cycles));
+    return figures;
+  }
+
+  /** 16 clients on one state split over two replicas: cycles/s and cross-replica handoffs. */
+  private static List<Figure> twoReplicas(int cycles) throws Exception {
+    try (io.leasehold.embedded.EmbeddedKubernetes api =
+            io.leasehold.embedded.EmbeddedKubernetes.start(0);
+        io.fabric8.kubernetes.client.KubernetesClient user = api.newClient()) {
+      List<io.fabric8.kubernetes.client.KubernetesClient> clients = new ArrayList<>();
+      List<io.leasehold.cli.Replica> replicas = new ArrayList<>();
+      try {
+        for (int i = 0; i < 2; i++) {
+          io.fabric8.kubernetes.client.KubernetesClient c = api.newClient();
+          clients.add(c);
+          replicas.add(
+              io.leasehold.cli.Replica.start(
+                  c,
+                  new io.leasehold.operator.LeaseholdOperator.Options(
+                      java.util.Set.of(), java.util.Optional.of(NAMESPACE), "bench-replica-" + i),
+                  new io.leasehold.cli.Replica.Backend(
+                      io.leasehold.backend.Access.NONE,
+                      io.leasehold.backend.JobPods.NONE,
+                      new io.leasehold.backend.HttpBackend.Config(
+                          "127.0.0.1", 0, Duration.ofMinutes(10)),
+                      64L * 1024 * 1024)));
+        }
+        TerraformState s = new TerraformState();
+        s.getMetadata().setName("tp-aa");
+        s.getMetadata().setNamespace(NAMESPACE);
+        user.resource(s).create();
+        org.awaitility.Awaitility.await()
+            .atMost(Duration.ofSeconds(60))
+            .until(
+                () ->
+                    user.leases()
+                            .inNamespace(NAMESPACE)
+                            .withName("lock-tfstate-default-tp-aa")
+                            .get()
+                        != null);
+        List<String> bases = replicas.stream().map(io.leasehold.cli.Replica::url).toList();
+        run(bases, 16, Math.max(1, cycles / 4), new Timeline());
+        Timeline timeline = new Timeline();
+        double rate = run(bases, 16, cycles, timeline);
+        List<Double> cross = timeline.crossReplicaHandoffsMs();
+        List<Figure> figures = new ArrayList<>();
+        figures.add(Figure.of("2 replicas, 16 clients, 1 state, ?wait=: cycles/s", rate, "/s"));
+        figures.add(Figure.of("2 replicas: handoffs measured across replicas", cross.size(), ""));
+        figures.add(
+            Figure.target(
+                "2 replicas: ?wait= handoff across replicas, p50",
+                Bench.percentile(cross, 50),
+                "ms",
+                20));
+        figures.add(
+            Figure.target(
+                "2 replicas: ?wait= handoff across replicas, p99",
+                Bench.percentile(cross, 99),
+                "ms",
+                100));
+        return figures;
+      } finally {
+        replicas.forEach(io.leasehold.cli.Replica::close);
+        clients.forEach(io.fabric8.kubernetes.client.KubernetesClient::close);
+      }
     }
   }
 
@@ -93,11 +162,42 @@ final class LockThroughputBenchmark implements Benchmark {
     private final List<long[]> marks = java.util.Collections.synchronizedList(new ArrayList<>());
 
     void unlockSent() {
-      marks.add(new long[] {System.nanoTime(), 0});
+      unlockSent(0);
     }
 
     void lockGranted() {
-      marks.add(new long[] {System.nanoTime(), 1});
+      lockGranted(0);
+    }
+
+    void unlockSent(int replica) {
+      marks.add(new long[] {System.nanoTime(), 0, replica});
+    }
+
+    void lockGranted(int replica) {
+      marks.add(new long[] {System.nanoTime(), 1, replica});
+    }
+
+    /** As {@link #handoffsMs()}, only where the UNLOCK and the next grant were on two replicas. */
+    List<Double> crossReplicaHandoffsMs() {
+      List<long[]> sorted;
+      synchronized (marks) {
+        sorted = new ArrayList<>(marks);
+      }
+      sorted.sort(java.util.Comparator.comparingLong(m -> m[0]));
+      List<Double> gaps = new ArrayList<>();
+      long[] lastUnlock = null;
+      for (long[] m : sorted) {
+        if (m[1] == 0) {
+          lastUnlock = m;
+        } else if (lastUnlock != null) {
+          if (lastUnlock[2] != m[2]) {
+            gaps.add((m[0] - lastUnlock[0]) / 1e6);
+          }
+          lastUnlock = null;
+        }
+      }
+      gaps.sort(Double::compare);
+      return gaps;
     }
 
     /** For each granted LOCK after the first: time since the latest UNLOCK sent before it. */
@@ -122,9 +222,20 @@ final class LockThroughputBenchmark implements Benchmark {
     }
   }
 
-  /** Runs {@code cycles} LOCK/UNLOCK cycles; returns cycles per second. */
+  /** Clients on one state split over replicas: client c uses {@code bases[c mod n]}. */
+  private static double run(List<String> bases, int clients, int cycles, Timeline timeline)
+      throws Exception {
+    return run(bases, clients, 1, cycles, timeline);
+  }
+
   private static double run(String base, int clients, int states, int cycles, Timeline timeline)
       throws Exception {
+    return run(List.of(base), clients, states, cycles, timeline);
+  }
+
+  /** Runs {@code cycles} LOCK/UNLOCK cycles; returns cycles per second. */
+  private static double run(
+      List<String> bases, int clients, int states, int cycles, Timeline timeline) throws Exception {
     HttpClient http = HttpClient.newHttpClient();
     AtomicInteger next = new AtomicInteger();
     ExecutorService pool = Executors.newFixedThreadPool(clients);
@@ -132,6 +243,8 @@ final class LockThroughputBenchmark implements Benchmark {
     List<Future<?>> futures = new ArrayList<>();
     for (int c = 0; c < clients; c++) {
       int client = c;
+      int replica = client % bases.size();
+      String base = bases.get(replica);
       futures.add(
           pool.submit(
               () -> {
@@ -159,8 +272,8 @@ final class LockThroughputBenchmark implements Benchmark {
                   if (locked != 200) {
                     throw new IllegalStateException("LOCK answered " + locked);
                   }
-                  timeline.lockGranted();
-                  timeline.unlockSent();
+                  timeline.lockGranted(replica);
+                  timeline.unlockSent(replica);
                   int unlocked = send(http, "UNLOCK", url, info);
                   if (unlocked != 200) {
                     throw new IllegalStateException("UNLOCK answered " + unlocked);

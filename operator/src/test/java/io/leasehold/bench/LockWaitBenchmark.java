@@ -50,7 +50,13 @@ final class LockWaitBenchmark implements Benchmark {
         gap is from one run's unlock to the next run's lock (A from a Lease watch, A' and B from
         the backend's own audit hook). "Lock held" is the summed time runs held the lock; B's wall
         time over it is how close to back-to-back the queue runs (target 1.5x). What limits B:
-        each run's own terraform start-up, plan and state writes, not the handoff.
+        each run's own terraform start-up, plan and state writes, not the handoff. Side C runs
+        two replicas, each serving the backend, the runs split between them (run i on replica
+        i mod 2), with a short server-side wait and Terraform's retry: `?wait=20s` and
+        `-lock-timeout=10m`, so Ctrl-C works within 20 s; each run keeps its place in the line
+        (kept on the Lease) by its lock ID across its retries. C is compared with the same runs
+        started one after another, each waiting for the previous to finish (target: the
+        concurrent runs take at most 1.0x that time).
         """
         .formatted(settings.applies());
   }
@@ -81,6 +87,7 @@ final class LockWaitBenchmark implements Benchmark {
       Result stock = stockSide(h, kubeconfig, "stock", k);
       Result a = side(h, url, "backoff", k, null, events);
       Result b = side(h, url, "wait", k, "10m", events);
+      Result[] c = twoReplicas(k);
       List<Figure> figures = new ArrayList<>();
       stock.addTo(figures, "A stock kubernetes backend, -lock-timeout");
       figures.add(
@@ -93,6 +100,16 @@ final class LockWaitBenchmark implements Benchmark {
       figures.add(
           Figure.target(
               "B: wall time / summed lock-hold time", b.wallSeconds() / b.heldSeconds(), "x", 1.5));
+      c[0].addTo(figures, "C 2 replicas, ?wait=20s and -lock-timeout");
+      figures.add(
+          Figure.of("C: the same runs one after another: wall time", c[1].wallSeconds(), "s"));
+      figures.add(
+          Figure.target(
+              "C: wall time / the same runs one after another",
+              c[0].wallSeconds() / c[1].wallSeconds(),
+              "x",
+              1.0));
+      figures.add(Figure.of("wall time A / C", stock.wallSeconds() / c[0].wallSeconds(), "x"));
       return figures;
     }
   }
@@ -101,7 +118,7 @@ final class LockWaitBenchmark implements Benchmark {
       double wallSeconds, List<Double> gapsMs, double heldSeconds, int conflicts) {
     void addTo(List<Figure> figures, String side) {
       List<Double> sorted = gapsMs.stream().sorted().toList();
-      boolean b = side.startsWith("B");
+      boolean b = side.startsWith("B") || side.startsWith("C");
       figures.add(Figure.of(side + ": wall time", wallSeconds, "s"));
       if (!side.startsWith("A ")) {
         // Side A's lock times come from a Lease watch, which can merge quick changes: its gaps
@@ -207,6 +224,104 @@ final class LockWaitBenchmark implements Benchmark {
     return new Result(wall, gaps, held, conflicts);
   }
 
+  /**
+   * Side C: two replicas over one API, run i on replica i mod 2, {@code ?wait=20s} with Terraform's
+   * {@code -lock-timeout}; the runs at once, then the same runs one after another.
+   */
+  private static Result[] twoReplicas(int k) throws Exception {
+    List<Event> events = Collections.synchronizedList(new ArrayList<>());
+    try (io.leasehold.embedded.EmbeddedKubernetes api =
+            io.leasehold.embedded.EmbeddedKubernetes.start(0);
+        io.fabric8.kubernetes.client.KubernetesClient user = api.newClient()) {
+      List<io.fabric8.kubernetes.client.KubernetesClient> clients = new ArrayList<>();
+      List<io.leasehold.cli.Replica> replicas = new ArrayList<>();
+      try {
+        for (int i = 0; i < 2; i++) {
+          io.fabric8.kubernetes.client.KubernetesClient client = api.newClient();
+          clients.add(client);
+          replicas.add(
+              io.leasehold.cli.Replica.start(
+                  client,
+                  new io.leasehold.operator.LeaseholdOperator.Options(
+                      java.util.Set.of(), java.util.Optional.of(NAMESPACE), "bench-" + i),
+                  new io.leasehold.cli.Replica.Backend(
+                      Access.NONE,
+                      JobPods.NONE,
+                      new io.leasehold.backend.HttpBackend.Config(
+                          "127.0.0.1", 0, java.time.Duration.ofMinutes(10)),
+                      64L * 1024 * 1024,
+                      (target, who, what) ->
+                          events.add(
+                              new Event(
+                                  System.nanoTime(),
+                                  target.names().name()
+                                      + "/"
+                                      + who.user().replace(" (unauthenticated)", ""),
+                                  what)))));
+        }
+        Result concurrent = spread(user, replicas, "spread", k, true, events);
+        Result sequential = spread(user, replicas, "sequential", k, false, events);
+        return new Result[] {concurrent, sequential};
+      } finally {
+        replicas.forEach(io.leasehold.cli.Replica::close);
+        clients.forEach(io.fabric8.kubernetes.client.KubernetesClient::close);
+      }
+    }
+  }
+
+  private static Result spread(
+      io.fabric8.kubernetes.client.KubernetesClient user,
+      List<io.leasehold.cli.Replica> replicas,
+      String name,
+      int k,
+      boolean atOnce,
+      List<Event> events)
+      throws Exception {
+    TerraformState s = new TerraformState();
+    s.getMetadata().setName(name);
+    s.getMetadata().setNamespace(NAMESPACE);
+    user.resource(s).create();
+    List<Terraform> runs = new ArrayList<>();
+    for (int i = 0; i < k; i++) {
+      Terraform tf = new Terraform(Files.createTempDirectory("bench-" + name));
+      String url = replicas.get(i % replicas.size()).url() + NAMESPACE + "/" + name;
+      tf.writeConfig(
+          Terraform.httpBackend(url, "20s")
+              + """
+              resource "terraform_data" "work" {
+                input = "%s-%d"
+                provisioner "local-exec" {
+                  command = "sleep 0.15"
+                }
+              }
+              """
+                  .formatted(name, i));
+      tf.run("init").assertOk();
+      runs.add(tf);
+    }
+    int from = events.size();
+    long start = System.nanoTime();
+    if (atOnce) {
+      List<Process> processes = new ArrayList<>();
+      for (Terraform tf : runs) {
+        processes.add(tf.start("apply", "-auto-approve", "-lock-timeout=10m"));
+      }
+      for (Process p : processes) {
+        p.getInputStream().readAllBytes();
+        p.waitFor(15, TimeUnit.MINUTES);
+        if (p.exitValue() != 0) {
+          throw new IllegalStateException("an apply failed");
+        }
+      }
+    } else {
+      for (Terraform tf : runs) {
+        tf.run("apply", "-auto-approve", "-lock-timeout=10m").assertOk();
+      }
+    }
+    double wall = (System.nanoTime() - start) / 1e9;
+    return result(events, from, name, wall);
+  }
+
   private static Result side(
       OperatorHarness h, String base, String name, int k, String wait, List<Event> events)
       throws Exception {
@@ -250,6 +365,11 @@ final class LockWaitBenchmark implements Benchmark {
       }
     }
     double wall = (System.nanoTime() - start) / 1e9;
+    return result(events, from, name, wall);
+  }
+
+  /** Gaps and lock-hold time of the runs on state {@code name}, from the audit events. */
+  private static Result result(List<Event> events, int from, String name, double wall) {
     List<Event> mine = new ArrayList<>();
     synchronized (events) {
       for (Event e : events.subList(from, events.size())) {
@@ -262,6 +382,7 @@ final class LockWaitBenchmark implements Benchmark {
     double held = 0;
     Long lastUnlock = null;
     Long granted = null;
+    mine.sort(java.util.Comparator.comparingLong(Event::nanos));
     for (Event e : mine) {
       if (e.what().startsWith("LOCK granted")) {
         if (lastUnlock != null) {

@@ -70,6 +70,7 @@ class AdmissionPolicyChartTest {
         .withName(RELEASE)
         .withNamespace(NAMESPACE)
         .withValuesFile(file)
+        .withKubeVersion(HelmChartTest.KUBE_VERSION)
         .call();
   }
 

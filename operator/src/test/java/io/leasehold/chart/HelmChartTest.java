@@ -1137,7 +1137,7 @@ class HelmChartTest {
     assertThat(rendered.one("Service").at("/spec/type").asText()).isEqualTo("LoadBalancer");
     assertThat(rendered.container().getImage())
         .isEqualTo(
-            "leasehold/leasehold@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+            "ghcr.io/leasehold/leasehold@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
 
     Deployment byDefault = defaults.deployment();
     assertThat(byDefault.getSpec().getStrategy().getRollingUpdate().getMaxUnavailable().getIntVal())

@@ -309,7 +309,8 @@ class RbacCoversCallsTest {
             BackendTls.ClientAuthentication.NONE,
             Duration.ofMinutes(1));
     try (CaPublisher publisher =
-        CaPublisher.start(operatorClient, tls, "leasehold-ca", Set.of(NAMESPACE), true)) {
+        CaPublisher.start(
+            operatorClient, tls, "leasehold-ca", Set.of(NAMESPACE), java.util.Optional.empty())) {
       await()
           .atMost(Duration.ofSeconds(20))
           .until(

@@ -212,8 +212,11 @@ class HttpBackendE2ETest {
                 lease("crashed") != null && lease("crashed").getSpec().getHolderIdentity() != null);
     String lockId = lease("crashed").getSpec().getHolderIdentity();
     apply.destroyForcibly().waitFor();
-    Thread.sleep(300);
-    assertThat(lease("crashed").getSpec().getHolderIdentity()).isEqualTo(lockId);
+    // A crashed holder's lock stays: nothing releases it on its behalf.
+    await()
+        .during(Duration.ofMillis(300))
+        .atMost(Duration.ofSeconds(5))
+        .until(() -> lockId.equals(lease("crashed").getSpec().getHolderIdentity()));
 
     Terraform.Result plan = tf.run("plan", "-lock-timeout=1s");
     assertThat(plan.exitCode()).isNotZero();
@@ -348,9 +351,13 @@ class HttpBackendE2ETest {
     assertThat(holding.exitValue()).isZero();
 
     Files.delete(gate);
+    // A resource the state does not have yet, so that this apply runs its slow provisioner and
+    // holds the lock while the other client tries (the first half's "slow" is already applied).
     Files.writeString(
         httpDir.resolve("slow.tf"),
-        Files.readString(k8sDir.resolve("slow.tf")).replace(k8sDir.toString(), httpDir.toString()));
+        Files.readString(k8sDir.resolve("slow.tf"))
+            .replace(k8sDir.toString(), httpDir.toString())
+            .replace("\"slow\"", "\"slow_http\""));
     Path httpGate = httpDir.resolve("gate");
     Process httpHolding = http.start("apply", "-auto-approve", "-var", "extra=from-k8s");
     await()

@@ -161,18 +161,24 @@ class KubernetesBackendInteropE2ETest {
                 s.getMetadata().setLabels(Map.of("poke", "1"));
                 return s;
               });
-      Thread.sleep(500);
-      Lease stillHeld =
-          harness
-              .client()
-              .leases()
-              .inNamespace(NAMESPACE)
-              .withName("lock-tfstate-default-held-by-tf")
-              .get();
-      assertThat(stillHeld.getSpec().getHolderIdentity())
-          .isEqualTo(held.getSpec().getHolderIdentity());
-      assertThat(stillHeld.getMetadata().getAnnotations())
-          .isEqualTo(held.getMetadata().getAnnotations());
+      // The operator reconciles on the poke, and must leave Terraform's lock exactly as it is.
+      await()
+          .during(Duration.ofMillis(500))
+          .atMost(Duration.ofSeconds(5))
+          .untilAsserted(
+              () -> {
+                Lease stillHeld =
+                    harness
+                        .client()
+                        .leases()
+                        .inNamespace(NAMESPACE)
+                        .withName("lock-tfstate-default-held-by-tf")
+                        .get();
+                assertThat(stillHeld.getSpec().getHolderIdentity())
+                    .isEqualTo(held.getSpec().getHolderIdentity());
+                assertThat(stillHeld.getMetadata().getAnnotations())
+                    .isEqualTo(held.getMetadata().getAnnotations());
+              });
     } finally {
       Files.writeString(release, "go");
     }

@@ -73,6 +73,8 @@ class CustomResourceValidationTest {
                 Map.of("leaseDurationSeconds", 300),
                 "history",
                 Map.of("keep", 10),
+                "encryption",
+                Map.of("required", false),
                 "deletionPolicy",
                 "Retain"));
     assertThat(s.getSpec().getLock().getLeaseDurationSeconds()).isEqualTo(300);

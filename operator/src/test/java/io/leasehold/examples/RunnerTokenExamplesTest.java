@@ -81,7 +81,7 @@ class RunnerTokenExamplesTest {
         docs.stream().filter(Job.class::isInstance).map(Job.class::cast).findFirst().orElseThrow();
     assertAudienceBound(job.getSpec(), "the quick-start Job");
     ConfigMap code =
-        docs.stream()
+        load("quickstart/runner-config.yaml").stream()
             .filter(ConfigMap.class::isInstance)
             .map(ConfigMap.class::cast)
             .findFirst()

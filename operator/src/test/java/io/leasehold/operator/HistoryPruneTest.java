@@ -68,11 +68,12 @@ class HistoryPruneTest {
                   .status())
           .isEqualTo(200);
     }
-    assertThat(kept()).containsExactly(4L, 3L, 2L, 1L);
+    // Every version is kept, the current one included.
+    assertThat(kept()).containsExactly(5L, 4L, 3L, 2L, 1L);
 
-    keep(1);
+    keep(2);
 
-    await().atMost(Duration.ofSeconds(30)).until(() -> kept().equals(List.of(4L)));
+    await().atMost(Duration.ofSeconds(30)).until(() -> kept().equals(List.of(5L, 4L)));
     assertThat(harness.events("pruned"))
         .anyMatch(e -> e.startsWith("Normal HistoryPruned: dropped the 3 oldest"));
 

@@ -43,6 +43,8 @@ class LoggingTest {
         List.of(
             "io.leasehold", "io.javaoperatorsdk", "io.fabric8.kubernetes.client.dsl", "io.vertx");
     root.addAppender(captured);
+    java.util.Map<String, Level> levels = new java.util.HashMap<>();
+    loud.forEach(n -> levels.put(n, context.getLogger(n).getLevel()));
     loud.forEach(n -> context.getLogger(n).setLevel(Level.DEBUG));
     try (OperatorHarness h = OperatorHarness.start()) {
       var backend = new BackendClientAccess(h.startBackend(64L * 1024 * 1024));
@@ -78,7 +80,8 @@ class LoggingTest {
       assertThat(events).noneMatch(e -> e.contains(marker) || e.contains(token));
     } finally {
       root.detachAppender(captured);
-      loud.forEach(n -> context.getLogger(n).setLevel(null));
+      // As configured before, so that later tests in this JVM log as configured.
+      loud.forEach(n -> context.getLogger(n).setLevel(levels.get(n)));
     }
     assertThat(captured.list).isNotEmpty();
     for (ILoggingEvent event : captured.list) {

@@ -264,6 +264,16 @@ public final class ChildOperator implements AutoCloseable {
     }
   }
 
+  /** Kills the child at once, as a crash or an OOM kill would: no shutdown of any kind. */
+  public void kill() {
+    process.destroyForcibly();
+    try {
+      process.waitFor(30, TimeUnit.SECONDS);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+    }
+  }
+
   @Override
   public void close() {
     try {

@@ -92,6 +92,17 @@ public final class OperatorHarness implements AutoCloseable {
       io.leasehold.backend.JobPods pods,
       long maxStateBytes,
       io.leasehold.backend.StateBackend.Audit audit) {
+    return startBackend(
+        access, pods, maxStateBytes, audit, io.leasehold.backend.HttpBackend.Timeouts.DEFAULT);
+  }
+
+  /** Serves the backend with its connection and body timeouts as given. */
+  public String startBackend(
+      io.leasehold.backend.Access access,
+      io.leasehold.backend.JobPods pods,
+      long maxStateBytes,
+      io.leasehold.backend.StateBackend.Audit audit,
+      io.leasehold.backend.HttpBackend.Timeouts timeouts) {
     backend =
         io.leasehold.cli.Replica.serve(
             operator,
@@ -99,7 +110,8 @@ public final class OperatorHarness implements AutoCloseable {
                 access,
                 pods,
                 new io.leasehold.backend.HttpBackend.Config(
-                    "127.0.0.1", 0, java.time.Duration.ofMinutes(10)),
+                        "127.0.0.1", 0, java.time.Duration.ofMinutes(10))
+                    .withTimeouts(timeouts),
                 maxStateBytes,
                 audit));
     return backend.url();

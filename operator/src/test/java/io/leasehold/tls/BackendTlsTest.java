@@ -299,7 +299,21 @@ class BackendTlsTest {
     BackendTls tls =
         BackendTls.load(first, BackendTls.ClientAuthentication.NONE, Duration.ofMinutes(1));
     try (CaPublisher publisher =
-        CaPublisher.start(client, tls, "leasehold-ca", Set.of("runners"), true)) {
+        CaPublisher.start(
+            client,
+            tls,
+            "leasehold-ca",
+            Set.of("runners"),
+            java.util.Optional.of(
+                () ->
+                    client
+                        .resources(TerraformState.class)
+                        .inAnyNamespace()
+                        .list()
+                        .getItems()
+                        .stream()
+                        .map(s -> s.getMetadata().getNamespace())
+                        .collect(java.util.stream.Collectors.toSet())))) {
       await()
           .atMost(Duration.ofSeconds(20))
           .untilAsserted(

@@ -1,0 +1,172 @@
+package io.leasehold.lock;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.leasehold.embedded.EmbeddedKubernetes;
+import io.leasehold.state.StateNames;
+import java.time.Clock;
+import java.time.Duration;
+import java.util.Map;
+import java.util.Optional;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+/** The lock service's rules, one transition at a time, against the in-memory API. */
+class LockServiceTest {
+
+  private static EmbeddedKubernetes api;
+  private static KubernetesClient client;
+  private static LockService locks;
+  private static final Caller ALICE = Caller.of("alice", "alice");
+  private static final Caller BOB = Caller.of("bob", "bob");
+
+  @BeforeAll
+  static void start() {
+    api = EmbeddedKubernetes.start(0);
+    client = api.newClient();
+    locks =
+        new LockService(
+            client,
+            LockService.LeaseSource.NONE,
+            Clock.systemUTC(),
+            "replica-a",
+            new LockService.Settings(Duration.ofSeconds(30), Duration.ofSeconds(5)));
+  }
+
+  @AfterAll
+  static void stop() {
+    client.close();
+    api.close();
+  }
+
+  private static StateNames names(String name) {
+    return new StateNames("default", name, "default");
+  }
+
+  private static LockInfo info(String id, String who) {
+    return new LockInfo(id, "OperationTypeApply", "", who, "1.11.4", "", "");
+  }
+
+  @Test
+  @DisplayName(
+      "The deletion lock has one ID per TerraformState: asking again after a retry finds it already"
+          + " taken for the deletion instead of waiting on itself")
+  void deletionLockIsStable() {
+    StateNames n = names("deleting");
+    LockService.Answer first = locks.lockForDeletion(n, "uid-1");
+    LockService.Answer again = locks.lockForDeletion(n, "uid-1");
+    assertThat(first).isInstanceOf(LockService.Granted.class);
+    assertThat(again).isInstanceOf(LockService.Granted.class);
+    assertThat(((LockService.Granted) again).lockId()).isEqualTo("leasehold-delete/uid-1");
+    assertThat(locks.fresh(n).getSpec().getHolderIdentity()).isEqualTo("leasehold-delete/uid-1");
+    // Another TerraformState (re-created under the same name) waits for it.
+    assertThat(locks.lockForDeletion(n, "uid-2")).isInstanceOf(LockService.NotNow.class);
+  }
+
+  @Test
+  @DisplayName(
+      "A lock's ID used by another identity is refused as not its owner, for writes and UNLOCK;"
+          + " the owner's own use goes ahead")
+  void lockBelongsToItsOwner() {
+    StateNames n = names("owned");
+    assertThat(locks.lock(n, info("a-1", "alice@x"), ALICE, false, Map.of()))
+        .isInstanceOf(LockService.Granted.class);
+    LockService.Answer write = locks.checkWrite(n, "a-1", BOB, "write");
+    assertThat(write).isInstanceOf(LockService.Refused.class);
+    assertThat(((LockService.Refused) write).refusal()).isEqualTo(LockService.Refusal.NOT_OWNER);
+    assertThat(((LockService.Refused) write).message()).contains("belongs to alice");
+    assertThat(locks.unlock(n, "a-1", BOB)).isInstanceOf(LockService.Refused.class);
+    assertThat(locks.checkWrite(n, "a-1", ALICE, "write")).isInstanceOf(LockService.Allowed.class);
+    assertThat(locks.unlock(n, "a-1", ALICE)).isInstanceOf(LockService.Released.class);
+  }
+
+  @Test
+  @DisplayName("A runner Job's lock ID is no bearer token: only the Job's pods may use it")
+  void jobLockBelongsToItsPods() {
+    StateNames n = names("jobbed");
+    Lease lease = locks.fresh(n);
+    String id = LeaseLock.jobLockId("run-1", "job-uid-1");
+    locks.admit(lease, info(id, "job/run-1"), "job-uid-1", 300, null);
+    Caller pod =
+        new Caller() {
+          @Override
+          public String identity() {
+            return "system:serviceaccount:default:runner";
+          }
+
+          @Override
+          public boolean isPodOfJob(String namespace, String jobUid) {
+            return "job-uid-1".equals(jobUid);
+          }
+
+          @Override
+          public String describe() {
+            return "the Job's pod";
+          }
+        };
+    assertThat(locks.checkWrite(n, id, BOB, "write")).isInstanceOf(LockService.Refused.class);
+    // The pod's own terraform locks under the Job's lock and owns that nested lock.
+    assertThat(locks.lock(n, info("tf-in-pod", "runner@pod"), pod, false, Map.of()))
+        .isInstanceOf(LockService.Granted.class);
+    assertThat(locks.checkWrite(n, "tf-in-pod", pod, "write"))
+        .isInstanceOf(LockService.Allowed.class);
+    assertThat(locks.checkWrite(n, "tf-in-pod", BOB, "write"))
+        .isInstanceOf(LockService.Refused.class);
+  }
+
+  @Test
+  @DisplayName(
+      "A place in line is kept for its owner only: another identity asking with the same lock ID"
+          + " is refused")
+  void placeInLineBelongsToItsOwner() {
+    StateNames n = names("placed");
+    assertThat(locks.lock(n, info("holder", "h"), ALICE, false, Map.of()))
+        .isInstanceOf(LockService.Granted.class);
+    LockInfo waiting = info("w-1", "alice@x");
+    assertThat(locks.lock(n, waiting, ALICE, true, Map.of()))
+        .isInstanceOf(LockService.NotNow.class);
+    assertThat(LeaseLock.line(locks.fresh(n)).position("w-1")).isEqualTo(1);
+    LockService.Answer stolen = locks.lock(n, waiting, BOB, true, Map.of());
+    assertThat(stolen).isInstanceOf(LockService.Refused.class);
+    assertThat(((LockService.Refused) stolen).refusal()).isEqualTo(LockService.Refusal.NOT_OWNER);
+  }
+
+  @Test
+  @DisplayName(
+      "A client of another replica is passed over only if the Lease did not change since it was"
+          + " seen blocking the line")
+  void passOverOnlyAtTheVersionSeen() {
+    StateNames n = names("passover");
+    LockService other =
+        new LockService(
+            client,
+            LockService.LeaseSource.NONE,
+            Clock.systemUTC(),
+            "replica-b",
+            LockService.Settings.DEFAULTS);
+    assertThat(other.lock(n, info("h", "h"), ALICE, false, Map.of()))
+        .isInstanceOf(LockService.Granted.class);
+    other.lock(n, info("remote", "r"), BOB, true, Map.of());
+    other.unlock(n, "h", ALICE);
+    Lease seen = locks.fresh(n);
+    Optional<Ticket> blocker = locks.blockedBy(seen, Map.of());
+    assertThat(blocker).map(Ticket::id).contains("remote");
+    // The Lease changes (its replica is alive after all): the stale version passes nobody over.
+    other.lock(
+        n,
+        info("later", "l"),
+        ALICE,
+        true,
+        Map.of("remote", new LockService.Waiting(info("remote", "r"), BOB)));
+    locks.passOver(n, "remote", seen.getMetadata().getResourceVersion());
+    assertThat(LeaseLock.line(locks.fresh(n)).find("remote").orElseThrow().gone()).isNull();
+    // Unchanged since seen: passed over (kept, marked gone).
+    Lease now = locks.fresh(n);
+    locks.passOver(n, "remote", now.getMetadata().getResourceVersion());
+    assertThat(LeaseLock.line(locks.fresh(n)).find("remote").orElseThrow().gone()).isNotNull();
+  }
+}
