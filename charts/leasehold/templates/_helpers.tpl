@@ -215,13 +215,13 @@ leasehold.rules.namespaced: in every watched namespace.
   verbs: ["get", "list", "watch", "create", "update", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["get"]
+  verbs: ["get", "list"]
 {{- if include "leasehold.publishesCA" . }}
 {{ include "leasehold.rules.caPublisher" . }}
 {{- end }}

@@ -1,6 +1,9 @@
 package io.leasehold.api;
 
+import com.fasterxml.jackson.annotation.JsonCreator;
+import com.fasterxml.jackson.annotation.JsonProperty;
 import io.fabric8.crd.generator.annotation.AdditionalPrinterColumn;
+import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.ValidationRule;
 import io.fabric8.kubernetes.api.model.Namespaced;
 import io.fabric8.kubernetes.client.CustomResource;
@@ -14,6 +17,12 @@ import io.fabric8.kubernetes.model.annotation.Version;
  *
  * <p>The resource name becomes Terraform's {@code secret_suffix}, so it must make valid object
  * names and label values and must not look like a chunk number to Terraform.
+ *
+ * <p>{@code spec} and {@code spec.workspace} cannot be removed or nulled, and the workspace cannot
+ * change (rules on the whole object, since a rule on a field is not checked once the field is
+ * gone). Read from an API that did not enforce them, a TerraformState without spec has none ({@link
+ * #getSpec()} is null) rather than a default one, so it is never taken for workspace {@code
+ * default}.
  */
 @Group(TerraformState.GROUP)
 @Version(TerraformState.VERSION)
@@ -53,12 +62,47 @@ import io.fabric8.kubernetes.model.annotation.Version;
         "metadata.name must not end in '-<digits>' (for example 'network-2'): Terraform's"
             + " kubernetes backend reads that suffix as a state chunk number and crashes;"
             + " use a name such as 'network-v2'")
+@ValidationRule(
+    value = "has(self.spec) && has(self.spec.workspace)",
+    message =
+        "spec.workspace is required: it selects the state (Secret tfstate-<workspace>-<name>), so"
+            + " spec and spec.workspace cannot be removed or set to null")
+@ValidationRule(
+    value =
+        "!has(oldSelf.spec) || !has(oldSelf.spec.workspace) || (has(self.spec) &&"
+            + " has(self.spec.workspace) && self.spec.workspace == oldSelf.spec.workspace)",
+    message =
+        "workspace is immutable: it selects which state this resource manages; create"
+            + " another TerraformState for another workspace")
 public class TerraformState extends CustomResource<TerraformStateSpec, TerraformStateStatus>
     implements Namespaced {
 
   public static final String GROUP = "leasehold.io";
   public static final String VERSION = "v1alpha1";
   public static final String PLURAL = "terraformstates";
+
+  /** A new TerraformState with the default spec, for creating one. */
+  public TerraformState() {
+    super();
+  }
+
+  /**
+   * As read from JSON: the spec given, or none when the JSON has none (not the default spec a new
+   * object starts with).
+   */
+  @JsonCreator(mode = JsonCreator.Mode.PROPERTIES)
+  static TerraformState read(@JsonProperty("spec") TerraformStateSpec spec) {
+    TerraformState state = new TerraformState();
+    state.setSpec(spec);
+    return state;
+  }
+
+  /** The spec; null only when read from an API that let it be removed. */
+  @Override
+  @Default("{}")
+  public TerraformStateSpec getSpec() {
+    return super.getSpec();
+  }
 
   @Override
   protected TerraformStateSpec initSpec() {

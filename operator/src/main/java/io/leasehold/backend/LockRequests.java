@@ -86,6 +86,7 @@ public final class LockRequests implements WriteLock {
       case LINE_FULL -> 503;
       case STALE_LOCK -> 409;
       case LOCKED -> 423;
+      case DELETING -> 409;
     };
   }
 
@@ -295,6 +296,7 @@ public final class LockRequests implements WriteLock {
                     switch (r.refusal()) {
                       case LOCKED -> WriteRefusal.LOCKED;
                       case NOT_OWNER -> WriteRefusal.NOT_OWNER;
+                      case DELETING -> WriteRefusal.DELETING;
                       default -> WriteRefusal.STALE_LOCK;
                     },
                     r.message()));

@@ -208,6 +208,7 @@ final class LockWaiters {
             .filter(w -> w.once)
             .map(w -> w.info.id())
             .collect(java.util.stream.Collectors.toSet());
+    java.util.List<Waiter> all = java.util.List.copyOf(line.waiting.values());
     blocking(
         () -> {
           Map<Waiter, Object> answers = new LinkedHashMap<>();
@@ -227,6 +228,21 @@ final class LockWaiters {
             }
           }
           stillWaiting.keySet().removeAll(answeredAtOnce);
+          Optional<String> closed = service.closed(line.names);
+          if (closed.isPresent()) {
+            // The state is being deleted: nobody still waiting will be served; each is told so
+            // now (a newcomer got the lock service's own answer above: the holder and a runner
+            // Job's pod may still lock).
+            for (Waiter w : all) {
+              if (!answers.containsKey(w)) {
+                answers.put(
+                    w,
+                    new LockService.Refused(
+                        LockService.Refusal.DELETING, closed.get(), Optional.empty()));
+              }
+            }
+            return new Served(answers, Optional.empty(), Optional.empty(), null);
+          }
           Optional<LockService.Granted> granted = service.serve(line.names, stillWaiting);
           Optional<Ticket> blocker =
               granted.isPresent()

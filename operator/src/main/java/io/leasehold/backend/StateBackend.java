@@ -6,6 +6,7 @@ import io.leasehold.kube.EventRecorder;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.IncomingState;
 import io.leasehold.state.StateNames;
+import io.leasehold.state.StateOwnership;
 
 /**
  * Terraform's {@code http} backend protocol over the state that Terraform's {@code kubernetes}
@@ -71,11 +72,21 @@ public final class StateBackend {
     this.targets =
         new StateTargets(
             (ns, name) ->
-                client.resources(TerraformState.class).inNamespace(ns).withName(name).get());
+                client.resources(TerraformState.class).inNamespace(ns).withName(name).get(),
+            StateOwnership.fromApi(client));
     this.reads = new StateReads(client);
     Audit audited = (target, who, what) -> audit.record(target, who, what);
     this.writes = new GuardedWrites(client, events, metrics, locks, audited);
     this.history = new HistoryService(client, events, locks, writes);
+  }
+
+  /**
+   * Where a TerraformState's ownership of its names is checked from (the replica's caches; by
+   * default the API).
+   */
+  public StateBackend withOwnership(StateOwnership.Stored ownership) {
+    targets.checkOwnership(ownership);
+    return this;
   }
 
   /** Where TerraformStates are looked up (the HTTP layer passes its watch cache). */

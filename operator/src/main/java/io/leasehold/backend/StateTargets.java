@@ -3,6 +3,7 @@ package io.leasehold.backend;
 import io.leasehold.api.DisplayText;
 import io.leasehold.api.TerraformState;
 import io.leasehold.state.StateNames;
+import io.leasehold.state.StateOwnership;
 import java.util.regex.Pattern;
 
 /** Finds the TerraformState a request addresses ({@code /v1/states/NS/NAME}) and its names. */
@@ -11,9 +12,16 @@ final class StateTargets {
   private static final Pattern DNS_LABEL = Pattern.compile("[a-z0-9]([-a-z0-9]*[a-z0-9])?");
 
   private volatile StateBackend.States states;
+  private volatile StateOwnership.Stored ownership;
 
-  StateTargets(StateBackend.States states) {
+  StateTargets(StateBackend.States states, StateOwnership.Stored ownership) {
     this.states = states;
+    this.ownership = ownership;
+  }
+
+  /** Where ownership of names is checked from from now on. */
+  void checkOwnership(StateOwnership.Stored ownership) {
+    this.ownership = ownership;
   }
 
   /** Where TerraformStates are looked up from now on. */
@@ -52,12 +60,34 @@ final class StateTargets {
               + name
               + ": create it (kubectl apply) before using this backend address");
     }
+    if (state.getSpec() == null) {
+      throw ReplyException.text(
+          422,
+          "TerraformState "
+              + namespace
+              + "/"
+              + name
+              + " has no spec, and spec.workspace selects the state: restore the spec");
+    }
     StateNames names = new StateNames(namespace, name, state.getSpec().getWorkspace());
     names
         .problem()
         .ifPresent(
             p -> {
               throw ReplyException.text(422, "TerraformState " + namespace + "/" + name + ": " + p);
+            });
+    // One state, one owner: nothing of another TerraformState's state is reached through this one.
+    StateOwnership.check(state, ownership)
+        .ifPresent(
+            c -> {
+              throw ReplyException.text(
+                  409,
+                  "TerraformState "
+                      + namespace
+                      + "/"
+                      + name
+                      + " is refused (NameCollision): "
+                      + c.message());
             });
     return new StateBackend.Target(state, names);
   }

@@ -12,6 +12,7 @@ enum WriteRefusal {
   STALE_LOCK(409, "stale_lock"),
   NOT_OWNER(403, "not_owner"),
   STATE_MISSING(409, "state_missing"),
+  DELETING(409, "deleting"),
   LINEAGE(409, "lineage"),
   SERIAL(409, "serial"),
   CONFLICT(409, "conflict"),

@@ -70,7 +70,8 @@ public final class Replica implements AutoCloseable {
                     settings.maxStateBytes(),
                     locks,
                     operator.options().metrics())
-                .withAudit(settings.audit()),
+                .withAudit(settings.audit())
+                .withOwnership(operator.caches()),
         settings.access(),
         settings.jobPods(),
         operator.events(),

@@ -220,6 +220,10 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return delegate.dispatch(request);
     }
     fillTypeMeta(resource, object);
+    Optional<MockResponse> stale = staleSubresourceUpdate(method, resource, target, object);
+    if (stale.isPresent()) {
+      return stale.get();
+    }
     if ("POST".equals(method) && !resource.isSubresource() && needsName(object)) {
       Optional<MockResponse> refused =
           GeneratedNames.assign(object, target.get(), this::current, mapper);
@@ -488,8 +492,10 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       if (strict.isPresent()) {
         return strict.get();
       }
+      // The patched object is defaulted as the API server decodes it: a field removed by the
+      // patch comes back with its default before the rules (immutability included) are checked.
       Optional<String> invalid =
-          validation.validate(resource.group(), resource.plural(), object, () -> current, false);
+          validation.validate(resource.group(), resource.plural(), object, () -> current, true);
       if (invalid.isPresent()) {
         return status(422, "Invalid", invalid.get());
       }
@@ -497,7 +503,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     if (dryRun) {
       return Statuses.json(200, object);
     }
-    if (!strategic && !merge) {
+    if (!strategic && !merge && !validate) {
       return delegate.dispatch(request);
     }
     if (!resource.isSubresource()) {
@@ -574,6 +580,39 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   /** Whether an object is stored at {@code objectPath}. */
   boolean exists(String objectPath) {
     return current(objectPath) != null;
+  }
+
+  /**
+   * A PUT of a subresource ({@code /status}) carrying a resourceVersion that is no longer the
+   * stored one is refused with 409, as an API server refuses it (the store alone would let the
+   * stale write win).
+   */
+  private Optional<MockResponse> staleSubresourceUpdate(
+      String method, ResourcePath resource, Optional<ApiRequest> target, ObjectNode object) {
+    if (!"PUT".equals(method) || !resource.isSubresource() || target.isEmpty()) {
+      return Optional.empty();
+    }
+    String version = object.path("metadata").path("resourceVersion").asText("");
+    if (version.isEmpty()) {
+      return Optional.empty();
+    }
+    JsonNode stored = current(target.get().objectPath());
+    if (stored == null
+        || version.equals(stored.path("metadata").path("resourceVersion").asText(""))) {
+      return Optional.empty();
+    }
+    String kind =
+        resource.group().isEmpty() ? resource.plural() : resource.plural() + "." + resource.group();
+    return Optional.of(
+        status(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled on "
+                + kind
+                + " \""
+                + stored.path("metadata").path("name").asText("")
+                + "\": the object has been modified; please apply your changes to the latest"
+                + " version and try again"));
   }
 
   private JsonNode current(String path) {

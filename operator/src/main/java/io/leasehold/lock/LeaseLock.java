@@ -118,6 +118,42 @@ public final class LeaseLock {
         .build();
   }
 
+  /**
+   * A Lease deleted outside leasehold, to be created again as it was: its holder, LockInfo, line
+   * and running Jobs, with the labels of {@code names}. A lock leasehold renews (a runner Job's)
+   * counts as renewed now, so it does not expire before the next renewal.
+   */
+  public static Lease recreated(Lease last, StateNames names, Instant now) {
+    Lease fresh = unlocked(names);
+    Map<String, String> labels = new HashMap<>(fresh.getMetadata().getLabels());
+    if (last.getMetadata().getLabels() != null) {
+      labels.putAll(last.getMetadata().getLabels());
+    }
+    fresh.getMetadata().setLabels(labels);
+    fresh.getMetadata().setAnnotations(new HashMap<>(annotations(last)));
+    if (last.getSpec() != null) {
+      fresh.setSpec(new LeaseBuilder(last).build().getSpec());
+    }
+    Optional<Holder> holder = Holder.of(fresh, now);
+    if (holder.isPresent() && holder.get().vouched()) {
+      fresh.getSpec().setRenewTime(now.atZone(ZoneOffset.UTC));
+    }
+    return fresh;
+  }
+
+  /**
+   * Held for runner Job {@code jobLock} (admitted, still running) on a Lease that is gone: created
+   * anew, the lock never free while the Job runs.
+   */
+  public static Lease heldForRunning(
+      StateNames names,
+      LockInfo jobLock,
+      int durationSeconds,
+      Instant now,
+      java.util.List<RunningJob> running) {
+    return withRunning(heldFor(unlocked(names), jobLock, durationSeconds, now), running);
+  }
+
   /** Whether a Lease that carries a duration has gone unrenewed for longer than it. */
   public static boolean expired(Lease lease, Instant now) {
     var spec = lease.getSpec();

@@ -13,6 +13,8 @@ import java.util.Optional;
 import java.util.Set;
 import java.util.function.Predicate;
 import java.util.function.UnaryOperator;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The one place where a state's lock changes hands. Every transition (a client's LOCK and UNLOCK, a
@@ -64,6 +66,22 @@ public final class LockService {
 
     /** Tells {@code listener} of every change to a lock Lease the watch reports. */
     default void onChange(java.util.function.Consumer<Lease> listener) {}
+
+    /**
+     * Why state {@code namespace/name} takes no new locks (its TerraformState is being deleted), or
+     * empty when it does.
+     */
+    default Optional<String> closed(String namespace, String name) {
+      return Optional.empty();
+    }
+
+    /** Lease {@code name} as it was when the watch reported it deleted, if it did lately. */
+    default Optional<Lease> deleted(String namespace, String name) {
+      return Optional.empty();
+    }
+
+    /** Forgets a deleted Lease once it is recreated (or exists again). */
+    default void forgetDeleted(String namespace, String name) {}
   }
 
   /** A request waiting on this replica whose connection is open. */
@@ -78,7 +96,12 @@ public final class LockService {
     /** The lock ID is not (or no longer) the holder's. */
     STALE_LOCK,
     /** Someone holds the lock and the request carries no lock ID. */
-    LOCKED
+    LOCKED,
+    /**
+     * The state's TerraformState is being deleted: no new lock is granted and nothing is written
+     * without the lock held since before.
+     */
+    DELETING
   }
 
   /** What a LOCK, UNLOCK or write check came to. */
@@ -131,6 +154,7 @@ public final class LockService {
   }
 
   private static final int ATTEMPTS = 10;
+  private static final Logger LOG = LoggerFactory.getLogger(LockService.class);
 
   private final KubernetesClient client;
   private final LeaseSource leases;
@@ -182,25 +206,59 @@ public final class LockService {
         client.leases().inNamespace(names.namespace()).withName(names.leaseName()).get());
   }
 
+  /** The Lease as cached, or as the API server has it; empty when there is none. Never creates. */
+  public Optional<Lease> existing(StateNames names) {
+    Optional<Lease> cached = leases.cached(names.namespace(), names.leaseName());
+    return cached.isPresent() ? cached : peek(names);
+  }
+
+  /** Why the state takes no new locks: its TerraformState is being deleted. Empty when it does. */
+  public Optional<String> closed(StateNames names) {
+    return leases.closed(names.namespace(), names.name());
+  }
+
+  /**
+   * The Lease to decide on. A missing Lease is created: unlocked, or as it was when it was deleted
+   * outside leasehold (its lock, its line), so that a lock is never free under a running Job or a
+   * client in the middle of an apply. For a state being deleted nothing is created here: the
+   * decision works on an unlocked Lease not yet stored, and a write, if any, creates it.
+   */
   private Lease read(StateNames names, boolean fresh) {
-    if (!fresh) {
-      Optional<Lease> cached = leases.cached(names.namespace(), names.leaseName());
-      if (cached.isPresent()) {
-        return cached.get();
-      }
+    Optional<Lease> cached = leases.cached(names.namespace(), names.leaseName());
+    if (!fresh && cached.isPresent()) {
+      return cached.get();
     }
     Optional<Lease> stored = peek(names);
     if (stored.isPresent()) {
+      leases.forgetDeleted(names.namespace(), names.leaseName());
       return stored.get();
     }
+    if (closed(names).isPresent()) {
+      return LeaseLock.unlocked(names);
+    }
+    // Gone: as the watch last saw it, or as the cache still shows it when the watch has not told
+    // of the deletion yet.
+    Optional<Lease> lost = recreation(names, cached);
     try {
       Lease created =
           client
               .leases()
               .inNamespace(names.namespace())
-              .resource(LeaseLock.unlocked(names))
+              .resource(lost.orElseGet(() -> LeaseLock.unlocked(names)))
               .create();
       leases.written(null, created);
+      leases.forgetDeleted(names.namespace(), names.leaseName());
+      Optional<Holder> holder = Holder.of(created, clock.instant());
+      if (lost.isPresent() && holder.isPresent()) {
+        LOG.warn(
+            "{}/{}: the lock Lease {} was deleted outside leasehold while lock {} ({}) held it;"
+                + " it is recreated as it was, lock included (release a lock with force-unlock)",
+            names.namespace(),
+            names.name(),
+            names.leaseName(),
+            holder.get().id(),
+            holder.get().summary());
+      }
       return created;
     } catch (KubernetesClientException e) {
       if (e.getCode() == 409) {
@@ -211,8 +269,42 @@ public final class LockService {
     }
   }
 
-  /** Writes {@code changed} only if the Lease is still at the version it was derived from. */
+  /**
+   * The Lease as it was when the watch last saw it deleted, to be created again, unless it was
+   * leasehold's own deletion lock (the state was deleted on purpose) or belongs to other names.
+   */
+  private Optional<Lease> recreation(StateNames names, Optional<Lease> cached) {
+    Optional<Lease> last = leases.deleted(names.namespace(), names.leaseName()).or(() -> cached);
+    if (last.isEmpty()) {
+      return Optional.empty();
+    }
+    Map<String, String> labels = last.get().getMetadata().getLabels();
+    Optional<Holder> holder = Holder.of(last.get(), clock.instant());
+    if (holder.isPresent() && holder.get().id().startsWith(DELETION_PREFIX)
+        || labels == null
+        || !names.name().equals(labels.get(StateNames.LABEL_SUFFIX))
+        || !names.workspace().equals(labels.get(StateNames.LABEL_WORKSPACE))) {
+      leases.forgetDeleted(names.namespace(), names.leaseName());
+      return Optional.empty();
+    }
+    return Optional.of(LeaseLock.recreated(last.get(), names, clock.instant()));
+  }
+
+  /**
+   * Writes {@code changed} only if the Lease is still at the version it was derived from; a Lease
+   * not stored yet (a state being deleted) is created, which fails if one appeared meanwhile.
+   */
   private Lease write(Lease before, Lease changed) {
+    if (before.getMetadata().getResourceVersion() == null) {
+      Lease created =
+          client
+              .leases()
+              .inNamespace(changed.getMetadata().getNamespace())
+              .resource(changed)
+              .create();
+      leases.written(null, created);
+      return created;
+    }
     if (changed.getMetadata().getResourceVersion() == null) {
       throw new IllegalArgumentException("a Lease update must carry the resourceVersion it read");
     }
@@ -354,7 +446,8 @@ public final class LockService {
       }
       Optional<String> jobUid = h.jobUid();
       if (jobUid.isPresent() && caller.isPodOfJob(names.namespace(), jobUid.get())) {
-        // The runner Job's own terraform locks under the Job's lock.
+        // The runner Job's own terraform locks under the Job's lock (also while the state is
+        // being deleted: the Job was admitted before, and runs to its end).
         Optional<Holder.Nested> nested = h.nested();
         if (nested.isEmpty()) {
           return new Step<>(
@@ -367,7 +460,15 @@ public final class LockService {
         }
         return Step.answer(new NotNow(holder, nested.get().info().toJson(), 0));
       }
+      Optional<String> closed = closed(names);
+      if (closed.isPresent()) {
+        return Step.answer(new Refused(Refusal.DELETING, closed.get(), holder));
+      }
       return joinOrWait(lease, line, pruned, info, caller, owner, waits, holder, now);
+    }
+    Optional<String> closed = closed(names);
+    if (closed.isPresent()) {
+      return Step.answer(new Refused(Refusal.DELETING, closed.get(), holder));
     }
     // Free, or held by an expired vouched holder that may be taken over.
     Map<String, Waiting> connected = withRequester(local, info, caller);
@@ -514,6 +615,10 @@ public final class LockService {
         transition(
             names,
             lease -> {
+              if (closed(names).isPresent()) {
+                // Nobody is granted the lock of a state being deleted; its waiters are refused.
+                return Step.answer(Optional.<Granted>empty());
+              }
               Instant now = clock.instant();
               Line line = LeaseLock.line(lease);
               Line pruned = tidy(line.pruned(now, settings.ticketGrace()), local, now);
@@ -737,9 +842,14 @@ public final class LockService {
    */
   public Answer checkWrite(StateNames names, String lockId, Caller caller, String what) {
     Lease lease = peek(names).orElse(null);
+    if (lease == null && closed(names).isEmpty()) {
+      // Deleted outside leasehold, perhaps under this very writer: recreated as it was.
+      lease = read(names, true);
+    }
     Instant now = clock.instant();
     Optional<Holder> holder = lease == null ? Optional.empty() : Holder.of(lease, now);
     boolean hasId = lockId != null && !lockId.isBlank();
+    Optional<String> closed = closed(names);
     if (holder.isEmpty()) {
       if (hasId) {
         return new Refused(
@@ -747,9 +857,15 @@ public final class LockService {
             "lock " + lockId + " no longer holds the state: it was released, broken or expired",
             Optional.empty());
       }
+      if (closed.isPresent()) {
+        return new Refused(Refusal.DELETING, closed.get(), Optional.empty());
+      }
       return new Allowed();
     }
     Holder h = holder.get();
+    if (!hasId && closed.isPresent()) {
+      return new Refused(Refusal.DELETING, closed.get(), holder);
+    }
     if (!hasId) {
       return new Refused(
           Refusal.LOCKED,
@@ -953,6 +1069,60 @@ public final class LockService {
     return renewed ? Optional.of(written[0]) : Optional.empty();
   }
 
+  /**
+   * The Lease is gone while runner Job {@code jobLock}, admitted for the state, still runs: it is
+   * created as it was when the watch saw it deleted (its lock and line) or, when that is not known
+   * (the operator was away), held for that Job, so the lock is never free under a running Job.
+   * Returns the Lease, or the one someone else created first.
+   */
+  public Lease recreateForRunning(
+      StateNames names, LockInfo jobLock, int durationSeconds, List<LeaseLock.RunningJob> running) {
+    try {
+      Lease created =
+          client
+              .leases()
+              .inNamespace(names.namespace())
+              .resource(
+                  recreation(names, leases.cached(names.namespace(), names.leaseName()))
+                      .orElseGet(
+                          () ->
+                              LeaseLock.heldForRunning(
+                                  names, jobLock, durationSeconds, clock.instant(), running)))
+              .create();
+      leases.written(null, created);
+      leases.forgetDeleted(names.namespace(), names.leaseName());
+      LOG.warn(
+          "{}/{}: the lock Lease {} was gone while runner Job {} ran; it is recreated held by {}",
+          names.namespace(),
+          names.name(),
+          names.leaseName(),
+          LeaseLock.jobName(jobLock.id()),
+          Holder.of(created, clock.instant()).map(Holder::summary).orElse("nobody"));
+      return created;
+    } catch (KubernetesClientException e) {
+      if (e.getCode() == 409) {
+        return peek(names).orElseThrow(() -> e);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * Empties the line: the state is being deleted, and nobody waiting in it will be served. Returns
+   * the Lease, or empty when there is none.
+   */
+  public Optional<Lease> clearLine(StateNames names) {
+    Optional<Lease> existing = existing(names);
+    if (existing.isEmpty() || LeaseLock.line(existing.get()).isEmpty()) {
+      return existing;
+    }
+    return Optional.of(
+        update(
+            names,
+            lease ->
+                LeaseLock.line(lease).isEmpty() ? lease : LeaseLock.withLine(lease, Line.EMPTY)));
+  }
+
   /** Applies {@code change} to the Lease as it is now, conditionally, retrying on conflicts. */
   public Lease update(StateNames names, UnaryOperator<Lease> change) {
     Lease[] written = new Lease[1];
@@ -970,9 +1140,11 @@ public final class LockService {
 
   // ------------------------------------------------------------------------------ deletion
 
+  private static final String DELETION_PREFIX = "leasehold-delete/";
+
   /** The deletion lock's ID: stable for the TerraformState, so every retry asks for the same. */
   public static String deletionLockId(String stateUid) {
-    return "leasehold-delete/" + stateUid;
+    return DELETION_PREFIX + stateUid;
   }
 
   /**

@@ -1,5 +1,6 @@
 package io.leasehold.operator;
 
+import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.javaoperatorsdk.operator.api.reconciler.IndexedResourceCache;
@@ -8,6 +9,10 @@ import io.javaoperatorsdk.operator.processing.event.source.informer.InformerEven
 import io.leasehold.api.TerraformState;
 import io.leasehold.lock.LockService;
 import io.leasehold.state.StateNames;
+import io.leasehold.state.StateOwnership;
+import java.time.Duration;
+import java.time.Instant;
+import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -19,14 +24,23 @@ import java.util.stream.Stream;
 /**
  * The one informer per kind that this replica runs, shared: the reconciler's event sources are also
  * where the lock service reads Leases, where the HTTP backend looks up TerraformStates and hears
- * that a lock changed hands. Informers run on every replica, leader or not.
+ * that a lock changed hands, and where both check that a TerraformState owns its names ({@link
+ * StateOwnership}). Informers run on every replica, leader or not.
  */
-public final class SharedCaches implements LockService.LeaseSource {
+public final class SharedCaches implements LockService.LeaseSource, StateOwnership.Stored {
+
+  /** How long a lock Lease deleted outside leasehold is remembered, to be recreated as it was. */
+  static final Duration DELETED_LEASE_MEMORY = Duration.ofMinutes(10);
 
   private final KubernetesClient client;
   private volatile IndexedResourceCache<TerraformState> states;
   private volatile InformerEventSource<Lease, TerraformState> leases;
+  private volatile InformerEventSource<Secret, TerraformState> secrets;
   private final List<Consumer<Lease>> leaseListeners = new CopyOnWriteArrayList<>();
+
+  private record Deleted(Lease lease, Instant at) {}
+
+  private final Map<String, Deleted> deletedLeases = new java.util.concurrent.ConcurrentHashMap<>();
 
   SharedCaches(KubernetesClient client) {
     this.client = client;
@@ -34,9 +48,87 @@ public final class SharedCaches implements LockService.LeaseSource {
 
   void bind(
       IndexedResourceCache<TerraformState> states,
-      InformerEventSource<Lease, TerraformState> leases) {
+      InformerEventSource<Lease, TerraformState> leases,
+      InformerEventSource<Secret, TerraformState> secrets) {
     this.states = states;
     this.leases = leases;
+    this.secrets = secrets;
+  }
+
+  /** Whether the informers are bound (the reconciler's event sources exist). */
+  boolean bound() {
+    return states != null;
+  }
+
+  @Override
+  public Collection<TerraformState> states(String namespace) {
+    IndexedResourceCache<TerraformState> cache = states;
+    if (cache != null) {
+      return cache.list(namespace).toList();
+    }
+    return client.resources(TerraformState.class).inNamespace(namespace).list().getItems();
+  }
+
+  @Override
+  public Optional<Map<String, String>> secretLabels(String namespace, String name) {
+    InformerEventSource<Secret, TerraformState> source = secrets;
+    if (source == null) {
+      return Optional.empty();
+    }
+    return source
+        .get(new ResourceID(name, namespace))
+        .map(s -> s.getMetadata().getLabels() == null ? Map.of() : s.getMetadata().getLabels());
+  }
+
+  @Override
+  public Optional<Map<String, String>> leaseLabels(String namespace, String name) {
+    return cached(namespace, name)
+        .map(l -> l.getMetadata().getLabels() == null ? Map.of() : l.getMetadata().getLabels());
+  }
+
+  /**
+   * Why state {@code namespace/name} takes no new locks: its TerraformState is being deleted (as
+   * this replica's cache shows it).
+   */
+  @Override
+  public Optional<String> closed(String namespace, String name) {
+    TerraformState state = cachedState(namespace, name);
+    if (state == null || state.getMetadata().getDeletionTimestamp() == null) {
+      return Optional.empty();
+    }
+    String policy =
+        state.getSpec() == null
+            ? ""
+            : " (deletionPolicy " + state.getSpec().getDeletionPolicy() + ")";
+    return Optional.of(
+        "TerraformState "
+            + namespace
+            + "/"
+            + name
+            + " is being deleted"
+            + policy
+            + ": no new locks or writes are accepted; a lock already held may still be used and"
+            + " released");
+  }
+
+  @Override
+  public Optional<Lease> deleted(String namespace, String name) {
+    Deleted d = deletedLeases.get(namespace + "/" + name);
+    return d == null ? Optional.empty() : Optional.of(d.lease());
+  }
+
+  @Override
+  public void forgetDeleted(String namespace, String name) {
+    deletedLeases.remove(namespace + "/" + name);
+  }
+
+  /** A lock Lease was deleted: remembered for a while, so that it can be recreated as it was. */
+  void leaseDeleted(Lease lease) {
+    Instant now = Instant.now();
+    deletedLeases.values().removeIf(d -> d.at().plus(DELETED_LEASE_MEMORY).isBefore(now));
+    deletedLeases.put(
+        lease.getMetadata().getNamespace() + "/" + lease.getMetadata().getName(),
+        new Deleted(lease, now));
   }
 
   /** A TerraformState from the cache, or from the API when the cache has not seen it (yet). */
@@ -109,6 +201,21 @@ public final class SharedCaches implements LockService.LeaseSource {
       @Override
       public void onChange(Consumer<Lease> listener) {
         caches.onChange(listener);
+      }
+
+      @Override
+      public Optional<String> closed(String namespace, String name) {
+        return caches.closed(namespace, name);
+      }
+
+      @Override
+      public Optional<Lease> deleted(String namespace, String name) {
+        return caches.deleted(namespace, name);
+      }
+
+      @Override
+      public void forgetDeleted(String namespace, String name) {
+        caches.forgetDeleted(namespace, name);
       }
     };
   }

@@ -39,8 +39,10 @@ import io.leasehold.queue.Arrivals;
 import io.leasehold.queue.JobAdmission;
 import io.leasehold.queue.RunQueue;
 import io.leasehold.queue.RunnerJobs;
+import io.leasehold.state.StateHistory;
 import io.leasehold.state.StateKeeper;
 import io.leasehold.state.StateNames;
+import io.leasehold.state.StateOwnership;
 import io.leasehold.state.StateUnreadableException;
 import java.time.Clock;
 import java.time.Instant;
@@ -85,6 +87,7 @@ public class TerraformStateReconciler
   private final Leadership leadership;
   private final Set<String> warnedUnserialized = ConcurrentHashMap.newKeySet();
   private final Set<String> warnedStateNotFound = ConcurrentHashMap.newKeySet();
+  private final Set<String> warnedRefused = ConcurrentHashMap.newKeySet();
   private final StateKeeper stateKeeper;
   private InformerEventSource<Job, TerraformState> jobs;
   private volatile boolean jobsSynced;
@@ -121,7 +124,7 @@ public class TerraformStateReconciler
             InformerEventSourceConfiguration.from(Lease.class, TerraformState.class)
                 .withName("leases")
                 .withLabelSelector(TERRAFORM_SELECTOR)
-                .withSecondaryToPrimaryMapper(TerraformStateReconciler::bySuffixLabel)
+                .withSecondaryToPrimaryMapper(this::statesOfObject)
                 .build(),
             context) {
           @Override
@@ -138,6 +141,8 @@ public class TerraformStateReconciler
 
           @Override
           public void onDelete(Lease lease, boolean unknown) {
+            // Remembered first, so the reconcile this deletion triggers can recreate it as it was.
+            caches.leaseDeleted(lease);
             super.onDelete(lease, unknown);
             caches.leaseChanged(lease);
           }
@@ -148,7 +153,7 @@ public class TerraformStateReconciler
                 .withName("secrets")
                 .withItemStore(new MetadataOnlySecrets())
                 .withLabelSelector(TERRAFORM_SELECTOR)
-                .withSecondaryToPrimaryMapper(TerraformStateReconciler::bySuffixLabel)
+                .withSecondaryToPrimaryMapper(this::statesOfObject)
                 .build(),
             context);
     jobs =
@@ -166,6 +171,7 @@ public class TerraformStateReconciler
                       arrivals.forget(uid);
                       warnedUnserialized.remove(uid);
                       warnedStateNotFound.remove(uid);
+                      warnedRefused.remove(uid);
                       return true;
                     })
                 .build(),
@@ -192,7 +198,7 @@ public class TerraformStateReconciler
             jobsSynced = true;
           }
         };
-    caches.bind(context.getPrimaryCache(), leases);
+    caches.bind(context.getPrimaryCache(), leases, secrets);
     return List.of(leases, secrets, jobs);
   }
 
@@ -250,50 +256,82 @@ public class TerraformStateReconciler
     jobs.handleRecentResourceUpdate(ResourceID.fromResource(state), written, before);
   }
 
-  private static Set<ResourceID> bySuffixLabel(io.fabric8.kubernetes.api.model.HasMetadata o) {
+  /**
+   * The TerraformStates a state Secret or lock Lease concerns: the one its suffix label names, and
+   * any other of the namespace whose names map to it (a name collision, seen at once).
+   */
+  private Set<ResourceID> statesOfObject(io.fabric8.kubernetes.api.model.HasMetadata o) {
     Map<String, String> labels = o.getMetadata().getLabels();
     String suffix = labels == null ? null : labels.get(StateNames.LABEL_SUFFIX);
-    return suffix == null
-        ? Set.of()
-        : Set.of(new ResourceID(suffix, o.getMetadata().getNamespace()));
+    String namespace = o.getMetadata().getNamespace();
+    Set<ResourceID> states = new java.util.HashSet<>();
+    if (suffix != null) {
+      states.add(new ResourceID(suffix, namespace));
+    }
+    String name = o.getMetadata().getName();
+    if (caches.bound()) {
+      for (TerraformState state : caches.states(namespace)) {
+        if (state.getSpec() == null) {
+          continue;
+        }
+        StateNames names = namesOf(state);
+        if (name.equals(names.leaseName()) || names.chunkIndex(name) >= 0) {
+          states.add(ResourceID.fromResource(state));
+        }
+      }
+    }
+    return states;
   }
 
+  /** The names of a TerraformState that has a spec. */
   static StateNames namesOf(TerraformState state) {
-    return new StateNames(
-        state.getMetadata().getNamespace(),
-        state.getMetadata().getName(),
-        state.getSpec().getWorkspace());
+    return StateOwnership.namesOf(state);
   }
 
   @Override
   public UpdateControl<TerraformState> reconcile(
       TerraformState resource, Context<TerraformState> context) {
-    StateNames names = namesOf(resource);
-    TerraformStateStatus previous =
-        resource.getStatus() == null ? new TerraformStateStatus() : resource.getStatus();
+    TerraformStateStatus previous = previousStatus(resource);
     long generation = Optional.ofNullable(resource.getMetadata().getGeneration()).orElse(0L);
     TerraformStateStatus status = new TerraformStateStatus();
     status.setObservedGeneration(generation);
     Conditions conditions = new Conditions(previous.getConditions(), generation);
 
-    Optional<String> invalid = names.problem();
-    if (invalid.isPresent()) {
-      String message = "cannot manage this state: " + invalid.get();
-      conditions.set(Conditions.READY, false, "InvalidName", message);
-      conditions.set(Conditions.LOCKED, false, "InvalidName", "no lock is kept for this state");
-      conditions.set(Conditions.DEGRADED, true, "InvalidName", message);
-      if (!"InvalidName"
-          .equals(Conditions.reason(previous.getConditions(), Conditions.DEGRADED).orElse(""))) {
-        events.warning(resource, "InvalidName", message);
-      }
-      status.setConditions(conditions.build());
-      return writeStatus(resource, context, previous, status);
-    }
-
     if (!leadership.leading()) {
       // Leadership was lost while this reconcile waited: the new leader does it.
       return UpdateControl.noUpdate();
     }
+    if (resource.getSpec() == null) {
+      // Only an API server that does not enforce the CRD's rules lets the spec go.
+      return refuse(
+          resource,
+          context,
+          previous,
+          status,
+          conditions,
+          "SpecMissing",
+          "the TerraformState has no spec, and spec.workspace selects the state: nothing is read,"
+              + " locked or written for it until the spec is restored (the CRD's rules refuse"
+              + " removing it; the API server did not enforce them)");
+    }
+    StateNames names = namesOf(resource);
+    Optional<String> invalid = names.problem();
+    if (invalid.isPresent()) {
+      return refuse(
+          resource,
+          context,
+          previous,
+          status,
+          conditions,
+          "InvalidName",
+          "cannot manage this state: " + invalid.get());
+    }
+    Optional<StateOwnership.Collision> collision = StateOwnership.check(resource, caches);
+    if (collision.isPresent()) {
+      return refuseCollision(
+          resource, names, context, previous, status, conditions, collision.get());
+    }
+    pruneHistory(resource, names);
     String forceUnlockId = annotation(resource, FORCE_UNLOCK_ANNOTATION);
     if (forceUnlockId != null) {
       forceUnlock(resource, names, forceUnlockId);
@@ -373,7 +411,19 @@ public class TerraformStateReconciler
       // Terraform writes a chunked state one Secret at a time, so a reader can catch it half
       // written. A fault counts only once the same Secrets show it after a settling time.
       if (!faults.settled(ResourceID.fromResource(resource), fingerprint(secrets, e))) {
-        return UpdateControl.<TerraformState>noUpdate().rescheduleAfter(FaultSettling.SETTLE);
+        // Until then Ready and Degraded say what they said; the lock's news is written now, so
+        // that its Events are not told again at the next look.
+        status.setState(previous.getState());
+        for (String type : List.of(Conditions.READY, Conditions.DEGRADED)) {
+          Conditions.find(previous.getConditions(), type)
+              .ifPresent(
+                  c ->
+                      conditions.set(
+                          type, "True".equals(c.getStatus()), c.getReason(), c.getMessage()));
+        }
+        status.setConditions(conditions.build());
+        return writeStatus(resource, context, previous, status)
+            .rescheduleAfter(FaultSettling.SETTLE);
       }
       degradedReason = "StateUnreadable";
       degradedMessage =
@@ -404,6 +454,137 @@ public class TerraformStateReconciler
       control.rescheduleAfter(queue.recheckAfter());
     }
     return control;
+  }
+
+  /**
+   * A TerraformState whose state cannot be managed (no spec, an invalid name, names another owns):
+   * nothing of the state is read, locked or written; the conditions say why, with a Warning when
+   * the reason or message changes.
+   */
+  private UpdateControl<TerraformState> refuse(
+      TerraformState resource,
+      Context<TerraformState> context,
+      TerraformStateStatus previous,
+      TerraformStateStatus status,
+      Conditions conditions,
+      String reason,
+      String message) {
+    conditions.set(Conditions.READY, false, reason, message);
+    conditions.set(Conditions.LOCKED, false, reason, "no lock is kept for this state");
+    conditions.set(Conditions.DEGRADED, true, reason, message);
+    if ("SpecMissing".equals(reason)) {
+      // The lock is not looked at meanwhile: what status last said of it stays, so restoring the
+      // spec reports only what changed.
+      status.setLock(previous.getLock());
+      status.setHolder(previous.getHolder());
+    }
+    if (!message.equals(
+        Conditions.find(previous.getConditions(), Conditions.DEGRADED)
+            .map(c -> c.getMessage())
+            .orElse(""))) {
+      events.warning(resource, reason, message);
+    }
+    metrics.queueLength(
+        resource.getMetadata().getNamespace() + "/" + resource.getMetadata().getName(), 0);
+    status.setConditions(conditions.build());
+    return writeStatus(resource, context, previous, status);
+  }
+
+  /** How often a TerraformState refused its names looks again whether they are free now. */
+  static final long COLLISION_RECHECK_MILLIS = 10_000;
+
+  /**
+   * Refused for a name collision: Degraded naming the owner, a Warning on both (once), and the Jobs
+   * waiting for it told why they wait. Looked at again every few seconds: the owner's deletion does
+   * not trigger this one.
+   */
+  private UpdateControl<TerraformState> refuseCollision(
+      TerraformState resource,
+      StateNames names,
+      Context<TerraformState> context,
+      TerraformStateStatus previous,
+      TerraformStateStatus status,
+      Conditions conditions,
+      StateOwnership.Collision collision) {
+    boolean changed =
+        !collision
+            .message()
+            .equals(
+                Conditions.find(previous.getConditions(), Conditions.DEGRADED)
+                    .map(c -> c.getMessage())
+                    .orElse(""));
+    if (changed && collision.owner().isPresent()) {
+      TerraformState owner = caches.cachedState(names.namespace(), collision.owner().get());
+      if (owner != null) {
+        events.warning(
+            owner,
+            "NameCollision",
+            "TerraformState "
+                + names.name()
+                + " (workspace "
+                + names.workspace()
+                + ") maps to the same Secret "
+                + names.secretName()
+                + " and Lease "
+                + names.leaseName()
+                + " as this one; it was created later and is refused: nothing of this state is"
+                + " read, written, locked or deleted through it");
+      }
+    }
+    for (Job job :
+        RunQueue.of(names.name(), context.getSecondaryResources(Job.class), arrivals).waiting()) {
+      if (warnedRefused.add(job.getMetadata().getUid())) {
+        events.warning(
+            job,
+            "NameCollision",
+            "TerraformState "
+                + names.name()
+                + " is refused (NameCollision): this Job waits suspended until that is resolved;"
+                + " see kubectl describe tfstate "
+                + names.name());
+      }
+    }
+    UpdateControl<TerraformState> control =
+        refuse(
+            resource, context, previous, status, conditions, "NameCollision", collision.message());
+    return control.rescheduleAfter(COLLISION_RECHECK_MILLIS);
+  }
+
+  /** The history.keep each state's history was last pruned to (by this replica). */
+  private final Map<ResourceID, Integer> prunedTo = new ConcurrentHashMap<>();
+
+  /**
+   * Drops the oldest kept versions beyond {@code spec.history.keep} when that changed (or was not
+   * looked at since this replica started): lowering it takes effect at once, not at the next write.
+   */
+  private void pruneHistory(TerraformState resource, StateNames names) {
+    ResourceID id = ResourceID.fromResource(resource);
+    int keep = resource.getSpec().getHistory().getKeep();
+    Integer last = prunedTo.get(id);
+    if (last != null && last == keep) {
+      return;
+    }
+    try {
+      int dropped = new StateHistory(client, names).prune(keep, Set.of());
+      if (dropped > 0) {
+        events.normal(
+            resource,
+            "HistoryPruned",
+            "dropped the "
+                + dropped
+                + " oldest kept version(s) of the state: history.keep is "
+                + keep);
+      }
+      prunedTo.put(id, keep);
+    } catch (KubernetesClientException e) {
+      // Tried again at the next reconcile.
+      LOG.info(
+          "{}/{}: pruning history to {} versions failed; retrying later: {}",
+          names.namespace(),
+          names.name(),
+          keep,
+          e.getMessage());
+    }
   }
 
   /** The line in the status: Jobs and waiting clients in the order they are served. */
@@ -642,6 +823,41 @@ public class TerraformStateReconciler
   }
 
   /**
+   * The status this replica last wrote for a TerraformState: the version that write made, and the
+   * versions it replaced.
+   */
+  private record Written(String version, Set<String> replaced, TerraformStateStatus status) {}
+
+  private static final int REPLACED_KEPT = 16;
+
+  private final Map<ResourceID, Written> written = new ConcurrentHashMap<>();
+
+  /**
+   * The status as it stands: the resource's, unless the resource is a version this replica's last
+   * status write replaced. The Java Operator SDK keeps a status just written in its cache, but the
+   * watch event of an older version, arriving late, puts that version back for a moment; a
+   * transition would then be reported twice. The versions are compared for equality only.
+   */
+  private TerraformStateStatus previousStatus(TerraformState resource) {
+    TerraformStateStatus cached =
+        resource.getStatus() == null ? new TerraformStateStatus() : resource.getStatus();
+    ResourceID id = ResourceID.fromResource(resource);
+    Written w = written.get(id);
+    if (w == null) {
+      return cached;
+    }
+    String version = resource.getMetadata().getResourceVersion();
+    if (w.replaced().contains(version)) {
+      return w.status();
+    }
+    if (!w.version().equals(version)) {
+      // A version after the last write: the status it carries is the latest.
+      written.remove(id, w);
+    }
+    return cached;
+  }
+
+  /**
    * Writes the status when it changed, with the Java Operator SDK's update-and-cache support: the
    * update is conditional on the version read (retried on a newer one), and the next reconcile sees
    * the written status even before its watch event arrives, so no transition is reported twice.
@@ -654,16 +870,30 @@ public class TerraformStateReconciler
     if (status.equals(previous)) {
       return UpdateControl.noUpdate();
     }
-    PrimaryUpdateAndCacheUtils.updateStatusAndCacheResource(
-        resource,
-        context,
-        r -> {
-          TerraformState copy = new TerraformState();
-          copy.setMetadata(r.getMetadata());
-          copy.setSpec(r.getSpec());
-          copy.setStatus(status);
-          return copy;
-        });
+    TerraformState updated =
+        PrimaryUpdateAndCacheUtils.updateStatusAndCacheResource(
+            resource,
+            context,
+            r -> {
+              TerraformState copy = new TerraformState();
+              copy.setMetadata(r.getMetadata());
+              copy.setSpec(r.getSpec());
+              copy.setStatus(status);
+              return copy;
+            });
+    ResourceID id = ResourceID.fromResource(resource);
+    Written before = written.get(id);
+    Set<String> replaced = new java.util.LinkedHashSet<>();
+    if (before != null) {
+      replaced.addAll(before.replaced());
+      replaced.add(before.version());
+    }
+    replaced.add(resource.getMetadata().getResourceVersion());
+    replaced.remove(updated.getMetadata().getResourceVersion());
+    while (replaced.size() > REPLACED_KEPT) {
+      replaced.remove(replaced.iterator().next());
+    }
+    written.put(id, new Written(updated.getMetadata().getResourceVersion(), replaced, status));
     return UpdateControl.noUpdate();
   }
 
@@ -672,27 +902,87 @@ public class TerraformStateReconciler
     return annotations == null ? null : annotations.get(key);
   }
 
+  /**
+   * Deletion. Nothing is admitted any more and the Jobs waiting are told so; a Job admitted before
+   * keeps its lock, renewed, until it ends (its pods included), and the finalizer stays until then;
+   * then its lock is released. The force-unlock annotation still works. {@code Retain} then leaves
+   * the state, its history and the Lease for stock Terraform; {@code Delete} takes the lock
+   * (waiting for any holder to release it) and removes the state Secrets, the history and the
+   * Lease, so a TerraformState created again starts clean. A TerraformState that never owned its
+   * names (no spec, an invalid name, a name collision) deletes nothing.
+   */
   @Override
   public DeleteControl cleanup(TerraformState resource, Context<TerraformState> context) {
-    StateNames names = namesOf(resource);
-    stateKeeper.forget(names);
-    metrics.queueLength(names.namespace() + "/" + names.name(), 0);
-    if (names.problem().isPresent()) {
+    ResourceID id = ResourceID.fromResource(resource);
+    String key = resource.getMetadata().getNamespace() + "/" + resource.getMetadata().getName();
+    if (resource.getSpec() == null) {
+      forget(id, key);
+      events.normal(
+          resource,
+          "StateRetained",
+          "the TerraformState has no spec, so it names no state: nothing is deleted");
       return DeleteControl.defaultDelete();
     }
-    if (resource.getSpec().getDeletionPolicy() == DeletionPolicy.Retain) {
+    StateNames names = namesOf(resource);
+    if (names.problem().isPresent()) {
+      forget(id, key);
+      return DeleteControl.defaultDelete();
+    }
+    Optional<StateOwnership.Collision> collision = StateOwnership.check(resource, caches);
+    if (collision.isPresent()) {
+      forget(id, key);
+      events.normal(
+          resource,
+          "StateRetained",
+          "this TerraformState was refused its names (NameCollision), so nothing is deleted: "
+              + collision.get().message());
+      return DeleteControl.defaultDelete();
+    }
+    if (!leadership.leading()) {
+      return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
+    }
+    String forceUnlockId = annotation(resource, FORCE_UNLOCK_ANNOTATION);
+    if (forceUnlockId != null) {
+      forceUnlock(resource, names, forceUnlockId);
+    }
+    TerraformStateStatus previous = previousStatus(resource);
+    JobAdmission.WindDown wound;
+    try {
+      wound = admission.windDown(resource, names, context.getSecondaryResources(Job.class));
+    } catch (KubernetesClientException e) {
+      if (e.getCode() != 409) {
+        throw e;
+      }
+      return DeleteControl.noFinalizerRemoval().rescheduleAfter(CONFLICT_RETRY_MILLIS);
+    }
+    DeletionPolicy policy = resource.getSpec().getDeletionPolicy();
+    if (!wound.running().isEmpty()) {
+      String message =
+          "deletion (deletionPolicy "
+              + policy
+              + ") waits for runner Job "
+              + String.join(", ", wound.running())
+              + ", admitted before it, to end: the Job keeps the lock, renewed, until its pods"
+              + " have ended; no other Job is admitted";
+      waitForDeletion(resource, context, previous, "DeletionWaitingForRunner", message);
+      return DeleteControl.noFinalizerRemoval()
+          .rescheduleAfter(
+              wound.recheckAfter().isZero()
+                  ? DELETION_RETRY_MILLIS
+                  : wound.recheckAfter().toMillis());
+    }
+    if (policy == DeletionPolicy.Retain) {
+      forget(id, key);
       events.normal(
           resource,
           "StateRetained",
           "deletionPolicy Retain: "
               + names.secretName()
-              + " and Lease "
+              + ", its history and Lease "
               + names.leaseName()
-              + " are left in place for stock Terraform");
+              + " are left in place for stock Terraform; a TerraformState created again with this"
+              + " name and workspace adopts them");
       return DeleteControl.defaultDelete();
-    }
-    if (!leadership.leading()) {
-      return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
     }
     // The deletion lock has an ID fixed for this TerraformState, so a retry asks for the same.
     LockService.Answer taken = locks.lockForDeletion(names, resource.getMetadata().getUid());
@@ -703,27 +993,10 @@ public class TerraformStateReconciler
               + blocker.id()
               + " held by "
               + blocker.summary()
-              + " to be released before the state is deleted";
-      TerraformStateStatus previous =
-          resource.getStatus() == null ? new TerraformStateStatus() : resource.getStatus();
-      if (!message.equals(
-          Conditions.find(previous.getConditions(), Conditions.READY)
-              .map(c -> c.getMessage())
-              .orElse(""))) {
-        events.warning(resource, "DeletionWaitingForUnlock", message);
-      }
-      TerraformStateStatus status = copyOf(previous);
-      long generation = Optional.ofNullable(resource.getMetadata().getGeneration()).orElse(0L);
-      Conditions conditions = new Conditions(previous.getConditions(), generation);
-      previous
-          .getConditions()
-          .forEach(
-              c ->
-                  conditions.set(
-                      c.getType(), "True".equals(c.getStatus()), c.getReason(), c.getMessage()));
-      conditions.set(Conditions.READY, false, "DeletionWaitingForUnlock", message);
-      status.setConditions(conditions.build());
-      writeStatus(resource, context, previous, status);
+              + " to be released before the state is deleted (the "
+              + FORCE_UNLOCK_ANNOTATION
+              + " annotation releases it)";
+      waitForDeletion(resource, context, previous, "DeletionWaitingForUnlock", message);
       return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
     }
     // We hold the lock now: nobody can write the state while it is deleted.
@@ -736,7 +1009,9 @@ public class TerraformStateReconciler
             .list()
             .getItems();
     for (Secret secret : stateSecrets) {
-      if (names.chunkIndex(secret.getMetadata().getName()) >= 0) {
+      Map<String, String> labels = secret.getMetadata().getLabels();
+      if (names.chunkIndex(secret.getMetadata().getName()) >= 0
+          && names.workspace().equals(labels.get(StateNames.LABEL_WORKSPACE))) {
         client
             .secrets()
             .inNamespace(names.namespace())
@@ -746,21 +1021,80 @@ public class TerraformStateReconciler
         deleted.add(secret.getMetadata().getName());
       }
     }
-    // Still ours (we took it above): delete it only at the version we hold.
-    locks
-        .peek(names)
+    // An interrupted write's journal would otherwise finish that write into a state created again.
+    io.leasehold.state.WriteJournal journal = new io.leasehold.state.WriteJournal(client, names);
+    journal
+        .read()
         .ifPresent(
-            l ->
-                client
-                    .leases()
-                    .inNamespace(names.namespace())
-                    .resource(l)
-                    .lockResourceVersion(l.getMetadata().getResourceVersion())
-                    .delete());
-    deleted.add("Lease " + names.leaseName());
+            j -> {
+              journal.end(j);
+              deleted.add(journal.name());
+            });
+    int history = new StateHistory(client, names).deleteAll();
+    if (history > 0) {
+      deleted.add(history + " history Secret(s)");
+    }
+    // Still ours (we took it above): delete it only at the version we hold.
+    Optional<io.fabric8.kubernetes.api.model.coordination.v1.Lease> lease = locks.peek(names);
+    if (lease.isPresent()) {
+      client
+          .leases()
+          .inNamespace(names.namespace())
+          .resource(lease.get())
+          .lockResourceVersion(lease.get().getMetadata().getResourceVersion())
+          .delete();
+      deleted.add("Lease " + names.leaseName());
+    }
+    forget(id, key);
     events.normal(
-        resource, "StateDeleted", "deletionPolicy Delete: removed " + String.join(", ", deleted));
+        resource,
+        "StateDeleted",
+        "deletionPolicy Delete: removed "
+            + (deleted.isEmpty() ? "nothing (there was no state)" : String.join(", ", deleted)));
     return DeleteControl.defaultDelete();
+  }
+
+  /** Forgets what this replica kept about a TerraformState that is gone. */
+  private void forget(ResourceID id, String key) {
+    stateKeeper.forget(new StateNames(id.getNamespace().orElse(""), id.getName(), ""));
+    written.remove(id);
+    prunedTo.remove(id);
+    metrics.queueLength(key, 0);
+  }
+
+  /** The deletion waits: the Ready condition says for what, with an Event when that changes. */
+  private void waitForDeletion(
+      TerraformState resource,
+      Context<TerraformState> context,
+      TerraformStateStatus previous,
+      String reason,
+      String message) {
+    if (!message.equals(
+        Conditions.find(previous.getConditions(), Conditions.READY)
+            .map(c -> c.getMessage())
+            .orElse(""))) {
+      if ("DeletionWaitingForUnlock".equals(reason)) {
+        events.warning(resource, reason, message);
+      } else {
+        events.normal(resource, reason, message);
+      }
+    }
+    TerraformStateStatus status = copyOf(previous);
+    long generation = Optional.ofNullable(resource.getMetadata().getGeneration()).orElse(0L);
+    Conditions conditions = new Conditions(previous.getConditions(), generation);
+    if (previous.getConditions() != null) {
+      previous
+          .getConditions()
+          .forEach(
+              c ->
+                  conditions.set(
+                      c.getType(), "True".equals(c.getStatus()), c.getReason(), c.getMessage()));
+    }
+    conditions.set(Conditions.READY, false, reason, message);
+    status.setConditions(conditions.build());
+    status.setQueued(0);
+    status.setQueue(null);
+    writeStatus(resource, context, previous, status);
   }
 
   private static TerraformStateStatus copyOf(TerraformStateStatus s) {

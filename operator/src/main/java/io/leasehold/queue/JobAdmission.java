@@ -46,6 +46,34 @@ public final class JobAdmission {
   /** How often a running Job that lost its label is looked at, having left the watch. */
   static final Duration UNWATCHED_HOLDER_POLL = Duration.ofSeconds(1);
 
+  /**
+   * How often a Job that is ending (deleted, being deleted, or suspended again) is looked at until
+   * its pods have ended: pods are not watched.
+   */
+  static final Duration ENDING_POLL = Duration.ofSeconds(1);
+
+  /** The label the Job controller puts on a Job's pods: the Job's UID. */
+  public static final String CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid";
+
+  /**
+   * Where an admitted Job is in its run: running; ending (deleted, being deleted, or suspended
+   * again by a user) while its pods still run, so it keeps the lock; or ended.
+   */
+  enum Run {
+    RUNNING,
+    ENDING,
+    ENDED
+  }
+
+  /**
+   * What the deletion of a state waits for.
+   *
+   * @param lease the lock Lease, if there is one
+   * @param running the admitted Jobs (by name) that have not ended: the deletion waits for them
+   * @param recheckAfter when to look again (zero: when a watch event says something changed)
+   */
+  public record WindDown(Optional<Lease> lease, List<String> running, Duration recheckAfter) {}
+
   private static final ObjectMapper MAPPER = new ObjectMapper();
 
   /**
@@ -113,6 +141,7 @@ public final class JobAdmission {
     RunQueue queue = RunQueue.of(names.name(), jobs, arrivals);
     int duration = state.getSpec().getLock().getLeaseDurationSeconds();
     Instant now = clock.instant();
+    keepHeldWhileRunning(names, queue, duration);
     // Waiting Jobs join the line in their order of arrival; Jobs no longer waiting leave it.
     Lease lease =
         locks.lineUp(
@@ -123,17 +152,37 @@ public final class JobAdmission {
     if (heldUid.isPresent()) {
       HolderJob found = holderJob(names, jobs, holder.get());
       Job job = found.job();
-      if (job != null && active(job)) {
-        if (!RunnerJobs.admitted(job)) {
-          // The lock was taken for it but the operator stopped before unsuspending it.
-          unsuspend(state, names, job, lease);
+      Run run = progress(names, heldUid.get(), job);
+      if (run != Run.ENDED) {
+        if (run == Run.RUNNING && !RunnerJobs.admitted(job)) {
+          // The lock was taken for it but the operator stopped before unsuspending it; unless
+          // another admitted Job still runs (the Lease was edited by hand): then it waits.
+          List<Job> others =
+              strays(names, lease, jobs).running().stream()
+                  .filter(j -> !uid(j).equals(heldUid.get()))
+                  .toList();
+          if (others.isEmpty()) {
+            unsuspend(state, names, job, lease);
+          } else if (announced.add("stray/" + uid(others.get(0)))) {
+            events.warning(
+                others.get(0),
+                "RunningWithoutLock",
+                "Job is running but no longer holds the lock on "
+                    + names.name()
+                    + " (the Lease names Job "
+                    + name(job)
+                    + "); no other Job is admitted until it ends");
+          }
         }
+        requeueEvicted(state, names, jobs, heldUid.get());
         announce(state, queue, lease);
         return new Outcome(
             lease,
             queue,
-            Optional.of(job),
-            found.watched() ? Duration.ZERO : UNWATCHED_HOLDER_POLL);
+            Optional.ofNullable(job),
+            run == Run.ENDING
+                ? ENDING_POLL
+                : found.watched() ? Duration.ZERO : UNWATCHED_HOLDER_POLL);
       }
       return handOn(state, names, lease, jobs, queue, job, holder.get(), duration);
     }
@@ -143,6 +192,9 @@ public final class JobAdmission {
     Strays strays = strays(names, lease, jobs);
     if (!strays.ended().isEmpty()) {
       lease = locks.ended(names, strays.ended());
+    }
+    for (Job evicted : strays.evicted()) {
+      requeue(state, names, evicted);
     }
     if (holder.isPresent() && !holder.get().expired()) {
       // Held by someone leasehold does not admit for (stock Terraform, an HTTP client):
@@ -187,8 +239,14 @@ public final class JobAdmission {
    * Admitted Jobs not holding the lock: those still running, those seen to have ended, and when to
    * look again (soon when one of them is not watched, having lost its label).
    */
-  private record Strays(List<Job> running, Set<String> ended, Duration recheck) {}
+  private record Strays(
+      List<Job> running, Set<String> ended, List<Job> evicted, Duration recheck) {}
 
+  /**
+   * The admitted Jobs of the state: those still running (or ending, their pods still running),
+   * those that ended, and those of them a user suspended again (to be put back in line). Reads
+   * only; nothing is changed here.
+   */
   private Strays strays(StateNames names, Lease lease, Collection<Job> jobs) {
     java.util.Map<String, Job> byUid = new java.util.HashMap<>();
     for (Job j : jobs) {
@@ -196,11 +254,21 @@ public final class JobAdmission {
     }
     List<Job> running = new java.util.ArrayList<>();
     Set<String> ended = new java.util.HashSet<>();
-    boolean unwatched = false;
+    List<Job> evicted = new java.util.ArrayList<>();
+    boolean poll = false;
     Set<String> seen = new java.util.HashSet<>();
     for (Job j : RunQueue.of(names.name(), jobs, arrivals).running()) {
       seen.add(uid(j));
-      running.add(j);
+      Run run = progress(names, uid(j), j);
+      if (run == Run.ENDED) {
+        ended.add(uid(j));
+        if (suspendedAgain(j)) {
+          evicted.add(j);
+        }
+      } else {
+        running.add(j);
+        poll |= run == Run.ENDING;
+      }
     }
     for (LeaseLock.RunningJob r : LeaseLock.running(lease)) {
       if (seen.contains(r.uid())) {
@@ -211,16 +279,36 @@ public final class JobAdmission {
         Job byName =
             client.batch().v1().jobs().inNamespace(names.namespace()).withName(r.name()).get();
         job = byName != null && r.uid().equals(uid(byName)) ? byName : null;
-        unwatched = job != null;
+        poll |= job != null;
       }
-      if (job == null || !active(job)) {
+      Run run = progress(names, r.uid(), job);
+      if (run == Run.ENDED) {
         ended.add(r.uid());
       } else {
-        running.add(job);
+        if (job != null) {
+          running.add(job);
+        } else {
+          running.add(gone(names, r));
+        }
+        poll |= run == Run.ENDING;
       }
     }
     return new Strays(
-        running, ended, unwatched && !running.isEmpty() ? UNWATCHED_HOLDER_POLL : Duration.ZERO);
+        running,
+        ended,
+        evicted,
+        poll && !running.isEmpty() ? UNWATCHED_HOLDER_POLL : Duration.ZERO);
+  }
+
+  /** A Job that is gone but whose pods still run, as a placeholder naming it. */
+  private static Job gone(StateNames names, LeaseLock.RunningJob r) {
+    return new JobBuilder()
+        .withNewMetadata()
+        .withName(r.name())
+        .withUid(r.uid())
+        .withNamespace(names.namespace())
+        .endMetadata()
+        .build();
   }
 
   private HolderJob holderJob(StateNames names, Collection<Job> jobs, Holder holder) {
@@ -247,8 +335,117 @@ public final class JobAdmission {
     return new HolderJob(null, true);
   }
 
-  private static boolean active(Job job) {
-    return !RunnerJobs.finished(job) && job.getMetadata().getDeletionTimestamp() == null;
+  /**
+   * Where admitted Job {@code uid} is in its run ({@code job} null when it is gone). A Job that
+   * completed or failed has ended. One that is deleted, being deleted (a finalizer, foreground
+   * deletion) or suspended again has ended only once its pods have: until then its last write may
+   * still come, so it keeps the lock.
+   */
+  Run progress(StateNames names, String uid, Job job) {
+    if (job != null && RunnerJobs.finished(job)) {
+      return Run.ENDED;
+    }
+    boolean ending =
+        job == null || job.getMetadata().getDeletionTimestamp() != null || suspendedAgain(job);
+    if (!ending) {
+      return Run.RUNNING;
+    }
+    return podsRunning(names.namespace(), uid) ? Run.ENDING : Run.ENDED;
+  }
+
+  /** Admitted, then suspended again (by a user: leasehold never suspends a Job). */
+  private static boolean suspendedAgain(Job job) {
+    return RunnerJobs.admitted(job) && RunnerJobs.suspended(job) && !RunnerJobs.finished(job);
+  }
+
+  /**
+   * Whether any pod of Job {@code uid} has not ended (pending, running, or terminating), found by
+   * the label the Job controller puts on them.
+   */
+  private boolean podsRunning(String namespace, String uid) {
+    return client
+        .pods()
+        .inNamespace(namespace)
+        .withLabel(CONTROLLER_UID_LABEL, uid)
+        .list()
+        .getItems()
+        .stream()
+        .anyMatch(
+            p ->
+                p.getStatus() == null
+                    || !("Succeeded".equals(p.getStatus().getPhase())
+                        || "Failed".equals(p.getStatus().getPhase())));
+  }
+
+  /**
+   * A Lease that is gone while a Job admitted for the state still runs (deleted while the operator
+   * was away) is created held for that Job: the lock is never free under a running Job.
+   */
+  private void keepHeldWhileRunning(StateNames names, RunQueue queue, int duration) {
+    if (queue.running().isEmpty() || locks.existing(names).isPresent()) {
+      return;
+    }
+    Job job = queue.running().get(0);
+    List<LeaseLock.RunningJob> running =
+        queue.running().stream().map(j -> new LeaseLock.RunningJob(uid(j), name(j))).toList();
+    locks.recreateForRunning(names, jobLock(names, job), duration, running);
+  }
+
+  /**
+   * Jobs suspended again by a user after their admission, their pods ended and the lock no longer
+   * theirs, rejoin the line at the back, as Kueue requeues an evicted workload.
+   */
+  private void requeueEvicted(
+      TerraformState state, StateNames names, Collection<Job> jobs, String holderUid) {
+    for (Job j : RunQueue.of(names.name(), jobs, arrivals).running()) {
+      if (!uid(j).equals(holderUid)
+          && suspendedAgain(j)
+          && progress(names, uid(j), j) == Run.ENDED) {
+        requeue(state, names, j);
+      }
+    }
+  }
+
+  /**
+   * Puts a Job a user suspended again after its admission, and whose pods have ended, back in line
+   * (at the back): the marks of its admission are removed, so it waits like a new Job.
+   */
+  private void requeue(TerraformState state, StateNames names, Job job) {
+    ArrayNode patch = MAPPER.createArrayNode();
+    patch.addObject().put("op", "test").put("path", "/metadata/uid").put("value", uid(job));
+    for (String key : List.of(RunnerJobs.ADMITTED_ANNOTATION, RunnerJobs.ADMITTED_FOR_ANNOTATION)) {
+      if (job.getMetadata().getAnnotations() != null
+          && job.getMetadata().getAnnotations().containsKey(key)) {
+        patch
+            .addObject()
+            .put("op", "remove")
+            .put("path", "/metadata/annotations/" + key.replace("~", "~0").replace("/", "~1"));
+      }
+    }
+    try {
+      Job requeued =
+          client
+              .batch()
+              .v1()
+              .jobs()
+              .inNamespace(job.getMetadata().getNamespace())
+              .resource(job)
+              .patch(PatchContext.of(PatchType.JSON), patch.toString());
+      written.jobWritten(state, requeued, job);
+    } catch (KubernetesClientException e) {
+      if (e.getCode() == 404 || e.getCode() == 422) {
+        return;
+      }
+      throw e;
+    }
+    announced.remove(uid(job));
+    events.normal(
+        job,
+        "Requeued",
+        "the Job was suspended after its admission: its pods have ended and its lock on "
+            + names.name()
+            + " is released; it waits in line again, at the back, and runs again in its turn"
+            + " (delete the Job to cancel it)");
   }
 
   /** The Job holding the lock ended: the lock goes to the next in line, or is released. */
@@ -360,22 +557,25 @@ public final class JobAdmission {
   /** Takes the lock for {@code job} and then unsuspends it. */
   private Lease admit(
       TerraformState state, StateNames names, Lease lease, Job job, int duration, String endedUid) {
-    LockInfo info =
-        new LockInfo(
-            RunnerJobs.holderId(job),
-            OPERATION,
-            "runner Job "
-                + names.namespace()
-                + "/"
-                + name(job)
-                + " admitted by leasehold; the lock is renewed while it runs",
-            "job/" + name(job),
-            "leasehold",
-            DateTimeFormatter.ISO_INSTANT.format(clock.instant()),
-            names.secretName());
-    Lease held = locks.admit(lease, info, uid(job), duration, endedUid);
+    Lease held = locks.admit(lease, jobLock(names, job), uid(job), duration, endedUid);
     unsuspend(state, names, job, held);
     return held;
+  }
+
+  /** The LockInfo leasehold holds the lock with for runner Job {@code job}. */
+  private LockInfo jobLock(StateNames names, Job job) {
+    return new LockInfo(
+        RunnerJobs.holderId(job),
+        OPERATION,
+        "runner Job "
+            + names.namespace()
+            + "/"
+            + name(job)
+            + " admitted by leasehold; the lock is renewed while it runs",
+        "job/" + name(job),
+        "leasehold",
+        DateTimeFormatter.ISO_INSTANT.format(clock.instant()),
+        names.secretName());
   }
 
   private void unsuspend(TerraformState state, StateNames names, Job job, Lease lease) {
@@ -467,10 +667,83 @@ public final class JobAdmission {
     }
   }
 
+  /**
+   * One pass while the state's TerraformState is being deleted. Nothing is admitted: the line is
+   * emptied and each waiting Job is told, once, that it never will be. A Job admitted before keeps
+   * the lock, renewed, until it ends (its pods included); then its lock is released, not handed on.
+   * Returns what the deletion still waits for.
+   *
+   * @throws KubernetesClientException with code 409 when the Lease changed since it was read
+   */
+  public WindDown windDown(TerraformState state, StateNames names, Collection<Job> jobs) {
+    RunQueue queue = RunQueue.of(names.name(), jobs, arrivals);
+    for (Job job : queue.waiting()) {
+      if (announced.add("deleting/" + uid(job))) {
+        events.warning(
+            job,
+            "StateBeingDeleted",
+            "TerraformState "
+                + names.name()
+                + " is being deleted: this Job is not admitted for it and stays suspended; delete"
+                + " the Job (should a TerraformState "
+                + names.name()
+                + " be created again, the Job waits in its line)");
+      }
+    }
+    if (!queue.running().isEmpty()) {
+      keepHeldWhileRunning(names, queue, state.getSpec().getLock().getLeaseDurationSeconds());
+    }
+    Optional<Lease> found = locks.clearLine(names);
+    if (found.isEmpty()) {
+      return new WindDown(Optional.empty(), List.of(), Duration.ZERO);
+    }
+    Lease lease = found.get();
+    java.util.LinkedHashSet<String> running = new java.util.LinkedHashSet<>();
+    Duration recheck = Duration.ZERO;
+    Optional<Holder> holder = Holder.of(lease, clock.instant());
+    Optional<String> heldUid = holder.flatMap(Holder::jobUid);
+    if (heldUid.isPresent()) {
+      HolderJob holderJob = holderJob(names, jobs, holder.get());
+      Job job = holderJob.job();
+      Run run = progress(names, heldUid.get(), job);
+      if (run == Run.ENDED) {
+        recordHold(lease);
+        lease = locks.releaseJob(lease, heldUid.get());
+        String released =
+            "; the lock on "
+                + names.name()
+                + " is released, not handed on: the TerraformState is being deleted";
+        if (job != null) {
+          events.normal(job, "LockReleased", "Job " + RunnerJobs.ending(job) + released);
+        } else {
+          events.normal(
+              state,
+              "LockReleased",
+              "runner Job " + LeaseLock.jobName(holder.get().id()) + " is gone" + released);
+        }
+      } else {
+        running.add(LeaseLock.jobName(holder.get().id()));
+        recheck = run == Run.ENDING || !holderJob.watched() ? ENDING_POLL : Duration.ZERO;
+      }
+    }
+    Strays strays = strays(names, lease, jobs);
+    if (!strays.ended().isEmpty()) {
+      lease = locks.ended(names, strays.ended());
+    }
+    for (Job j : strays.running()) {
+      running.add(name(j));
+    }
+    if (!strays.recheck().isZero()) {
+      recheck = strays.recheck();
+    }
+    return new WindDown(Optional.of(lease), List.copyOf(running), recheck);
+  }
+
   /** Forgets a Job that is gone, so memory does not grow with Jobs that come and go. */
   public void forget(String uid) {
     announced.remove(uid);
     announced.remove("stray/" + uid);
+    announced.remove("deleting/" + uid);
   }
 
   /** The Jobs with {@code admitted} as it is now that it was admitted (for the status). */

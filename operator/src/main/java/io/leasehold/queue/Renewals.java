@@ -99,10 +99,16 @@ public final class Renewals implements AutoCloseable {
       return;
     }
     TerraformState state = states.apply(lease.getMetadata().getNamespace(), name);
-    if (state == null || state.getSpec() == null) {
+    if (state == null) {
       return;
     }
-    int duration = state.getSpec().getLock().getLeaseDurationSeconds();
+    // A spec removed where the API did not refuse it: the running Job's lock is renewed as it is.
+    Integer current = lease.getSpec().getLeaseDurationSeconds();
+    if (state.getSpec() == null && current == null) {
+      return;
+    }
+    int duration =
+        state.getSpec() != null ? state.getSpec().getLock().getLeaseDurationSeconds() : current;
     var renewed = lease.getSpec().getRenewTime();
     boolean due =
         renewed == null

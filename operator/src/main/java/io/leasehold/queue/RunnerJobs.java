@@ -44,7 +44,7 @@ public final class RunnerJobs {
     return false;
   }
 
-  /** How the Job finished, for Events: "completed", "failed" or "was deleted". */
+  /** How the Job ended, for Events: "completed", "failed", "was deleted", ... */
   public static String ending(Job job) {
     if (job == null) {
       return "was deleted";
@@ -56,7 +56,16 @@ public final class RunnerJobs {
         }
       }
     }
-    return finished(job) ? "completed" : "is being deleted";
+    if (finished(job)) {
+      return "completed";
+    }
+    if (job.getMetadata().getDeletionTimestamp() != null) {
+      return "was deleted and its pods have ended";
+    }
+    if (suspended(job)) {
+      return "was suspended again and its pods have ended";
+    }
+    return "ended";
   }
 
   public static boolean suspended(Job job) {

@@ -299,9 +299,9 @@ public final class StateHistory {
 
   /**
    * Drops the oldest versions beyond the newest {@code keep}, never one of {@code kept} nor one an
-   * unfinished write (see {@link WriteJournal}) still needs.
+   * unfinished write (see {@link WriteJournal}) still needs. Returns how many were dropped.
    */
-  public void prune(int keep, Set<String> kept) {
+  public int prune(int keep, Set<String> kept) {
     Set<String> needed = new java.util.HashSet<>(kept);
     new WriteJournal(client, names)
         .read()
@@ -317,6 +317,7 @@ public final class StateHistory {
     kept = needed;
     List<Version> versions = list();
     int left = 0;
+    int dropped = 0;
     for (Version v : versions) {
       if (kept.contains(v.id())) {
         continue;
@@ -326,7 +327,44 @@ public final class StateHistory {
         continue;
       }
       delete(v);
+      dropped++;
     }
+    return dropped;
+  }
+
+  /**
+   * Deletes every Secret of the state's history, complete versions or not (the state is deleted
+   * with deletionPolicy Delete), each at the version listed. Returns how many were deleted.
+   */
+  public int deleteAll() {
+    List<Secret> secrets =
+        SecretMetadata.list(
+            client,
+            names.namespace(),
+            Map.of(
+                StateNames.LABEL_STATE,
+                names.name(),
+                WORKSPACE_LABEL,
+                names.workspace(),
+                HISTORY_LABEL,
+                "true"));
+    int deleted = 0;
+    for (Secret s : secrets) {
+      try {
+        client
+            .secrets()
+            .inNamespace(names.namespace())
+            .resource(s)
+            .lockResourceVersion(s.getMetadata().getResourceVersion())
+            .delete();
+        deleted++;
+      } catch (KubernetesClientException e) {
+        if (e.getCode() != 404) {
+          throw e;
+        }
+      }
+    }
+    return deleted;
   }
 
   /** Deletes one version, each Secret at the version listed. */

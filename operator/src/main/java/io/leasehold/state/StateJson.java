@@ -115,8 +115,9 @@ public final class StateJson {
     } catch (CharacterCodingException e) {
       throw new StateUnreadableException(objectName, where + ": the state is not valid UTF-8", e);
     } catch (JsonProcessingException e) {
+      // The parser's own message quotes the text it choked on: only the kind and the position.
       throw new StateUnreadableException(
-          objectName, where + ": state is not valid JSON: " + e.getOriginalMessage(), e);
+          objectName, where + ": state is " + ParseFault.describe(e), e);
     }
   }
 
@@ -262,7 +263,7 @@ public final class StateJson {
             "'version' must be "
                 + FORMAT_VERSION
                 + ", the state format of Terraform 0.12 and later (found "
-                + shown(value.isScalarValue() ? parser.getText() : value.asString())
+                + found(value)
                 + ")");
       }
       sawVersion = true;

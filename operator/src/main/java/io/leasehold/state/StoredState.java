@@ -289,7 +289,7 @@ public final class StoredState {
       return Chunk.fromBase64(encoded);
     } catch (IllegalArgumentException e) {
       throw new StateUnreadableException(
-          name, "Secret " + name + " key '" + DATA_KEY + "' is not base64: " + e.getMessage(), e);
+          name, "Secret " + name + " key '" + DATA_KEY + "' is not base64", e);
     }
   }
 
@@ -330,10 +330,8 @@ public final class StoredState {
     if (e instanceof ZipException || e instanceof java.io.EOFException) {
       return "gzip data is corrupt or truncated: " + e.getMessage();
     }
-    if (e instanceof com.fasterxml.jackson.core.JsonProcessingException json) {
-      return "state is not valid JSON: " + json.getOriginalMessage();
-    }
-    return e.getMessage();
+    // The parser's own messages quote the state's text: only the kind and position are told.
+    return "state is " + ParseFault.describe(e);
   }
 
   private static final class CountingInputStream extends FilterInputStream {

@@ -595,7 +595,7 @@ class BadInputTableTest {
                 good3.getBytes(StandardCharsets.UTF_8)),
             auth("runner"),
             400,
-            "not valid JSON"),
+            "not JSON at character 0"),
         Arguments.of(
             "UTF-16 body",
             "POST",

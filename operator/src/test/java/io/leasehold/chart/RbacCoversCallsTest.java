@@ -222,7 +222,39 @@ class RbacCoversCallsTest {
     await()
         .atMost(Duration.ofSeconds(30))
         .until(() -> RunnerJobFixtures.running(RunnerJobFixtures.get(user, "rbac-2")));
+    // A running Job that loses its label is followed by name; one deleted while its pod still
+    // runs keeps the lock until the pod (listed by the Job's controller-uid label) is gone.
+    RunnerJobFixtures.create(user, "rbac-3", "rbac");
     RunnerJobFixtures.finish(user, "rbac-2", true);
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(() -> RunnerJobFixtures.running(RunnerJobFixtures.get(user, "rbac-3")));
+    Job third = RunnerJobFixtures.get(user, "rbac-3");
+    user.resource(
+            new PodBuilder()
+                .withNewMetadata()
+                .withName("rbac-3-pod")
+                .withNamespace(NAMESPACE)
+                .addToLabels(
+                    io.leasehold.queue.JobAdmission.CONTROLLER_UID_LABEL,
+                    third.getMetadata().getUid())
+                .endMetadata()
+                .build())
+        .create();
+    user.batch()
+        .v1()
+        .jobs()
+        .inNamespace(NAMESPACE)
+        .withName("rbac-3")
+        .edit(
+            j -> {
+              j.getMetadata().getLabels().remove("leasehold.io/state");
+              return j;
+            });
+    // Whatever the timing, the lock is released only after the Job was looked up by name (found,
+    // or gone) and its pods were listed: the wait below covers both calls.
+    user.batch().v1().jobs().inNamespace(NAMESPACE).withName("rbac-3").delete();
+    user.pods().inNamespace(NAMESPACE).withName("rbac-3-pod").delete();
     await()
         .atMost(Duration.ofSeconds(30))
         .until(

@@ -106,6 +106,43 @@ class ApiServerSemanticsTest {
 
   @Test
   @DisplayName(
+      "A status update carrying a resourceVersion that is no longer the stored one is refused"
+          + " with 409 and changes nothing; one at the stored version goes through")
+  void staleStatusUpdateIsRefused() {
+    TerraformState s = new TerraformState();
+    s.getMetadata().setName("status-guarded");
+    s.getMetadata().setNamespace("default");
+    client.resource(s).create();
+    TerraformState read =
+        client
+            .resources(TerraformState.class)
+            .inNamespace("default")
+            .withName("status-guarded")
+            .get();
+    read.setStatus(new io.leasehold.api.TerraformStateStatus());
+    read.getStatus().setHolder("first");
+    TerraformState first = client.resource(read).updateStatus();
+
+    read.getStatus().setHolder("stale");
+    org.assertj.core.api.Assertions.assertThatThrownBy(() -> client.resource(read).updateStatus())
+        .isInstanceOf(io.fabric8.kubernetes.client.KubernetesClientException.class)
+        .hasMessageContaining("the object has been modified")
+        .matches(
+            e -> ((io.fabric8.kubernetes.client.KubernetesClientException) e).getCode() == 409);
+    TerraformState stored =
+        client
+            .resources(TerraformState.class)
+            .inNamespace("default")
+            .withName("status-guarded")
+            .get();
+    assertThat(stored.getStatus().getHolder()).isEqualTo("first");
+
+    first.getStatus().setHolder("second");
+    assertThat(client.resource(first).updateStatus().getStatus().getHolder()).isEqualTo("second");
+  }
+
+  @Test
+  @DisplayName(
       "A DELETE whose uid or resourceVersion precondition does not match the stored object is"
           + " refused with 409 and deletes nothing; a matching one deletes")
   void deletePreconditions() throws Exception {

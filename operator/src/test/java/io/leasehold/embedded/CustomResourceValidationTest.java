@@ -219,4 +219,88 @@ class CustomResourceValidationTest {
                 .getKeep())
         .isEqualTo(3);
   }
+
+  private static String workspaceOf(String name) {
+    GenericKubernetesResource raw =
+        client
+            .genericKubernetesResources("leasehold.io/v1alpha1", "TerraformState")
+            .inNamespace("default")
+            .withName(name)
+            .get();
+    Object spec = raw.getAdditionalProperties().get("spec");
+    return spec instanceof Map<?, ?> m ? (String) m.get("workspace") : null;
+  }
+
+  @ParameterizedTest(name = "{0} is refused")
+  @CsvSource(
+      delimiter = '|',
+      value = {
+        "a JSON patch removing /spec/workspace | json  | [{\"op\":\"remove\",\"path\":\"/spec/workspace\"}]",
+        "a JSON patch removing /spec           | json  | [{\"op\":\"remove\",\"path\":\"/spec\"}]",
+        "a JSON patch setting /spec to null    | json  | [{\"op\":\"replace\",\"path\":\"/spec\",\"value\":null}]",
+        "a merge patch setting spec to null    | merge | {\"spec\":null}",
+        "a merge patch setting workspace null  | merge | {\"spec\":{\"workspace\":null}}",
+        "a PUT without spec                    | put   | ''",
+      })
+  @DisplayName(
+      "When spec or spec.workspace of a TerraformState is removed or nulled (JSON patch, merge"
+          + " patch, PUT), then it is refused and the workspace stays as it was")
+  void workspaceCannotBeRemoved(String what, String kind, String patch) {
+    String name = "keep-ws-" + Integer.toHexString(what.hashCode()) + "-x";
+    apply(manifest(name, "workspace: staging"));
+    var resource = client.resources(TerraformState.class).inNamespace("default").withName(name);
+
+    assertThatThrownBy(
+            () -> {
+              switch (kind) {
+                case "json" ->
+                    resource.patch(
+                        io.fabric8.kubernetes.client.dsl.base.PatchContext.of(
+                            io.fabric8.kubernetes.client.dsl.base.PatchType.JSON),
+                        patch);
+                case "merge" ->
+                    resource.patch(
+                        io.fabric8.kubernetes.client.dsl.base.PatchContext.of(
+                            io.fabric8.kubernetes.client.dsl.base.PatchType.JSON_MERGE),
+                        patch);
+                default -> {
+                  GenericKubernetesResource raw =
+                      client
+                          .genericKubernetesResources("leasehold.io/v1alpha1", "TerraformState")
+                          .inNamespace("default")
+                          .withName(name)
+                          .get();
+                  raw.getAdditionalProperties().remove("spec");
+                  client
+                      .genericKubernetesResources("leasehold.io/v1alpha1", "TerraformState")
+                      .inNamespace("default")
+                      .resource(raw)
+                      .update();
+                }
+              }
+            })
+        .isInstanceOf(KubernetesClientException.class)
+        .hasMessageContaining("workspace is immutable");
+    assertThat(workspaceOf(name)).isEqualTo("staging");
+  }
+
+  @Test
+  @DisplayName(
+      "When spec.workspace is removed from a TerraformState of the default workspace, then the"
+          + " default comes back, as an API server decodes the patched object, and it is never"
+          + " stored without a workspace")
+  void removedWorkspaceIsDefaultedAgain() {
+    apply(manifest("keep-default", "{}"));
+
+    client
+        .resources(TerraformState.class)
+        .inNamespace("default")
+        .withName("keep-default")
+        .patch(
+            io.fabric8.kubernetes.client.dsl.base.PatchContext.of(
+                io.fabric8.kubernetes.client.dsl.base.PatchType.JSON),
+            "[{\"op\":\"remove\",\"path\":\"/spec/workspace\"}]");
+
+    assertThat(workspaceOf("keep-default")).isEqualTo("default");
+  }
 }

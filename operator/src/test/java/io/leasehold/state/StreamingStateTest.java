@@ -164,7 +164,9 @@ class StreamingStateTest {
         ("{\"version\":4,\"serial\":1, oops " + "x".repeat(200_000))
             .getBytes(StandardCharsets.UTF_8);
     IncomingState in = IncomingState.read(new ByteArrayInputStream(body), body.length);
-    assertThat(in.notAState()).hasMessageContaining("not valid JSON");
+    assertThat(in.notAState())
+        .hasMessageContaining("not JSON at character 25")
+        .hasMessageNotContaining("oops");
     assertThat(in.bytes()).isEqualTo(body.length);
     assertThat(in.md5())
         .isEqualTo(
