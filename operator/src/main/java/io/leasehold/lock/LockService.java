@@ -999,10 +999,27 @@ public final class LockService {
    * Job that just ended, {@code endedUid}), removes it from line and records it as running, in one
    * conditional write on {@code lease}.
    *
-   * @throws KubernetesClientException with code 409 when the Lease changed since it was read
+   * @throws KubernetesClientException with code 409 when the Lease changed since it was read, or
+   *     when {@code lease} shows the lock held by anyone else (nothing is written then)
    */
   public Lease admit(
       Lease lease, LockInfo jobLock, String jobUid, int durationSeconds, String endedUid) {
+    Optional<Holder> holder = Holder.of(lease, clock.instant());
+    if (holder.isPresent()
+        && !holder.get().expired()
+        && !holder.get().jobUid().filter(u -> u.equals(endedUid) || u.equals(jobUid)).isPresent()) {
+      // Decided on an older version of the Lease: the lock was taken meanwhile. Never over it.
+      throw new KubernetesClientException(
+          "the lock on Lease "
+              + lease.getMetadata().getName()
+              + " is held by "
+              + holder.get().id()
+              + ": runner Job "
+              + LeaseLock.jobName(jobLock.id())
+              + " is not admitted over it; look again",
+          409,
+          null);
+    }
     java.util.List<LeaseLock.RunningJob> running =
         new java.util.ArrayList<>(
             LeaseLock.running(lease).stream()

@@ -192,6 +192,8 @@ public final class JobAdmission {
     Strays strays = strays(names, lease, jobs);
     if (!strays.ended().isEmpty()) {
       lease = locks.ended(names, strays.ended());
+      // That write was made on the Lease as it is now: someone may have taken the lock meanwhile.
+      holder = Holder.of(lease, now);
     }
     for (Job evicted : strays.evicted()) {
       requeue(state, names, evicted);

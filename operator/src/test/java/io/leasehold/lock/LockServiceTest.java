@@ -1,9 +1,11 @@
 package io.leasehold.lock;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.leasehold.embedded.EmbeddedKubernetes;
 import io.leasehold.state.StateNames;
 import java.time.Clock;
@@ -116,6 +118,40 @@ class LockServiceTest {
         .isInstanceOf(LockService.Allowed.class);
     assertThat(locks.checkWrite(n, "tf-in-pod", BOB, "write"))
         .isInstanceOf(LockService.Refused.class);
+  }
+
+  @Test
+  @DisplayName(
+      "A runner Job is never admitted over a lock someone holds, even when the decision was made on"
+          + " a version of the Lease that showed it free: the holder keeps it, nothing is written")
+  void jobNeverAdmittedOverAHeldLock() {
+    StateNames n = names("taken-meanwhile");
+    Lease seenFree = locks.fresh(n);
+    assertThat(locks.lock(n, info("c-1", "carol@ci"), ALICE, false, Map.of()))
+        .isInstanceOf(LockService.Granted.class);
+    Lease nowHeld = locks.fresh(n);
+    String id = LeaseLock.jobLockId("run-2", "job-uid-2");
+
+    // On the old version the conditional write is a conflict; on the current one a refusal.
+    assertThatThrownBy(() -> locks.admit(seenFree, info(id, "job/run-2"), "job-uid-2", 300, null))
+        .isInstanceOfSatisfying(
+            KubernetesClientException.class, e -> assertThat(e.getCode()).isEqualTo(409));
+    assertThatThrownBy(() -> locks.admit(nowHeld, info(id, "job/run-2"), "job-uid-2", 300, null))
+        .isInstanceOfSatisfying(
+            KubernetesClientException.class,
+            e -> {
+              assertThat(e.getCode()).isEqualTo(409);
+              assertThat(e.getMessage()).contains("held by c-1").contains("run-2");
+            });
+    Lease after = locks.fresh(n);
+    assertThat(after.getSpec().getHolderIdentity()).isEqualTo("c-1");
+    assertThat(after.getMetadata().getResourceVersion())
+        .isEqualTo(nowHeld.getMetadata().getResourceVersion());
+
+    // Released, the Job's turn comes.
+    assertThat(locks.unlock(n, "c-1", ALICE)).isInstanceOf(LockService.Released.class);
+    Lease admitted = locks.admit(locks.fresh(n), info(id, "job/run-2"), "job-uid-2", 300, null);
+    assertThat(admitted.getSpec().getHolderIdentity()).isEqualTo(id);
   }
 
   @Test
