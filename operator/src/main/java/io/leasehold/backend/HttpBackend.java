@@ -732,6 +732,10 @@ public final class HttpBackend implements AutoCloseable {
         send(ctx, e.reply());
       } else if (cause instanceof BodyReader.Refused refused) {
         send(ctx, refused.reply());
+      } else if (cause instanceof LockService.Busy busy) {
+        // Nothing was changed: the request may simply be sent again.
+        LOG.warn("backend request {} {}: {}", method(ctx), path(ctx), busy.getMessage());
+        send(ctx, Reply.text(503, busy.getMessage()).withHeader("Retry-After", "1"));
       } else if (clientGone(ctx, cause)) {
         LOG.info(
             "backend request {} {}: {}",

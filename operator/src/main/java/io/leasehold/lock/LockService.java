@@ -153,7 +153,16 @@ public final class LockService {
     }
   }
 
+  /**
+   * A transition on a Lease that others keep changing is attempted at least {@code ATTEMPTS} times
+   * and for at least {@code CONTENDED_BUDGET}, backing off between attempts, before it gives up
+   * with {@link Busy} (nothing written).
+   */
   private static final int ATTEMPTS = 10;
+
+  private static final Duration CONTENDED_BUDGET = Duration.ofSeconds(5);
+
+  private static final long MAX_BACKOFF_MILLIS = 50;
   private static final Logger LOG = LoggerFactory.getLogger(LockService.class);
 
   private final KubernetesClient client;
@@ -162,6 +171,15 @@ public final class LockService {
   private final String replica;
   private final Settings settings;
 
+  /**
+   * Transitions on one Lease made by this process take turns (fairly, in the order they asked):
+   * they would otherwise only conflict with each other and retry. Writers elsewhere (another
+   * replica, stock Terraform) are still met by the conditional write. Striped, so memory stays
+   * bounded however many states there are.
+   */
+  private final java.util.concurrent.locks.ReentrantLock[] turns =
+      new java.util.concurrent.locks.ReentrantLock[64];
+
   public LockService(
       KubernetesClient client, LeaseSource leases, Clock clock, String replica, Settings settings) {
     this.client = client;
@@ -169,6 +187,9 @@ public final class LockService {
     this.clock = clock;
     this.replica = replica;
     this.settings = settings;
+    for (int i = 0; i < turns.length; i++) {
+      turns[i] = new java.util.concurrent.locks.ReentrantLock(true);
+    }
   }
 
   public String replica() {
@@ -345,8 +366,31 @@ public final class LockService {
       java.util.function.Function<Lease, Step<A>> decide,
       Lease written[],
       boolean freshFirst) {
+    java.util.concurrent.locks.ReentrantLock turn =
+        turns[
+            Math.floorMod((names.namespace() + "/" + names.leaseName()).hashCode(), turns.length)];
+    turn.lock();
+    try {
+      return attempt(names, decide, written, freshFirst);
+    } finally {
+      turn.unlock();
+    }
+  }
+
+  private <A> A attempt(
+      StateNames names,
+      java.util.function.Function<Lease, Step<A>> decide,
+      Lease written[],
+      boolean freshFirst) {
     boolean fresh = freshFirst;
-    for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
+    long deadline = System.nanoTime() + CONTENDED_BUDGET.toNanos();
+    for (int attempt = 0; attempt < ATTEMPTS || System.nanoTime() < deadline; attempt++) {
+      if (attempt >= 2) {
+        // Others keep writing the Lease (waiters joining and leaving the line): step back a
+        // random moment, growing, so that this decision gets its turn instead of losing every
+        // race to the next writer.
+        backOff(attempt);
+      }
       Lease lease = read(names, fresh);
       Step<A> step = decide.apply(lease);
       if (step.write() == null) {
@@ -366,6 +410,16 @@ public final class LockService {
       }
     }
     throw new Busy(names);
+  }
+
+  private static void backOff(int attempt) {
+    long bound = Math.min(MAX_BACKOFF_MILLIS, 1L << Math.min(attempt, 6));
+    try {
+      Thread.sleep(1 + java.util.concurrent.ThreadLocalRandom.current().nextLong(bound));
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new KubernetesClientException("interrupted while the lock Lease was contended", e);
+    }
   }
 
   private <A> A transition(StateNames names, java.util.function.Function<Lease, Step<A>> decide) {

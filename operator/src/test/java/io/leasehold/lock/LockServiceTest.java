@@ -156,6 +156,69 @@ class LockServiceTest {
 
   @Test
   @DisplayName(
+      "Many clients taking, releasing, joining and leaving the line of one state at once: every"
+          + " transition goes through (none gives up as busy) and every UNLOCK releases the lock")
+  void contendedTransitionsAllGoThrough() throws Exception {
+    StateNames n = names("contended");
+    locks.fresh(n);
+    int threads = 12;
+    java.util.List<String> failures =
+        java.util.Collections.synchronizedList(new java.util.ArrayList<>());
+    java.util.concurrent.atomic.AtomicInteger released =
+        new java.util.concurrent.atomic.AtomicInteger();
+    java.util.concurrent.ExecutorService pool =
+        java.util.concurrent.Executors.newFixedThreadPool(threads);
+    java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
+    java.util.List<java.util.concurrent.Future<?>> done = new java.util.ArrayList<>();
+    for (int t = 0; t < threads; t++) {
+      int index = t;
+      done.add(
+          pool.submit(
+              () -> {
+                Caller me = Caller.of("user-" + index, "user-" + index);
+                start.await();
+                for (int round = 0; round < 25; round++) {
+                  LockInfo mine = info("busy-" + index + "-" + round, "user-" + index);
+                  try {
+                    LockService.Answer now = locks.lock(n, mine, me, false, Map.of());
+                    if (now instanceof LockService.Granted) {
+                      LockService.Answer unlocked = locks.unlock(n, mine.id(), me);
+                      if (unlocked instanceof LockService.Released) {
+                        released.incrementAndGet();
+                      } else {
+                        failures.add("UNLOCK " + mine.id() + ": " + unlocked);
+                      }
+                      continue;
+                    }
+                    Map<String, LockService.Waiting> local =
+                        Map.of(mine.id(), new LockService.Waiting(mine, me));
+                    LockService.Answer queued = locks.lock(n, mine, me, true, local);
+                    if (queued instanceof LockService.Granted) {
+                      if (!(locks.unlock(n, mine.id(), me) instanceof LockService.Released)) {
+                        failures.add("UNLOCK " + mine.id() + " after waiting");
+                      }
+                    } else {
+                      locks.left(n, mine.id());
+                    }
+                  } catch (RuntimeException e) {
+                    failures.add(mine.id() + ": " + e);
+                  }
+                }
+                return null;
+              }));
+    }
+    start.countDown();
+    for (java.util.concurrent.Future<?> f : done) {
+      f.get(2, java.util.concurrent.TimeUnit.MINUTES);
+    }
+    pool.shutdown();
+    assertThat(failures).isEmpty();
+    assertThat(released.get()).as("locks taken and released at once").isPositive();
+    assertThat(locks.fresh(n).getSpec().getHolderIdentity()).isNull();
+  }
+
+  @Test
+  @DisplayName(
       "A place in line is kept for its owner only: another identity asking with the same lock ID"
           + " is refused")
   void placeInLineBelongsToItsOwner() {
