@@ -178,7 +178,7 @@ public final class LockService {
    * bounded however many states there are.
    */
   private final java.util.concurrent.locks.ReentrantLock[] turns =
-      new java.util.concurrent.locks.ReentrantLock[64];
+      new java.util.concurrent.locks.ReentrantLock[256];
 
   public LockService(
       KubernetesClient client, LeaseSource leases, Clock clock, String replica, Settings settings) {
