@@ -527,7 +527,8 @@ public class TerraformStateReconciler
                 + names.secretName()
                 + " and Lease "
                 + names.leaseName()
-                + " as this one; it was created later and is refused: nothing of this state is"
+                + " as this one; it is refused (created later, or those objects are labelled for"
+                + " this one): nothing of this state is"
                 + " read, written, locked or deleted through it");
       }
     }
