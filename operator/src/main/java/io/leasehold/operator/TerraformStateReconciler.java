@@ -972,6 +972,33 @@ public class TerraformStateReconciler
                   ? DELETION_RETRY_MILLIS
                   : wound.recheckAfter().toMillis());
     }
+    Optional<Holder> backendClient =
+        wound
+            .lease()
+            .flatMap(l -> Holder.of(l, Instant.now()))
+            .filter(
+                h ->
+                    h.jobUid().isEmpty()
+                        && h.owner().isPresent()
+                        && !h.id()
+                            .equals(LockService.deletionLockId(resource.getMetadata().getUid())));
+    if (policy == DeletionPolicy.Retain && backendClient.isPresent()) {
+      // Taken through leasehold's backend: its client writes and unlocks through this
+      // TerraformState, so it stays until then (an apply in progress is not lost, and its lock
+      // is not left held where only a force-unlock could release it).
+      Holder h = backendClient.get();
+      String message =
+          "deletionPolicy Retain: waiting for lock "
+              + h.id()
+              + " held by "
+              + h.summary()
+              + ", taken through leasehold's backend, to be released: its client may still write"
+              + " and unlock (the "
+              + FORCE_UNLOCK_ANNOTATION
+              + " annotation releases it)";
+      waitForDeletion(resource, context, previous, "DeletionWaitingForUnlock", message);
+      return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
+    }
     if (policy == DeletionPolicy.Retain) {
       forget(id, key);
       events.normal(
