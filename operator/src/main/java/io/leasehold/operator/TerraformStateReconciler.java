@@ -355,31 +355,7 @@ public class TerraformStateReconciler
 
     Optional<Holder> holder = Holder.of(lease);
     recordLockTransition(resource, previous.getLock(), holder, queue);
-    if (holder.isPresent()) {
-      Holder h = holder.get();
-      status.setLock(lockStatus(h));
-      status.setHolder(h.summary());
-      String message =
-          "locked by "
-              + h.summary()
-              + " with lock ID "
-              + h.id()
-              + (h.vouched()
-                  ? "; leasehold renews this lock for its holder"
-                  : "; leasehold cannot vouch that this holder is alive");
-      conditions.set(
-          Conditions.LOCKED,
-          true,
-          h.info().isPresent() ? "Held" : "HeldWithoutLockInfo",
-          h.info().isPresent()
-              ? message
-              : message
-                  + ". The Lease carries no "
-                  + LeaseLock.LOCK_INFO_ANNOTATION
-                  + " annotation, so stock Terraform fails at once instead of waiting");
-    } else {
-      conditions.set(Conditions.LOCKED, false, "Unlocked", "the state is not locked");
-    }
+    recordLock(status, conditions, holder);
 
     List<Secret> secrets = new ArrayList<>(context.getSecondaryResources(Secret.class));
     String degradedReason = null;
@@ -454,6 +430,38 @@ public class TerraformStateReconciler
       control.rescheduleAfter(queue.recheckAfter());
     }
     return control;
+  }
+
+  /** The lock in the status: its holder and the Locked condition. */
+  private static void recordLock(
+      TerraformStateStatus status, Conditions conditions, Optional<Holder> holder) {
+    if (holder.isPresent()) {
+      Holder h = holder.get();
+      status.setLock(lockStatus(h));
+      status.setHolder(h.summary());
+      String message =
+          "locked by "
+              + h.summary()
+              + " with lock ID "
+              + h.id()
+              + (h.vouched()
+                  ? "; leasehold renews this lock for its holder"
+                  : "; leasehold cannot vouch that this holder is alive");
+      conditions.set(
+          Conditions.LOCKED,
+          true,
+          h.info().isPresent() ? "Held" : "HeldWithoutLockInfo",
+          h.info().isPresent()
+              ? message
+              : message
+                  + ". The Lease carries no "
+                  + LeaseLock.LOCK_INFO_ANNOTATION
+                  + " annotation, so stock Terraform fails at once instead of waiting");
+    } else {
+      status.setLock(null);
+      status.setHolder(null);
+      conditions.set(Conditions.LOCKED, false, "Unlocked", "the state is not locked");
+    }
   }
 
   /**
@@ -965,7 +973,8 @@ public class TerraformStateReconciler
               + String.join(", ", wound.running())
               + ", admitted before it, to end: the Job keeps the lock, renewed, until its pods"
               + " have ended; no other Job is admitted";
-      waitForDeletion(resource, context, previous, "DeletionWaitingForRunner", message);
+      waitForDeletion(
+          resource, context, previous, wound.lease(), "DeletionWaitingForRunner", message);
       return DeleteControl.noFinalizerRemoval()
           .rescheduleAfter(
               wound.recheckAfter().isZero()
@@ -996,7 +1005,8 @@ public class TerraformStateReconciler
               + " and unlock (the "
               + FORCE_UNLOCK_ANNOTATION
               + " annotation releases it)";
-      waitForDeletion(resource, context, previous, "DeletionWaitingForUnlock", message);
+      waitForDeletion(
+          resource, context, previous, wound.lease(), "DeletionWaitingForUnlock", message);
       return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
     }
     if (policy == DeletionPolicy.Retain) {
@@ -1024,7 +1034,8 @@ public class TerraformStateReconciler
               + " to be released before the state is deleted (the "
               + FORCE_UNLOCK_ANNOTATION
               + " annotation releases it)";
-      waitForDeletion(resource, context, previous, "DeletionWaitingForUnlock", message);
+      waitForDeletion(
+          resource, context, previous, wound.lease(), "DeletionWaitingForUnlock", message);
       return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
     }
     // We hold the lock now: nobody can write the state while it is deleted.
@@ -1095,6 +1106,7 @@ public class TerraformStateReconciler
       TerraformState resource,
       Context<TerraformState> context,
       TerraformStateStatus previous,
+      Optional<Lease> lease,
       String reason,
       String message) {
     if (!message.equals(
@@ -1119,6 +1131,8 @@ public class TerraformStateReconciler
                       c.getType(), "True".equals(c.getStatus()), c.getReason(), c.getMessage()));
     }
     conditions.set(Conditions.READY, false, reason, message);
+    // The lock as it is now (a force-unlock, a Job's lock released), not as it was.
+    recordLock(status, conditions, lease.flatMap(l -> Holder.of(l, Instant.now())));
     status.setConditions(conditions.build());
     status.setQueued(0);
     status.setQueue(null);

@@ -295,6 +295,38 @@ class DeletionLifecycleTest {
 
   @Test
   @DisplayName(
+      "When the lock of the Job a deletion waits for is force-unlocked, then the status says the"
+          + " state is unlocked while the deletion still waits for that Job to end")
+  void statusFollowsTheLockWhileDeleting() {
+    String name = "keep-forced";
+    String state = NAMESPACE + "/" + name;
+    create(name, DeletionPolicy.Retain, 30);
+    RunnerJobFixtures.create(harness.client(), "keep-forced-1", name);
+    eventually().until(() -> RunnerJobFixtures.running(job("keep-forced-1")));
+    delete(name);
+    eventually().until(() -> "DeletionWaitingForRunner".equals(readyReason(name)));
+    assertThat(harness.get(name).getStatus().getHolder()).startsWith("job/keep-forced-1");
+
+    // terraform force-unlock: UNLOCK with an empty body.
+    assertThat(backend.send("UNLOCK", state + "/lock", null).status()).isEqualTo(200);
+
+    eventually()
+        .untilAsserted(
+            () -> {
+              TerraformState s = harness.get(name);
+              assertThat(s.getStatus().getHolder()).isNull();
+              assertThat(s.getStatus().getLock()).isNull();
+              assertThat(Conditions.reason(s.getStatus().getConditions(), Conditions.LOCKED))
+                  .contains("Unlocked");
+            });
+    assertThat(readyReason(name)).isEqualTo("DeletionWaitingForRunner");
+
+    RunnerJobFixtures.finish(harness.client(), "keep-forced-1", true);
+    eventually().until(() -> harness.get(name) == null);
+  }
+
+  @Test
+  @DisplayName(
       "When a Delete deletion waits for a lock left by stock Terraform, then the force-unlock"
           + " annotation still releases it and the deletion goes on")
   void forceUnlockWorksWhileDeleting() {
