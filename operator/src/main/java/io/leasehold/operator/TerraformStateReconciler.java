@@ -925,6 +925,10 @@ public class TerraformStateReconciler
     ResourceID id = ResourceID.fromResource(resource);
     String key = resource.getMetadata().getNamespace() + "/" + resource.getMetadata().getName();
     if (resource.getSpec() == null) {
+      Optional<DeleteControl> waiting = windDownWithoutSpec(resource, context);
+      if (waiting.isPresent()) {
+        return waiting.get();
+      }
       forget(id, key);
       events.normal(
           resource,
@@ -1091,6 +1095,82 @@ public class TerraformStateReconciler
         "deletionPolicy Delete: removed "
             + (deleted.isEmpty() ? "nothing (there was no state)" : String.join(", ", deleted)));
     return DeleteControl.defaultDelete();
+  }
+
+  /**
+   * A TerraformState deleted after its spec went missing (where the API let it) while a runner Job
+   * admitted for it held the lock: the lock Lease labelled with its name says the workspace, and
+   * the Job is wound down as for {@code Retain}: the deletion waits while it runs, and its lock is
+   * released once it has ended, never left held. Empty when there is no such lock (or it is
+   * released now).
+   */
+  private Optional<DeleteControl> windDownWithoutSpec(
+      TerraformState resource, Context<TerraformState> context) {
+    if (!leadership.leading()) {
+      return Optional.of(DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS));
+    }
+    String namespace = resource.getMetadata().getNamespace();
+    String name = resource.getMetadata().getName();
+    Optional<Lease> held =
+        caches
+            .leases()
+            .filter(
+                l ->
+                    namespace.equals(l.getMetadata().getNamespace())
+                        && l.getMetadata().getLabels() != null
+                        && name.equals(l.getMetadata().getLabels().get(StateNames.LABEL_SUFFIX))
+                        && l.getMetadata().getLabels().get(StateNames.LABEL_WORKSPACE) != null
+                        && Holder.of(l).flatMap(Holder::jobUid).isPresent())
+            .findFirst();
+    if (held.isEmpty()) {
+      return Optional.empty();
+    }
+    Lease lease = held.get();
+    TerraformState assumed = new TerraformState();
+    assumed.setMetadata(resource.getMetadata());
+    assumed.getSpec().setWorkspace(lease.getMetadata().getLabels().get(StateNames.LABEL_WORKSPACE));
+    if (lease.getSpec().getLeaseDurationSeconds() != null) {
+      assumed
+          .getSpec()
+          .getLock()
+          .setLeaseDurationSeconds(lease.getSpec().getLeaseDurationSeconds());
+    }
+    assumed.getSpec().setDeletionPolicy(DeletionPolicy.Retain);
+    StateNames names = namesOf(assumed);
+    if (names.problem().isPresent()) {
+      return Optional.empty();
+    }
+    JobAdmission.WindDown wound;
+    try {
+      wound = admission.windDown(assumed, names, context.getSecondaryResources(Job.class));
+    } catch (KubernetesClientException e) {
+      if (e.getCode() != 409) {
+        throw e;
+      }
+      return Optional.of(DeleteControl.noFinalizerRemoval().rescheduleAfter(CONFLICT_RETRY_MILLIS));
+    }
+    if (wound.running().isEmpty()) {
+      return Optional.empty();
+    }
+    String message =
+        "deletion waits for runner Job "
+            + String.join(", ", wound.running())
+            + ", admitted before the spec went missing, to end: the Job keeps the lock on "
+            + names.leaseName()
+            + " until its pods have ended, then the lock is released";
+    waitForDeletion(
+        resource,
+        context,
+        previousStatus(resource),
+        wound.lease(),
+        "DeletionWaitingForRunner",
+        message);
+    return Optional.of(
+        DeleteControl.noFinalizerRemoval()
+            .rescheduleAfter(
+                wound.recheckAfter().isZero()
+                    ? DELETION_RETRY_MILLIS
+                    : wound.recheckAfter().toMillis()));
   }
 
   /** Forgets what this replica kept about a TerraformState that is gone. */
