@@ -222,10 +222,15 @@ class NameCollisionTest {
                 harness.get("ops-mail").getStatus().getState() != null
                     && harness.get("ops-mail").getStatus().getState().getSerial() == 7L);
     assertThat(backend.get(NAMESPACE + "/ops-mail").status()).isEqualTo(200);
-    assertThat(degraded("mail"))
-        .startsWith(
-            "True/NameCollision: Secret tfstate-stage-ops-mail holds the state of workspace"
-                + " stage and secret_suffix ops-mail (TerraformState ops-mail)");
+    // Refused still; its message names the owner once it looks again.
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(degraded("mail"))
+                    .startsWith(
+                        "True/NameCollision: Secret tfstate-stage-ops-mail holds the state of"
+                            + " workspace stage and secret_suffix ops-mail (TerraformState"
+                            + " ops-mail)"));
     assertThat(backend.get(NAMESPACE + "/mail").status()).isEqualTo(409);
 
     // Deleting the refused one (deletionPolicy Delete) removes nothing of the owner's state.
