@@ -224,6 +224,12 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     if (stale.isPresent()) {
       return stale.get();
     }
+    if ("PUT".equals(method) && isStatus(target)) {
+      JsonNode stored = current(target.get().objectPath());
+      if (stored instanceof ObjectNode storedObject) {
+        statusOnly(storedObject, object);
+      }
+    }
     if ("POST".equals(method) && !resource.isSubresource() && needsName(object)) {
       Optional<MockResponse> refused =
           GeneratedNames.assign(object, target.get(), this::current, mapper);
@@ -275,7 +281,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
                 new RecordedRequest(
                     request.getHttpVersion(),
                     request.method(),
-                    request.getPath(),
+                    storePath(request, target),
                     request.getHeaders(),
                     new Buffer(bytes))),
             target),
@@ -455,7 +461,8 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     }
     boolean validate =
         !resource.isSubresource() && validation.knows(resource.group(), resource.plural());
-    if (!strategic && !merge && !validate && !dryRun) {
+    boolean status = isStatus(Optional.of(target));
+    if (!strategic && !merge && !validate && !dryRun && !status) {
       return delegate.dispatch(request);
     }
     JsonNode current = current(target.objectPath());
@@ -477,6 +484,9 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     }
     if (!(patched instanceof ObjectNode object)) {
       return status(422, "Invalid", "the patch does not produce an object");
+    }
+    if (status && current instanceof ObjectNode stored) {
+      statusOnly(stored, object);
     }
     if (object.get("metadata") instanceof ObjectNode metadata) {
       // An API server does not keep empty label and annotation maps (kubectl label KEY-).
@@ -503,7 +513,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     if (dryRun) {
       return Statuses.json(200, object);
     }
-    if (!strategic && !merge && !validate) {
+    if (!strategic && !merge && !validate && !status) {
       return delegate.dispatch(request);
     }
     if (!resource.isSubresource()) {
@@ -515,7 +525,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
             new RecordedRequest(
                 request.getHttpVersion(),
                 request.method(),
-                request.getPath(),
+                storePath(request, Optional.of(target)),
                 request
                     .getHeaders()
                     .newBuilder()
@@ -580,6 +590,41 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   /** Whether an object is stored at {@code objectPath}. */
   boolean exists(String objectPath) {
     return current(objectPath) != null;
+  }
+
+  /**
+   * The path a write is handed to the store at: a status write without its query, which would make
+   * the store take it for a write of the whole object.
+   */
+  private static String storePath(RecordedRequest request, Optional<ApiRequest> target) {
+    String path = request.getPath();
+    int query = path.indexOf('?');
+    return isStatus(target) && query >= 0 ? path.substring(0, query) : path;
+  }
+
+  private static boolean isStatus(Optional<ApiRequest> target) {
+    return target.isPresent() && "status".equals(target.get().subresource());
+  }
+
+  /**
+   * A write to the status subresource changes the status only, as an API server stores it:
+   * everything else of {@code written} (spec, metadata) is replaced by the stored object's, but for
+   * the resourceVersion it was written at. The store alone would take the whole object when the
+   * path carries a query ({@code ?fieldManager=}, as kubectl sends).
+   */
+  private static void statusOnly(ObjectNode stored, ObjectNode written) {
+    JsonNode status = written.get("status");
+    String version = written.path("metadata").path("resourceVersion").asText("");
+    written.removeAll();
+    written.setAll(stored.deepCopy());
+    if (status == null) {
+      written.remove("status");
+    } else {
+      written.set("status", status);
+    }
+    if (!version.isEmpty() && written.get("metadata") instanceof ObjectNode metadata) {
+      metadata.put("resourceVersion", version);
+    }
   }
 
   /**

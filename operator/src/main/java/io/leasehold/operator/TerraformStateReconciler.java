@@ -355,31 +355,7 @@ public class TerraformStateReconciler
 
     Optional<Holder> holder = Holder.of(lease);
     recordLockTransition(resource, previous.getLock(), holder, queue);
-    if (holder.isPresent()) {
-      Holder h = holder.get();
-      status.setLock(lockStatus(h));
-      status.setHolder(h.summary());
-      String message =
-          "locked by "
-              + h.summary()
-              + " with lock ID "
-              + h.id()
-              + (h.vouched()
-                  ? "; leasehold renews this lock for its holder"
-                  : "; leasehold cannot vouch that this holder is alive");
-      conditions.set(
-          Conditions.LOCKED,
-          true,
-          h.info().isPresent() ? "Held" : "HeldWithoutLockInfo",
-          h.info().isPresent()
-              ? message
-              : message
-                  + ". The Lease carries no "
-                  + LeaseLock.LOCK_INFO_ANNOTATION
-                  + " annotation, so stock Terraform fails at once instead of waiting");
-    } else {
-      conditions.set(Conditions.LOCKED, false, "Unlocked", "the state is not locked");
-    }
+    recordLock(status, conditions, holder);
 
     List<Secret> secrets = new ArrayList<>(context.getSecondaryResources(Secret.class));
     String degradedReason = null;
@@ -456,6 +432,38 @@ public class TerraformStateReconciler
     return control;
   }
 
+  /** The lock in the status: its holder and the Locked condition. */
+  private static void recordLock(
+      TerraformStateStatus status, Conditions conditions, Optional<Holder> holder) {
+    if (holder.isPresent()) {
+      Holder h = holder.get();
+      status.setLock(lockStatus(h));
+      status.setHolder(h.summary());
+      String message =
+          "locked by "
+              + h.summary()
+              + " with lock ID "
+              + h.id()
+              + (h.vouched()
+                  ? "; leasehold renews this lock for its holder"
+                  : "; leasehold cannot vouch that this holder is alive");
+      conditions.set(
+          Conditions.LOCKED,
+          true,
+          h.info().isPresent() ? "Held" : "HeldWithoutLockInfo",
+          h.info().isPresent()
+              ? message
+              : message
+                  + ". The Lease carries no "
+                  + LeaseLock.LOCK_INFO_ANNOTATION
+                  + " annotation, so stock Terraform fails at once instead of waiting");
+    } else {
+      status.setLock(null);
+      status.setHolder(null);
+      conditions.set(Conditions.LOCKED, false, "Unlocked", "the state is not locked");
+    }
+  }
+
   /**
    * A TerraformState whose state cannot be managed (no spec, an invalid name, names another owns):
    * nothing of the state is read, locked or written; the conditions say why, with a Warning when
@@ -527,7 +535,8 @@ public class TerraformStateReconciler
                 + names.secretName()
                 + " and Lease "
                 + names.leaseName()
-                + " as this one; it was created later and is refused: nothing of this state is"
+                + " as this one; it is refused (created later, or those objects are labelled for"
+                + " this one): nothing of this state is"
                 + " read, written, locked or deleted through it");
       }
     }
@@ -916,6 +925,10 @@ public class TerraformStateReconciler
     ResourceID id = ResourceID.fromResource(resource);
     String key = resource.getMetadata().getNamespace() + "/" + resource.getMetadata().getName();
     if (resource.getSpec() == null) {
+      Optional<DeleteControl> waiting = windDownWithoutSpec(resource, context);
+      if (waiting.isPresent()) {
+        return waiting.get();
+      }
       forget(id, key);
       events.normal(
           resource,
@@ -964,12 +977,41 @@ public class TerraformStateReconciler
               + String.join(", ", wound.running())
               + ", admitted before it, to end: the Job keeps the lock, renewed, until its pods"
               + " have ended; no other Job is admitted";
-      waitForDeletion(resource, context, previous, "DeletionWaitingForRunner", message);
+      waitForDeletion(
+          resource, context, previous, wound.lease(), "DeletionWaitingForRunner", message);
       return DeleteControl.noFinalizerRemoval()
           .rescheduleAfter(
               wound.recheckAfter().isZero()
                   ? DELETION_RETRY_MILLIS
                   : wound.recheckAfter().toMillis());
+    }
+    Optional<Holder> backendClient =
+        wound
+            .lease()
+            .flatMap(l -> Holder.of(l, Instant.now()))
+            .filter(
+                h ->
+                    h.jobUid().isEmpty()
+                        && h.owner().isPresent()
+                        && !h.id()
+                            .equals(LockService.deletionLockId(resource.getMetadata().getUid())));
+    if (policy == DeletionPolicy.Retain && backendClient.isPresent()) {
+      // Taken through leasehold's backend: its client writes and unlocks through this
+      // TerraformState, so it stays until then (an apply in progress is not lost, and its lock
+      // is not left held where only a force-unlock could release it).
+      Holder h = backendClient.get();
+      String message =
+          "deletionPolicy Retain: waiting for lock "
+              + h.id()
+              + " held by "
+              + h.summary()
+              + ", taken through leasehold's backend, to be released: its client may still write"
+              + " and unlock (the "
+              + FORCE_UNLOCK_ANNOTATION
+              + " annotation releases it)";
+      waitForDeletion(
+          resource, context, previous, wound.lease(), "DeletionWaitingForUnlock", message);
+      return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
     }
     if (policy == DeletionPolicy.Retain) {
       forget(id, key);
@@ -996,7 +1038,8 @@ public class TerraformStateReconciler
               + " to be released before the state is deleted (the "
               + FORCE_UNLOCK_ANNOTATION
               + " annotation releases it)";
-      waitForDeletion(resource, context, previous, "DeletionWaitingForUnlock", message);
+      waitForDeletion(
+          resource, context, previous, wound.lease(), "DeletionWaitingForUnlock", message);
       return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
     }
     // We hold the lock now: nobody can write the state while it is deleted.
@@ -1054,6 +1097,82 @@ public class TerraformStateReconciler
     return DeleteControl.defaultDelete();
   }
 
+  /**
+   * A TerraformState deleted after its spec went missing (where the API let it) while a runner Job
+   * admitted for it held the lock: the lock Lease labelled with its name says the workspace, and
+   * the Job is wound down as for {@code Retain}: the deletion waits while it runs, and its lock is
+   * released once it has ended, never left held. Empty when there is no such lock (or it is
+   * released now).
+   */
+  private Optional<DeleteControl> windDownWithoutSpec(
+      TerraformState resource, Context<TerraformState> context) {
+    if (!leadership.leading()) {
+      return Optional.of(DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS));
+    }
+    String namespace = resource.getMetadata().getNamespace();
+    String name = resource.getMetadata().getName();
+    Optional<Lease> held =
+        caches
+            .leases()
+            .filter(
+                l ->
+                    namespace.equals(l.getMetadata().getNamespace())
+                        && l.getMetadata().getLabels() != null
+                        && name.equals(l.getMetadata().getLabels().get(StateNames.LABEL_SUFFIX))
+                        && l.getMetadata().getLabels().get(StateNames.LABEL_WORKSPACE) != null
+                        && Holder.of(l).flatMap(Holder::jobUid).isPresent())
+            .findFirst();
+    if (held.isEmpty()) {
+      return Optional.empty();
+    }
+    Lease lease = held.get();
+    TerraformState assumed = new TerraformState();
+    assumed.setMetadata(resource.getMetadata());
+    assumed.getSpec().setWorkspace(lease.getMetadata().getLabels().get(StateNames.LABEL_WORKSPACE));
+    if (lease.getSpec().getLeaseDurationSeconds() != null) {
+      assumed
+          .getSpec()
+          .getLock()
+          .setLeaseDurationSeconds(lease.getSpec().getLeaseDurationSeconds());
+    }
+    assumed.getSpec().setDeletionPolicy(DeletionPolicy.Retain);
+    StateNames names = namesOf(assumed);
+    if (names.problem().isPresent()) {
+      return Optional.empty();
+    }
+    JobAdmission.WindDown wound;
+    try {
+      wound = admission.windDown(assumed, names, context.getSecondaryResources(Job.class));
+    } catch (KubernetesClientException e) {
+      if (e.getCode() != 409) {
+        throw e;
+      }
+      return Optional.of(DeleteControl.noFinalizerRemoval().rescheduleAfter(CONFLICT_RETRY_MILLIS));
+    }
+    if (wound.running().isEmpty()) {
+      return Optional.empty();
+    }
+    String message =
+        "deletion waits for runner Job "
+            + String.join(", ", wound.running())
+            + ", admitted before the spec went missing, to end: the Job keeps the lock on "
+            + names.leaseName()
+            + " until its pods have ended, then the lock is released";
+    waitForDeletion(
+        resource,
+        context,
+        previousStatus(resource),
+        wound.lease(),
+        "DeletionWaitingForRunner",
+        message);
+    return Optional.of(
+        DeleteControl.noFinalizerRemoval()
+            .rescheduleAfter(
+                wound.recheckAfter().isZero()
+                    ? DELETION_RETRY_MILLIS
+                    : wound.recheckAfter().toMillis()));
+  }
+
   /** Forgets what this replica kept about a TerraformState that is gone. */
   private void forget(ResourceID id, String key) {
     stateKeeper.forget(new StateNames(id.getNamespace().orElse(""), id.getName(), ""));
@@ -1067,6 +1186,7 @@ public class TerraformStateReconciler
       TerraformState resource,
       Context<TerraformState> context,
       TerraformStateStatus previous,
+      Optional<Lease> lease,
       String reason,
       String message) {
     if (!message.equals(
@@ -1091,6 +1211,8 @@ public class TerraformStateReconciler
                       c.getType(), "True".equals(c.getStatus()), c.getReason(), c.getMessage()));
     }
     conditions.set(Conditions.READY, false, reason, message);
+    // The lock as it is now (a force-unlock, a Job's lock released), not as it was.
+    recordLock(status, conditions, lease.flatMap(l -> Holder.of(l, Instant.now())));
     status.setConditions(conditions.build());
     status.setQueued(0);
     status.setQueue(null);

@@ -52,6 +52,12 @@ public final class JobAdmission {
    */
   static final Duration ENDING_POLL = Duration.ofSeconds(1);
 
+  /**
+   * How soon to look again after a Job was put back in line: the write that did it is taken as this
+   * operator's own and triggers no reconcile, and the line and status must show it.
+   */
+  static final Duration REQUEUED_RECHECK = Duration.ofMillis(50);
+
   /** The label the Job controller puts on a Job's pods: the Job's UID. */
   public static final String CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid";
 
@@ -174,15 +180,17 @@ public final class JobAdmission {
                     + "); no other Job is admitted until it ends");
           }
         }
-        requeueEvicted(state, names, jobs, heldUid.get());
+        boolean requeued = requeueEvicted(state, names, jobs, heldUid.get());
         announce(state, queue, lease);
         return new Outcome(
             lease,
             queue,
             Optional.ofNullable(job),
-            run == Run.ENDING
-                ? ENDING_POLL
-                : found.watched() ? Duration.ZERO : UNWATCHED_HOLDER_POLL);
+            requeued
+                ? REQUEUED_RECHECK
+                : run == Run.ENDING
+                    ? ENDING_POLL
+                    : found.watched() ? Duration.ZERO : UNWATCHED_HOLDER_POLL);
       }
       return handOn(state, names, lease, jobs, queue, job, holder.get(), duration);
     }
@@ -195,8 +203,14 @@ public final class JobAdmission {
       // That write was made on the Lease as it is now: someone may have taken the lock meanwhile.
       holder = Holder.of(lease, now);
     }
+    boolean requeued = false;
     for (Job evicted : strays.evicted()) {
-      requeue(state, names, evicted);
+      requeued |= requeue(state, names, evicted);
+    }
+    if (requeued) {
+      // Looked at again at once, with the requeued Jobs in line.
+      announce(state, queue, lease);
+      return new Outcome(lease, queue, Optional.empty(), REQUEUED_RECHECK);
     }
     if (holder.isPresent() && !holder.get().expired()) {
       // Held by someone leasehold does not admit for (stock Terraform, an HTTP client):
@@ -338,14 +352,15 @@ public final class JobAdmission {
   }
 
   /**
-   * Where admitted Job {@code uid} is in its run ({@code job} null when it is gone). A Job that
-   * completed or failed has ended. One that is deleted, being deleted (a finalizer, foreground
-   * deletion) or suspended again has ended only once its pods have: until then its last write may
-   * still come, so it keeps the lock.
+   * Where admitted Job {@code uid} is in its run ({@code job} null when it is gone). One that
+   * completed, failed, is deleted, being deleted (a finalizer, foreground deletion) or suspended
+   * again has ended only once its pods have: until then its last write may still come, so it keeps
+   * the lock.
    */
   Run progress(StateNames names, String uid, Job job) {
     if (job != null && RunnerJobs.finished(job)) {
-      return Run.ENDED;
+      // Failed (a deadline passed, say) while its pod still terminates: its last write may come.
+      return podsRunning(names.namespace(), uid) ? Run.ENDING : Run.ENDED;
     }
     boolean ending =
         job == null || job.getMetadata().getDeletionTimestamp() != null || suspendedAgain(job);
@@ -397,22 +412,25 @@ public final class JobAdmission {
    * Jobs suspended again by a user after their admission, their pods ended and the lock no longer
    * theirs, rejoin the line at the back, as Kueue requeues an evicted workload.
    */
-  private void requeueEvicted(
+  private boolean requeueEvicted(
       TerraformState state, StateNames names, Collection<Job> jobs, String holderUid) {
+    boolean requeued = false;
     for (Job j : RunQueue.of(names.name(), jobs, arrivals).running()) {
       if (!uid(j).equals(holderUid)
           && suspendedAgain(j)
           && progress(names, uid(j), j) == Run.ENDED) {
-        requeue(state, names, j);
+        requeued |= requeue(state, names, j);
       }
     }
+    return requeued;
   }
 
   /**
    * Puts a Job a user suspended again after its admission, and whose pods have ended, back in line
-   * (at the back): the marks of its admission are removed, so it waits like a new Job.
+   * (at the back): the marks of its admission are removed, so it waits like a new Job. Returns
+   * whether it did (false when the Job is gone or was replaced).
    */
-  private void requeue(TerraformState state, StateNames names, Job job) {
+  private boolean requeue(TerraformState state, StateNames names, Job job) {
     ArrayNode patch = MAPPER.createArrayNode();
     patch.addObject().put("op", "test").put("path", "/metadata/uid").put("value", uid(job));
     for (String key : List.of(RunnerJobs.ADMITTED_ANNOTATION, RunnerJobs.ADMITTED_FOR_ANNOTATION)) {
@@ -436,7 +454,7 @@ public final class JobAdmission {
       written.jobWritten(state, requeued, job);
     } catch (KubernetesClientException e) {
       if (e.getCode() == 404 || e.getCode() == 422) {
-        return;
+        return false;
       }
       throw e;
     }
@@ -448,6 +466,7 @@ public final class JobAdmission {
             + names.name()
             + " is released; it waits in line again, at the back, and runs again in its turn"
             + " (delete the Job to cancel it)");
+    return true;
   }
 
   /** The Job holding the lock ended: the lock goes to the next in line, or is released. */

@@ -87,7 +87,10 @@ public final class StateOwnership {
       if (other.getSpec() == null
           || sameObject(other, state)
           || !namesOf(other).secretName().equals(names.secretName())
-          || CREATED.compare(other, state) > 0) {
+          || CREATED.compare(other, state) > 0
+          || labelledForAnother(stored, namesOf(other))) {
+        // An older TerraformState whose Secret or Lease is labelled for another workspace and
+        // name is refused itself: it owns nothing, so it cannot keep their owner out.
         continue;
       }
       return Optional.of(
@@ -123,6 +126,20 @@ public final class StateOwnership {
     }
     return foreign(
         stored, names, "Lease " + names.leaseName(), stored::leaseLabels, names.leaseName());
+  }
+
+  /** Whether the state Secret or the Lease of {@code names} is labelled for other names. */
+  private static boolean labelledForAnother(Stored stored, StateNames names) {
+    return foreign(
+                stored,
+                names,
+                "Secret " + names.secretName(),
+                stored::secretLabels,
+                names.secretName())
+            .isPresent()
+        || foreign(
+                stored, names, "Lease " + names.leaseName(), stored::leaseLabels, names.leaseName())
+            .isPresent();
   }
 
   /** The names a TerraformState with a spec maps to. */

@@ -284,6 +284,81 @@ class CustomResourceValidationTest {
     assertThat(workspaceOf(name)).isEqualTo("staging");
   }
 
+  @ParameterizedTest(name = "{0} changes the status only")
+  @CsvSource(
+      delimiter = '|',
+      value = {
+        "a PUT of status without spec           | put   | ",
+        "a PUT of status with another workspace | put   | other",
+        "a merge patch of status, spec null     | merge | {\"spec\":null,\"metadata\":{\"labels\":{\"x\":\"y\"}},\"status\":{\"queued\":3}}",
+        "a JSON patch of status removing spec   | json  | [{\"op\":\"remove\",\"path\":\"/spec\"},{\"op\":\"add\",\"path\":\"/status\",\"value\":{\"queued\":3}}]",
+      })
+  @DisplayName(
+      "When a write to the status subresource of a TerraformState carries another spec or"
+          + " metadata (or none), as kubectl sends it, then only its status is stored, as an API"
+          + " server stores it")
+  void statusWritesLeaveSpecAlone(String what, String kind, String change) throws Exception {
+    String name = "status-only-" + Integer.toHexString(what.hashCode()) + "-x";
+    apply(manifest(name, "workspace: staging"));
+    var generic =
+        client
+            .genericKubernetesResources("leasehold.io/v1alpha1", "TerraformState")
+            .inNamespace("default");
+    long generation = generic.withName(name).get().getMetadata().getGeneration();
+    String body = change;
+    String contentType =
+        "json".equals(kind) ? "application/json-patch+json" : "application/merge-patch+json";
+    if ("put".equals(kind)) {
+      GenericKubernetesResource raw = generic.withName(name).get();
+      if (change == null) {
+        raw.getAdditionalProperties().remove("spec");
+      } else {
+        raw.getAdditionalProperties().put("spec", Map.of("workspace", change));
+      }
+      raw.getMetadata().setLabels(Map.of("x", "y"));
+      raw.getAdditionalProperties().put("status", Map.of("queued", 3));
+      body = new com.fasterxml.jackson.databind.ObjectMapper().writeValueAsString(raw);
+      contentType = "application/json";
+    }
+    // As kubectl replace and kubectl patch --subresource=status send it: with a query.
+    java.net.http.HttpResponse<String> answer =
+        java.net.http.HttpClient.newHttpClient()
+            .send(
+                java.net.http.HttpRequest.newBuilder(
+                        java.net.URI.create(
+                            api.url()
+                                + "/apis/leasehold.io/v1alpha1/namespaces/default/terraformstates/"
+                                + name
+                                + "/status?fieldManager=kubectl&fieldValidation=Strict"))
+                    .method(
+                        "put".equals(kind) ? "PUT" : "PATCH",
+                        java.net.http.HttpRequest.BodyPublishers.ofString(body))
+                    .header("Content-Type", contentType)
+                    .build(),
+                java.net.http.HttpResponse.BodyHandlers.ofString());
+    assertThat(answer.statusCode() / 100).as(answer.body()).isEqualTo(2);
+
+    GenericKubernetesResource stored = generic.withName(name).get();
+    assertThat(workspaceOf(name)).isEqualTo("staging");
+    assertThat(stored.getAdditionalProperties().get("spec"))
+        .isEqualTo(
+            Map.of(
+                "workspace",
+                "staging",
+                "lock",
+                Map.of("leaseDurationSeconds", 300),
+                "history",
+                Map.of("keep", 10),
+                "encryption",
+                Map.of("required", false),
+                "deletionPolicy",
+                "Retain"));
+    assertThat(java.util.Optional.ofNullable(stored.getMetadata().getLabels()).orElse(Map.of()))
+        .doesNotContainKey("x");
+    assertThat(stored.getMetadata().getGeneration()).isEqualTo(generation);
+    assertThat(stored.getAdditionalProperties().get("status")).isEqualTo(Map.of("queued", 3));
+  }
+
   @Test
   @DisplayName(
       "When spec.workspace is removed from a TerraformState of the default workspace, then the"

@@ -241,6 +241,92 @@ class DeletionLifecycleTest {
 
   @Test
   @DisplayName(
+      "When a TerraformState with Retain is deleted while a backend client holds the lock, then"
+          + " it stays until that client has written and unlocked, so its apply is not lost and"
+          + " its lock is not left held; a lock left by stock Terraform does not hold it up")
+  void retainWaitsForTheBackendClientHoldingTheLock() {
+    String name = "keep-client";
+    String state = NAMESPACE + "/" + name;
+    create(name, DeletionPolicy.Retain, 30);
+    LockInfo mine = BackendHttp.lockInfo("keep-holder-1", "alice@laptop");
+    assertThat(backend.lock(state, mine, null).status()).isEqualTo(200);
+
+    delete(name);
+
+    eventually().until(() -> "DeletionWaitingForUnlock".equals(readyReason(name)));
+    assertThat(harness.events(name))
+        .anyMatch(
+            e ->
+                e.startsWith("Warning DeletionWaitingForUnlock")
+                    && e.contains("keep-holder-1")
+                    && e.contains("alice@laptop"));
+    assertThat(backend.post(state, "keep-holder-1", stateJson(1, "lin-keep-client")).status())
+        .isEqualTo(200);
+    assertThat(backend.unlock(state, mine).status()).isEqualTo(200);
+
+    eventually().until(() -> harness.get(name) == null);
+    assertThat(stateSecrets(name)).hasSize(1);
+    assertThat(lease(name).getSpec().getHolderIdentity()).isNull();
+
+    // A lock taken by stock Terraform's kubernetes backend needs no TerraformState to be released.
+    create(name, DeletionPolicy.Retain, 30);
+    harness
+        .client()
+        .leases()
+        .inNamespace(NAMESPACE)
+        .withName(names(name).leaseName())
+        .edit(
+            l -> {
+              l.getSpec().setHolderIdentity("stock-1");
+              l.getMetadata()
+                  .getAnnotations()
+                  .put(
+                      LeaseLock.LOCK_INFO_ANNOTATION,
+                      TerraformStates.terraformLock("stock-1", "carol@laptop").toJson());
+              return l;
+            });
+    eventually().until(() -> harness.get(name).getStatus().getHolder() != null);
+
+    delete(name);
+
+    eventually().until(() -> harness.get(name) == null);
+    assertThat(holder(name)).isEqualTo("stock-1");
+  }
+
+  @Test
+  @DisplayName(
+      "When the lock of the Job a deletion waits for is force-unlocked, then the status says the"
+          + " state is unlocked while the deletion still waits for that Job to end")
+  void statusFollowsTheLockWhileDeleting() {
+    String name = "keep-forced";
+    String state = NAMESPACE + "/" + name;
+    create(name, DeletionPolicy.Retain, 30);
+    RunnerJobFixtures.create(harness.client(), "keep-forced-1", name);
+    eventually().until(() -> RunnerJobFixtures.running(job("keep-forced-1")));
+    delete(name);
+    eventually().until(() -> "DeletionWaitingForRunner".equals(readyReason(name)));
+    assertThat(harness.get(name).getStatus().getHolder()).startsWith("job/keep-forced-1");
+
+    // terraform force-unlock: UNLOCK with an empty body.
+    assertThat(backend.send("UNLOCK", state + "/lock", null).status()).isEqualTo(200);
+
+    eventually()
+        .untilAsserted(
+            () -> {
+              TerraformState s = harness.get(name);
+              assertThat(s.getStatus().getHolder()).isNull();
+              assertThat(s.getStatus().getLock()).isNull();
+              assertThat(Conditions.reason(s.getStatus().getConditions(), Conditions.LOCKED))
+                  .contains("Unlocked");
+            });
+    assertThat(readyReason(name)).isEqualTo("DeletionWaitingForRunner");
+
+    RunnerJobFixtures.finish(harness.client(), "keep-forced-1", true);
+    eventually().until(() -> harness.get(name) == null);
+  }
+
+  @Test
+  @DisplayName(
       "When a Delete deletion waits for a lock left by stock Terraform, then the force-unlock"
           + " annotation still releases it and the deletion goes on")
   void forceUnlockWorksWhileDeleting() {

@@ -192,4 +192,56 @@ class NameCollisionTest {
     eventually().untilAsserted(() -> assertThat(degraded("dns")).startsWith("False/AsExpected"));
     assertThat(backend.get(NAMESPACE + "/dns").status()).isEqualTo(404);
   }
+
+  @Test
+  @DisplayName(
+      "When a TerraformState refused a Secret labelled for another workspace and name was created"
+          + " first, then the TerraformState of that workspace and name, created later, still"
+          + " adopts its state, and the first stays refused")
+  void refusedStateDoesNotBlockTheOwner() {
+    StateNames stock = new StateNames(NAMESPACE, "ops-mail", "stage");
+    for (Secret s : TerraformStates.secrets(stock, TerraformStates.stateJson(7, "lin-mail", 1))) {
+      harness.client().resource(s).create();
+    }
+    create("mail", "stage-ops", DeletionPolicy.Delete);
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(degraded("mail"))
+                    .startsWith(
+                        "True/NameCollision: Secret tfstate-stage-ops-mail holds the state of"
+                            + " workspace stage and secret_suffix ops-mail"));
+
+    create("ops-mail", "stage", DeletionPolicy.Retain);
+
+    eventually()
+        .untilAsserted(() -> assertThat(degraded("ops-mail")).startsWith("False/AsExpected"));
+    eventually()
+        .until(
+            () ->
+                harness.get("ops-mail").getStatus().getState() != null
+                    && harness.get("ops-mail").getStatus().getState().getSerial() == 7L);
+    assertThat(backend.get(NAMESPACE + "/ops-mail").status()).isEqualTo(200);
+    // Refused still; its message names the owner once it looks again.
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(degraded("mail"))
+                    .startsWith(
+                        "True/NameCollision: Secret tfstate-stage-ops-mail holds the state of"
+                            + " workspace stage and secret_suffix ops-mail (TerraformState"
+                            + " ops-mail)"));
+    assertThat(backend.get(NAMESPACE + "/mail").status()).isEqualTo(409);
+
+    // Deleting the refused one (deletionPolicy Delete) removes nothing of the owner's state.
+    harness
+        .client()
+        .resources(TerraformState.class)
+        .inNamespace(NAMESPACE)
+        .withName("mail")
+        .delete();
+    eventually().until(() -> harness.get("mail") == null);
+    assertThat(backend.get(NAMESPACE + "/ops-mail").status()).isEqualTo(200);
+    assertThat(lease(stock)).isNotNull();
+  }
 }

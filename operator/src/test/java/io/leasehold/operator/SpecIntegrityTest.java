@@ -15,6 +15,7 @@ import io.leasehold.lock.LockInfo;
 import io.leasehold.state.StateNames;
 import io.leasehold.support.BackendHttp;
 import io.leasehold.support.OperatorHarness;
+import io.leasehold.support.RunnerJobFixtures;
 import io.leasehold.support.TerraformStates;
 import java.time.Duration;
 import org.junit.jupiter.api.AfterAll;
@@ -132,5 +133,52 @@ class SpecIntegrityTest {
                     && "True/Held".equals(condition("nospec", Conditions.LOCKED)));
     assertThat(harness.events("nospec")).noneMatch(e -> e.contains("LockReleased"));
     assertThat(harness.events("nospec")).filteredOn(e -> e.contains("LockTaken")).hasSize(1);
+  }
+
+  @Test
+  @DisplayName(
+      "When a TerraformState whose spec went missing is deleted while its admitted Job runs,"
+          + " then the deletion waits for the Job to end and its lock is released then, never"
+          + " left held by a Job that ended")
+  void deletionWithoutSpecReleasesTheRunningJobsLock() {
+    StateNames prod = new StateNames(NAMESPACE, "nospec-run", "prod");
+    TerraformState state = new TerraformState();
+    state.getMetadata().setName("nospec-run");
+    state.getMetadata().setNamespace(NAMESPACE);
+    state.getSpec().setWorkspace("prod");
+    harness.client().resource(state).create();
+    RunnerJobFixtures.create(harness.client(), "nospec-run-1", "nospec-run");
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(
+            () ->
+                RunnerJobFixtures.running(RunnerJobFixtures.get(harness.client(), "nospec-run-1")));
+    harness
+        .client()
+        .resources(TerraformState.class)
+        .inNamespace(NAMESPACE)
+        .withName("nospec-run")
+        .patch(PatchContext.of(PatchType.JSON_MERGE), "{\"spec\":null}");
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(() -> "True/SpecMissing".equals(condition("nospec-run", Conditions.DEGRADED)));
+
+    harness
+        .client()
+        .resources(TerraformState.class)
+        .inNamespace(NAMESPACE)
+        .withName("nospec-run")
+        .delete();
+
+    await()
+        .during(Duration.ofSeconds(2))
+        .atMost(Duration.ofSeconds(10))
+        .until(() -> harness.get("nospec-run") != null);
+    RunnerJobFixtures.finish(harness.client(), "nospec-run-1", true);
+
+    await().atMost(Duration.ofSeconds(30)).until(() -> harness.get("nospec-run") == null);
+    Lease lease = harness.client().leases().inNamespace(NAMESPACE).withName(prod.leaseName()).get();
+    assertThat(lease).isNotNull();
+    assertThat(lease.getSpec().getHolderIdentity()).isNull();
   }
 }

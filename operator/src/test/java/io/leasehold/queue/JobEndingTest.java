@@ -178,6 +178,35 @@ class JobEndingTest {
 
   @Test
   @DisplayName(
+      "When a running Job is marked Failed while its pod still terminates (its deadline passed),"
+          + " then it keeps the lock and the next Job waits; when the pod ends, the lock is handed"
+          + " on")
+  void failedJobKeepsTheLockWhileItsPodTerminates() {
+    createState("deadline");
+    Job first = create(harness.client(), "deadline-1", "deadline");
+    create(harness.client(), "deadline-2", "deadline");
+    eventually().until(() -> running(job("deadline-1")));
+    Pod pod = pod(first, "Running");
+
+    finish(harness.client(), "deadline-1", false);
+
+    await()
+        .during(Duration.ofSeconds(3))
+        .atMost(Duration.ofSeconds(10))
+        .until(
+            () ->
+                holder("deadline").startsWith("job/deadline-1/")
+                    && !RunnerJobs.admitted(job("deadline-2")));
+
+    setPhase(pod, "Failed");
+
+    eventually()
+        .until(
+            () -> running(job("deadline-2")) && holder("deadline").startsWith("job/deadline-2/"));
+  }
+
+  @Test
+  @DisplayName(
       "When a running Job is gone but its pod still terminates, then the lock stays with it"
           + " until the pod is gone, and only then goes to the next Job")
   void goneJobKeepsTheLockUntilItsPodIsGone() {
