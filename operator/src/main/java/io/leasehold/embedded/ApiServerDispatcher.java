@@ -153,10 +153,38 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     }
     writes.lock();
     try {
-      return admitWrite(request);
+      MockResponse response = admitWrite(request);
+      if (!storedListeners.isEmpty() && response.code() / 100 == 2) {
+        tell(request, response);
+      }
+      return response;
     } finally {
       writes.unlock();
     }
+  }
+
+  private final List<java.util.function.Consumer<StoredWrite>> storedListeners =
+      new java.util.concurrent.CopyOnWriteArrayList<>();
+
+  /** Tells {@code listener} of every write stored, in the order they were stored. */
+  void onStored(java.util.function.Consumer<StoredWrite> listener) {
+    storedListeners.add(listener);
+  }
+
+  private void tell(RecordedRequest request, MockResponse response) {
+    if (request.getPath().contains("dryRun=")
+        || response.getBody() == null
+        || response.getBody().size() == 0) {
+      return;
+    }
+    JsonNode object;
+    try {
+      object = mapper.readTree(response.getBody().getBytes());
+    } catch (IOException e) {
+      return;
+    }
+    StoredWrite write = new StoredWrite(request.getMethod(), request.getPath(), object);
+    storedListeners.forEach(l -> l.accept(write));
   }
 
   private MockResponse admitWrite(RecordedRequest request) {

@@ -51,10 +51,12 @@ public final class EmbeddedKubernetes implements AutoCloseable {
   public static final String OPERATOR_USER = "system:serviceaccount:leasehold-system:leasehold";
 
   private final KubernetesMockServer server;
+  private final ApiServerDispatcher dispatcher;
   private final KubernetesClient client;
 
-  private EmbeddedKubernetes(KubernetesMockServer server) {
+  private EmbeddedKubernetes(KubernetesMockServer server, ApiServerDispatcher dispatcher) {
     this.server = server;
+    this.dispatcher = dispatcher;
     this.client = new KubernetesClientBuilder().withConfig(clientConfig()).build();
   }
 
@@ -86,7 +88,7 @@ public final class EmbeddedKubernetes implements AutoCloseable {
           "cannot start the embedded Kubernetes API on 127.0.0.1:" + port + ": " + e.getMessage(),
           e);
     }
-    EmbeddedKubernetes api = new EmbeddedKubernetes(server);
+    EmbeddedKubernetes api = new EmbeddedKubernetes(server, dispatcher);
     api.createDefaultNamespace();
     api.installCrd();
     return api;
@@ -129,6 +131,15 @@ public final class EmbeddedKubernetes implements AutoCloseable {
         .withTrustCerts(true)
         .withRequestTimeout(30_000)
         .build();
+  }
+
+  /**
+   * Tells {@code listener} of every write the API stores (create, update, patch, delete), with the
+   * object it answered, in the order they were stored, before the writer hears back: a record with
+   * no gaps, unlike a watch, which may skip versions when it reconnects.
+   */
+  public void onStored(java.util.function.Consumer<StoredWrite> listener) {
+    dispatcher.onStored(listener);
   }
 
   /** The underlying mock server, for tests that add expectations. */

@@ -11,6 +11,7 @@ import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
+import io.fabric8.kubernetes.client.utils.Serialization;
 import io.leasehold.api.TerraformState;
 import io.leasehold.backend.Access;
 import io.leasehold.backend.HttpBackend;
@@ -99,7 +100,7 @@ class FaultInjectionTest {
 
   private record Broken(String lockId, long atNanos) {}
 
-  /** One version of the Lease as the watch saw it. */
+  /** One version of the Lease as the API stored it. */
   private record Seen(long nanos, String holder, List<Ticket> line) {}
 
   private final Map<String, AtomicInteger> counts = new ConcurrentHashMap<>();
@@ -162,7 +163,7 @@ class FaultInjectionTest {
       for (int i = 0; i < 2; i++) {
         startReplica(api, clients, replicas, i, guards);
       }
-      SharedIndexInformer<Lease> leaseWatch = watchLease(test, names);
+      recordLeaseVersions(api, names);
       Map<String, Boolean> jobRunning = new ConcurrentHashMap<>();
       Map<String, AtomicInteger> jobAdmissions = new ConcurrentHashMap<>();
       SharedIndexInformer<Job> jobWatch = watchJobs(test, jobRunning, jobAdmissions);
@@ -225,7 +226,6 @@ class FaultInjectionTest {
           "fault injection (%s): operations %s; faults injected %s%n",
           guards, new java.util.TreeMap<>(counts), new java.util.TreeMap<>(faults));
       check(urls.get(0) + NS + "/" + STATE, names, test, jobAdmissions);
-      leaseWatch.close();
       jobWatch.close();
       for (int i = 0; i < 2; i++) {
         Replica r = replicas.get(i);
@@ -642,21 +642,29 @@ class FaultInjectionTest {
 
   // ---- watches and the checker ----
 
-  private SharedIndexInformer<Lease> watchLease(KubernetesClient test, StateNames names) {
-    return test.leases()
-        .inNamespace(NS)
-        .withField("metadata.name", names.leaseName())
-        .inform(
-            OnChange.of(
-                (Lease l) -> {
-                  if (names.leaseName().equals(l.getMetadata().getName())) {
-                    seen.add(
-                        new Seen(
-                            System.nanoTime(),
-                            l.getSpec() == null ? null : l.getSpec().getHolderIdentity(),
-                            LeaseLock.line(l).tickets()));
-                  }
-                }));
+  /**
+   * Every version of the Lease the API stores, in the order it stored them, as it stores them: a
+   * watch could skip versions when it reconnects, and the checker must see each one.
+   */
+  private void recordLeaseVersions(EmbeddedKubernetes api, StateNames names) {
+    api.onStored(
+        write -> {
+          JsonNode o = write.object();
+          if (!"Lease".equals(o.path("kind").asText())
+              || !names.leaseName().equals(o.path("metadata").path("name").asText())) {
+            return;
+          }
+          if ("DELETE".equals(write.method())) {
+            violations.add("the lock Lease was deleted during the run");
+            return;
+          }
+          Lease l = Serialization.jsonMapper().convertValue(o, Lease.class);
+          seen.add(
+              new Seen(
+                  System.nanoTime(),
+                  l.getSpec() == null ? null : l.getSpec().getHolderIdentity(),
+                  LeaseLock.line(l).tickets()));
+        });
   }
 
   /** Jobs are followed by UID, whatever their labels become. */
