@@ -1014,6 +1014,24 @@ public class TerraformStateReconciler
       return DeleteControl.noFinalizerRemoval().rescheduleAfter(DELETION_RETRY_MILLIS);
     }
     if (policy == DeletionPolicy.Retain) {
+      // A Delete deletion that took its lock and failed part-way, then changed to Retain: the
+      // lock was this deletion's own, and nothing else ever releases it.
+      String deletionLock = LockService.deletionLockId(resource.getMetadata().getUid());
+      boolean heldForDeletion =
+          wound
+              .lease()
+              .flatMap(l -> Holder.of(l, Instant.now()))
+              .map(h -> h.id().equals(deletionLock))
+              .orElse(false);
+      if (heldForDeletion
+          && locks.forceUnlock(names, Optional.of(deletionLock)) instanceof LockService.Released) {
+        events.normal(
+            resource,
+            "LockReleased",
+            "lock "
+                + deletionLock
+                + ", taken to delete the state, is released: deletionPolicy is Retain now");
+      }
       forget(id, key);
       events.normal(
           resource,

@@ -12,6 +12,7 @@ import io.leasehold.api.TerraformState;
 import io.leasehold.backend.Access;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
+import io.leasehold.lock.LockService;
 import io.leasehold.queue.RunnerJobs;
 import io.leasehold.state.StateHistory;
 import io.leasehold.state.StateNames;
@@ -198,6 +199,49 @@ class DeletionLifecycleTest {
     eventually().until(() -> "NoStateYet".equals(readyReason(name)));
     assertThat(backend.get(state).status()).isEqualTo(404);
     assertThat(backend.post(state, null, stateJson(1, "lin-fresh")).status()).isEqualTo(200);
+  }
+
+  @Test
+  @DisplayName(
+      "When a Delete deletion that took its deletion lock fails part-way and the policy is then"
+          + " changed to Retain, then the deletion lock is released with the finalizer: the Lease"
+          + " kept for stock Terraform is never left locked by a deletion that did not happen")
+  void retainAfterAFailedDeleteReleasesTheDeletionLock() {
+    String name = "change-mind";
+    create(name, DeletionPolicy.Delete, 30);
+    writeTwoVersions(name, "lin-change-mind");
+    String uid = harness.get(name).getMetadata().getUid();
+    // Every attempt to delete the state Secret fails, as an API server in trouble would.
+    harness
+        .api()
+        .mockServer()
+        .expect()
+        .delete()
+        .withPath("/api/v1/namespaces/" + NAMESPACE + "/secrets/" + names(name).secretName())
+        .andReturn(500, "{\"kind\":\"Status\",\"code\":500,\"message\":\"injected\"}")
+        .times(1000);
+
+    delete(name);
+    eventually().until(() -> LockService.deletionLockId(uid).equals(holder(name)));
+
+    harness
+        .client()
+        .resources(TerraformState.class)
+        .inNamespace(NAMESPACE)
+        .withName(name)
+        .edit(
+            s -> {
+              s.getSpec().setDeletionPolicy(DeletionPolicy.Retain);
+              return s;
+            });
+
+    eventually().until(() -> harness.get(name) == null);
+    Lease lease = lease(name);
+    assertThat(lease).isNotNull();
+    assertThat(lease.getSpec().getHolderIdentity()).isNull();
+    assertThat(stateSecrets(name)).hasSize(1);
+    assertThat(harness.events(name))
+        .anyMatch(e -> e.contains("LockReleased") && e.contains(LockService.deletionLockId(uid)));
   }
 
   @Test
