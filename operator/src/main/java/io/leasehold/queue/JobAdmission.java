@@ -443,15 +443,7 @@ public final class JobAdmission {
       }
     }
     try {
-      Job requeued =
-          client
-              .batch()
-              .v1()
-              .jobs()
-              .inNamespace(job.getMetadata().getNamespace())
-              .resource(job)
-              .patch(PatchContext.of(PatchType.JSON), patch.toString());
-      written.jobWritten(state, requeued, job);
+      patchJob(state, job, patch);
     } catch (KubernetesClientException e) {
       if (e.getCode() == 404 || e.getCode() == 422) {
         return false;
@@ -599,6 +591,19 @@ public final class JobAdmission {
         names.secretName());
   }
 
+  /** Applies JSON {@code patch} to {@code job} and tells the caches of the version written. */
+  private void patchJob(TerraformState state, Job job, ArrayNode patch) {
+    Job patched =
+        client
+            .batch()
+            .v1()
+            .jobs()
+            .inNamespace(job.getMetadata().getNamespace())
+            .resource(job)
+            .patch(PatchContext.of(PatchType.JSON), patch.toString());
+    written.jobWritten(state, patched, job);
+  }
+
   private void unsuspend(TerraformState state, StateNames names, Job job, Lease lease) {
     String pointer = "/metadata/annotations";
     ArrayNode patch = MAPPER.createArrayNode();
@@ -625,15 +630,7 @@ public final class JobAdmission {
     }
     patch.addObject().put("op", "add").put("path", "/spec/suspend").put("value", false);
     try {
-      Job admitted =
-          client
-              .batch()
-              .v1()
-              .jobs()
-              .inNamespace(job.getMetadata().getNamespace())
-              .resource(job)
-              .patch(PatchContext.of(PatchType.JSON), patch.toString());
-      written.jobWritten(state, admitted, job);
+      patchJob(state, job, patch);
     } catch (KubernetesClientException e) {
       if (e.getCode() == 404 || e.getCode() == 422) {
         // Deleted (or re-created) in between: the next pass finds it gone and passes the lock on.

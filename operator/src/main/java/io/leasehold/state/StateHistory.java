@@ -191,20 +191,23 @@ public final class StateHistory {
     }
   }
 
+  /** Every Secret of the state's history, metadata only: a version's data is fetched when read. */
+  private List<Secret> historySecrets() {
+    return SecretMetadata.list(
+        client,
+        names.namespace(),
+        Map.of(
+            StateNames.LABEL_STATE,
+            names.name(),
+            WORKSPACE_LABEL,
+            names.workspace(),
+            HISTORY_LABEL,
+            "true"));
+  }
+
   /** Kept versions, newest first; their Secrets without data (see {@link #compressed}). */
   public List<Version> list() {
-    // Metadata only: a version's data is fetched when it is read.
-    List<Secret> secrets =
-        SecretMetadata.list(
-            client,
-            names.namespace(),
-            Map.of(
-                StateNames.LABEL_STATE,
-                names.name(),
-                WORKSPACE_LABEL,
-                names.workspace(),
-                HISTORY_LABEL,
-                "true"));
+    List<Secret> secrets = historySecrets();
     Map<String, List<Secret>> byVersion =
         secrets.stream()
             .filter(s -> annotation(s, VERSION_ANNOTATION) != null)
@@ -337,17 +340,7 @@ public final class StateHistory {
    * with deletionPolicy Delete), each at the version listed. Returns how many were deleted.
    */
   public int deleteAll() {
-    List<Secret> secrets =
-        SecretMetadata.list(
-            client,
-            names.namespace(),
-            Map.of(
-                StateNames.LABEL_STATE,
-                names.name(),
-                WORKSPACE_LABEL,
-                names.workspace(),
-                HISTORY_LABEL,
-                "true"));
+    List<Secret> secrets = historySecrets();
     int deleted = 0;
     for (Secret s : secrets) {
       try {
