@@ -136,21 +136,7 @@ public final class LockRequests implements WriteLock {
       Requester who,
       Caller caller,
       LockWaiters.Connection connection) {
-    return waiters
-        .lock(target.names(), info, caller, Duration.ZERO, connection)
-        .map(
-            outcome -> {
-              if (outcome.grant().isPresent()) {
-                if (outcome.grant().get().tookOver()) {
-                  metrics.lockExpiredTakenOver();
-                }
-                audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
-              } else if (outcome.reply() != null) {
-                audit.record(
-                    target, who, "LOCK: not granted now (" + outcome.reply().status() + ")");
-              }
-              return outcome;
-            });
+    return lockWaiting(target, info, who, caller, Duration.ZERO, connection);
   }
 
   /** LOCK that waits in line up to {@code wait} while its connection is open. */
@@ -172,7 +158,11 @@ public final class LockRequests implements WriteLock {
                 audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
               } else if (outcome.reply() != null) {
                 audit.record(
-                    target, who, "LOCK: waited " + wait + ", answered " + outcome.reply().status());
+                    target,
+                    who,
+                    wait.isZero()
+                        ? "LOCK: not granted now (" + outcome.reply().status() + ")"
+                        : "LOCK: waited " + wait + ", answered " + outcome.reply().status());
               } else {
                 audit.record(target, who, "LOCK: went away while it waited; not granted");
               }

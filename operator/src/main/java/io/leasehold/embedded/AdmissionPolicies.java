@@ -592,38 +592,20 @@ final class AdmissionPolicies {
       String path) {
 
     static Optional<Target> parse(String rawPath) {
-      String path = rawPath;
-      int query = path.indexOf('?');
-      if (query >= 0) {
-        path = path.substring(0, query);
-      }
-      String[] parts = path.split("/");
-      int i;
-      String group;
-      String version;
-      if (parts.length >= 4 && "api".equals(parts[1])) {
-        group = "";
-        version = parts[2];
-        i = 3;
-      } else if (parts.length >= 5 && "apis".equals(parts[1])) {
-        group = parts[2];
-        version = parts[3];
-        i = 4;
-      } else {
-        return Optional.empty();
-      }
-      String namespace = null;
-      if ("namespaces".equals(parts[i]) && parts.length >= i + 3) {
-        namespace = parts[i + 1];
-        i += 2;
-      }
-      String resource = parts[i];
-      String name = parts.length > i + 1 ? parts[i + 1] : null;
-      String subresource = parts.length > i + 2 ? parts[i + 2] : null;
-      if ("namespaces".equals(resource) && name != null) {
-        namespace = null;
-      }
-      return Optional.of(new Target(group, version, namespace, resource, name, subresource, path));
+      int query = rawPath.indexOf('?');
+      String path = query >= 0 ? rawPath.substring(0, query) : rawPath;
+      return ApiRequest.parse(rawPath)
+          .map(
+              r ->
+                  new Target(
+                      r.group(),
+                      r.version(),
+                      // A namespace itself is not in a namespace.
+                      "namespaces".equals(r.plural()) && r.name() != null ? null : r.namespace(),
+                      r.plural(),
+                      r.name(),
+                      r.subresource(),
+                      path));
     }
   }
 }

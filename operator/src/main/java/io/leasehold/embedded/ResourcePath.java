@@ -28,33 +28,8 @@ record ResourcePath(String group, String version, String plural, boolean isSubre
 
   /** Parses {@code /api/v1/...} and {@code /apis/GROUP/VERSION/...} resource paths. */
   static Optional<ResourcePath> parse(String rawPath) {
-    String path = rawPath;
-    int query = path.indexOf('?');
-    if (query >= 0) {
-      path = path.substring(0, query);
-    }
-    String[] parts = path.split("/");
-    // "", "api", "v1", ... or "", "apis", group, version, ...
-    int i;
-    String group;
-    String version;
-    if (parts.length >= 4 && "api".equals(parts[1])) {
-      group = "";
-      version = parts[2];
-      i = 3;
-    } else if (parts.length >= 5 && "apis".equals(parts[1])) {
-      group = parts[2];
-      version = parts[3];
-      i = 4;
-    } else {
-      return Optional.empty();
-    }
-    if ("namespaces".equals(parts[i]) && parts.length >= i + 3) {
-      i += 2;
-    }
-    String plural = parts[i];
-    boolean subresource = parts.length > i + 2;
-    return Optional.of(new ResourcePath(group, version, plural, subresource));
+    return ApiRequest.parse(rawPath)
+        .map(r -> new ResourcePath(r.group(), r.version(), r.plural(), r.subresource() != null));
   }
 
   String apiVersion() {
