@@ -28,7 +28,17 @@ HACK="$(cd "$(dirname "$0")" && pwd)"
 build() {
   local t k8s etcd kwok
   t="$(now)"
-  k8s="$(build_module kubernetes "$HACK/cluster/kubernetes" k8s.io/kubernetes)"
+  local v stamp p
+  v="$(module_version "$HACK/cluster/kubernetes" k8s.io/kubernetes)"
+  # The version the binaries report (/version, kubectl version), as Kubernetes' own release
+  # build stamps it; without it they say v0.0.0-master.
+  stamp=""
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    stamp="$stamp -X $p.gitVersion=$v -X $p.gitMajor=$(echo "$v" | cut -d. -f1 | tr -d v)"
+    stamp="$stamp -X $p.gitMinor=$(echo "$v" | cut -d. -f2) -X $p.gitTreeState=clean"
+    stamp="$stamp -X $p.buildDate=1970-01-01T00:00:00Z"
+  done
+  k8s="$(build_module kubernetes "$HACK/cluster/kubernetes" k8s.io/kubernetes "$stamp")"
   etcd="$(build_module etcd "$HACK/cluster/etcd" go.etcd.io/etcd/server/v3)"
   kwok="$(build_module kwok "$HACK/cluster/kwok" sigs.k8s.io/kwok)"
   mkdir -p "$CACHE/bin/current"
@@ -119,12 +129,17 @@ start() { # NAME COMMAND...
 
 alive() { [ -f "$DIR/run/$1.pid" ] && kill -0 "$(cat "$DIR/run/$1.pid")" 2>/dev/null; }
 
-wait_for() { # WHAT SECONDS COMMAND...
-  local what="$1" limit="$2" i=0
-  shift 2
+# Waits until COMMAND succeeds; fails at once when the process PROC (a name under run/) has ended.
+wait_for() { # WHAT PROC SECONDS COMMAND...
+  local what="$1" proc="$2" limit="$3" deadline
+  shift 3
+  deadline=$((SECONDS + limit))
   until "$@" >/dev/null 2>&1; do
-    i=$((i + 1))
-    if [ "$i" -gt $((limit * 5)) ]; then
+    if [ -n "$proc" ] && ! alive "$proc"; then
+      tail -5 "$DIR/logs/$proc.log" >&2 || true
+      die "$proc exited while starting; its log: $DIR/logs/$proc.log"
+    fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
       die "$what not ready after ${limit} s; logs in $DIR/logs"
     fi
     sleep 0.2
@@ -142,6 +157,10 @@ start_apiserver() {
     --service-account-signing-key-file="$DIR/pki/sa.key" \
     --authorization-mode=RBAC \
     --service-cluster-ip-range=10.96.0.0/16 \
+    --endpoint-reconciler-type=none \
+    --requestheader-client-ca-file="$DIR/pki/ca.crt" --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --enable-priority-and-fairness=false \
     --profiling=false \
     --v=1
@@ -187,12 +206,12 @@ up() {
     --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster "leasehold-test=http://127.0.0.1:$ETCD_PEER_PORT" \
     --unsafe-no-fsync --quota-backend-bytes=4294967296 --log-level=warn
-  wait_for etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+  wait_for etcd etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
   say "step etcd: $(took "$t")"
 
   t="$(now)"
   start_apiserver
-  wait_for kube-apiserver 120 api_ready
+  wait_for kube-apiserver kube-apiserver 120 api_ready
   say "step kube-apiserver: $(took "$t")"
 
   t="$(now)"
@@ -204,7 +223,7 @@ up() {
     --leader-elect=false --use-service-account-credentials=true \
     --service-account-private-key-file="$DIR/pki/sa.key" --root-ca-file="$DIR/pki/ca.crt" \
     --cluster-signing-cert-file="$DIR/pki/ca.crt" --cluster-signing-key-file="$DIR/pki/ca.key" \
-    --controllers='*,-node-ipam-controller,-node-lifecycle-controller,-taint-eviction-controller,-device-taint-eviction-controller,-persistentvolume-attach-detach-controller' \
+    --controllers='*,-node-ipam-controller,-taint-eviction-controller,-device-taint-eviction-controller,-persistentvolume-attach-detach-controller' \
     --concurrent-gc-syncs=5 --v=1
   start kube-scheduler "$BIN/kube-scheduler" \
     --kubeconfig="$DIR/run/scheduler.kubeconfig" \
@@ -215,7 +234,7 @@ up() {
     --config="$HACK/cluster/kwok-stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
     --cidr=10.244.0.0/16 --node-ip=10.244.0.1 --node-lease-duration-seconds=40 \
-    --server-address="127.0.0.1:$(free_port)"
+    --server-address="127.0.0.1:$(free_port)" --v=WARN
   kc apply -f - >/dev/null <<'EOF'
 apiVersion: v1
 kind: Node
@@ -235,11 +254,11 @@ status:
 EOF
   # Ready when the service-account controller made the default ServiceAccount, the fake node is
   # Ready and a pod of a Job runs to completion (scheduler, kwok and Job controller together).
-  wait_for "default ServiceAccount" 120 kc get serviceaccount default -n default
-  wait_for "node kwok-node-0" 120 kc wait --for=condition=Ready node/kwok-node-0 --timeout=1s
+  wait_for "default ServiceAccount" kube-controller-manager 120 kc get serviceaccount default -n default
+  wait_for "node kwok-node-0" kwok 120 kc wait --for=condition=Ready node/kwok-node-0 --timeout=1s
   kc delete job leasehold-cluster-check --ignore-not-found --wait=true >/dev/null
   kc create job leasehold-cluster-check --image=busybox -- true >/dev/null
-  wait_for "a Job through the Job controller, scheduler and kwok" 120 \
+  wait_for "a Job through the Job controller, scheduler and kwok" kube-scheduler 120 \
     kc wait --for=condition=Complete job/leasehold-cluster-check --timeout=1s
   kc delete job leasehold-cluster-check --cascade=foreground --wait=false >/dev/null
   say "step controller-manager, scheduler, fake node, a Job run to completion: $(took "$t")"
@@ -290,7 +309,7 @@ restart_apiserver() {
   stop_one kube-apiserver
   sleep "${1:-0}"
   start_apiserver
-  wait_for kube-apiserver 120 api_ready
+  wait_for kube-apiserver kube-apiserver 120 api_ready
   say "kube-apiserver restarted in $(took "$t")"
 }
 

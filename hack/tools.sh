@@ -14,10 +14,15 @@ HACK="$(cd "$(dirname "$0")" && pwd)"
 
 tofu() {
   local dir
-  dir="$(build_module tofu "$HACK/tofu" github.com/opentofu/opentofu)"
+  # A release build says so (else "-dev"): the same stamp as OpenTofu's own release build.
+  dir="$(build_module tofu "$HACK/tofu" github.com/opentofu/opentofu \
+    "-X github.com/opentofu/opentofu/version.dev=no")"
   mkdir -p "$CACHE/bin/current"
   ln -sf "$dir/tofu" "$CACHE/bin/current/tofu"
-  "$CACHE/bin/current/tofu" version | head -1 >&2
+  local v
+  v="$("$CACHE/bin/current/tofu" version 2>/dev/null)" ||
+    die "the tofu just built does not run: $CACHE/bin/current/tofu"
+  printf '%s\n' "$v" | grep '^OpenTofu v' >&2
 }
 
 case "${1:-}" in

@@ -38,9 +38,10 @@ cache_key() { # NAME DIR MODULE
 }
 
 # Builds the tools of a wrapper module into the cache (once per key); prints the directory.
-build_module() { # NAME DIR MODULE
+# LDFLAGS (optional) are added to the linker flags, for version stamps.
+build_module() { # NAME DIR MODULE [LDFLAGS]
   local key out t
-  key="$(cache_key "$1" "$2" "$3")"
+  key="$(cache_key "$1" "$2" "$3")-$(printf '%s' "${4:-}" | sha256sum | cut -c1-6)"
   out="$CACHE/bin/$key"
   if [ -f "$out/.complete" ]; then
     say "$1: cached ($out)"
@@ -50,8 +51,8 @@ build_module() { # NAME DIR MODULE
     t="$(now)"
     rm -rf "$out.partial"
     mkdir -p "$out.partial"
-    (cd "$2" && GOBIN="$out.partial" GOFLAGS="${GOFLAGS:-} -mod=mod -trimpath" \
-      go install -ldflags='-s -w' tool) >&2 ||
+    (cd "$2" && GOBIN="$out.partial" GOFLAGS="${GOFLAGS:-} -mod=mod" \
+      go install -ldflags="-s -w ${4:-}" tool) >&2 ||
       die "building $1 failed (see the go output above); the Go module proxy must be reachable"
     rm -rf "$out"
     mv "$out.partial" "$out"
