@@ -2,6 +2,7 @@ package io.leasehold.queue;
 
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.batch.v1.JobBuilder;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
@@ -23,7 +24,6 @@ import java.time.Duration;
 import java.time.Instant;
 import java.time.format.DateTimeFormatter;
 import java.util.Collection;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
@@ -593,6 +593,10 @@ public final class JobAdmission {
 
   /** Applies JSON {@code patch} to {@code job} and tells the caches of the version written. */
   private void patchJob(TerraformState state, Job job, ArrayNode patch) {
+    patchJob(state, job, PatchType.JSON, patch.toString());
+  }
+
+  private void patchJob(TerraformState state, Job job, PatchType type, String patch) {
     Job patched =
         client
             .batch()
@@ -600,42 +604,42 @@ public final class JobAdmission {
             .jobs()
             .inNamespace(job.getMetadata().getNamespace())
             .resource(job)
-            .patch(PatchContext.of(PatchType.JSON), patch.toString());
+            .patch(PatchContext.of(type), patch);
     written.jobWritten(state, patched, job);
   }
 
   private void unsuspend(TerraformState state, StateNames names, Job job, Lease lease) {
-    String pointer = "/metadata/annotations";
-    ArrayNode patch = MAPPER.createArrayNode();
-    // Only this Job: a Job re-created under the same name has another UID and is not admitted.
-    patch.addObject().put("op", "test").put("path", "/metadata/uid").put("value", uid(job));
-    String now = DateTimeFormatter.ISO_INSTANT.format(clock.instant());
-    Map<String, String> marks = new HashMap<>();
-    marks.put(RunnerJobs.ADMITTED_ANNOTATION, now);
+    // A merge patch: it adds the marks whether or not the Job has annotations yet (a JSON patch
+    // adding under /metadata/annotations fails where the Job has none). The UID in it is a
+    // precondition: the API server refuses to change it (422), so a Job re-created under the same
+    // name, with another UID, is not admitted by this lock.
+    ObjectNode patch = MAPPER.createObjectNode();
+    ObjectNode metadata = patch.putObject("metadata");
+    metadata.put("uid", uid(job));
+    ObjectNode marks = metadata.putObject("annotations");
+    marks.put(
+        RunnerJobs.ADMITTED_ANNOTATION, DateTimeFormatter.ISO_INSTANT.format(clock.instant()));
     marks.put(RunnerJobs.ADMITTED_FOR_ANNOTATION, names.name());
-    if (job.getMetadata().getAnnotations() == null) {
-      patch
-          .addObject()
-          .put("op", "add")
-          .put("path", pointer)
-          .set("value", MAPPER.valueToTree(marks));
-    } else {
-      marks.forEach(
-          (k, v) ->
-              patch
-                  .addObject()
-                  .put("op", "add")
-                  .put("path", pointer + "/" + k.replace("~", "~0").replace("/", "~1"))
-                  .put("value", v));
-    }
-    patch.addObject().put("op", "add").put("path", "/spec/suspend").put("value", false);
+    patch.putObject("spec").put("suspend", false);
     try {
-      patchJob(state, job, patch);
+      patchJob(state, job, PatchType.JSON_MERGE, patch.toString());
     } catch (KubernetesClientException e) {
-      if (e.getCode() == 404 || e.getCode() == 422) {
+      if (e.getCode() == 404 || (e.getCode() == 422 && mentionsUid(e))) {
         // Deleted (or re-created) in between: the next pass finds it gone and passes the lock on.
         return;
       }
+      // Refused for another reason (an admission policy, a quota): say so where the user looks,
+      // and try again with backoff; the lock stays with this Job, which is first in line.
+      events.warning(
+          job,
+          "UnsuspendRefused",
+          "the lock on "
+              + names.name()
+              + " is taken for this Job but the API server refused to unsuspend it ("
+              + e.getCode()
+              + "): "
+              + refusal(e)
+              + "; retrying");
       throw e;
     }
     announced.remove(uid(job));
@@ -647,6 +651,21 @@ public final class JobAdmission {
             + " on "
             + state.getMetadata().getName()
             + " taken for this Job; it is unsuspended and runs now");
+  }
+
+  private static boolean mentionsUid(KubernetesClientException e) {
+    return e.getStatus() != null
+        && e.getStatus().getDetails() != null
+        && e.getStatus().getDetails().getCauses() != null
+        && e.getStatus().getDetails().getCauses().stream()
+            .anyMatch(c -> "metadata.uid".equals(c.getField()));
+  }
+
+  /** The API server's reason for a refusal: its message, which names no state content. */
+  private static String refusal(KubernetesClientException e) {
+    return e.getStatus() != null && e.getStatus().getMessage() != null
+        ? e.getStatus().getMessage()
+        : String.valueOf(e.getMessage());
   }
 
   /** Tells each waiting Job, once, where it stands in line and behind whom. */
