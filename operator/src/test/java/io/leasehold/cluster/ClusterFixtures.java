@@ -33,6 +33,16 @@ public final class ClusterFixtures {
     return state;
   }
 
+  /** {@link ChartInstall#awaitCrd}, for callers that may not throw InterruptedException. */
+  public static void awaitCrdQuietly(KubernetesClient client) {
+    try {
+      ChartInstall.awaitCrd(client);
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      throw new IllegalStateException(e);
+    }
+  }
+
   /** Waits until the operator reports the state Ready. */
   public static void awaitReady(KubernetesClient client, String namespace, String name) {
     await()

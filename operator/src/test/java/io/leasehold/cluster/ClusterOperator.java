@@ -87,6 +87,17 @@ public final class ClusterOperator implements AutoCloseable {
     return group + "-leader";
   }
 
+  /** The replica the election Lease names, if one leads. */
+  public java.util.Optional<Replica> leader() {
+    var election =
+        cluster.admin().leases().inNamespace(ChartInstall.NAMESPACE).withName(leaderLease()).get();
+    String holder =
+        election == null || election.getSpec() == null
+            ? null
+            : election.getSpec().getHolderIdentity();
+    return replicas.stream().filter(r -> r.podName().equals(holder)).findFirst();
+  }
+
   /** The backend's CA (PEM), as published in the test namespace for runners. */
   public String caPem(Duration timeout) throws InterruptedException {
     long deadline = System.nanoTime() + timeout.toNanos();
@@ -181,9 +192,11 @@ public final class ClusterOperator implements AutoCloseable {
         env.put("KUBECONFIG", kubeconfig.toString());
         env.put("POD_NAMESPACE", ChartInstall.NAMESPACE);
         env.put("POD_NAME", podName);
+        // The election identity, as in a pod: its name.
+        env.put("HOSTNAME", podName);
         env.put("POD_UID", pod.getMetadata().getUid());
         env.put("LEASEHOLD_LOG_FORMAT", "text");
-        env.put("LEASEHOLD_LOG_LEVEL", "INFO");
+        env.put("LEASEHOLD_LOG_LEVEL", System.getProperty("leasehold.cluster.logLevel", "INFO"));
         process = pb.start();
       } catch (IOException e) {
         throw new UncheckedIOException(e);

@@ -14,6 +14,8 @@ import java.time.Duration;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Optional;
+import javax.net.ssl.SSLContext;
+import javax.net.ssl.SSLSocket;
 
 /**
  * A LOCK request on its own connection, which a test can hang up at any moment: a client that gives
@@ -46,9 +48,29 @@ public final class RawLock implements AutoCloseable {
   public static RawLock send(
       String base, String state, LockInfo info, String query, Map<String, String> headers)
       throws IOException {
+    return send(base, state, info, query, headers, null);
+  }
+
+  /** Over TLS when {@code tls} is given (an {@code https} backend). */
+  public static RawLock send(
+      String base,
+      String state,
+      LockInfo info,
+      String query,
+      Map<String, String> headers,
+      SSLContext tls)
+      throws IOException {
     URI uri = URI.create(base + state + "/lock" + (query == null ? "" : query));
-    Socket socket = new Socket();
-    socket.connect(new InetSocketAddress(uri.getHost(), uri.getPort()), 5_000);
+    Socket plain = new Socket();
+    plain.connect(new InetSocketAddress(uri.getHost(), uri.getPort()), 5_000);
+    Socket socket = plain;
+    if (tls != null) {
+      SSLSocket secure =
+          (SSLSocket)
+              tls.getSocketFactory().createSocket(plain, uri.getHost(), uri.getPort(), true);
+      secure.startHandshake();
+      socket = secure;
+    }
     byte[] body = info.toJson().getBytes(StandardCharsets.UTF_8);
     StringBuilder head =
         new StringBuilder()
@@ -130,6 +152,7 @@ public final class RawLock implements AutoCloseable {
     if (answer != null) {
       return Optional.of(answer);
     }
+    // Over TLS this sends close_notify and half-closes as well, so the answer can still be read.
     socket.shutdownOutput();
     try {
       return Optional.ofNullable(answer(timeout));

@@ -1,0 +1,481 @@
+package io.leasehold.cluster;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.fabric8.kubernetes.api.model.ListOptionsBuilder;
+import io.fabric8.kubernetes.api.model.Pod;
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.fabric8.kubernetes.api.model.rbac.PolicyRuleBuilder;
+import io.fabric8.kubernetes.api.model.rbac.RoleBindingBuilder;
+import io.fabric8.kubernetes.api.model.rbac.RoleBuilder;
+import io.fabric8.kubernetes.api.model.rbac.SubjectBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.Watch;
+import io.fabric8.kubernetes.client.Watcher;
+import io.fabric8.kubernetes.client.WatcherException;
+import io.fabric8.kubernetes.client.dsl.base.PatchContext;
+import io.fabric8.kubernetes.client.dsl.base.PatchType;
+import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import io.leasehold.api.TerraformState;
+import io.leasehold.fault.FaultWorkload;
+import io.leasehold.lock.LeaseLock;
+import io.leasehold.lock.LockInfo;
+import io.leasehold.queue.RunnerJobs;
+import io.leasehold.support.RawLock;
+import java.io.IOException;
+import java.net.http.HttpClient;
+import java.nio.charset.StandardCharsets;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import javax.net.ssl.SSLContext;
+import org.awaitility.Awaitility;
+import org.junit.jupiter.api.DisplayName;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The fault-injection run of {@link FaultWorkload} on a real control plane: two replicas of the
+ * production jar (the chart's ServiceAccount and RBAC, HTTPS, TokenReview and SubjectAccessReview
+ * for every client), sixteen clients each a ServiceAccount of its own, runner Jobs run by the real
+ * Job controller on the fake node, while replicas are killed (SIGKILL), stopped (SIGTERM) and
+ * paused (SIGSTOP), and the API server is restarted mid-run. Every version of the lock Lease is
+ * followed by a watch that resumes where it left off (the test cluster serves Lease watches from
+ * etcd, so a restart loses none).
+ *
+ * <p>Short by default (CI: {@code -Dleasehold.fault.ops}, default 2000). Long: {@code
+ * -Dleasehold.fault.ops=10000}.
+ */
+class FaultInjectionClusterIT {
+
+  private static final String STATE = "chaos";
+  private static final String LINEAGE = "chaos-lineage";
+  private static final int CLIENTS = 16;
+  private static final int LEASE_SECONDS = 30;
+
+  private final Map<String, String> tokens = new ConcurrentHashMap<>();
+  private FaultWorkload work;
+
+  @Test
+  @DisplayName(
+      "On a real control plane, with replicas killed, stopped and paused and the API server"
+          + " restarted while clients and runner Jobs contend, the recorded history shows one"
+          + " holder at a time, FIFO among live waiters, no grant to a gone waiter, no write under"
+          + " another identity's lock, every acknowledged write kept in order")
+  void historyHoldsUnderFaults() throws Exception {
+    long seed = Long.getLong("leasehold.fault.seed", System.nanoTime());
+    int ops = Integer.getInteger("leasehold.fault.ops", 2000);
+    RealCluster cluster = RealCluster.get();
+    KubernetesClient admin = cluster.admin();
+    String ns = cluster.newNamespace("chaos");
+    ChartInstall chart = ChartInstall.apply(cluster, ns);
+    ChartInstall.awaitCrd(admin);
+    identities(cluster, ns);
+    System.out.printf(
+        "fault injection on the real cluster: seed %d, %d operations, %d clients, 2 replicas%n",
+        seed, ops, CLIENTS);
+    try (ClusterOperator operator = ClusterOperator.start(cluster, chart, ns, 2)) {
+      SSLContext tls = ClusterHttp.trusting(operator.caPem(Duration.ofSeconds(60)));
+      work = new FaultWorkload(environment(operator, admin, tls), ns, STATE, LINEAGE);
+      Watch leaseWatch = recordLeaseVersions(admin, ns);
+
+      TerraformState state = ClusterFixtures.state(ns, STATE);
+      state.getSpec().getLock().setLeaseDurationSeconds(LEASE_SECONDS);
+      state.getSpec().getHistory().setKeep(100);
+      admin.resource(state).create();
+      ClusterFixtures.awaitReady(admin, ns, STATE);
+
+      Map<String, Boolean> jobRunning = new ConcurrentHashMap<>();
+      Map<String, AtomicInteger> jobAdmissions = new ConcurrentHashMap<>();
+      SharedIndexInformer<Job> jobWatch = work.watchJobs(admin, jobRunning, jobAdmissions);
+
+      AtomicInteger remaining = new AtomicInteger(ops);
+      AtomicBoolean done = new AtomicBoolean();
+      ExecutorService pool = Executors.newFixedThreadPool(CLIENTS + 2);
+      CountDownLatch clientsDone = new CountDownLatch(CLIENTS);
+      for (int c = 0; c < CLIENTS; c++) {
+        int index = c;
+        pool.submit(
+            () -> {
+              try {
+                work.runClient(index, new Random(seed + index), remaining);
+              } catch (Throwable t) {
+                work.violation("client " + index + " crashed: " + t);
+              } finally {
+                clientsDone.countDown();
+              }
+            });
+      }
+      pool.submit(() -> runJobs(admin, ns, done, new Random(seed ^ 0x10b5)));
+      Thread injector =
+          new Thread(() -> injectFaults(new Random(seed ^ 0x5eed), cluster, operator, done));
+      injector.start();
+
+      assertThat(clientsDone.await(60, TimeUnit.MINUTES)).as("clients finished").isTrue();
+      done.set(true);
+      injector.join(180_000);
+      pool.shutdown();
+      assertThat(pool.awaitTermination(2, TimeUnit.MINUTES)).isTrue();
+      for (ClusterOperator.Replica r : operator.replicas()) {
+        r.resume();
+        if (!r.alive()) {
+          r.restart();
+        }
+      }
+      quiesce(admin, ns, jobRunning);
+      work.check(jobAdmissions);
+      jobWatch.close();
+      leaseWatch.close();
+    } finally {
+      if (work != null) {
+        work.report("fault injection on the real cluster", seed);
+      }
+      if (!Boolean.getBoolean("leasehold.cluster.keep")) {
+        admin.namespaces().withName(ns).delete();
+      }
+    }
+    assertThat(work.violations()).isEmpty();
+    assertThat(work.acknowledgedWrites()).as("some writes were acknowledged").isPositive();
+    assertThat(work.counts())
+        .containsKeys("stolen-write-refused", "hung-up-waiting", "job-completed");
+  }
+
+  /**
+   * A ServiceAccount per client, allowed to read, write, lock and unlock (the chart's runner
+   * access); a reader; an admin that may also force-unlock.
+   */
+  private void identities(RealCluster cluster, String ns) {
+    KubernetesClient admin = cluster.admin();
+    admin
+        .rbac()
+        .roles()
+        .inNamespace(ns)
+        .resource(
+            new RoleBuilder()
+                .withNewMetadata()
+                .withName("fault-clients")
+                .endMetadata()
+                .withRules(
+                    new PolicyRuleBuilder()
+                        .withApiGroups("leasehold.io")
+                        .withResources("terraformstates/state")
+                        .withVerbs("get", "update")
+                        .build())
+                .build())
+        .create();
+    admin
+        .rbac()
+        .roles()
+        .inNamespace(ns)
+        .resource(
+            new RoleBuilder()
+                .withNewMetadata()
+                .withName("fault-admin")
+                .endMetadata()
+                .withRules(
+                    new PolicyRuleBuilder()
+                        .withApiGroups("leasehold.io")
+                        .withResources("terraformstates/state")
+                        .withVerbs("get", "update", "force-unlock")
+                        .build())
+                .build())
+        .create();
+    List<String> users = new ArrayList<>();
+    for (int i = 0; i < CLIENTS; i++) {
+      users.add("client-" + i);
+    }
+    users.add("reader");
+    users.add(FaultWorkload.ADMIN);
+    for (String user : users) {
+      cluster.serviceAccount(ns, user);
+      admin
+          .rbac()
+          .roleBindings()
+          .inNamespace(ns)
+          .resource(
+              new RoleBindingBuilder()
+                  .withNewMetadata()
+                  .withName("fault-" + user)
+                  .endMetadata()
+                  .withNewRoleRef()
+                  .withApiGroup("rbac.authorization.k8s.io")
+                  .withKind("Role")
+                  .withName(user.equals(FaultWorkload.ADMIN) ? "fault-admin" : "fault-clients")
+                  .endRoleRef()
+                  .withSubjects(
+                      new SubjectBuilder()
+                          .withKind("ServiceAccount")
+                          .withName(user)
+                          .withNamespace(ns)
+                          .build())
+                  .build())
+          .create();
+      tokens.put(user, cluster.token(ns, user, "leasehold", Duration.ofHours(3)));
+    }
+  }
+
+  private FaultWorkload.Environment environment(
+      ClusterOperator operator, KubernetesClient admin, SSLContext tls) {
+    return new FaultWorkload.Environment() {
+      @Override
+      public int replicas() {
+        return operator.replicas().size();
+      }
+
+      @Override
+      public String baseUrl(int replica) {
+        return operator.replica(replica).backendUrl() + "/v1/states/";
+      }
+
+      @Override
+      public String authorization(String user) {
+        String token = tokens.get(user);
+        if (token == null) {
+          throw new IllegalArgumentException("no identity " + user);
+        }
+        return "Basic "
+            + Base64.getEncoder()
+                .encodeToString((user + ":" + token).getBytes(StandardCharsets.UTF_8));
+      }
+
+      @Override
+      public HttpClient http() {
+        return HttpClient.newBuilder()
+            .sslContext(tls)
+            .connectTimeout(Duration.ofSeconds(5))
+            .version(HttpClient.Version.HTTP_1_1)
+            .build();
+      }
+
+      @Override
+      public RawLock rawLock(
+          String base, String statePath, LockInfo info, String query, Map<String, String> headers)
+          throws IOException {
+        return RawLock.send(base, statePath, info, query, headers, tls);
+      }
+
+      @Override
+      public KubernetesClient admin() {
+        return admin;
+      }
+    };
+  }
+
+  /**
+   * Every version of the lock Lease, as the API server stored them: a watch from before the state
+   * exists, resumed by the client from the last version it saw whenever the connection breaks.
+   */
+  private Watch recordLeaseVersions(KubernetesClient admin, String ns) {
+    String lease = work.names().leaseName();
+    String from = admin.leases().inNamespace(ns).list().getMetadata().getResourceVersion();
+    return admin
+        .leases()
+        .inNamespace(ns)
+        .withField("metadata.name", lease)
+        .watch(
+            new ListOptionsBuilder().withResourceVersion(from).build(),
+            new Watcher<Lease>() {
+              @Override
+              public void eventReceived(Action action, Lease l) {
+                switch (action) {
+                  case ADDED, MODIFIED -> work.leaseVersion(System.nanoTime(), l);
+                  case DELETED -> work.violation("the lock Lease was deleted during the run");
+                  default -> {}
+                }
+              }
+
+              @Override
+              public void onClose(WatcherException cause) {
+                work.violation(
+                    "the watch of the lock Lease ended ("
+                        + cause.getMessage()
+                        + "): versions may be missing, the history cannot be checked");
+              }
+            });
+  }
+
+  // ---- runner Jobs ----
+
+  /**
+   * Creates up to 30 runner Jobs (each pod held running by the fake node until this driver lets it
+   * finish); lets running ones finish at random; now and then removes the label of a running Job,
+   * which must keep its lock until it ends.
+   */
+  private void runJobs(KubernetesClient admin, String ns, AtomicBoolean done, Random random) {
+    int n = 0;
+    Set<String> unlabelled = ConcurrentHashMap.newKeySet();
+    try {
+      while (!done.get()) {
+        if (n < 30 && random.nextInt(15) == 0) {
+          admin
+              .resource(
+                  ClusterFixtures.runnerJob(ns, String.format("chaos-job-%03d", n++), STATE, true))
+              .create();
+          work.count("job-created");
+        }
+        for (Job job : admin.batch().v1().jobs().inNamespace(ns).list().getItems()) {
+          String name = job.getMetadata().getName();
+          boolean mine =
+              RunnerJobs.stateName(job).map(STATE::equals).orElse(false)
+                  || unlabelled.contains(name);
+          if (!mine || RunnerJobs.suspended(job) || RunnerJobs.finished(job)) {
+            continue;
+          }
+          if (!unlabelled.contains(name) && random.nextInt(100) < 15) {
+            admin
+                .batch()
+                .v1()
+                .jobs()
+                .inNamespace(ns)
+                .withName(name)
+                .patch(
+                    PatchContext.of(PatchType.JSON_MERGE),
+                    "{\"metadata\":{\"labels\":{\"" + RunnerJobs.STATE_LABEL + "\":null}}}");
+            unlabelled.add(name);
+            work.count("job-unlabelled-while-running");
+            continue;
+          }
+          if (random.nextInt(2) == 0) {
+            for (Pod pod : ClusterFixtures.pods(admin, ns, name)) {
+              ClusterFixtures.release(admin, pod);
+              work.count("job-completed");
+            }
+          }
+        }
+        Thread.sleep(300);
+      }
+    } catch (Exception e) {
+      if (!done.get()) {
+        work.violation("job driver crashed: " + e);
+      }
+    }
+  }
+
+  // ---- faults ----
+
+  private void injectFaults(
+      Random random, RealCluster cluster, ClusterOperator operator, AtomicBoolean done) {
+    boolean outageDone = false;
+    int apiRestarts = 0;
+    try {
+      Thread.sleep(2_000);
+      while (!done.get()) {
+        int roll = random.nextInt(100);
+        ClusterOperator.Replica leader = leader(cluster, operator);
+        if (roll < 25) {
+          // A crash: no chance to hand anything on.
+          leader.kill();
+          Thread.sleep(200 + random.nextInt(1_000));
+          leader.restart();
+          work.fault("leader-killed");
+        } else if (roll < 50) {
+          // A rolling update.
+          leader.terminate();
+          Thread.sleep(200 + random.nextInt(1_000));
+          leader.restart();
+          work.fault("leader-terminated");
+        } else if (roll < 75) {
+          // A stall shorter than the election's renew deadline (10 s) and the lock's lease.
+          ClusterOperator.Replica r = operator.replica(random.nextInt(2));
+          r.pause();
+          Thread.sleep(1_000 + random.nextInt(5_000));
+          r.resume();
+          work.fault("replica-paused");
+        } else if (roll < 90 && apiRestarts < 3) {
+          cluster.restartApiServer(Duration.ofSeconds(random.nextInt(3)));
+          apiRestarts++;
+          work.fault("api-server-restarted");
+        } else if (!outageDone) {
+          // Every replica away for longer than the lock's lease: a Job's lock may expire and be
+          // taken over meanwhile; nothing else may go wrong.
+          for (ClusterOperator.Replica r : operator.replicas()) {
+            r.kill();
+          }
+          Thread.sleep((LEASE_SECONDS + 5) * 1_000L);
+          for (ClusterOperator.Replica r : operator.replicas()) {
+            r.restart();
+          }
+          work.fault("outage-past-lease");
+          outageDone = true;
+        }
+        Thread.sleep(3_000 + random.nextInt(5_000));
+      }
+    } catch (Throwable e) {
+      work.violation("fault injector crashed: " + e);
+    }
+  }
+
+  /** The replica the election Lease names, or the first when none leads. */
+  private static ClusterOperator.Replica leader(RealCluster cluster, ClusterOperator operator) {
+    return operator.leader().filter(ClusterOperator.Replica::alive).orElse(operator.replica(0));
+  }
+
+  /** Every Job ends, a lock left by a vanished client is broken, then the final state is read. */
+  private void quiesce(KubernetesClient admin, String ns, Map<String, Boolean> jobRunning) {
+    try {
+      awaitQuiet(admin, ns, jobRunning);
+    } catch (org.awaitility.core.ConditionTimeoutException e) {
+      StringBuilder why = new StringBuilder("the run did not come to rest:");
+      Lease l = admin.leases().inNamespace(ns).withName(work.names().leaseName()).get();
+      why.append("\n  lock holder ")
+          .append(l == null ? "(no Lease)" : l.getSpec().getHolderIdentity());
+      for (Job job : admin.batch().v1().jobs().inNamespace(ns).list().getItems()) {
+        why.append("\n  Job ")
+            .append(job.getMetadata().getName())
+            .append(" suspended=")
+            .append(job.getSpec().getSuspend())
+            .append(" finished=")
+            .append(RunnerJobs.finished(job))
+            .append(" admitted=")
+            .append(RunnerJobs.admitted(job))
+            .append(" pods=")
+            .append(
+                ClusterFixtures.pods(admin, ns, job.getMetadata().getName()).stream()
+                    .map(p -> p.getStatus().getPhase())
+                    .toList());
+      }
+      why.append("\n  running as the test saw them: ").append(jobRunning);
+      throw new AssertionError(why.toString(), e);
+    }
+  }
+
+  private void awaitQuiet(KubernetesClient admin, String ns, Map<String, Boolean> jobRunning) {
+    Awaitility.await()
+        .atMost(Duration.ofMinutes(5))
+        .pollInterval(Duration.ofMillis(500))
+        .ignoreExceptions()
+        .until(
+            () -> {
+              Lease l = admin.leases().inNamespace(ns).withName(work.names().leaseName()).get();
+              String held = l == null ? null : l.getSpec().getHolderIdentity();
+              if (held != null && !held.startsWith(LeaseLock.JOB_PREFIX)) {
+                work.forceUnlock(work.http(), work.stateUrl(0));
+              }
+              for (Pod pod :
+                  admin
+                      .pods()
+                      .inNamespace(ns)
+                      .withLabel("batch.kubernetes.io/job-name")
+                      .list()
+                      .getItems()) {
+                if (pod.getMetadata().getAnnotations().containsKey(ClusterFixtures.HOLD)) {
+                  ClusterFixtures.release(admin, pod);
+                }
+              }
+              return jobRunning.values().stream().noneMatch(b -> b)
+                  && admin.batch().v1().jobs().inNamespace(ns).list().getItems().stream()
+                      .allMatch(RunnerJobs::finished);
+            });
+  }
+}
