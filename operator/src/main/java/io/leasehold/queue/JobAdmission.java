@@ -297,7 +297,10 @@ public final class JobAdmission {
         job = byName != null && r.uid().equals(uid(byName)) ? byName : null;
         poll |= job != null;
       }
-      Run run = progress(names, r.uid(), job);
+      // A Job the lock was taken for but that was never unsuspended (the operator stopped in
+      // between, and the lock has since been broken or passed on) has not started: it waits in
+      // line again, it is not a Job that runs without its lock.
+      Run run = neverStarted(job) ? Run.ENDED : progress(names, r.uid(), job);
       if (run == Run.ENDED) {
         ended.add(r.uid());
       } else {
@@ -368,6 +371,17 @@ public final class JobAdmission {
       return Run.RUNNING;
     }
     return podsRunning(names.namespace(), uid) ? Run.ENDING : Run.ENDED;
+  }
+
+  /** Suspended and never admitted: it has no pod and never had one. */
+  private static boolean neverStarted(Job job) {
+    return job != null
+        && RunnerJobs.suspended(job)
+        && !RunnerJobs.admitted(job)
+        && !RunnerJobs.finished(job)
+        && (job.getStatus() == null
+            || (job.getStatus().getStartTime() == null
+                && (job.getStatus().getActive() == null || job.getStatus().getActive() == 0)));
   }
 
   /** Admitted, then suspended again (by a user: leasehold never suspends a Job). */

@@ -430,6 +430,12 @@ class FaultInjectionClusterIT {
       Lease l = admin.leases().inNamespace(ns).withName(work.names().leaseName()).get();
       why.append("\n  lock holder ")
           .append(l == null ? "(no Lease)" : l.getSpec().getHolderIdentity());
+      if (l != null) {
+        why.append("\n  line ").append(LeaseLock.line(l).tickets());
+      }
+      TerraformState tfs =
+          admin.resources(TerraformState.class).inNamespace(ns).withName(STATE).get();
+      why.append("\n  status ").append(tfs == null ? null : tfs.getStatus());
       for (Job job : admin.batch().v1().jobs().inNamespace(ns).list().getItems()) {
         why.append("\n  Job ")
             .append(job.getMetadata().getName())

@@ -85,6 +85,35 @@ class QueueResilienceTest {
 
   @Test
   @DisplayName(
+      "When the operator stopped after taking the lock for a Job but before unsuspending it, and"
+          + " the lock was then force-unlocked, then that Job is not taken for a running one: it"
+          + " and the Jobs behind it are admitted in their turn")
+  void aJobNeverUnsuspendedDoesNotHoldUpTheLine() throws Exception {
+    try (OperatorHarness h = OperatorHarness.apiOnly()) {
+      StateNames names = new StateNames(NAMESPACE, "torn", "default");
+      JobQueueTest.createState(h, "torn", 300);
+      Job first = create(h.client(), "torn-a", "torn");
+      create(h.client(), "torn-b", "torn");
+      // As the operator left it: the Job recorded as admitted on the Lease (whose lock was then
+      // broken by a force-unlock), the Job itself still suspended, no pod ever created.
+      h.client()
+          .resource(
+              io.leasehold.lock.LeaseLock.withRunning(
+                  io.leasehold.lock.LeaseLock.unlocked(names),
+                  List.of(
+                      new io.leasehold.lock.LeaseLock.RunningJob(
+                          first.getMetadata().getUid(), "torn-a"))))
+          .create();
+      h.startOperator();
+      await().atMost(Duration.ofSeconds(20)).until(() -> running(get(h.client(), "torn-a")));
+      finish(h.client(), "torn-a", true);
+      await().atMost(Duration.ofSeconds(20)).until(() -> running(get(h.client(), "torn-b")));
+      finish(h.client(), "torn-b", true);
+    }
+  }
+
+  @Test
+  @DisplayName(
       "When many Jobs on one state are completed the moment each is admitted, then admissions"
           + " never overlap and every Job runs exactly once")
   void admissionsNeverOverlap() throws Exception {
