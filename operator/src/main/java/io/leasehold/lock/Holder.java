@@ -1,6 +1,7 @@
 package io.leasehold.lock;
 
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.leasehold.kube.TolerantSerialization;
 import java.time.Instant;
 import java.util.Map;
 import java.util.Optional;
@@ -26,8 +27,23 @@ public record Holder(
   /** A lock taken by a runner Job's pod under the Job's lock. */
   public record Nested(LockInfo info, Optional<String> owner) {}
 
+  /**
+   * The holder ID shown for a Lease whose spec cannot be read: the lock counts as held, by a holder
+   * that cannot be told, and is neither taken over nor released until the Lease is corrected.
+   */
+  public static final String UNREADABLE_ID = "unreadable-lease";
+
   /** The holder of {@code lease} at {@code now}, or empty when it is unlocked. */
   public static Optional<Holder> of(Lease lease, Instant now) {
+    if (lease != null && lease.getSpec() == null) {
+      Optional<TolerantSerialization.Unreadable> unreadable =
+          TolerantSerialization.unreadable(lease);
+      if (unreadable.isPresent()) {
+        return Optional.of(
+            new Holder(
+                UNREADABLE_ID, Optional.empty(), false, false, Optional.empty(), Optional.empty()));
+      }
+    }
     if (lease == null || lease.getSpec() == null) {
       return Optional.empty();
     }
@@ -56,6 +72,11 @@ public record Holder(
 
   public static Optional<Holder> of(Lease lease) {
     return of(lease, Instant.now());
+  }
+
+  /** The Lease's spec cannot be read: who holds the lock is not known. */
+  public boolean unreadable() {
+    return UNREADABLE_ID.equals(id) && info.isEmpty() && !vouched;
   }
 
   /** The runner Job this lock is held for, when leasehold holds it for one. */
