@@ -15,6 +15,8 @@ import java.util.Optional;
  * @param expired vouched, but not renewed within its duration: the holder may be taken over
  * @param owner the identity that took the lock through leasehold's backend, when it was
  * @param nested the lock a runner Job's own terraform took under the Job's lock, if any
+ * @param unreadable the Lease's spec cannot be read: who holds the lock is not known ({@link
+ *     #UNREADABLE_ID})
  */
 public record Holder(
     String id,
@@ -22,7 +24,8 @@ public record Holder(
     boolean vouched,
     boolean expired,
     Optional<String> owner,
-    Optional<Nested> nested) {
+    Optional<Nested> nested,
+    boolean unreadable) {
 
   /** A lock taken by a runner Job's pod under the Job's lock. */
   public record Nested(LockInfo info, Optional<String> owner) {}
@@ -41,7 +44,13 @@ public record Holder(
       if (unreadable.isPresent()) {
         return Optional.of(
             new Holder(
-                UNREADABLE_ID, Optional.empty(), false, false, Optional.empty(), Optional.empty()));
+                UNREADABLE_ID,
+                Optional.empty(),
+                false,
+                false,
+                Optional.empty(),
+                Optional.empty(),
+                true));
       }
     }
     if (lease == null || lease.getSpec() == null) {
@@ -67,16 +76,12 @@ public record Holder(
             vouched,
             expired,
             Optional.ofNullable(a.get(LeaseLock.OWNER_ANNOTATION)),
-            nested));
+            nested,
+            false));
   }
 
   public static Optional<Holder> of(Lease lease) {
     return of(lease, Instant.now());
-  }
-
-  /** The Lease's spec cannot be read: who holds the lock is not known. */
-  public boolean unreadable() {
-    return UNREADABLE_ID.equals(id) && info.isEmpty() && !vouched;
   }
 
   /** The runner Job this lock is held for, when leasehold holds it for one. */
