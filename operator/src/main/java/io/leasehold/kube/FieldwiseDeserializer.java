@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.introspect.AnnotatedField;
 import com.fasterxml.jackson.databind.introspect.AnnotatedMember;
 import com.fasterxml.jackson.databind.introspect.AnnotatedMethod;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import io.fabric8.kubernetes.api.model.HasMetadata;
 import java.io.IOException;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -18,12 +19,16 @@ import java.util.Map;
 /**
  * Reads a Kubernetes object whole when it can; otherwise without each top-level field that cannot
  * be read, which it keeps, as read, among the object's additional properties (see {@link
- * TolerantSerialization}). {@code apiVersion}, {@code kind} and {@code metadata} are never left
- * out: an object without them cannot be told apart from another, so reading it fails as before.
+ * TolerantSerialization}). Within {@code metadata} it goes one level down: a field of the metadata
+ * that cannot be read is kept among the metadata's own additional properties, so the object keeps
+ * its name and version. An object whose {@code apiVersion}, {@code kind}, name, namespace, UID or
+ * version cannot be read cannot be told apart from another: reading it fails as before.
  */
 final class FieldwiseDeserializer extends DelegatingDeserializer {
 
-  private static final List<String> IDENTITY = List.of("apiVersion", "kind", "metadata");
+  private static final List<String> IDENTITY = List.of("apiVersion", "kind");
+  private static final List<String> METADATA_IDENTITY =
+      List.of("name", "namespace", "uid", "resourceVersion");
 
   private final AnnotatedMember keep;
 
@@ -45,22 +50,38 @@ final class FieldwiseDeserializer extends DelegatingDeserializer {
     }
     ObjectNode rest = (ObjectNode) tree;
     Map<String, JsonNode> kept = new LinkedHashMap<>();
+    Map<String, JsonNode> keptInMetadata = new LinkedHashMap<>();
     while (true) {
       try {
         Object value = read(rest, p, ctxt);
         for (Map.Entry<String, JsonNode> field : kept.entrySet()) {
           keep(value, field.getKey(), field.getValue());
         }
+        if (!keptInMetadata.isEmpty() && value instanceof HasMetadata object) {
+          keptInMetadata.forEach(object.getMetadata()::setAdditionalProperty);
+        }
         return value;
       } catch (JsonMappingException e) {
-        String field = topLevelField(e);
+        List<JsonMappingException.Reference> path = e.getPath();
+        String field = path.isEmpty() ? null : path.get(0).getFieldName();
         if (field == null || IDENTITY.contains(field) || !rest.has(field)) {
           throw e;
         }
-        if (kept.isEmpty()) {
+        if (kept.isEmpty() && keptInMetadata.isEmpty()) {
           rest = rest.deepCopy();
         }
-        kept.put(field, rest.remove(field));
+        if (!"metadata".equals(field)) {
+          kept.put(field, rest.remove(field));
+          continue;
+        }
+        String inner = path.size() < 2 ? null : path.get(1).getFieldName();
+        if (inner == null
+            || METADATA_IDENTITY.contains(inner)
+            || !(rest.get("metadata") instanceof ObjectNode metadata)
+            || !metadata.has(inner)) {
+          throw e;
+        }
+        keptInMetadata.put(inner, metadata.remove(inner));
       }
     }
   }
@@ -70,11 +91,6 @@ final class FieldwiseDeserializer extends DelegatingDeserializer {
       fields.nextToken();
       return _delegatee.deserialize(fields, ctxt);
     }
-  }
-
-  private static String topLevelField(JsonMappingException e) {
-    List<JsonMappingException.Reference> path = e.getPath();
-    return path.isEmpty() ? null : path.get(0).getFieldName();
   }
 
   @SuppressWarnings("unchecked")

@@ -117,6 +117,14 @@ public final class TolerantSerialization extends KubernetesSerialization {
     if (object == null) {
       return Optional.empty();
     }
+    Optional<Unreadable> top = unreadableField(object, "");
+    if (top.isPresent() || !(object instanceof HasMetadata o) || o.getMetadata() == null) {
+      return top;
+    }
+    return unreadableField(o.getMetadata(), "metadata.");
+  }
+
+  private static Optional<Unreadable> unreadableField(Object object, String prefix) {
     Shape shape = SHAPES.computeIfAbsent(object.getClass(), TolerantSerialization::shapeOf);
     if (shape.kept() == null) {
       return Optional.empty();
@@ -133,7 +141,7 @@ public final class TolerantSerialization extends KubernetesSerialization {
     for (Map.Entry<String, JavaType> field : shape.fields().entrySet()) {
       Object raw = kept.get(field.getKey());
       if (raw instanceof JsonNode node) {
-        return Optional.of(describe(field.getKey(), field.getValue(), node));
+        return Optional.of(describe(prefix + field.getKey(), field.getValue(), node));
       }
     }
     return Optional.empty();

@@ -119,6 +119,28 @@ class TolerantSerializationTest {
 
   @Test
   @DisplayName(
+      "An object whose metadata holds a value of the wrong type keeps its name and version and is"
+          + " read without that metadata field, which is written back as it was")
+  void wrongTypesInMetadataAreKeptAndNamed() throws Exception {
+    String json =
+        "{\"apiVersion\":\"leasehold.io/v1alpha1\",\"kind\":\"TerraformState\","
+            + "\"metadata\":{\"name\":\"net\",\"resourceVersion\":\"7\","
+            + "\"labels\":{\"team\":{\"v\":\""
+            + SECRET
+            + "\"}}},\"spec\":{}}";
+    TerraformState state = JSON.unmarshal(json, TerraformState.class);
+
+    assertThat(state.getMetadata().getName()).isEqualTo("net");
+    assertThat(state.getMetadata().getResourceVersion()).isEqualTo("7");
+    assertThat(state.getSpec()).isNotNull();
+    assertThat(TolerantSerialization.unreadable(state).orElseThrow().says())
+        .isEqualTo("metadata.labels.team cannot be read: it should be a string");
+    assertThat(TREE.readTree(JSON.asJson(state)).get("metadata"))
+        .isEqualTo(TREE.readTree(json).get("metadata"));
+  }
+
+  @Test
+  @DisplayName(
       "A runner Job or a lock Lease with a value of the wrong type is read, alone and in a list,"
           + " its other parts as usual, and written back unchanged")
   void jobsAndLeasesWithWrongTypesAreRead() throws Exception {
