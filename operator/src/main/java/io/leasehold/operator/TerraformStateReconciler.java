@@ -962,6 +962,10 @@ public class TerraformStateReconciler
     if (w == null) {
       return cached;
     }
+    if (resource.getStatus() == null && resource.getAdditionalProperties().containsKey("status")) {
+      // A status that cannot be read: the last one this replica wrote says what was told.
+      return w.status();
+    }
     String version = resource.getMetadata().getResourceVersion();
     if (w.replaced().contains(version)) {
       return w.status();

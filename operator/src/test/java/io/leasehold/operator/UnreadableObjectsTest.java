@@ -269,10 +269,13 @@ class UnreadableObjectsTest {
   @Test
   @DisplayName(
       "When a TerraformState's status is not an object, then it gets a Warning saying status"
-          + " cannot be read and the operator writes its status anew")
+          + " cannot be read and the operator writes its status anew, the lock as it is, without"
+          + " telling again what it told before")
   void statusThatIsNotAnObjectIsWrittenAnew() {
     create(state("scrawled", "{\"workspace\":\"default\"}"));
-    await().atMost(WAIT).until(() -> "False/AsExpected".equals(condition("scrawled", "Degraded")));
+    LockInfo held = BackendHttp.lockInfo("0b1e6f2a-5555-4c3d-8e9f-000000000005", "flo@laptop");
+    assertThat(backend.lock(NAMESPACE + "/scrawled", held, null).status()).isEqualTo(200);
+    await().atMost(WAIT).until(() -> "True/Held".equals(condition("scrawled", "Locked")));
 
     mergePatchStatus("scrawled", "{\"status\":\"" + SECRET + "\"}");
 
@@ -287,7 +290,10 @@ class UnreadableObjectsTest {
                                 && e.contains("status cannot be read: it should be an object")));
     await().atMost(WAIT).until(() -> "False/AsExpected".equals(condition("scrawled", "Degraded")));
     assertThat(stored("scrawled").path("status").isObject()).isTrue();
+    assertThat(condition("scrawled", "Locked")).isEqualTo("True/Held");
+    assertThat(harness.events("scrawled")).filteredOn(e -> e.contains("LockTaken")).hasSize(1);
     assertThat(everythingSaidAbout("scrawled")).noneMatch(s -> s.contains(SECRET));
+    assertThat(backend.unlock(NAMESPACE + "/scrawled", held).status()).isEqualTo(200);
   }
 
   @Test
