@@ -6,6 +6,7 @@ import com.fasterxml.jackson.databind.JavaType;
 import com.fasterxml.jackson.databind.JsonDeserializer;
 import com.fasterxml.jackson.databind.JsonMappingException;
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.MapperFeature;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.deser.BeanDeserializerModifier;
 import com.fasterxml.jackson.databind.exc.MismatchedInputException;
@@ -19,6 +20,7 @@ import io.fabric8.kubernetes.client.utils.KubernetesSerialization;
 import java.time.temporal.Temporal;
 import java.util.Arrays;
 import java.util.Collection;
+import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
@@ -34,12 +36,12 @@ import java.util.stream.Collectors;
  * cannot be read stops, and the Java Operator SDK then ends the process. An API server that did not
  * check an object against its schema, or a CRD newer than this operator, is enough.
  *
- * <p>Here an object whose top-level field (its {@code spec}, {@code status}, {@code data}, ...)
- * cannot be read is read without that field: the field's typed value stays null and its JSON is
- * kept, as it was, among the object's additional properties, where Fabric8 writes it back in the
- * field's place on any write of the object. {@link #unreadable} tells callers which field could not
- * be read and what it should have been, by its path and type only, never by its value: they leave
- * such an object alone until it is corrected.
+ * <p>Here an object whose top-level field (its {@code spec}, {@code status}, {@code data}, ...) or
+ * field of its metadata cannot be read is read without that field: the field's typed value stays
+ * null and its JSON is kept, as it was, among the additional properties of the object (of its
+ * metadata), where Fabric8 writes it back in the field's place on any write of the object. {@link
+ * #unreadable} tells callers which field could not be read and what it should have been, by its
+ * path and type only, never by its value: they leave such an object alone until it is corrected.
  */
 public final class TolerantSerialization extends KubernetesSerialization {
 
@@ -72,9 +74,7 @@ public final class TolerantSerialization extends KubernetesSerialization {
                       return deserializer;
                     }
                     keep.fixAccess(
-                        config.isEnabled(
-                            com.fasterxml.jackson.databind.MapperFeature
-                                .OVERRIDE_PUBLIC_ACCESS_MODIFIERS));
+                        config.isEnabled(MapperFeature.OVERRIDE_PUBLIC_ACCESS_MODIFIERS));
                     return new FieldwiseDeserializer(deserializer, keep);
                   }
                 }));
@@ -153,7 +153,7 @@ public final class TolerantSerialization extends KubernetesSerialization {
   private static Shape shapeOf(Class<?> type) {
     BeanDescription description =
         STRICT.getDeserializationConfig().introspect(STRICT.constructType(type));
-    Map<String, JavaType> fields = new java.util.LinkedHashMap<>();
+    Map<String, JavaType> fields = new LinkedHashMap<>();
     for (BeanPropertyDefinition p : description.findProperties()) {
       if (p.couldDeserialize()) {
         fields.put(p.getName(), p.getPrimaryType());
