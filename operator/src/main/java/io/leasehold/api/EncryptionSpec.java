@@ -5,7 +5,7 @@ import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.generator.annotation.Default;
 
 @JsonInclude(JsonInclude.Include.NON_NULL)
-public class EncryptionSpec {
+public class EncryptionSpec extends KeepsUnknownFields {
 
   @JsonPropertyDescription(
       "Require OpenTofu client-side state encryption: the HTTP backend refuses plaintext writes"

@@ -7,7 +7,7 @@ import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 
 @JsonInclude(JsonInclude.Include.NON_NULL)
-public class HistorySpec {
+public class HistorySpec extends KeepsUnknownFields {
 
   public static final int DEFAULT_KEEP = 10;
 

@@ -7,7 +7,7 @@ import io.fabric8.generator.annotation.Max;
 import io.fabric8.generator.annotation.Min;
 
 @JsonInclude(JsonInclude.Include.NON_NULL)
-public class LockSpec {
+public class LockSpec extends KeepsUnknownFields {
 
   public static final int DEFAULT_LEASE_DURATION_SECONDS = 300;
 

@@ -6,7 +6,7 @@ import java.util.Objects;
 
 /** The lock holder as Terraform describes it in its LockInfo. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
-public class LockStatus {
+public class LockStatus extends KeepsUnknownFields {
 
   @JsonPropertyDescription("Lock ID (the Lease's holderIdentity); force-unlock takes this ID.")
   private String id;

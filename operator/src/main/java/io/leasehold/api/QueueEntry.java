@@ -6,7 +6,7 @@ import java.util.Objects;
 
 /** One place in a state's line: a runner Job, or an HTTP client waiting with ?wait=. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
-public class QueueEntry {
+public class QueueEntry extends KeepsUnknownFields {
 
   @JsonPropertyDescription("job (a runner Job) or client (an HTTP backend client waiting).")
   private String kind;

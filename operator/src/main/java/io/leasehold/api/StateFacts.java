@@ -10,7 +10,7 @@ import java.util.Objects;
 
 /** What the stored Terraform state says about itself, read without changing it. */
 @JsonInclude(JsonInclude.Include.NON_NULL)
-public class StateFacts {
+public class StateFacts extends KeepsUnknownFields {
 
   @JsonPropertyDescription("Name of the Secret that holds the state (the first chunk).")
   private String secretName;

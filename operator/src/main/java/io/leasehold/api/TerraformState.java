@@ -1,6 +1,9 @@
 package io.leasehold.api;
 
+import com.fasterxml.jackson.annotation.JsonAnyGetter;
+import com.fasterxml.jackson.annotation.JsonAnySetter;
 import com.fasterxml.jackson.annotation.JsonCreator;
+import com.fasterxml.jackson.annotation.JsonIgnore;
 import com.fasterxml.jackson.annotation.JsonProperty;
 import io.fabric8.crd.generator.annotation.AdditionalPrinterColumn;
 import io.fabric8.generator.annotation.Default;
@@ -11,6 +14,8 @@ import io.fabric8.kubernetes.model.annotation.Categories;
 import io.fabric8.kubernetes.model.annotation.Group;
 import io.fabric8.kubernetes.model.annotation.ShortNames;
 import io.fabric8.kubernetes.model.annotation.Version;
+import java.util.LinkedHashMap;
+import java.util.Map;
 
 /**
  * One Terraform state: its Secrets, its lock Lease and the runner Jobs queued for it.
@@ -23,6 +28,11 @@ import io.fabric8.kubernetes.model.annotation.Version;
  * gone). Read from an API that did not enforce them, a TerraformState without spec has none ({@link
  * #getSpec()} is null) rather than a default one, so it is never taken for workspace {@code
  * default}.
+ *
+ * <p>Fields it does not know, at the top and within spec and status, are kept and written back as
+ * they were ({@link KeepsUnknownFields}). A top-level field whose value cannot be read at all (a
+ * spec that does not fit this version's types) is kept here as it is, among the additional
+ * properties, and its typed field stays null (see {@code io.leasehold.kube.TolerantSerialization}).
  */
 @Group(TerraformState.GROUP)
 @Version(TerraformState.VERSION)
@@ -81,6 +91,8 @@ public class TerraformState extends CustomResource<TerraformStateSpec, Terraform
   public static final String VERSION = "v1alpha1";
   public static final String PLURAL = "terraformstates";
 
+  private final Map<String, Object> additionalProperties = new LinkedHashMap<>();
+
   /** A new TerraformState with the default spec, for creating one. */
   public TerraformState() {
     super();
@@ -102,6 +114,21 @@ public class TerraformState extends CustomResource<TerraformStateSpec, Terraform
   @Default("{}")
   public TerraformStateSpec getSpec() {
     return super.getSpec();
+  }
+
+  /**
+   * Top-level fields this class does not declare, and a declared one that could not be read, kept
+   * as read so that writing this object back leaves them as they were.
+   */
+  @JsonAnyGetter
+  @JsonIgnore
+  public Map<String, Object> getAdditionalProperties() {
+    return additionalProperties;
+  }
+
+  @JsonAnySetter
+  public void setAdditionalProperty(String name, Object value) {
+    additionalProperties.put(name, value);
   }
 
   @Override

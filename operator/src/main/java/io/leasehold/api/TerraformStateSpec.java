@@ -7,7 +7,7 @@ import io.fabric8.generator.annotation.Size;
 import io.fabric8.generator.annotation.ValidationRule;
 
 @JsonInclude(JsonInclude.Include.NON_NULL)
-public class TerraformStateSpec {
+public class TerraformStateSpec extends KeepsUnknownFields {
 
   public static final String DEFAULT_WORKSPACE = "default";
 

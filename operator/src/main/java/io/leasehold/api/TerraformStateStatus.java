@@ -8,7 +8,7 @@ import java.util.List;
 import java.util.Objects;
 
 @JsonInclude(JsonInclude.Include.NON_NULL)
-public class TerraformStateStatus {
+public class TerraformStateStatus extends KeepsUnknownFields {
 
   @JsonPropertyDescription("The metadata.generation this status describes.")
   private Long observedGeneration;

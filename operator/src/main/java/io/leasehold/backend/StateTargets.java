@@ -2,6 +2,7 @@ package io.leasehold.backend;
 
 import io.leasehold.api.DisplayText;
 import io.leasehold.api.TerraformState;
+import io.leasehold.kube.TolerantSerialization;
 import io.leasehold.state.StateNames;
 import io.leasehold.state.StateOwnership;
 import java.util.regex.Pattern;
@@ -67,7 +68,9 @@ final class StateTargets {
               + namespace
               + "/"
               + name
-              + " has no spec, and spec.workspace selects the state: restore the spec");
+              + TolerantSerialization.unreadable(state)
+                  .map(u -> ": " + u.says() + "; correct it")
+                  .orElse(" has no spec, and spec.workspace selects the state: restore the spec"));
     }
     StateNames names = new StateNames(namespace, name, state.getSpec().getWorkspace());
     names

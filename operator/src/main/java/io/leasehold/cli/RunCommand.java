@@ -11,6 +11,7 @@ import io.leasehold.backend.KubernetesAccess;
 import io.leasehold.backend.KubernetesJobPods;
 import io.leasehold.embedded.EmbeddedKubernetes;
 import io.leasehold.kube.EventRecorder;
+import io.leasehold.kube.TolerantSerialization;
 import io.leasehold.lock.LockService;
 import io.leasehold.operator.CrdCompatibility;
 import io.leasehold.operator.LeaseholdOperator;
@@ -261,7 +262,10 @@ final class RunCommand implements Callable<Integer> {
   }
 
   private int runInCluster() throws InterruptedException {
-    try (KubernetesClient client = new KubernetesClientBuilder().build()) {
+    try (KubernetesClient client =
+        new KubernetesClientBuilder()
+            .withKubernetesSerialization(new TolerantSerialization())
+            .build()) {
       String podNamespace = System.getenv("POD_NAMESPACE");
       if (podNamespace == null) {
         podNamespace = client.getNamespace() == null ? "default" : client.getNamespace();

@@ -1,6 +1,7 @@
 package io.leasehold.lock;
 
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.leasehold.kube.TolerantSerialization;
 import java.time.Instant;
 import java.util.Map;
 import java.util.Optional;
@@ -14,6 +15,8 @@ import java.util.Optional;
  * @param expired vouched, but not renewed within its duration: the holder may be taken over
  * @param owner the identity that took the lock through leasehold's backend, when it was
  * @param nested the lock a runner Job's own terraform took under the Job's lock, if any
+ * @param unreadable the Lease's spec cannot be read: who holds the lock is not known ({@link
+ *     #UNREADABLE_ID})
  */
 public record Holder(
     String id,
@@ -21,13 +24,35 @@ public record Holder(
     boolean vouched,
     boolean expired,
     Optional<String> owner,
-    Optional<Nested> nested) {
+    Optional<Nested> nested,
+    boolean unreadable) {
 
   /** A lock taken by a runner Job's pod under the Job's lock. */
   public record Nested(LockInfo info, Optional<String> owner) {}
 
+  /**
+   * The holder ID shown for a Lease whose spec cannot be read: the lock counts as held, by a holder
+   * that cannot be told, and is neither taken over nor released until the Lease is corrected.
+   */
+  public static final String UNREADABLE_ID = "unreadable-lease";
+
   /** The holder of {@code lease} at {@code now}, or empty when it is unlocked. */
   public static Optional<Holder> of(Lease lease, Instant now) {
+    if (lease != null && lease.getSpec() == null) {
+      Optional<TolerantSerialization.Unreadable> unreadable =
+          TolerantSerialization.unreadable(lease);
+      if (unreadable.isPresent()) {
+        return Optional.of(
+            new Holder(
+                UNREADABLE_ID,
+                Optional.empty(),
+                false,
+                false,
+                Optional.empty(),
+                Optional.empty(),
+                true));
+      }
+    }
     if (lease == null || lease.getSpec() == null) {
       return Optional.empty();
     }
@@ -51,7 +76,8 @@ public record Holder(
             vouched,
             expired,
             Optional.ofNullable(a.get(LeaseLock.OWNER_ANNOTATION)),
-            nested));
+            nested,
+            false));
   }
 
   public static Optional<Holder> of(Lease lease) {

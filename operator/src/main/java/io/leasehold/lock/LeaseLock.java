@@ -290,7 +290,7 @@ public final class LeaseLock {
       return json;
     }
     return new LockInfo(
-            lease.getSpec().getHolderIdentity(),
+            lease.getSpec() == null ? Holder.UNREADABLE_ID : lease.getSpec().getHolderIdentity(),
             "",
             "held without Terraform lock info",
             "",

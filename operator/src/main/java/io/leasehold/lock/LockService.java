@@ -870,6 +870,16 @@ public final class LockService {
             return Step.answer(new NotHeld(Optional.empty(), "the state is not locked"));
           }
           Holder h = holder.get();
+          if (h.unreadable()) {
+            // Writing it would replace what cannot be read: it is corrected by hand.
+            return Step.answer(
+                new NotHeld(
+                    holder,
+                    "the lock Lease "
+                        + names.leaseName()
+                        + " cannot be read, so who holds the lock is not known; leasehold leaves"
+                        + " it untouched: correct the Lease"));
+          }
           if (expectedId.isPresent() && !expectedId.get().equals(h.id())) {
             Optional<Holder.Nested> nested = h.nested();
             if (nested.isPresent() && nested.get().info().id().equals(expectedId.get())) {

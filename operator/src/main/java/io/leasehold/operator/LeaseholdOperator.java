@@ -5,6 +5,7 @@ import io.javaoperatorsdk.operator.Operator;
 import io.javaoperatorsdk.operator.api.config.LeaderElectionConfigurationBuilder;
 import io.javaoperatorsdk.operator.monitoring.micrometer.MicrometerMetrics;
 import io.leasehold.kube.EventRecorder;
+import io.leasehold.kube.TolerantSerialization;
 import io.leasehold.lock.LockService;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.ops.ManagementServer;
@@ -95,6 +96,7 @@ public final class LeaseholdOperator implements AutoCloseable {
   private final LockService locks;
   private final Leadership leadership;
   private final Renewals renewals;
+  private final boolean ownsClient;
 
   private LeaseholdOperator(
       Operator operator,
@@ -104,7 +106,8 @@ public final class LeaseholdOperator implements AutoCloseable {
       SharedCaches caches,
       LockService locks,
       Leadership leadership,
-      Renewals renewals) {
+      Renewals renewals,
+      boolean ownsClient) {
     this.operator = operator;
     this.events = events;
     this.client = client;
@@ -113,6 +116,7 @@ public final class LeaseholdOperator implements AutoCloseable {
     this.locks = locks;
     this.leadership = leadership;
     this.renewals = renewals;
+    this.ownsClient = ownsClient;
   }
 
   /** Whether the controllers run, their informers are healthy, and who leads. */
@@ -157,8 +161,26 @@ public final class LeaseholdOperator implements AutoCloseable {
         : new ManagementServer.Check(false, "not started");
   }
 
-  /** Starts the operator; returns once its informers have synced. */
-  public static LeaseholdOperator start(KubernetesClient client, Options options) {
+  /**
+   * Starts the operator; returns once its informers have synced. It reads and writes through {@code
+   * given} when that reads with {@link TolerantSerialization}, otherwise through a client of the
+   * same API and configuration that does (closed with the operator): one object it cannot fully
+   * read never stops its informers.
+   */
+  public static LeaseholdOperator start(KubernetesClient given, Options options) {
+    KubernetesClient client = TolerantSerialization.tolerant(given);
+    try {
+      return start(client, client != given, options);
+    } catch (RuntimeException e) {
+      if (client != given) {
+        client.close();
+      }
+      throw e;
+    }
+  }
+
+  private static LeaseholdOperator start(
+      KubernetesClient client, boolean ownsClient, Options options) {
     Leadership leadership =
         options.leaderElectionNamespace().isPresent()
             ? Leadership.elected(
@@ -219,7 +241,7 @@ public final class LeaseholdOperator implements AutoCloseable {
     Renewals renewals =
         new Renewals(locks, caches::leases, caches::state, leadership, Clock.systemUTC()).start();
     return new LeaseholdOperator(
-        operator, events, client, options, caches, backendLocks, leadership, renewals);
+        operator, events, client, options, caches, backendLocks, leadership, renewals, ownsClient);
   }
 
   public Options options() {
@@ -257,5 +279,8 @@ public final class LeaseholdOperator implements AutoCloseable {
     leadership.close();
     operator.stop();
     events.close();
+    if (ownsClient) {
+      client.close();
+    }
   }
 }

@@ -30,6 +30,7 @@ import io.leasehold.api.TerraformState;
 import io.leasehold.api.TerraformStateStatus;
 import io.leasehold.kube.EventRecorder;
 import io.leasehold.kube.MetadataOnlySecrets;
+import io.leasehold.kube.TolerantSerialization;
 import io.leasehold.lock.Holder;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockService;
@@ -131,16 +132,19 @@ public class TerraformStateReconciler
           public void onAdd(Lease lease) {
             super.onAdd(lease);
             caches.leaseChanged(lease);
+            warnIfUnreadable(lease);
           }
 
           @Override
           public void onUpdate(Lease before, Lease after) {
             super.onUpdate(before, after);
             caches.leaseChanged(after);
+            warnIfUnreadable(after);
           }
 
           @Override
           public void onDelete(Lease lease, boolean unknown) {
+            warnedUnreadable.remove(lease.getMetadata().getUid());
             // Remembered first, so the reconcile this deletion triggers can recreate it as it was.
             caches.leaseDeleted(lease);
             super.onDelete(lease, unknown);
@@ -172,6 +176,7 @@ public class TerraformStateReconciler
                       warnedUnserialized.remove(uid);
                       warnedStateNotFound.remove(uid);
                       warnedRefused.remove(uid);
+                      warnedUnreadable.remove(uid);
                       return true;
                     })
                 .build(),
@@ -184,12 +189,14 @@ public class TerraformStateReconciler
             }
             super.onAdd(job);
             checkStateExists(job);
+            warnIfUnreadable(job);
           }
 
           @Override
           public void onUpdate(Job before, Job after) {
             super.onUpdate(before, after);
             checkStateExists(after);
+            warnIfUnreadable(after);
           }
 
           @Override
@@ -251,6 +258,44 @@ public class TerraformStateReconciler
     }
   }
 
+  /** The field each watched Job or Lease (by UID) was last told it has that cannot be read. */
+  private final Map<String, String> warnedUnreadable = new ConcurrentHashMap<>();
+
+  /**
+   * A runner Job or lock Lease with a field that cannot be read gets a Warning saying which, once
+   * per field: leasehold leaves it alone until it is corrected (a Job waits out of the line, or
+   * keeps the lock it was admitted with; a Lease's lock counts as held), and goes on with the rest.
+   */
+  private void warnIfUnreadable(io.fabric8.kubernetes.api.model.HasMetadata o) {
+    String uid = o.getMetadata().getUid();
+    Optional<String> field = TolerantSerialization.unreadable(o).map(u -> u.says());
+    if (uid == null) {
+      return;
+    }
+    if (field.isEmpty()) {
+      warnedUnreadable.remove(uid);
+      return;
+    }
+    if (!leadership.leading() || field.get().equals(warnedUnreadable.put(uid, field.get()))) {
+      return;
+    }
+    String consequence =
+        o instanceof Job job
+            ? (RunnerJobs.admitted(job)
+                ? "this Job keeps the lock it was admitted with until it can be read and has ended"
+                : "this Job is not admitted until the field is corrected")
+            : "the lock counts as held by a holder that cannot be told, and leasehold leaves this"
+                + " Lease untouched until the field is corrected";
+    String message = field.get() + ": " + consequence;
+    events.warning(o, FIELD_UNREADABLE, message);
+    LOG.warn(
+        "{} {}/{}: {}",
+        o.getKind(),
+        o.getMetadata().getNamespace(),
+        o.getMetadata().getName(),
+        message);
+  }
+
   @Override
   public void jobWritten(TerraformState state, Job written, Job before) {
     jobs.handleRecentResourceUpdate(ResourceID.fromResource(state), written, before);
@@ -301,6 +346,26 @@ public class TerraformStateReconciler
       // Leadership was lost while this reconcile waited: the new leader does it.
       return UpdateControl.noUpdate();
     }
+    Optional<TolerantSerialization.Unreadable> unreadable =
+        TolerantSerialization.unreadable(resource);
+    if (unreadable.isPresent()) {
+      // Only an API server that does not check the CRD's schema (or a CRD newer than this
+      // operator) lets such a value in. What this TerraformState asks for is not known, so
+      // nothing is done for it; every other state goes on.
+      UpdateControl<TerraformState> control =
+          refuse(
+              resource,
+              context,
+              previous,
+              status,
+              conditions,
+              FIELD_UNREADABLE,
+              unreadableMessage(unreadable.get()));
+      // A status it cannot read is written anew just now: look again once that is done.
+      return unreadable.get().field().startsWith("status")
+          ? control.rescheduleAfter(STATUS_REWRITTEN_RECHECK_MILLIS)
+          : control;
+    }
     if (resource.getSpec() == null) {
       // Only an API server that does not enforce the CRD's rules lets the spec go.
       return refuse(
@@ -331,6 +396,9 @@ public class TerraformStateReconciler
       return refuseCollision(
           resource, names, context, previous, status, conditions, collision.get());
     }
+    // Told at the first look as leader too, not only when the watch next brings them.
+    context.getSecondaryResources(Job.class).forEach(this::warnIfUnreadable);
+    caches.cached(names.namespace(), names.leaseName()).ifPresent(this::warnIfUnreadable);
     pruneHistory(resource, names);
     String forceUnlockId = annotation(resource, FORCE_UNLOCK_ANNOTATION);
     if (forceUnlockId != null) {
@@ -435,7 +503,16 @@ public class TerraformStateReconciler
   /** The lock in the status: its holder and the Locked condition. */
   private static void recordLock(
       TerraformStateStatus status, Conditions conditions, Optional<Holder> holder) {
-    if (holder.isPresent()) {
+    if (holder.isPresent() && holder.get().unreadable()) {
+      status.setLock(null);
+      status.setHolder(Holder.UNREADABLE_ID);
+      conditions.set(
+          Conditions.LOCKED,
+          true,
+          FIELD_UNREADABLE,
+          "the lock Lease cannot be read (see its Events), so who holds the lock is not known: it"
+              + " counts as held, and leasehold leaves the Lease untouched until it is corrected");
+    } else if (holder.isPresent()) {
       Holder h = holder.get();
       status.setLock(lockStatus(h));
       status.setHolder(h.summary());
@@ -480,11 +557,22 @@ public class TerraformStateReconciler
     conditions.set(Conditions.READY, false, reason, message);
     conditions.set(Conditions.LOCKED, false, reason, "no lock is kept for this state");
     conditions.set(Conditions.DEGRADED, true, reason, message);
-    if ("SpecMissing".equals(reason)) {
+    if ("SpecMissing".equals(reason) || FIELD_UNREADABLE.equals(reason)) {
       // The lock is not looked at meanwhile: what status last said of it stays, so restoring the
       // spec reports only what changed.
       status.setLock(previous.getLock());
       status.setHolder(previous.getHolder());
+    }
+    if (FIELD_UNREADABLE.equals(reason)) {
+      // A lock held stays held, by whoever held it: Locked goes on saying what it said.
+      Conditions.find(previous.getConditions(), Conditions.LOCKED)
+          .ifPresent(
+              c ->
+                  conditions.set(
+                      Conditions.LOCKED,
+                      "True".equals(c.getStatus()),
+                      c.getReason(),
+                      c.getMessage()));
     }
     if (!message.equals(
         Conditions.find(previous.getConditions(), Conditions.DEGRADED)
@@ -496,6 +584,25 @@ public class TerraformStateReconciler
         resource.getMetadata().getNamespace() + "/" + resource.getMetadata().getName(), 0);
     status.setConditions(conditions.build());
     return writeStatus(resource, context, previous, status);
+  }
+
+  /** Ready and Degraded reason, and Event reason, for an object with a field it cannot read. */
+  public static final String FIELD_UNREADABLE = "FieldUnreadable";
+
+  private static final long STATUS_REWRITTEN_RECHECK_MILLIS = 1_000;
+
+  /**
+   * Why a TerraformState with a field that cannot be read is left alone: the field by its path and
+   * the type it should have, never its value.
+   */
+  static String unreadableMessage(TolerantSerialization.Unreadable unreadable) {
+    if (unreadable.field().startsWith("status")) {
+      return unreadable.says() + ". leasehold writes the status anew";
+    }
+    return unreadable.says()
+        + ". What this TerraformState asks for is not known, so nothing is read, locked, written"
+        + " or deleted for it until the field is corrected; a lock already held stays held, and"
+        + " other TerraformStates are not affected";
   }
 
   /** How often a TerraformState refused its names looks again whether they are free now. */
@@ -855,6 +962,10 @@ public class TerraformStateReconciler
     if (w == null) {
       return cached;
     }
+    if (resource.getStatus() == null && resource.getAdditionalProperties().containsKey("status")) {
+      // A status that cannot be read: the last one this replica wrote says what was told.
+      return w.status();
+    }
     String version = resource.getMetadata().getResourceVersion();
     if (w.replaced().contains(version)) {
       return w.status();
@@ -887,7 +998,17 @@ public class TerraformStateReconciler
               TerraformState copy = new TerraformState();
               copy.setMetadata(r.getMetadata());
               copy.setSpec(r.getSpec());
-              copy.setStatus(status);
+              // Fields this version does not know are written back as they were: at the top
+              // (and a spec it could not read, kept as read), and beside the status fields it
+              // writes. A status it could not read is replaced.
+              r.getAdditionalProperties()
+                  .forEach(
+                      (k, v) -> {
+                        if (!"status".equals(k)) {
+                          copy.setAdditionalProperty(k, v);
+                        }
+                      });
+              copy.setStatus(withUnknownFieldsOf(r.getStatus(), status));
               return copy;
             });
     ResourceID id = ResourceID.fromResource(resource);
@@ -904,6 +1025,26 @@ public class TerraformStateReconciler
     }
     written.put(id, new Written(updated.getMetadata().getResourceVersion(), replaced, status));
     return UpdateControl.noUpdate();
+  }
+
+  /**
+   * {@code status} with the fields a newer leasehold wrote beside the ones this version knows, at
+   * the top of the status and in its lock and state parts, kept as they are in {@code stored}.
+   */
+  private static TerraformStateStatus withUnknownFieldsOf(
+      TerraformStateStatus stored, TerraformStateStatus status) {
+    if (stored == null) {
+      return status;
+    }
+    TerraformStateStatus written = copyOf(status);
+    written.keepUnknownFieldsOf(stored);
+    if (written.getLock() != null) {
+      written.getLock().keepUnknownFieldsOf(stored.getLock());
+    }
+    if (written.getState() != null) {
+      written.getState().keepUnknownFieldsOf(stored.getState());
+    }
+    return written;
   }
 
   private static String annotation(TerraformState resource, String key) {
@@ -933,7 +1074,13 @@ public class TerraformStateReconciler
       events.normal(
           resource,
           "StateRetained",
-          "the TerraformState has no spec, so it names no state: nothing is deleted");
+          TolerantSerialization.unreadable(resource)
+              .map(
+                  u ->
+                      u.says()
+                          + ". The state this TerraformState names is not known, so nothing is"
+                          + " deleted")
+              .orElse("the TerraformState has no spec, so it names no state: nothing is deleted"));
       return DeleteControl.defaultDelete();
     }
     StateNames names = namesOf(resource);

@@ -1,6 +1,7 @@
 package io.leasehold.queue;
 
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
+import io.leasehold.kube.TolerantSerialization;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Comparator;
@@ -40,6 +41,10 @@ public record RunQueue(List<Job> running, List<Job> waiting, List<Job> unseriali
         continue;
       }
       if (!RunnerJobs.stateName(job).map(stateName::equals).orElse(false)) {
+        continue;
+      }
+      if (TolerantSerialization.unreadable(job).isPresent()) {
+        // What it asks to run is not known: it waits out of the line until it is corrected.
         continue;
       }
       if (RunnerJobs.suspended(job)) {
