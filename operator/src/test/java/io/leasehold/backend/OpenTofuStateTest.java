@@ -7,6 +7,7 @@ import static org.awaitility.Awaitility.await;
 import io.leasehold.api.StateFacts;
 import io.leasehold.api.TerraformState;
 import io.leasehold.state.StateNames;
+import io.leasehold.support.OpenTofuStates;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.TerraformStates;
 import java.nio.charset.StandardCharsets;
@@ -35,16 +36,9 @@ class OpenTofuStateTest {
     harness.close();
   }
 
-  /** An encrypted state as OpenTofu 1.7+ writes it (Go's field order, no extra spaces). */
-  static String encrypted(long serial, String lineage, String sealed) {
-    return "{\"serial\":"
-        + serial
-        + ",\"lineage\":\""
-        + lineage
-        + "\",\"meta\":{\"key_provider.pbkdf2.passphrase\":\"eyJzYWx0IjoiQUFBQUFBQUFBQUFB"
-        + "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBIn0=\"},\"encrypted_data\":\""
-        + Base64.getEncoder().encodeToString(sealed.getBytes(StandardCharsets.UTF_8))
-        + "\",\"encryption_version\":\"v0\"}";
+  /** An encrypted state as OpenTofu 1.7+ writes it (from one the real tofu wrote). */
+  static String encrypted(long serial, String lineage, String variant) {
+    return OpenTofuStates.encrypted(serial, lineage, variant);
   }
 
   private static StateNames create(String name, boolean required) {
@@ -142,8 +136,8 @@ class OpenTofuStateTest {
     BackendClient.Response refused =
         backend.post(
             NAMESPACE + "/tofu-required", null, TerraformStates.stateJson(4, "lin-plain", 1));
-    assertThat(refused.status()).isEqualTo(400);
-    assertThat(refused.body()).contains("plaintext");
+    assertThat(refused.status()).isEqualTo(409);
+    assertThat(refused.body()).contains("it is plaintext");
     BackendClient.Response encryptedWrite =
         backend.post(NAMESPACE + "/tofu-required", null, encrypted(4, "lin-plain", "now sealed"));
     assertThat(encryptedWrite.status()).as(encryptedWrite.body()).isEqualTo(200);
