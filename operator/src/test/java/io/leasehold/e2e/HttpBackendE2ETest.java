@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.leasehold.api.TerraformState;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.Terraform;
 import java.nio.charset.StandardCharsets;
@@ -22,7 +23,6 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -37,8 +37,7 @@ class HttpBackendE2ETest {
 
   @BeforeAll
   static void start(@TempDir Path shared) {
-    Assumptions.assumeTrue(
-        Terraform.available(), "terraform is not on the PATH: end-to-end tests skipped");
+    Binaries.terraform();
     harness = OperatorHarness.start();
     backendUrl = harness.startBackend(256L * 1024 * 1024);
     kubeconfig = shared.resolve("kubeconfig");

@@ -9,6 +9,7 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.leasehold.api.TerraformState;
 import io.leasehold.api.TerraformStateStatus;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.Terraform;
 import java.nio.charset.StandardCharsets;
@@ -19,7 +20,6 @@ import java.time.Duration;
 import java.util.Base64;
 import java.util.Map;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -33,8 +33,7 @@ class KubernetesBackendInteropE2ETest {
 
   @BeforeAll
   static void start(@TempDir Path shared) {
-    Assumptions.assumeTrue(
-        Terraform.available(), "terraform is not on the PATH: end-to-end tests skipped");
+    Binaries.terraform();
     harness = OperatorHarness.start();
     kubeconfig = shared.resolve("kubeconfig");
     harness.api().writeKubeconfig(kubeconfig);

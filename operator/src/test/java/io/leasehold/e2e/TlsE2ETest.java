@@ -8,6 +8,7 @@ import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.leasehold.cli.Main;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.Terraform;
 import io.leasehold.tls.SelfSignedCa;
 import io.leasehold.tls.TlsMaterial;
@@ -20,7 +21,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -41,8 +41,7 @@ class TlsE2ETest {
 
   @BeforeAll
   static void needsTerraform() {
-    Assumptions.assumeTrue(
-        Terraform.available(), "terraform is not on the PATH: end-to-end tests skipped");
+    Binaries.terraform();
   }
 
   /** {@code run} in a thread of this JVM, stopped by interrupting it. */
