@@ -313,7 +313,11 @@ class HttpBackendE2ETest {
         .as("a state over 1 MiB gzip'd is chunked like Terraform chunks it")
         .isNotNull();
 
-    Terraform k8s = new Terraform(k8sDir);
+    Terraform k8s =
+        Terraform.hashicorp(
+            k8sDir,
+            "Terraform's kubernetes backend reads and writes chunked states; OpenTofu's reads one"
+                + " Secret only");
     k8s.writeKubernetesBackendConfig(kubeconfig, "both-ways", body);
     k8s.run("init").assertOk();
     Terraform.Result plan = k8s.run("plan", "-detailed-exitcode");

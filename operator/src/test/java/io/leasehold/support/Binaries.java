@@ -95,6 +95,22 @@ public final class Binaries {
   }
 
   /**
+   * HashiCorp's {@code terraform} itself, for a test of what only it does ({@code why}): tofu does
+   * not stand in. Fails the test, saying why, when it is not on the PATH.
+   */
+  public static Found hashicorpTerraform(String why) {
+    Optional<Found> terraform = find("terraform").filter(f -> !f.isTofu());
+    return terraform.orElseThrow(
+        () ->
+            missing(
+                "HashiCorp terraform",
+                "not on the PATH, and tofu cannot stand in: "
+                    + why
+                    + ". Install Terraform from HashiCorp"
+                    + " (https://developer.hashicorp.com/terraform/install) onto the PATH"));
+  }
+
+  /**
    * A directory holding {@code terraform} (the one {@link #terraform()} gives, tofu or not), {@code
    * tofu} and {@code kubectl} when found, for scripts that call them by name: put it first on their
    * PATH. Fails the test when terraform or kubectl is missing.

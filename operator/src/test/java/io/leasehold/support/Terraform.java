@@ -29,6 +29,11 @@ public final class Terraform {
     this.binary = binary;
   }
 
+  /** HashiCorp's terraform itself, for a test of what only it does ({@code why}). */
+  public static Terraform hashicorp(Path dir, String why) {
+    return new Terraform(dir, Binaries.hashicorpTerraform(why));
+  }
+
   /** OpenTofu's tofu; fails the test when it is not found. */
   public static Terraform tofu(Path dir) {
     return new Terraform(dir, Binaries.tofu());
