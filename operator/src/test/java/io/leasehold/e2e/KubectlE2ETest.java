@@ -265,9 +265,7 @@ class KubectlE2ETest {
     await()
         .atMost(Duration.ofSeconds(20))
         .until(
-            () ->
-                "carol@laptop (OperationTypeApply)"
-                    .equals(harness.get("stuck").getStatus().getHolder()));
+            () -> "carol@laptop (OperationTypeApply)".equals(harness.status("stuck").getHolder()));
 
     kubectl.run("annotate", "tfstate", "stuck", "leasehold.io/force-unlock=" + id).assertOk();
 

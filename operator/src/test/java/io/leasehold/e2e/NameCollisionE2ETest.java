@@ -75,10 +75,7 @@ class NameCollisionE2ETest {
     a.run("apply", "-auto-approve", "-input=false").assertOk();
     await()
         .atMost(Duration.ofSeconds(30))
-        .until(
-            () ->
-                harness.get("team-a").getStatus().getState() != null
-                    && harness.get("team-a").getStatus().getState().getResources() == 1L);
+        .until(() -> Long.valueOf(1).equals(harness.facts("team-a").getResources()));
     String stateBefore =
         harness
             .client()
@@ -102,7 +99,7 @@ class NameCollisionE2ETest {
         .atMost(Duration.ofSeconds(30))
         .until(
             () ->
-                harness.get("a").getStatus().getConditions().stream()
+                harness.status("a").getConditions().stream()
                     .anyMatch(c -> "NameCollision".equals(c.getReason())));
     Terraform.Result init = b.run("init", "-input=false");
     Terraform.Result apply = b.run("apply", "-auto-approve", "-input=false");

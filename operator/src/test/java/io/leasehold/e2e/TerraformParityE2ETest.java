@@ -117,7 +117,7 @@ class TerraformParityE2ETest {
         .atMost(Duration.ofSeconds(20))
         .untilAsserted(
             () -> {
-              StateFacts facts = harness.get(name).getStatus().getState();
+              StateFacts facts = harness.status(name).getState();
               assertThat(facts).isNotNull();
               assertThat(new BigInteger(facts.serialText()))
                   .isEqualTo(sent.get("serial").bigIntegerValue());

@@ -70,6 +70,7 @@ class ExamplesTest {
                       .inNamespace("default")
                       .withName("lock-tfstate-default-quickstart")
                       .get();
+              assertThat(lease).isNotNull();
               assertThat(lease.getSpec().getHolderIdentity()).isEqualTo(RunnerJobs.holderId(job));
               Job admitted =
                   harness
