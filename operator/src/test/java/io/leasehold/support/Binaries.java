@@ -34,7 +34,6 @@ public final class Binaries {
 
   private static final Map<String, Optional<Found>> FOUND = new ConcurrentHashMap<>();
   private static volatile boolean told;
-  private static volatile Path shims;
 
   private Binaries() {}
 
@@ -108,32 +107,6 @@ public final class Binaries {
                     + why
                     + ". Install Terraform from HashiCorp"
                     + " (https://developer.hashicorp.com/terraform/install) onto the PATH"));
-  }
-
-  /**
-   * A directory holding {@code terraform} (the one {@link #terraform()} gives, tofu or not), {@code
-   * tofu} and {@code kubectl} when found, for scripts that call them by name: put it first on their
-   * PATH. Fails the test when terraform or kubectl is missing.
-   */
-  public static synchronized Path shimDirectory() throws IOException {
-    if (shims == null) {
-      Path dir = Files.createTempDirectory("leasehold-bin");
-      Files.createSymbolicLink(dir.resolve("terraform"), terraform().path());
-      Files.createSymbolicLink(dir.resolve("kubectl"), kubectl().path());
-      Optional<Found> tofu = find("tofu");
-      if (tofu.isPresent()) {
-        Files.createSymbolicLink(dir.resolve("tofu"), tofu.get().path());
-      }
-      dir.toFile().deleteOnExit();
-      shims = dir;
-    }
-    return shims;
-  }
-
-  /** {@link #shimDirectory()} first, then the PATH this JVM has. */
-  public static String pathWithShims() throws IOException {
-    String path = System.getenv("PATH");
-    return shimDirectory() + (path == null || path.isEmpty() ? "" : File.pathSeparator + path);
   }
 
   /**
