@@ -9,7 +9,7 @@ public class EncryptionSpec extends KeepsUnknownFields {
 
   @JsonPropertyDescription(
       "Require OpenTofu client-side state encryption: the HTTP backend refuses plaintext writes"
-          + " (400), and a plaintext state found in the Secrets raises a StateNotEncrypted"
+          + " (409), and a plaintext state found in the Secrets raises a StateNotEncrypted"
           + " Warning. Default false.")
   @Default("false")
   private Boolean required = false;

@@ -9,6 +9,7 @@ import io.leasehold.kube.EventRecorder;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.IncomingState;
 import io.leasehold.state.JournalSettler;
+import io.leasehold.state.NotEncryptedException;
 import io.leasehold.state.StateHistory;
 import io.leasehold.state.StateStore;
 import io.leasehold.state.StateWriter;
@@ -95,6 +96,13 @@ final class GuardedWrites {
               + DisplayText.clean(contentMd5, 64)
               + " does not match the body: it was changed or cut in transit");
     }
+    if (incoming.notAState() instanceof NotEncryptedException fake && requiresEncryption(target)) {
+      return refuse(
+          target,
+          who,
+          WriteRefusal.NOT_ENCRYPTED,
+          notEncrypted(target, notEncryptedSent(fake.getMessage())));
+    }
     if (incoming.notAState() != null) {
       return refuse(
           target,
@@ -103,7 +111,11 @@ final class GuardedWrites {
           "the body is not a Terraform state: " + incoming.notAState().getMessage());
     }
     if (requiresEncryption(target) && !incoming.facts().encrypted()) {
-      return refuse(target, who, WriteRefusal.NOT_ENCRYPTED, notEncrypted(target));
+      return refuse(
+          target,
+          who,
+          WriteRefusal.NOT_ENCRYPTED,
+          notEncrypted(target, notEncryptedSent(incoming.notEncrypted())));
     }
     return exclusively(
         target,
@@ -382,11 +394,17 @@ final class GuardedWrites {
     return target.state().getSpec().getEncryption().isRequired();
   }
 
-  static String notEncrypted(StateBackend.Target target) {
+  /** A write refused where encryption is required, saying {@code why} (the state is not). */
+  static String notEncrypted(StateBackend.Target target, String why) {
     return StateTargets.describe(target)
-        + " requires an encrypted state (spec.encryption.required): the state sent is plaintext."
-        + " Configure OpenTofu's client-side state encryption (an encryption block with a"
-        + " state method) before writing to it";
+        + " requires an encrypted state (spec.encryption.required): "
+        + why
+        + ". Configure OpenTofu's client-side state encryption (an encryption block with a"
+        + " state method, enforced) before writing to it";
+  }
+
+  private static String notEncryptedSent(String reason) {
+    return "the state sent is not encrypted as OpenTofu encrypts it: " + reason;
   }
 
   static int keep(StateBackend.Target target) {

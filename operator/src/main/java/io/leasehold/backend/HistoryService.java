@@ -105,7 +105,8 @@ final class HistoryService {
     if (GuardedWrites.requiresEncryption(target)) {
       return Reply.text(
           409,
-          GuardedWrites.notEncrypted(target) + " (the version is plaintext). Nothing was written.");
+          GuardedWrites.notEncrypted(target, "the version is plaintext")
+              + ". Nothing was written.");
     }
     byte[] old;
     try {

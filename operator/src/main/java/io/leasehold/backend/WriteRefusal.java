@@ -7,7 +7,7 @@ enum WriteRefusal {
   TOO_LARGE(413, "too_large"),
   CONTENT_MD5(400, "content_md5"),
   NOT_A_STATE(400, "not_a_state"),
-  NOT_ENCRYPTED(400, "not_encrypted"),
+  NOT_ENCRYPTED(409, "not_encrypted"),
   LOCKED(423, "locked"),
   STALE_LOCK(409, "stale_lock"),
   NOT_OWNER(403, "not_owner"),

@@ -24,6 +24,7 @@ public final class IncomingState {
   private final String md5;
   private final List<Chunk> parts;
   private final StateFacts facts;
+  private final String notEncrypted;
   private final StateUnreadableException notAState;
 
   private IncomingState(
@@ -31,13 +32,14 @@ public final class IncomingState {
       boolean tooLarge,
       String md5,
       List<Chunk> parts,
-      StateFacts facts,
+      StateJson.Document document,
       StateUnreadableException notAState) {
     this.bytes = bytes;
     this.tooLarge = tooLarge;
     this.md5 = md5;
     this.parts = parts;
-    this.facts = facts;
+    this.facts = document == null ? null : document.facts();
+    this.notEncrypted = document == null ? null : document.notEncrypted();
     this.notAState = notAState;
   }
 
@@ -96,9 +98,9 @@ public final class IncomingState {
       String digest = Base64.getEncoder().encodeToString(md5.digest());
       List<Chunk> parts = gzip.finish();
       try (InputStream raw = new GZIPInputStream(new StoredState.ChunkStream(parts), 64 * 1024)) {
-        StateFacts facts = StateJson.parse(raw, WHERE, WHERE);
-        facts.setRawBytes(count);
-        return new IncomingState(count, false, digest, parts, facts, null);
+        StateJson.Document document = StateJson.read(raw, WHERE, WHERE);
+        document.facts().setRawBytes(count);
+        return new IncomingState(count, false, digest, parts, document, null);
       } catch (StateUnreadableException e) {
         return new IncomingState(count, false, digest, List.of(), null, e);
       } catch (IOException e) {
@@ -142,13 +144,24 @@ public final class IncomingState {
     return md5;
   }
 
-  /** Why the body is not a Terraform state, or null when it is one. */
+  /**
+   * Why the body is not a Terraform state, or null when it is one: a {@link NotEncryptedException}
+   * when it carries OpenTofu's encryption fields but is not what OpenTofu encrypts.
+   */
   public StateUnreadableException notAState() {
     return notAState;
   }
 
   public StateFacts facts() {
     return facts;
+  }
+
+  /**
+   * Why the state is not OpenTofu-encrypted ("it is plaintext", or the fields that make it not),
+   * naming fields, never their content; null when it is encrypted or not a state.
+   */
+  public String notEncrypted() {
+    return notEncrypted;
   }
 
   /** The body gzip'd, in parts of at most {@link StateStore#CHUNK_BYTES}. */

@@ -1,15 +1,20 @@
 package io.leasehold.state;
 
+import com.fasterxml.jackson.core.Base64Variant;
+import com.fasterxml.jackson.core.Base64Variants;
 import com.fasterxml.jackson.core.JsonFactory;
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.core.StreamReadConstraints;
+import com.fasterxml.jackson.core.io.JsonEOFException;
 import io.leasehold.api.DisplayText;
 import io.leasehold.api.StateFacts;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.InputStreamReader;
+import java.io.OutputStream;
 import java.io.Reader;
 import java.math.BigInteger;
 import java.nio.charset.CharacterCodingException;
@@ -35,9 +40,10 @@ import java.util.regex.Pattern;
  *   <li>no top-level key twice, and none that matches a state key only when case is ignored: Go's
  *       JSON decoding matches keys case-insensitively and keeps the last, so {@code "Serial"} next
  *       to {@code "serial"} would be one state to leasehold and another to Terraform;
- *   <li>OpenTofu's client-side encrypted state ({@code encryption_version} "v0", {@code
- *       encrypted_data}, {@code meta}) is a state too, guarded by the {@code serial} and {@code
- *       lineage} OpenTofu keeps in clear for backends; it has no {@code version}.
+ *   <li>OpenTofu's client-side encrypted state is a state too, guarded by the {@code serial} and
+ *       {@code lineage} OpenTofu keeps in clear for backends; it counts as encrypted only when it
+ *       is exactly what OpenTofu writes ({@link OpenTofuEnvelope}), so that a plaintext state with
+ *       OpenTofu's fields beside it is never taken, or shown, as encrypted.
  * </ul>
  *
  * <p>The document is streamed: values that are not needed (resource attributes, encrypted data) are
@@ -49,7 +55,11 @@ public final class StateJson {
   public static final int FORMAT_VERSION = 4;
 
   /** The encrypted-state format OpenTofu writes and reads. */
-  public static final String ENCRYPTION_VERSION = "v0";
+  public static final String ENCRYPTION_VERSION = OpenTofuEnvelope.VERSION;
+
+  /** Go's {@code []byte} in JSON: standard base64, padded. */
+  private static final Base64Variant BASE64 =
+      Base64Variants.MIME_NO_LINEFEEDS.withPaddingRequired();
 
   /** Longest lineage accepted: it is shown in status and kept in history annotations. */
   public static final int MAX_LINEAGE = 256;
@@ -92,6 +102,12 @@ public final class StateJson {
   private StateJson() {}
 
   /**
+   * A state document read: its facts and, when it is not OpenTofu-encrypted, why (naming fields,
+   * never their content).
+   */
+  record Document(StateFacts facts, String notEncrypted) {}
+
+  /**
    * The facts of the state document {@code in}, which is read to its end (the caller counts and
    * hashes it if it needs to).
    *
@@ -100,6 +116,17 @@ public final class StateJson {
    * @throws IOException when {@code in} itself fails
    */
   static StateFacts parse(InputStream in, String where, String objectName)
+      throws IOException, StateUnreadableException {
+    return read(in, where, objectName).facts();
+  }
+
+  /**
+   * The state document {@code in} as {@link #parse} reads it, with why it is not encrypted.
+   *
+   * @throws NotEncryptedException when it carries OpenTofu's encryption fields but is neither
+   *     OpenTofu's encrypted state nor a plaintext state
+   */
+  static Document read(InputStream in, String where, String objectName)
       throws IOException, StateUnreadableException {
     // A Reader with a strict UTF-8 decoder: Jackson would otherwise guess UTF-16 or UTF-32 from
     // the first bytes and skip a byte-order mark, both of which Go's decoder refuses.
@@ -156,9 +183,9 @@ public final class StateJson {
     private final String objectName;
     private final Map<String, String> seen = new HashMap<>();
     private final StateFacts facts = new StateFacts();
+    private final OpenTofuEnvelope envelope = new OpenTofuEnvelope();
     private boolean sawVersion;
     private boolean sawSerial;
-    private boolean encryptedData;
     private long instances;
 
     Reading(JsonParser parser, String where, String objectName) {
@@ -167,7 +194,7 @@ public final class StateJson {
       this.objectName = objectName;
     }
 
-    StateFacts read() throws IOException, StateUnreadableException {
+    Document read() throws IOException, StateUnreadableException {
       if (parser.nextToken() != JsonToken.START_OBJECT) {
         throw refuse("state is not a JSON object");
       }
@@ -176,22 +203,22 @@ public final class StateJson {
         checkKey(key);
         JsonToken value = parser.nextToken();
         switch (key) {
-          case "version" -> version(value);
           case "serial" -> serial(value);
           case "lineage" -> facts.setLineage(lineage(value));
-          case "terraform_version" -> facts.setTerraformVersion(terraformVersion(value));
-          case "outputs", "meta" -> container(key, value, JsonToken.START_OBJECT, "an object");
-          case "check_results" -> container(key, value, JsonToken.START_ARRAY, "an array");
-          case "resources" -> resources(value);
+          case "meta" -> meta(value);
           case "encryption_version" -> encryptionVersion(value);
-          case "encrypted_data" -> {
-            if (value != JsonToken.VALUE_STRING) {
-              throw refuse("'encrypted_data' must be a string");
+          case "encrypted_data" -> encryptedData(value);
+          default -> {
+            envelope.plaintextKey(key);
+            switch (key) {
+              case "version" -> version(value);
+              case "terraform_version" -> facts.setTerraformVersion(terraformVersion(value));
+              case "outputs" -> container(key, value, JsonToken.START_OBJECT, "an object");
+              case "check_results" -> container(key, value, JsonToken.START_ARRAY, "an array");
+              case "resources" -> resources(value);
+              default -> parser.skipChildren();
             }
-            // Not read: it may be the whole state, and only OpenTofu can decrypt it.
-            encryptedData = true;
           }
-          default -> parser.skipChildren();
         }
       }
       if (parser.currentToken() != JsonToken.END_OBJECT) {
@@ -204,30 +231,29 @@ public final class StateJson {
       return finish();
     }
 
-    private StateFacts finish() throws StateUnreadableException {
-      boolean encrypted = facts.getEncryptionVersion() != null;
-      if (encrypted) {
-        if (!encryptedData) {
-          throw refuse("an encrypted state (encryption_version) needs 'encrypted_data'");
+    private Document finish() throws StateUnreadableException {
+      boolean plaintext = sawVersion && sawSerial && facts.getLineage() != null;
+      if (envelope.claimed()) {
+        String flaw = envelope.flaw(sawSerial && facts.getLineage() != null);
+        if (flaw == null) {
+          facts.setEncrypted(true);
+          facts.setEncryptionVersion(ENCRYPTION_VERSION);
+          return new Document(facts, null);
         }
-        if (!sawSerial || facts.getLineage() == null) {
-          throw refuse(
-              "an encrypted state needs its 'serial' and 'lineage' in clear (OpenTofu 1.7 and"
-                  + " later keep them), so that writes can be guarded");
+        if (!plaintext) {
+          throw notEncrypted(flaw);
         }
-        facts.setEncrypted(true);
-        return facts;
+        // Terraform reads it as the plaintext state it is, and so does leasehold.
+        facts.setResources(instances);
+        return new Document(facts, flaw);
       }
-      if (encryptedData) {
-        throw refuse("'encrypted_data' without 'encryption_version' is not a state");
-      }
-      if (!sawVersion || !sawSerial || facts.getLineage() == null) {
+      if (!plaintext) {
         throw refuse(
             "JSON is not a Terraform state (needs numeric 'version' and 'serial' and a"
                 + " 'lineage')");
       }
       facts.setResources(instances);
-      return facts;
+      return new Document(facts, "it is plaintext");
     }
 
     private void checkKey(String key) throws StateUnreadableException {
@@ -317,12 +343,79 @@ public final class StateJson {
 
     private void encryptionVersion(JsonToken value) throws IOException, StateUnreadableException {
       if (value != JsonToken.VALUE_STRING || !ENCRYPTION_VERSION.equals(parser.getText())) {
-        throw refuse(
+        throw notEncrypted(
             "'encryption_version' must be \""
                 + ENCRYPTION_VERSION
                 + "\", the encrypted state format OpenTofu reads");
       }
-      facts.setEncryptionVersion(ENCRYPTION_VERSION);
+      envelope.version();
+    }
+
+    /** The sealed state: checked as OpenTofu's, streamed and counted, never held. */
+    private void encryptedData(JsonToken value) throws IOException, StateUnreadableException {
+      if (value != JsonToken.VALUE_STRING) {
+        throw notEncrypted("'encrypted_data' must be a string");
+      }
+      envelope.sealed(base64("encrypted_data", OutputStream.nullOutputStream()));
+    }
+
+    /**
+     * The key providers' metadata: an object of base64 strings, each a JSON object. Where it
+     * differs, a plaintext state may still carry it (Terraform ignores it), so only a value that is
+     * not base64 at all is refused here.
+     */
+    private void meta(JsonToken value) throws IOException, StateUnreadableException {
+      if (value == JsonToken.VALUE_NULL) {
+        envelope.meta("'meta' must be an object");
+        return;
+      }
+      if (value != JsonToken.START_OBJECT) {
+        throw refuse("'meta' must be an object");
+      }
+      String fault = null;
+      while (parser.nextToken() == JsonToken.FIELD_NAME) {
+        if (parser.nextToken() != JsonToken.VALUE_STRING) {
+          parser.skipChildren();
+          fault = fault != null ? fault : OpenTofuEnvelope.NOT_METADATA;
+          continue;
+        }
+        Kept kept = new Kept(OpenTofuEnvelope.MAX_METADATA_BYTES);
+        base64("meta", kept);
+        if (fault == null) {
+          fault =
+              kept.over
+                  ? "a value of 'meta' is over "
+                      + OpenTofuEnvelope.MAX_METADATA_BYTES
+                      + " bytes: not key-provider metadata OpenTofu writes"
+                  : OpenTofuEnvelope.metadataFault(kept.toByteArray());
+        }
+      }
+      envelope.meta(fault);
+    }
+
+    /**
+     * The current string read as Go reads a {@code []byte} OpenTofu wrote: standard base64, padded,
+     * and nothing else in the string (no white space, no escapes: Go's encoder writes none),
+     * decoded into {@code out} as it streams by.
+     *
+     * @return the number of bytes it decodes to
+     */
+    private long base64(String key, OutputStream out) throws IOException, StateUnreadableException {
+      long start = parser.currentTokenLocation().getCharOffset();
+      long decoded;
+      try {
+        decoded = parser.readBinaryValue(BASE64, out);
+      } catch (JsonEOFException e) {
+        throw e;
+      } catch (JsonProcessingException | IllegalArgumentException e) {
+        // The parser's message quotes the character: only the field is named.
+        throw notEncrypted("'" + key + "' must be standard base64, as OpenTofu writes it");
+      }
+      long chars = parser.currentLocation().getCharOffset() - start - 2;
+      if (chars != (decoded + 2) / 3 * 4) {
+        throw notEncrypted("'" + key + "' must be standard base64, as OpenTofu writes it");
+      }
+      return decoded;
     }
 
     private void container(String key, JsonToken value, JsonToken expected, String what)
@@ -379,6 +472,38 @@ public final class StateJson {
 
     private StateUnreadableException refuse(String why) {
       return new StateUnreadableException(objectName, where + ": " + why);
+    }
+
+    private NotEncryptedException notEncrypted(String why) {
+      return new NotEncryptedException(objectName, where + ": " + why);
+    }
+  }
+
+  /** Keeps the first {@code max} bytes written to it, and whether there were more. */
+  private static final class Kept extends ByteArrayOutputStream {
+    private final int max;
+    private boolean over;
+
+    Kept(int max) {
+      this.max = max;
+    }
+
+    @Override
+    public synchronized void write(byte[] b, int off, int len) {
+      int room = max - count;
+      if (len > room) {
+        over = true;
+      }
+      super.write(b, off, Math.max(0, Math.min(len, room)));
+    }
+
+    @Override
+    public synchronized void write(int b) {
+      if (count >= max) {
+        over = true;
+        return;
+      }
+      super.write(b);
     }
   }
 

@@ -10,6 +10,7 @@ import io.fabric8.kubernetes.api.model.Secret;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.server.mock.KubernetesMockServer;
 import io.leasehold.api.TerraformState;
+import io.leasehold.support.OpenTofuStates;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.TerraformStates;
 import java.io.ByteArrayInputStream;
@@ -144,12 +145,7 @@ class BadInputTableTest {
 
   /** OpenTofu's client-side encrypted state, as it sends it. */
   static String encrypted(long serial, String lineage) {
-    return "{\"serial\":"
-        + serial
-        + ",\"lineage\":\""
-        + lineage
-        + "\",\"meta\":{\"key_provider.pbkdf2.k\":\"eyJzYWx0IjoiQUFBQSJ9\"},"
-        + "\"encrypted_data\":\"c2VhbGVkIHN0YXRl\",\"encryption_version\":\"v0\"}";
+    return OpenTofuStates.encrypted(serial, lineage);
   }
 
   private static List<String> historyIds(String state) throws Exception {
@@ -634,8 +630,25 @@ class BadInputTableTest {
             ENC,
             TerraformStates.stateJson(8, "lin-e", 1),
             auth("runner"),
-            400,
+            409,
             "requires an encrypted state (spec.encryption.required)"),
+        Arguments.of(
+            "plaintext with decoy encryption fields where encryption is required",
+            "POST",
+            ENC,
+            OpenTofuStates.decoy(8, "lin-e", "decoy-secret"),
+            auth("runner"),
+            409,
+            "OpenTofu's encryption fields next to plaintext state fields"),
+        Arguments.of(
+            "an envelope too short to be sealed where encryption is required",
+            "POST",
+            ENC,
+            "{\"serial\":8,\"lineage\":\"lin-e\",\"meta\":{},\"encrypted_data\":\"AAAA\","
+                + "\"encryption_version\":\"v0\"}",
+            auth("runner"),
+            409,
+            "fewer than the 28 of AES-GCM's nonce and tag"),
         Arguments.of(
             "encrypted state of lower serial",
             "POST",

@@ -111,7 +111,7 @@ class DataSafetyTest {
     writeVersions(state, "lin-v", 3);
     await()
         .atMost(Duration.ofSeconds(20))
-        .until(() -> harness.get("vanished").getStatus().getState() != null);
+        .until(() -> harness.status("vanished").getState() != null);
     harness.client().secrets().inNamespace(NAMESPACE).withName("tfstate-default-vanished").delete();
 
     BackendClient.Response get = backend.get(state);

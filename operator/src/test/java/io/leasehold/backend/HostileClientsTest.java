@@ -294,7 +294,7 @@ class HostileClientsTest {
           .atMost(Duration.ofSeconds(20))
           .untilAsserted(
               () ->
-                  assertThat(harness.get("hostile").getStatus().getHolder())
+                  assertThat(harness.status("hostile").getHolder())
                       .isEqualTo("evil??gnp.exe (OperationTypeApply)"));
       assertThat(harness.get("hostile").getStatus().getLock().getWho()).isEqualTo("evil??gnp.exe");
       await()

@@ -103,7 +103,8 @@ class TwoReplicasTest {
   }
 
   private static String holder(String name) {
-    return lease(name).getSpec().getHolderIdentity();
+    Lease l = lease(name);
+    return l == null || l.getSpec() == null ? null : l.getSpec().getHolderIdentity();
   }
 
   @Test

@@ -1,5 +1,6 @@
 package io.leasehold.bench;
 
+import io.leasehold.support.Binaries;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.lang.management.ManagementFactory;
@@ -15,7 +16,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
-import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 import picocli.CommandLine;
 import picocli.CommandLine.Command;
@@ -149,19 +149,14 @@ public final class Bench implements Callable<Integer> {
       System.out.printf("%n== %s (%d run(s)) ==%n", b.title(), repeat);
       Map<String, List<Figure>> figures = new LinkedHashMap<>();
       long t0 = System.nanoTime();
-      String skipped = null;
-      for (int r = 1; r <= repeat && skipped == null; r++) {
-        try {
-          for (Figure f : b.run(settings)) {
-            figures.computeIfAbsent(f.name(), k -> new ArrayList<>()).add(f);
-          }
-          System.out.printf("-- run %d of %d done%n", r, repeat);
-        } catch (BenchSkipped e) {
-          skipped = e.getMessage();
+      for (int r = 1; r <= repeat; r++) {
+        for (Figure f : b.run(settings)) {
+          figures.computeIfAbsent(f.name(), k -> new ArrayList<>()).add(f);
         }
+        System.out.printf("-- run %d of %d done%n", r, repeat);
       }
       Duration took = Duration.ofNanos(System.nanoTime() - t0);
-      String table = skipped == null ? table(figures) : "**Skipped:** " + skipped + "\n";
+      String table = table(figures);
       System.out.println(table);
       StringBuilder section = new StringBuilder();
       section.append("## ").append(b.title()).append("\n\n");
@@ -309,9 +304,9 @@ public final class Bench implements Callable<Integer> {
         .append(ManagementFactory.getRuntimeMXBean().getInputArguments())
         .append('\n');
     m.append("- terraform: ")
-        .append(toolVersion("terraform", "Terraform v", "version"))
+        .append(tool(Binaries::terraform))
         .append(", kubectl: ")
-        .append(toolVersion("kubectl", "Client Version", "version", "--client"))
+        .append(tool(Binaries::kubectl))
         .append('\n');
     m.append(
         "- Kubernetes API: the embedded API (Fabric8 mock server in CRUD mode, in the harness"
@@ -330,24 +325,13 @@ public final class Bench implements Callable<Integer> {
     }
   }
 
-  static String toolVersion(String tool, String linePrefix, String... args) {
-    List<String> command = new ArrayList<>();
-    command.add(tool);
-    command.addAll(List.of(args));
+  /** A binary's version line and where it is, or why it was not found. */
+  static String tool(java.util.function.Supplier<Binaries.Found> find) {
     try {
-      Process p = new ProcessBuilder(command).redirectErrorStream(true).start();
-      String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
-      p.waitFor(30, TimeUnit.SECONDS);
-      return out.lines()
-          .map(String::trim)
-          .filter(l -> l.startsWith(linePrefix))
-          .findFirst()
-          .orElse("unknown");
-    } catch (IOException e) {
-      return "not on the PATH";
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      return "unknown";
+      Binaries.Found found = find.get();
+      return found.version() + " (" + found.path() + ")";
+    } catch (AssertionError e) {
+      return e.getMessage();
     }
   }
 }

@@ -6,6 +6,7 @@ import io.leasehold.api.TerraformState;
 import io.leasehold.backend.Access;
 import io.leasehold.backend.JobPods;
 import io.leasehold.kube.OnChange;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.Terraform;
 import java.nio.file.Files;
@@ -63,9 +64,7 @@ final class LockWaitBenchmark implements Benchmark {
 
   @Override
   public List<Figure> run(BenchSettings settings) throws Exception {
-    if (!Terraform.available()) {
-      throw new BenchSkipped("terraform is not on the PATH");
-    }
+    Binaries.terraform();
     int k = settings.applies();
     List<Event> events = Collections.synchronizedList(new ArrayList<>());
     try (OperatorHarness h = OperatorHarness.start()) {

@@ -2,10 +2,9 @@ package io.leasehold.cli;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.leasehold.support.Terraform;
+import io.leasehold.support.Binaries;
 import java.io.PrintWriter;
 import java.io.StringWriter;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 import picocli.CommandLine;
@@ -28,20 +27,24 @@ class DemoCommandTest {
       "The demo with real terraform keeps both engineers' changes under the lock, and refuses"
           + " the losing -lock=false write instead of losing a change")
   void demoWithTerraform() {
-    Assumptions.assumeTrue(
-        Terraform.available(), "terraform is not on the PATH: demo test skipped");
+    Binaries.Found terraform = Binaries.terraform();
     java.io.PrintStream err = System.err;
     java.io.ByteArrayOutputStream logs = new java.io.ByteArrayOutputStream();
     String out;
     System.setErr(new java.io.PrintStream(logs, true, java.nio.charset.StandardCharsets.UTF_8));
     try {
-      out = demo();
+      out = demo("--terraform", terraform.path().toString());
     } finally {
       System.setErr(err);
     }
     assertThat(out.lines().limit(3))
         .anyMatch(
-            l -> l.startsWith("The engineers run the real terraform: 'terraform' (Terraform v"));
+            l ->
+                l.startsWith(
+                    "The engineers run the real terraform: '"
+                        + terraform.path()
+                        + "' ("
+                        + (terraform.isTofu() ? "OpenTofu v" : "Terraform v")));
     assertThat(logs.toString(java.nio.charset.StandardCharsets.UTF_8))
         .as("library log lines during the demo")
         .doesNotContain(" INFO ");

@@ -91,6 +91,7 @@ class RunCommandTest {
                           .inNamespace("default")
                           .withName("quickstart")
                           .get();
+                  assertThat(s).isNotNull();
                   assertThat(s.getStatus()).isNotNull();
                   assertThat(s.getStatus().getConditions())
                       .anyMatch(c -> c.getType().equals("Ready") && c.getStatus().equals("True"));

@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.leasehold.api.TerraformState;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.Terraform;
 import java.nio.charset.StandardCharsets;
@@ -22,7 +23,6 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -37,8 +37,7 @@ class HttpBackendE2ETest {
 
   @BeforeAll
   static void start(@TempDir Path shared) {
-    Assumptions.assumeTrue(
-        Terraform.available(), "terraform is not on the PATH: end-to-end tests skipped");
+    Binaries.terraform();
     harness = OperatorHarness.start();
     backendUrl = harness.startBackend(256L * 1024 * 1024);
     kubeconfig = shared.resolve("kubeconfig");
@@ -314,7 +313,11 @@ class HttpBackendE2ETest {
         .as("a state over 1 MiB gzip'd is chunked like Terraform chunks it")
         .isNotNull();
 
-    Terraform k8s = new Terraform(k8sDir);
+    Terraform k8s =
+        Terraform.hashicorp(
+            k8sDir,
+            "Terraform's kubernetes backend reads and writes chunked states; OpenTofu's reads one"
+                + " Secret only");
     k8s.writeKubernetesBackendConfig(kubeconfig, "both-ways", body);
     k8s.run("init").assertOk();
     Terraform.Result plan = k8s.run("plan", "-detailed-exitcode");

@@ -6,6 +6,7 @@ import static org.awaitility.Awaitility.await;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.leasehold.api.TerraformState;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.Kubectl;
 import io.leasehold.support.OperatorHarness;
 import java.io.IOException;
@@ -23,7 +24,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -44,8 +44,7 @@ class KubectlE2ETest {
 
   @BeforeAll
   static void start() throws IOException {
-    Assumptions.assumeTrue(
-        Kubectl.available(), "kubectl is not on the PATH: the kubectl tests are skipped");
+    Binaries.kubectl();
     harness = OperatorHarness.start();
     backend = harness.startBackend(16L * 1024 * 1024);
     dir = Files.createTempDirectory("leasehold-kubectl");
@@ -266,9 +265,7 @@ class KubectlE2ETest {
     await()
         .atMost(Duration.ofSeconds(20))
         .until(
-            () ->
-                "carol@laptop (OperationTypeApply)"
-                    .equals(harness.get("stuck").getStatus().getHolder()));
+            () -> "carol@laptop (OperationTypeApply)".equals(harness.status("stuck").getHolder()));
 
     kubectl.run("annotate", "tfstate", "stuck", "leasehold.io/force-unlock=" + id).assertOk();
 

@@ -6,13 +6,13 @@ import static org.awaitility.Awaitility.await;
 
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.leasehold.api.TerraformState;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.Terraform;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -30,8 +30,7 @@ class NameCollisionE2ETest {
 
   @BeforeAll
   static void start() {
-    Assumptions.assumeTrue(
-        Terraform.available(), "terraform is not on the PATH: end-to-end tests skipped");
+    Binaries.terraform();
     harness = OperatorHarness.start();
     backendUrl = harness.startBackend(64L * 1024 * 1024);
   }
@@ -76,10 +75,7 @@ class NameCollisionE2ETest {
     a.run("apply", "-auto-approve", "-input=false").assertOk();
     await()
         .atMost(Duration.ofSeconds(30))
-        .until(
-            () ->
-                harness.get("team-a").getStatus().getState() != null
-                    && harness.get("team-a").getStatus().getState().getResources() == 1L);
+        .until(() -> Long.valueOf(1).equals(harness.facts("team-a").getResources()));
     String stateBefore =
         harness
             .client()
@@ -103,7 +99,7 @@ class NameCollisionE2ETest {
         .atMost(Duration.ofSeconds(30))
         .until(
             () ->
-                harness.get("a").getStatus().getConditions().stream()
+                harness.status("a").getConditions().stream()
                     .anyMatch(c -> "NameCollision".equals(c.getReason())));
     Terraform.Result init = b.run("init", "-input=false");
     Terraform.Result apply = b.run("apply", "-auto-approve", "-input=false");

@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.leasehold.api.StateFacts;
 import io.leasehold.api.TerraformState;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.Terraform;
 import java.math.BigInteger;
@@ -20,7 +21,6 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.stream.Stream;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -45,8 +45,7 @@ class TerraformParityE2ETest {
 
   @BeforeAll
   static void start() {
-    Assumptions.assumeTrue(
-        Terraform.available(), "terraform is not on the PATH: end-to-end tests skipped");
+    Binaries.terraform();
     harness = OperatorHarness.start();
     backendUrl = harness.startBackend(64L * 1024 * 1024);
   }
@@ -118,7 +117,7 @@ class TerraformParityE2ETest {
         .atMost(Duration.ofSeconds(20))
         .untilAsserted(
             () -> {
-              StateFacts facts = harness.get(name).getStatus().getState();
+              StateFacts facts = harness.status(name).getState();
               assertThat(facts).isNotNull();
               assertThat(new BigInteger(facts.serialText()))
                   .isEqualTo(sent.get("serial").bigIntegerValue());

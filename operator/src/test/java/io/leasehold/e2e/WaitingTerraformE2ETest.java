@@ -10,6 +10,7 @@ import io.leasehold.api.TerraformState;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.Ticket;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.RawLock;
 import io.leasehold.support.Terraform;
@@ -22,7 +23,6 @@ import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -37,8 +37,7 @@ class WaitingTerraformE2ETest {
 
   @BeforeAll
   static void start() {
-    Assumptions.assumeTrue(
-        Terraform.available(), "terraform is not on the PATH: end-to-end tests skipped");
+    Binaries.terraform();
     harness = OperatorHarness.start();
     backendUrl = harness.startBackend(16L * 1024 * 1024);
   }

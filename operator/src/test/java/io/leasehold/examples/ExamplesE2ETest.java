@@ -6,13 +6,13 @@ import static org.awaitility.Awaitility.await;
 
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.leasehold.api.TerraformState;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.Terraform;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -27,8 +27,7 @@ class ExamplesE2ETest {
 
   @BeforeAll
   static void start(@TempDir Path shared) {
-    Assumptions.assumeTrue(
-        Terraform.available(), "terraform is not on the PATH: end-to-end tests skipped");
+    Binaries.terraform();
     harness = OperatorHarness.start();
     backendUrl = harness.startBackend(64L * 1024 * 1024);
     kubeconfig = shared.resolve("kubeconfig");

@@ -11,6 +11,7 @@ import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.leasehold.api.TerraformState;
 import io.leasehold.queue.RunnerJobs;
 import io.leasehold.state.StateNames;
+import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.TerraformStates;
 import java.io.ByteArrayInputStream;
@@ -21,7 +22,6 @@ import java.time.Duration;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.Assumptions;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
@@ -70,6 +70,7 @@ class ExamplesTest {
                       .inNamespace("default")
                       .withName("lock-tfstate-default-quickstart")
                       .get();
+              assertThat(lease).isNotNull();
               assertThat(lease.getSpec().getHolderIdentity()).isEqualTo(RunnerJobs.holderId(job));
               Job admitted =
                   harness
@@ -89,16 +90,13 @@ class ExamplesTest {
       "kubectl kustomize renders the GitOps example, the embedded API accepts all of it, and with"
           + " the chart's admission policies the CronJob's Jobs are created suspended and queued")
   void gitops() throws Exception {
-    Process kustomize;
-    try {
-      kustomize =
-          new ProcessBuilder("kubectl", "kustomize", EXAMPLES.resolve("gitops").toString())
-              .redirectErrorStream(false)
-              .start();
-    } catch (java.io.IOException e) {
-      Assumptions.abort("kubectl is not on the PATH: the GitOps rendering test is skipped");
-      return;
-    }
+    Process kustomize =
+        new ProcessBuilder(
+                Binaries.kubectl().path().toString(),
+                "kustomize",
+                EXAMPLES.resolve("gitops").toString())
+            .redirectErrorStream(false)
+            .start();
     String rendered = new String(kustomize.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     String errors = new String(kustomize.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
     assertThat(kustomize.waitFor(60, TimeUnit.SECONDS)).isTrue();

@@ -278,7 +278,7 @@ class DeletionLifecycleTest {
         .until(
             () ->
                 "StateReadable".equals(readyReason(name))
-                    && harness.get(name).getStatus().getState().getSerial() == 2L);
+                    && Long.valueOf(2).equals(harness.facts(name).getSerial()));
     assertThat(backend.get(state).status()).isEqualTo(200);
     assertThat(backend.send("GET", state + "/history", null).body()).contains("\"serial\":1");
   }
@@ -329,7 +329,7 @@ class DeletionLifecycleTest {
                       TerraformStates.terraformLock("stock-1", "carol@laptop").toJson());
               return l;
             });
-    eventually().until(() -> harness.get(name).getStatus().getHolder() != null);
+    eventually().until(() -> harness.status(name).getHolder() != null);
 
     delete(name);
 
@@ -429,7 +429,7 @@ class DeletionLifecycleTest {
     CompletableFuture<BackendHttp.Answer> waiting =
         CompletableFuture.supplyAsync(
             () -> backend.lock(state, BackendHttp.lockInfo("waiter-1", "bob@ci"), "?wait=60s"));
-    eventually().until(() -> harness.get(name).getStatus().getQueued() == 1);
+    eventually().until(() -> Integer.valueOf(1).equals(harness.status(name).getQueued()));
     long deleted = System.nanoTime();
 
     delete(name);

@@ -55,15 +55,16 @@ class LeaderElectionTest {
       assertThat(leader).isIn("replica-a", "replica-b");
 
       for (String name : List.of("one", "two", "three")) {
-        TerraformState s = new TerraformState();
-        s.getMetadata().setName(name);
-        s.getMetadata().setNamespace("default");
-        user.resource(s).create();
+        // Terraform's lock first: the leader creates a missing Lease as soon as it sees the state.
         user.resource(
                 TerraformStates.heldLease(
                     new StateNames("default", name, "default"),
                     TerraformStates.terraformLock("id", "x@y")))
             .create();
+        TerraformState s = new TerraformState();
+        s.getMetadata().setName(name);
+        s.getMetadata().setNamespace("default");
+        user.resource(s).create();
       }
       await()
           .atMost(Duration.ofSeconds(30))

@@ -62,6 +62,8 @@ class LeaderLeasePerReleaseTest {
   }
 
   private static String holder(KubernetesClient c, String name) {
-    return c.leases().inNamespace("ops").withName(name).get().getSpec().getHolderIdentity();
+    io.fabric8.kubernetes.api.model.coordination.v1.Lease l =
+        c.leases().inNamespace("ops").withName(name).get();
+    return l == null || l.getSpec() == null ? null : l.getSpec().getHolderIdentity();
   }
 }

@@ -216,11 +216,7 @@ class NameCollisionTest {
 
     eventually()
         .untilAsserted(() -> assertThat(degraded("ops-mail")).startsWith("False/AsExpected"));
-    eventually()
-        .until(
-            () ->
-                harness.get("ops-mail").getStatus().getState() != null
-                    && harness.get("ops-mail").getStatus().getState().getSerial() == 7L);
+    eventually().until(() -> Long.valueOf(7).equals(harness.facts("ops-mail").getSerial()));
     assertThat(backend.get(NAMESPACE + "/ops-mail").status()).isEqualTo(200);
     // Refused still; its message names the owner once it looks again.
     eventually()

@@ -234,10 +234,7 @@ class TerraformStateReconcilerTest {
     lease.getMetadata().setAnnotations(Map.of(LeaseLock.LOCK_INFO_ANNOTATION, info.toJson()));
     lease = harness.client().resource(lease).update();
     eventually()
-        .until(
-            () ->
-                "bob@ci (OperationTypeApply)"
-                    .equals(harness.get("moving").getStatus().getHolder()));
+        .until(() -> "bob@ci (OperationTypeApply)".equals(harness.status("moving").getHolder()));
 
     writeState("moving", TerraformStates.stateJson(1, "lin-moving", 1));
     eventually().until(() -> stateSerial("moving") == 1L);

@@ -135,8 +135,7 @@ class NoSecretLeaksTest {
       replies.add(locked.body());
       await()
           .atMost(Duration.ofSeconds(30))
-          .until(
-              () -> "ann@ci (OperationTypeApply)".equals(h.get("clean").getStatus().getHolder()));
+          .until(() -> "ann@ci (OperationTypeApply)".equals(h.status("clean").getHolder()));
       replies.add(backend.send("UNLOCK", NAMESPACE + "/clean/lock", extra).body());
       await()
           .atMost(Duration.ofSeconds(30))
@@ -144,9 +143,7 @@ class NoSecretLeaksTest {
               () ->
                   h.client().v1().events().inNamespace(NAMESPACE).list().getItems().stream()
                       .anyMatch(e -> "WriteRefused".equals(e.getReason())));
-      await()
-          .atMost(Duration.ofSeconds(30))
-          .until(() -> h.get("clean").getStatus().getHolder() == null);
+      await().atMost(Duration.ofSeconds(30)).until(() -> h.status("clean").getHolder() == null);
       events =
           h.client().v1().events().inNamespace(NAMESPACE).list().getItems().stream()
               .map(e -> e.getReason() + ": " + e.getMessage())

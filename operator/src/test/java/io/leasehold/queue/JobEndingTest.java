@@ -336,8 +336,8 @@ class JobEndingTest {
     eventually()
         .until(
             () ->
-                harness.get("edited").getStatus().getLock() != null
-                    && harness.get("edited").getStatus().getLock().getId().startsWith("job/"));
+                harness.status("edited").getLock() != null
+                    && harness.status("edited").getLock().getId().startsWith("job/"));
     String secondLock = LeaseLock.jobLockId("edited-2", second.getMetadata().getUid());
     LockInfo info =
         new LockInfo(secondLock, "leasehold-run", "", "job/edited-2", "leasehold", "", "");

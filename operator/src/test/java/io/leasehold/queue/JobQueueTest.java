@@ -356,7 +356,8 @@ class JobQueueTest {
         .until(
             () ->
                 !running(job("origin-2"))
-                    && lease("origin").getSpec().getHolderIdentity().startsWith("job/origin-1/"));
+                    && String.valueOf(lease("origin").getSpec().getHolderIdentity())
+                        .startsWith("job/origin-1/"));
 
     finish(harness.client(), "origin-1", true);
     eventually().until(() -> running(job("origin-2")));

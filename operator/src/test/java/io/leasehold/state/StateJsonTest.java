@@ -61,8 +61,9 @@ class StateJsonTest {
   void encryptedState() throws Exception {
     StateFacts facts =
         parse(
-            "{\"serial\":3,\"lineage\":\"l\",\"meta\":{},\"encrypted_data\":\"QUJD\","
-                + "\"encryption_version\":\"v0\"}");
+            "{\"serial\":3,\"lineage\":\"l\",\"meta\":{},\"encrypted_data\":\""
+                + java.util.Base64.getEncoder().encodeToString(new byte[64])
+                + "\",\"encryption_version\":\"v0\"}");
     assertThat(facts.encrypted()).isTrue();
     assertThat(facts.serialText()).isEqualTo("3");
     assertThat(facts.getResources()).isNull();

@@ -9,28 +9,13 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 
-/** Runs the real {@code kubectl} against a kubeconfig. */
+/** Runs the real {@code kubectl} against a kubeconfig; fails the test when it is not found. */
 public final class Kubectl {
 
   private final Path kubeconfig;
 
   public Kubectl(Path kubeconfig) {
     this.kubeconfig = kubeconfig;
-  }
-
-  /** Whether {@code kubectl} runs here; tests that need it skip, saying so, when it does not. */
-  public static boolean available() {
-    try {
-      Process p =
-          new ProcessBuilder("kubectl", "version", "--client").redirectErrorStream(true).start();
-      p.getInputStream().readAllBytes();
-      return p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0;
-    } catch (IOException e) {
-      return false;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      return false;
-    }
   }
 
   /** Runs kubectl to completion (at most a minute); stdout and stderr are kept apart. */
@@ -72,7 +57,7 @@ public final class Kubectl {
   /** Starts kubectl without waiting for it (for {@code get -w}, {@code wait}). */
   public Process start(String... args) throws IOException {
     List<String> command = new ArrayList<>();
-    command.add("kubectl");
+    command.add(Binaries.kubectl().path().toString());
     command.add("--kubeconfig=" + kubeconfig.toAbsolutePath());
     command.addAll(List.of(args));
     ProcessBuilder pb = new ProcessBuilder(command);

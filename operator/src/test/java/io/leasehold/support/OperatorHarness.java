@@ -1,8 +1,11 @@
 package io.leasehold.support;
 
+import io.fabric8.kubernetes.api.model.Condition;
 import io.fabric8.kubernetes.api.model.Event;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.leasehold.api.StateFacts;
 import io.leasehold.api.TerraformState;
+import io.leasehold.api.TerraformStateStatus;
 import io.leasehold.embedded.EmbeddedKubernetes;
 import io.leasehold.operator.LeaseholdOperator;
 import java.util.List;
@@ -138,6 +141,33 @@ public final class OperatorHarness implements AutoCloseable {
 
   public TerraformState get(String name) {
     return client.resources(TerraformState.class).inNamespace(NAMESPACE).withName(name).get();
+  }
+
+  /**
+   * The status of TerraformState {@code name}: an empty one while it, or its status, is not there
+   * yet, so that a wait reading it retries instead of failing on a null.
+   */
+  public TerraformStateStatus status(String name) {
+    TerraformState s = get(name);
+    return s == null || s.getStatus() == null ? new TerraformStateStatus() : s.getStatus();
+  }
+
+  /** What {@link #status} shows of the stored state: empty facts while it shows none. */
+  public StateFacts facts(String name) {
+    StateFacts facts = status(name).getState();
+    return facts == null ? new StateFacts() : facts;
+  }
+
+  /** The condition {@code type} as "status/reason: message", or "" while status has none. */
+  public String condition(String name, String type) {
+    List<Condition> conditions = status(name).getConditions();
+    return conditions == null
+        ? ""
+        : conditions.stream()
+            .filter(c -> type.equals(c.getType()))
+            .map(c -> c.getStatus() + "/" + c.getReason() + ": " + c.getMessage())
+            .findFirst()
+            .orElse("");
   }
 
   /** Events recorded on the object named {@code name}, oldest first, as "Reason: message". */

@@ -9,27 +9,39 @@ import java.util.List;
 import java.util.Map;
 import java.util.concurrent.TimeUnit;
 
-/** Runs the real {@code terraform} binary in a working directory, offline. */
+/**
+ * Runs the real {@code terraform} binary in a working directory, offline; where terraform is not on
+ * the PATH, {@code tofu} stands in for it ({@link Binaries#terraform()}). {@link #tofu} runs {@code
+ * tofu} itself.
+ */
 public final class Terraform {
 
   private final Path dir;
+  private final Binaries.Found binary;
 
+  /** terraform (or tofu standing in for it); fails the test when neither is found. */
   public Terraform(Path dir) {
-    this.dir = dir;
+    this(dir, Binaries.terraform());
   }
 
-  /** Whether {@code terraform} runs here; end-to-end tests skip, saying so, when it does not. */
-  public static boolean available() {
-    try {
-      Process p = new ProcessBuilder("terraform", "version").redirectErrorStream(true).start();
-      p.getInputStream().readAllBytes();
-      return p.waitFor(30, TimeUnit.SECONDS) && p.exitValue() == 0;
-    } catch (IOException e) {
-      return false;
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      return false;
-    }
+  private Terraform(Path dir, Binaries.Found binary) {
+    this.dir = dir;
+    this.binary = binary;
+  }
+
+  /** HashiCorp's terraform itself, for a test of what only it does ({@code why}). */
+  public static Terraform hashicorp(Path dir, String why) {
+    return new Terraform(dir, Binaries.hashicorpTerraform(why));
+  }
+
+  /** OpenTofu's tofu; fails the test when it is not found. */
+  public static Terraform tofu(Path dir) {
+    return new Terraform(dir, Binaries.tofu());
+  }
+
+  /** The binary this runs. */
+  public Binaries.Found binary() {
+    return binary;
   }
 
   /** A configuration using the kubernetes backend on the given kubeconfig. */
@@ -50,7 +62,6 @@ public final class Terraform {
     Files.writeString(dir.resolve("main.tf"), config, StandardCharsets.UTF_8);
   }
 
-  /** Runs terraform to completion; stdout and stderr are kept apart. */
   /** Writes {@code main.tf} as given. */
   public void writeConfig(String config) throws IOException {
     Files.writeString(dir.resolve("main.tf"), config, StandardCharsets.UTF_8);
@@ -82,6 +93,7 @@ public final class Terraform {
     return dir;
   }
 
+  /** Runs it to completion; stdout and stderr are kept apart. */
   public Result run(String... args) throws IOException, InterruptedException {
     Path stderr = Files.createTempFile(dir, "stderr", ".log");
     ProcessBuilder pb = builder(args).redirectErrorStream(false).redirectError(stderr.toFile());
@@ -89,24 +101,25 @@ public final class Terraform {
     String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
     if (!p.waitFor(5, TimeUnit.MINUTES)) {
       p.destroyForcibly();
-      throw new IllegalStateException("terraform " + String.join(" ", args) + " timed out");
+      throw new IllegalStateException(binary.name() + " " + String.join(" ", args) + " timed out");
     }
     String err = Files.readString(stderr, StandardCharsets.UTF_8);
     Files.delete(stderr);
-    return new Result(p.exitValue(), out, err);
+    return new Result(binary.name(), p.exitValue(), out, err);
   }
 
-  /** Starts terraform without waiting; stdout and stderr come together from the process. */
+  /** Starts it without waiting; stdout and stderr come together from the process. */
   public Process start(String... args) throws IOException {
     return builder(args).redirectErrorStream(true).start();
   }
 
   private ProcessBuilder builder(String... args) {
     List<String> command = new ArrayList<>();
-    command.add("terraform");
+    command.add(binary.path().toString());
     command.addAll(List.of(args));
     ProcessBuilder pb = new ProcessBuilder(command).directory(dir.toFile());
     Map<String, String> env = pb.environment();
+    Binaries.environment(env);
     env.put("TF_IN_AUTOMATION", "1");
     env.put("TF_INPUT", "0");
     env.put("CHECKPOINT_DISABLE", "1");
@@ -115,10 +128,10 @@ public final class Terraform {
     return pb;
   }
 
-  public record Result(int exitCode, String output, String errors) {
+  public record Result(String binary, int exitCode, String output, String errors) {
     public Result assertOk() {
       if (exitCode != 0) {
-        throw new AssertionError("terraform failed (" + exitCode + "):\n" + output + errors);
+        throw new AssertionError(binary + " failed (" + exitCode + "):\n" + output + errors);
       }
       return this;
     }
