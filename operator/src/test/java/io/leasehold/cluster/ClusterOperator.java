@@ -34,14 +34,19 @@ public final class ClusterOperator implements AutoCloseable {
   private final RealCluster cluster;
   private final ChartInstall chart;
   private final String namespace;
+  private final List<String> watched;
+  private final List<String> extraArgs;
   private final String group;
   private final Path workDir;
   private final List<Replica> replicas = new ArrayList<>();
 
-  private ClusterOperator(RealCluster cluster, ChartInstall chart, String namespace) {
+  private ClusterOperator(
+      RealCluster cluster, ChartInstall chart, List<String> watched, List<String> extraArgs) {
     this.cluster = cluster;
     this.chart = chart;
-    this.namespace = namespace;
+    this.namespace = watched.get(0);
+    this.watched = List.copyOf(watched);
+    this.extraArgs = List.copyOf(extraArgs);
     this.group = "op-" + UUID.randomUUID().toString().substring(0, 6);
     try {
       Path base = Path.of(System.getProperty("leasehold.clusterLogs", "target/real-cluster"));
@@ -55,7 +60,20 @@ public final class ClusterOperator implements AutoCloseable {
   /** Starts {@code count} replicas watching {@code namespace}, and waits until one leads. */
   public static ClusterOperator start(
       RealCluster cluster, ChartInstall chart, String namespace, int count) {
-    ClusterOperator operator = new ClusterOperator(cluster, chart, namespace);
+    return start(cluster, chart, List.of(namespace), count, List.of());
+  }
+
+  /**
+   * Starts {@code count} replicas watching {@code watched} (the first is {@link #namespace()}),
+   * each run with the chart's arguments followed by {@code extraArgs}.
+   */
+  public static ClusterOperator start(
+      RealCluster cluster,
+      ChartInstall chart,
+      List<String> watched,
+      int count,
+      List<String> extraArgs) {
+    ClusterOperator operator = new ClusterOperator(cluster, chart, watched, extraArgs);
     for (int i = 0; i < count; i++) {
       operator.add();
     }
@@ -64,10 +82,25 @@ public final class ClusterOperator implements AutoCloseable {
 
   /** Starts one more replica (a new pod, a new process). */
   public Replica add() {
-    Replica replica = new Replica(replicas.size());
+    return add(List.of());
+  }
+
+  /** Starts one more replica with {@code moreArgs} after the group's arguments. */
+  public Replica add(List<String> moreArgs) {
+    Replica replica = new Replica(replicas.size(), moreArgs);
     replicas.add(replica);
     replica.start();
     return replica;
+  }
+
+  /** The replica the leader-election Lease names, if one does and it is one of this group's. */
+  public java.util.Optional<Replica> leader() {
+    var lease =
+        cluster.admin().leases().inNamespace(ChartInstall.NAMESPACE).withName(leaderLease());
+    var current = lease.get();
+    String holder =
+        current == null || current.getSpec() == null ? null : current.getSpec().getHolderIdentity();
+    return replicas.stream().filter(r -> r.podName().equals(holder)).findFirst();
   }
 
   public Replica replica(int i) {
@@ -117,14 +150,16 @@ public final class ClusterOperator implements AutoCloseable {
   /** One replica: a pod object on the fake node for its identity, and the jar in a process. */
   public final class Replica {
     private final int index;
+    private final List<String> moreArgs;
     private final String podName;
     private final Path log;
     private Process process;
     private int httpPort;
     private int managementPort;
 
-    private Replica(int index) {
+    private Replica(int index, List<String> moreArgs) {
       this.index = index;
+      this.moreArgs = List.copyOf(moreArgs);
       this.podName = group + "-" + index;
       this.log = workDir.resolve(podName + ".log");
     }
@@ -169,7 +204,9 @@ public final class ClusterOperator implements AutoCloseable {
         command.add(rewrite(arg));
       }
       command.add("--http-host=127.0.0.1");
-      command.add("--namespace=" + namespace);
+      command.add("--namespace=" + String.join(",", watched));
+      command.addAll(extraArgs);
+      command.addAll(moreArgs);
       try {
         ProcessBuilder pb =
             new ProcessBuilder(command)
@@ -181,6 +218,8 @@ public final class ClusterOperator implements AutoCloseable {
         env.put("KUBECONFIG", kubeconfig.toString());
         env.put("POD_NAMESPACE", ChartInstall.NAMESPACE);
         env.put("POD_NAME", podName);
+        // A container's hostname is its pod's name: the replica's identity (leader election).
+        env.put("HOSTNAME", podName);
         env.put("POD_UID", pod.getMetadata().getUid());
         env.put("LEASEHOLD_LOG_FORMAT", "text");
         env.put("LEASEHOLD_LOG_LEVEL", "INFO");
