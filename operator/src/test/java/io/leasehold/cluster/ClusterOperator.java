@@ -252,7 +252,10 @@ public final class ClusterOperator implements AutoCloseable {
       return arg;
     }
 
-    /** Waits until {@code /healthz} answers 200. */
+    /**
+     * Waits until {@code /healthz} answers 200 and the backend accepts connections (the management
+     * server answers while the operator still starts).
+     */
     public void awaitHealthy(Duration timeout) {
       long deadline = System.nanoTime() + timeout.toNanos();
       HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
@@ -269,7 +272,7 @@ public final class ClusterOperator implements AutoCloseable {
                       .timeout(Duration.ofSeconds(2))
                       .build(),
                   HttpResponse.BodyHandlers.ofString());
-          if (r.statusCode() == 200) {
+          if (r.statusCode() == 200 && listening(httpPort)) {
             return;
           }
         } catch (IOException e) {
@@ -282,6 +285,15 @@ public final class ClusterOperator implements AutoCloseable {
           throw new AssertionError("operator replica " + podName + " not healthy:\n" + tail());
         }
         sleep(200);
+      }
+    }
+
+    private static boolean listening(int port) {
+      try (java.net.Socket s = new java.net.Socket()) {
+        s.connect(new java.net.InetSocketAddress("127.0.0.1", port), 1_000);
+        return true;
+      } catch (IOException e) {
+        return false;
       }
     }
 
