@@ -210,6 +210,54 @@ public final class Leadership implements BooleanSupplier, AutoCloseable {
     election = elector.start();
   }
 
+  /**
+   * Hands leadership on once this replica has stopped reconciling (a graceful stop): when the
+   * leader-election Lease still names this replica, its holder is cleared, at the version read, so
+   * another replica leads within its retry period instead of waiting out the lease (until then
+   * nobody admits Jobs, hands their locks on or renews them). A killed replica cannot do this; its
+   * Lease expires.
+   */
+  public void release() {
+    if (!elected) {
+      return;
+    }
+    LeaderElector elector =
+        client
+            .leaderElector()
+            .withConfig(
+                new LeaderElectionConfigBuilder()
+                    .withName(leaseName)
+                    .withLock(
+                        new io.fabric8.kubernetes.client.extended.leaderelection.resourcelock
+                            .LeaseLock(namespace, leaseName, identity))
+                    .withLeaseDuration(timing.leaseDuration())
+                    .withRenewDeadline(timing.renewDeadline())
+                    .withRetryPeriod(timing.retryPeriod())
+                    .withLeaderCallbacks(new LeaderCallbacks(() -> {}, () -> {}, id -> {}))
+                    .build())
+            .build();
+    // A renewal still in flight when the election was cancelled may write after the read: the
+    // release is then refused (409) and tried again on the version that renewal wrote.
+    for (int attempt = 1; attempt <= 3; attempt++) {
+      try {
+        if (elector.release()) {
+          LOG.info("{} released leadership (Lease {}/{})", identity, namespace, leaseName);
+        }
+        return;
+      } catch (RuntimeException e) {
+        if (attempt == 3) {
+          LOG.warn(
+              "{} could not release the leader-election Lease {}/{} ({}): another replica leads"
+                  + " once it expires",
+              identity,
+              namespace,
+              leaseName,
+              e.getMessage());
+        }
+      }
+    }
+  }
+
   @Override
   public void close() {
     closed = true;

@@ -256,6 +256,8 @@ public final class LeaseholdOperator implements AutoCloseable {
     renewals.close();
     leadership.close();
     operator.stop();
+    // Reconciling has stopped: the next leader need not wait for the election Lease to expire.
+    leadership.release();
     events.close();
   }
 }

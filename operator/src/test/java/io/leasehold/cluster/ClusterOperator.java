@@ -74,8 +74,14 @@ public final class ClusterOperator implements AutoCloseable {
       int count,
       List<String> extraArgs) {
     ClusterOperator operator = new ClusterOperator(cluster, chart, watched, extraArgs);
+    // Started together, then waited for: the JVMs start in parallel.
     for (int i = 0; i < count; i++) {
-      operator.add();
+      Replica replica = operator.new Replica(i, List.of());
+      operator.replicas.add(replica);
+      replica.launch();
+    }
+    for (Replica replica : operator.replicas) {
+      replica.awaitHealthy(Duration.ofMinutes(2));
     }
     return operator;
   }
@@ -165,6 +171,12 @@ public final class ClusterOperator implements AutoCloseable {
     }
 
     private void start() {
+      launch();
+      awaitHealthy(Duration.ofMinutes(2));
+    }
+
+    /** Creates the pod and starts the process, without waiting for it. */
+    private void launch() {
       KubernetesClient admin = cluster.admin();
       Pod pod =
           admin
@@ -227,7 +239,6 @@ public final class ClusterOperator implements AutoCloseable {
       } catch (IOException e) {
         throw new UncheckedIOException(e);
       }
-      awaitHealthy(Duration.ofMinutes(2));
     }
 
     private String rewrite(String arg) {
@@ -294,6 +305,24 @@ public final class ClusterOperator implements AutoCloseable {
         return true;
       } catch (IOException e) {
         return false;
+      }
+    }
+
+    /** {@code /readyz}'s answer ("" when it does not answer). */
+    public String readiness() {
+      HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
+      try {
+        return http.send(
+                HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + managementPort + "/readyz"))
+                    .timeout(Duration.ofSeconds(2))
+                    .build(),
+                HttpResponse.BodyHandlers.ofString())
+            .body();
+      } catch (IOException e) {
+        return "";
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return "";
       }
     }
 
