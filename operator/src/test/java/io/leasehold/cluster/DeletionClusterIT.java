@@ -189,6 +189,13 @@ class DeletionClusterIT {
                   .isAfter(seen.plusSeconds(6));
             });
     assertThat(ClusterFixtures.pods(admin, ns, "busy-next")).as("nothing admitted").isEmpty();
+    await()
+        .atMost(WAIT)
+        .untilAsserted(
+            () ->
+                assertThat(events(ns, "busy-next"))
+                    .as("the waiting Job is told")
+                    .contains("StateBeingDeleted"));
     assertThat(admin.batch().v1().jobs().inNamespace(ns).withName("busy-next").get())
         .extracting(j -> j.getSpec().getSuspend())
         .isEqualTo(true);
@@ -199,6 +206,123 @@ class DeletionClusterIT {
     assertThat(left).as("Retain keeps the Lease").isNotNull();
     assertThat(left.getSpec().getHolderIdentity()).as("the Job's lock released").isNull();
     assertThat(ClusterFixtures.pods(admin, ns, "busy-next")).as("still nothing admitted").isEmpty();
+  }
+
+  @Test
+  @DisplayName(
+      "A Retain deletion while a backend client holds the lock waits for it, naming it"
+          + " (DeletionWaitingForUnlock): a new LOCK is refused 409 and a waiting ?wait= LOCK is"
+          + " answered 409 at once, while the holder still writes and unlocks; then the"
+          + " TerraformState is gone and the holder's write is kept")
+  void retainWaitsForTheBackendClientsLock() throws Exception {
+    String state = newState(ns, "in-flight", DeletionPolicy.Retain, null);
+    ClusterBackend backend = backend(ns, runnerToken);
+    String lineage = UUID.randomUUID().toString();
+    write(backend, state, 1, lineage);
+    LockInfo holder = BackendHttp.lockInfo(UUID.randomUUID().toString(), "applying");
+    assertThat(backend.lock(state, holder).status()).isEqualTo(200);
+    LockInfo patient = BackendHttp.lockInfo(UUID.randomUUID().toString(), "patient");
+    ClusterBackend.WaitingLock waiting = backend.lockWaiting(state, patient, "5m");
+    await().atMost(WAIT).until(() -> ClusterFixtures.status(admin, ns, state).getQueued() == 1);
+
+    admin.resource(tfs(ns, state)).delete();
+    await()
+        .atMost(WAIT)
+        .untilAsserted(
+            () -> {
+              Condition ready = ready(ns, state).orElseThrow();
+              assertThat(ready.getReason()).isEqualTo("DeletionWaitingForUnlock");
+              assertThat(ready.getMessage()).contains(holder.id());
+            });
+    ClusterBackend.Answer toWaiting = waiting.answer(WAIT);
+    assertThat(toWaiting).as("the waiting LOCK is answered").isNotNull();
+    assertThat(toWaiting.status()).isEqualTo(409);
+    ClusterBackend.Answer late =
+        backend.lock(state, BackendHttp.lockInfo(UUID.randomUUID().toString(), "late"));
+    assertThat(late.status()).isEqualTo(409);
+    assertThat(late.body()).contains("deleted");
+    assertThat(tfs(ns, state)).as("still there while the client holds the lock").isNotNull();
+
+    ClusterBackend.Answer written =
+        backend.post(
+            state,
+            holder.id(),
+            "{\"version\":4,\"terraform_version\":\"1.11.4\",\"serial\":2,\"lineage\":\""
+                + lineage
+                + "\",\"outputs\":{},\"resources\":[]}");
+    assertThat(written.status()).as("the holder still writes: " + written.body()).isEqualTo(200);
+    assertThat(backend.unlock(state, holder).status()).isEqualTo(200);
+    awaitGone(ns, state);
+    assertThat(lease(ns, state).getSpec().getHolderIdentity()).isNull();
+    Path kubeconfig =
+        StockTerraform.kubeconfig(cluster, ns, "stock-after", work.resolve("after.kubeconfig"));
+    Terraform stock = new Terraform(Files.createDirectories(work.resolve("after")));
+    stock.writeConfig(StockTerraform.backend(kubeconfig, ns, state));
+    stock.run("init", "-input=false").assertOk();
+    assertThat(stock.run("state", "pull").assertOk().output()).contains("\"serial\": 2");
+  }
+
+  @Test
+  @DisplayName(
+      "A Delete deletion while stock Terraform's kubernetes backend holds the lock waits for it"
+          + " (DeletionWaitingForUnlock naming its lock); the force-unlock annotation with that"
+          + " lock ID releases it and the state, history and Lease are removed")
+  void deleteWaitsForStockTerraformUntilForceUnlocked() throws Exception {
+    String state = newState(ns, "stock-held", DeletionPolicy.Delete, null);
+    write(backend(ns, runnerToken), state, 1, UUID.randomUUID().toString());
+    Path kubeconfig =
+        StockTerraform.kubeconfig(cluster, ns, "stock-holder", work.resolve("holder.kubeconfig"));
+    Terraform stock = new Terraform(Files.createDirectories(work.resolve("holder")));
+    Path gate = stock.dir().resolve("go");
+    stock.writeConfig(
+        StockTerraform.backend(kubeconfig, ns, state)
+            + "resource \"terraform_data\" \"gate\" {\n"
+            + "  provisioner \"local-exec\" {\n"
+            + "    command = \"while [ ! -f "
+            + gate
+            + " ]; do sleep 0.1; done\"\n"
+            + "  }\n"
+            + "}\n");
+    stock.run("init", "-input=false").assertOk();
+    Process apply = stock.start("apply", "-auto-approve", "-input=false");
+    try {
+      await()
+          .atMost(WAIT)
+          .until(
+              () ->
+                  lease(ns, state) != null
+                      && lease(ns, state).getSpec().getHolderIdentity() != null);
+      String stockLock = lease(ns, state).getSpec().getHolderIdentity();
+
+      admin.resource(tfs(ns, state)).delete();
+      await()
+          .atMost(WAIT)
+          .untilAsserted(
+              () -> {
+                Condition ready = ready(ns, state).orElseThrow();
+                assertThat(ready.getReason()).isEqualTo("DeletionWaitingForUnlock");
+                assertThat(ready.getMessage()).contains(stockLock);
+              });
+      assertThat(admin.secrets().inNamespace(ns).withName("tfstate-default-" + state).get())
+          .as("nothing deleted while stock Terraform holds the lock")
+          .isNotNull();
+
+      admin
+          .resources(TerraformState.class)
+          .inNamespace(ns)
+          .withName(state)
+          .edit(
+              t -> {
+                t.getMetadata().getAnnotations().put("leasehold.io/force-unlock", stockLock);
+                return t;
+              });
+      awaitGone(ns, state);
+    } finally {
+      apply.destroyForcibly().waitFor();
+    }
+    assertThat(admin.secrets().inNamespace(ns).withName("tfstate-default-" + state).get()).isNull();
+    assertThat(history(ns, state)).isEmpty();
+    assertThat(lease(ns, state)).isNull();
   }
 
   @Test
