@@ -241,6 +241,50 @@ class LockLineClusterIT {
 
   @Test
   @DisplayName(
+      "A lock Lease deleted by hand while a client holds it and another waits comes back as it"
+          + " was, holder and line included: the holder still writes and unlocks, and the waiter"
+          + " is served then")
+  void aLeaseDeletedByHandComesBackAsItWas() {
+    String state = newState("recreated");
+    LockInfo holder = info("holder");
+    assertThat(runner.lock(state, holder).status()).isEqualTo(200);
+    LockInfo waiter = info("waiter");
+    ClusterBackend.WaitingLock waiting = runner.lockWaiting(state, waiter, "5m");
+    awaitLine(state, "waiter");
+    String uid =
+        admin
+            .leases()
+            .inNamespace(ns)
+            .withName("lock-tfstate-default-" + state)
+            .get()
+            .getMetadata()
+            .getUid();
+
+    admin.leases().inNamespace(ns).withName("lock-tfstate-default-" + state).delete();
+    await()
+        .atMost(WAIT)
+        .untilAsserted(
+            () -> {
+              Lease again =
+                  admin.leases().inNamespace(ns).withName("lock-tfstate-default-" + state).get();
+              assertThat(again).as("created again").isNotNull();
+              assertThat(again.getMetadata().getUid()).isNotEqualTo(uid);
+              assertThat(again.getSpec().getHolderIdentity()).isEqualTo(holder.id());
+              assertThat(again.getMetadata().getAnnotations())
+                  .containsKey("app.terraform.io/lock-info");
+            });
+    assertThat(waiting.answered()).as("the waiter still waits").isFalse();
+    ClusterBackend.Answer written = runner.post(state, holder.id(), minimalState());
+    assertThat(written.status()).as(written.body()).isEqualTo(200);
+    assertThat(runner.unlock(state, holder).status()).isEqualTo(200);
+    ClusterBackend.Answer served = waiting.answer(WAIT);
+    assertThat(served).as("the waiter kept its place").isNotNull();
+    assertThat(served.status()).isEqualTo(200);
+    assertThat(runner.unlock(state, waiter).status()).isEqualTo(200);
+  }
+
+  @Test
+  @DisplayName(
       "UNLOCK, force-unlock or a write with another identity's lock ID is refused (403 naming the"
           + " holder) for a ServiceAccount without the force-unlock verb, and the lock stays; one"
           + " granted force-unlock releases it")
