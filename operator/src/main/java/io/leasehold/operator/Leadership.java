@@ -4,8 +4,6 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderCallbacks;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderElectionConfigBuilder;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderElector;
-import io.javaoperatorsdk.operator.Operator;
-import io.javaoperatorsdk.operator.processing.Controller;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.concurrent.CompletableFuture;
@@ -19,9 +17,15 @@ import org.slf4j.LoggerFactory;
 /**
  * Whether this replica is the leader, the only one that reconciles, admits Jobs and renews their
  * locks. The first election is the Java Operator SDK's; when leadership is lost, this replica stops
- * reconciling at once (its controllers' event processing stops, and every leader-only write checks
+ * reconciling at once (a reconciliation returns at its start, and every leader-only write checks
  * {@link #leading()}), says so in its readiness, keeps serving the backend, and stands for election
- * again, resuming the events held back if it wins.
+ * again.
+ *
+ * <p>The controllers' event processing is left running: stopping it while a reconciliation runs
+ * leaves that resource marked as in progress for good (the Java Operator SDK drops the end of an
+ * execution that finishes while processing is stopped), so it would never be reconciled again by
+ * this replica, even once it leads again. A replica that does not lead answers each reconciliation
+ * with a later look instead ({@link #notLeadingRecheck()}).
  */
 public final class Leadership implements BooleanSupplier, AutoCloseable {
 
@@ -46,7 +50,6 @@ public final class Leadership implements BooleanSupplier, AutoCloseable {
   private volatile String leader;
   private volatile Instant lost;
   private volatile boolean closed;
-  private volatile Operator operator;
   private volatile CompletableFuture<?> election;
   private final java.util.List<Runnable> onStart =
       new java.util.concurrent.CopyOnWriteArrayList<>();
@@ -127,8 +130,12 @@ public final class Leadership implements BooleanSupplier, AutoCloseable {
     onStart.add(action);
   }
 
-  void attach(Operator operator) {
-    this.operator = operator;
+  /**
+   * How soon a replica that does not lead looks at a resource again: whatever happened meanwhile is
+   * taken up within this time should it lead again.
+   */
+  public Duration notLeadingRecheck() {
+    return timing.leaseDuration();
   }
 
   /** The callbacks for the Java Operator SDK's first election. */
@@ -160,18 +167,10 @@ public final class Leadership implements BooleanSupplier, AutoCloseable {
         "{} lost leadership: it stops reconciling now and keeps serving the backend; standing for"
             + " election again",
         identity);
-    Operator op = operator;
-    if (op != null) {
-      for (var registered : op.getRegisteredControllers()) {
-        if (registered instanceof Controller<?> controller) {
-          controller.getEventProcessor().stop();
-        }
-      }
-    }
     executor.schedule(this::standAgain, timing.retryPeriod().toMillis(), TimeUnit.MILLISECONDS);
   }
 
-  /** Stands for election again after losing it; if it wins, event processing resumes. */
+  /** Stands for election again after losing it; if it wins, it reconciles again. */
   private void standAgain() {
     if (closed) {
       return;
@@ -194,14 +193,6 @@ public final class Leadership implements BooleanSupplier, AutoCloseable {
                             () -> {
                               lost = null;
                               started();
-                              Operator op = operator;
-                              if (op != null) {
-                                for (var registered : op.getRegisteredControllers()) {
-                                  if (registered instanceof Controller<?> controller) {
-                                    controller.startEventProcessing();
-                                  }
-                                }
-                              }
                             },
                             this::stopped,
                             this::newLeader))

@@ -196,7 +196,6 @@ public final class LeaseholdOperator implements AutoCloseable {
                                   .withExitOnStopLeading(false)
                                   .build()));
             });
-    leadership.attach(operator);
     EventRecorder events = new EventRecorder(client, options.identity());
     SharedCaches caches = new SharedCaches(client);
     // The reconciler's lock service caches its own writes ahead of the watch; the backend's does

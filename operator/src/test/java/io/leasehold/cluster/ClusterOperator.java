@@ -234,7 +234,7 @@ public final class ClusterOperator implements AutoCloseable {
         env.put("HOSTNAME", podName);
         env.put("POD_UID", pod.getMetadata().getUid());
         env.put("LEASEHOLD_LOG_FORMAT", "text");
-        env.put("LEASEHOLD_LOG_LEVEL", "INFO");
+        env.put("LEASEHOLD_LOG_LEVEL", System.getProperty("leasehold.cluster.logLevel", "INFO"));
         process = pb.start();
       } catch (IOException e) {
         throw new UncheckedIOException(e);

@@ -42,6 +42,7 @@ class DeletionClusterIT {
   private static KubernetesClient admin;
   private static String ns;
   private static String doomed;
+  private static String abandoned;
   private static ClusterOperator operator;
   private static String ca;
   private static String runnerToken;
@@ -54,9 +55,10 @@ class DeletionClusterIT {
     admin = cluster.admin();
     ns = cluster.newNamespace("deletion");
     doomed = cluster.newNamespace("doomed");
-    ChartInstall chart = ChartInstall.apply(cluster, ns, doomed);
+    abandoned = cluster.newNamespace("abandoned");
+    ChartInstall chart = ChartInstall.apply(cluster, ns, doomed, abandoned);
     ChartInstall.awaitCrd(admin);
-    operator = ClusterOperator.start(cluster, chart, List.of(ns, doomed), 1, List.of());
+    operator = ClusterOperator.start(cluster, chart, List.of(ns, doomed, abandoned), 1, List.of());
     ca = operator.caPem(WAIT);
     runnerToken = cluster.token(ns, ChartInstall.RUNNER, "leasehold", Duration.ofMinutes(30));
   }
@@ -70,7 +72,7 @@ class DeletionClusterIT {
       operator.close();
     }
     if (admin != null) {
-      for (String n : new String[] {ns, doomed}) {
+      for (String n : new String[] {ns, doomed, abandoned}) {
         if (n != null) {
           admin.namespaces().withName(n).delete();
         }
@@ -331,34 +333,86 @@ class DeletionClusterIT {
           + " holding its lock) completes: the namespace controller and the operator's finalizer"
           + " agree")
   void namespaceDeletionCompletes() {
-    String kept = newState(doomed, "kept", DeletionPolicy.Retain, null);
-    String removed = newState(doomed, "removed", DeletionPolicy.Delete, null);
-    String running = newState(doomed, "running", DeletionPolicy.Delete, null);
+    populate(doomed);
+    admin.namespaces().withName(doomed).delete();
+    awaitNamespaceGone(doomed);
+  }
+
+  @Test
+  @DisplayName(
+      "Deleting a namespace holding TerraformStates completes also when the namespace controller"
+          + " removed their Jobs, Secrets and Leases before the operator got to them (the operator"
+          + " stalled meanwhile): a lock Lease that cannot be created in a terminating namespace"
+          + " holds nothing up")
+  void namespaceDeletionCompletesAfterTheOperatorWasAway() {
+    populate(abandoned);
+    ClusterOperator.Replica replica = operator.replica(0);
+    replica.pause();
+    try {
+      admin.namespaces().withName(abandoned).delete();
+      await()
+          .atMost(WAIT)
+          .untilAsserted(
+              () -> {
+                assertThat(admin.leases().inNamespace(abandoned).list().getItems())
+                    .as("the namespace controller removed the Leases")
+                    .isEmpty();
+                assertThat(admin.batch().v1().jobs().inNamespace(abandoned).list().getItems())
+                    .isEmpty();
+                assertThat(
+                        admin.secrets().inNamespace(abandoned).list().getItems().stream()
+                            .filter(x -> x.getMetadata().getName().startsWith("tfstate-"))
+                            .toList())
+                    .isEmpty();
+              });
+      assertThat(admin.resources(TerraformState.class).inNamespace(abandoned).list().getItems())
+          .as("the TerraformStates wait for the operator's finalizer")
+          .hasSize(3);
+    } finally {
+      replica.resume();
+    }
+    awaitNamespaceGone(abandoned);
+  }
+
+  /** Three TerraformStates (Retain, Delete, and Delete with a runner Job holding its lock). */
+  private static void populate(String namespace) {
+    String kept = newState(namespace, "kept", DeletionPolicy.Retain, null);
+    String removed = newState(namespace, "removed", DeletionPolicy.Delete, null);
+    String running = newState(namespace, "running", DeletionPolicy.Delete, null);
     ClusterBackend backend =
         backend(
-            doomed,
-            cluster.token(doomed, ChartInstall.RUNNER, "leasehold", Duration.ofMinutes(30)));
+            namespace,
+            cluster.token(namespace, ChartInstall.RUNNER, "leasehold", Duration.ofMinutes(30)));
     String lineage = UUID.randomUUID().toString();
     write(backend, kept, 1, lineage);
     write(backend, removed, 1, lineage);
-    admin.resource(ClusterFixtures.runnerJob(doomed, "holds", running, true)).create();
-    ClusterFixtures.awaitRunningPod(admin, doomed, "holds", WAIT);
+    admin.resource(ClusterFixtures.runnerJob(namespace, "holds", running, true)).create();
+    ClusterFixtures.awaitRunningPod(admin, namespace, "holds", WAIT);
+  }
 
-    admin.namespaces().withName(doomed).delete();
+  private static void awaitNamespaceGone(String namespace) {
     await()
         .atMost(Duration.ofSeconds(90))
         .untilAsserted(
             () ->
-                assertThat(admin.namespaces().withName(doomed).get())
+                assertThat(admin.namespaces().withName(namespace).get())
                     .as(
                         "namespace gone; TerraformStates left: %s",
                         admin
                             .resources(TerraformState.class)
-                            .inNamespace(doomed)
+                            .inNamespace(namespace)
                             .list()
                             .getItems()
                             .stream()
-                            .map(t -> t.getMetadata().getName() + " " + t.getStatus())
+                            .map(
+                                t ->
+                                    t.getMetadata().getName()
+                                        + " "
+                                        + (t.getStatus() == null
+                                            ? ""
+                                            : t.getStatus().getConditions().stream()
+                                                .map(c -> c.getReason() + ": " + c.getMessage())
+                                                .toList()))
                             .toList())
                     .isNull());
   }
