@@ -25,7 +25,15 @@ import java.util.concurrent.ConcurrentHashMap;
 public final class KubernetesAccess implements Access {
 
   public static final String SUBRESOURCE = "state";
-  private static final long AUTHN_TTL_NANOS = 60_000_000_000L;
+
+  /**
+   * How long an accepted token's review is used: as long as the API server keeps its own (10 s), so
+   * a token is refused soon after the API server refuses it (its pod deleted, its ServiceAccount
+   * gone). Past its expiry the API server accepts a token for a minute of clock skew; a review kept
+   * from before its expiry never outlasts that.
+   */
+  private static final long AUTHN_TTL_NANOS = 10_000_000_000L;
+
   private static final long AUTHZ_TTL_NANOS = 30_000_000_000L;
   private static final int CACHE_LIMIT = 10_000;
 

@@ -3,6 +3,7 @@ package io.leasehold.lock;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.leasehold.kube.ApiRefusals;
 import io.leasehold.state.StateNames;
 import java.time.Clock;
 import java.time.Duration;
@@ -1154,9 +1155,10 @@ public final class LockService {
    * The Lease is gone while runner Job {@code jobLock}, admitted for the state, still runs: it is
    * created as it was when the watch saw it deleted (its lock and line) or, when that is not known
    * (the operator was away), held for that Job, so the lock is never free under a running Job.
-   * Returns the Lease, or the one someone else created first.
+   * Returns the Lease, or the one someone else created first; empty when none can be created
+   * because its namespace is being deleted (the Job with it): nobody can take the lock there.
    */
-  public Lease recreateForRunning(
+  public Optional<Lease> recreateForRunning(
       StateNames names, LockInfo jobLock, int durationSeconds, List<LeaseLock.RunningJob> running) {
     try {
       Lease created =
@@ -1179,10 +1181,13 @@ public final class LockService {
           names.leaseName(),
           LeaseLock.jobName(jobLock.id()),
           Holder.of(created, clock.instant()).map(Holder::summary).orElse("nobody"));
-      return created;
+      return Optional.of(created);
     } catch (KubernetesClientException e) {
       if (e.getCode() == 409) {
-        return peek(names).orElseThrow(() -> e);
+        return Optional.of(peek(names).orElseThrow(() -> e));
+      }
+      if (ApiRefusals.namespaceTerminating(e)) {
+        return Optional.empty();
       }
       throw e;
     }
@@ -1230,7 +1235,9 @@ public final class LockService {
 
   /**
    * Takes the lock to delete the state (deletionPolicy Delete), with an ID stable across retries:
-   * granted when free or already taken for this deletion; otherwise says who holds it.
+   * granted when free or already taken for this deletion; otherwise says who holds it. Granted
+   * without a Lease when there is none and none can be created because its namespace is being
+   * deleted: nobody can take the lock there any more.
    */
   public Answer lockForDeletion(StateNames names, String stateUid) {
     String id = deletionLockId(stateUid);
@@ -1247,19 +1254,35 @@ public final class LockService {
             "leasehold",
             clock.instant().truncatedTo(java.time.temporal.ChronoUnit.SECONDS).toString(),
             names.secretName());
-    return freshTransition(
-        names,
-        lease -> {
-          Optional<Holder> holder = Holder.of(lease, clock.instant());
-          if (holder.isPresent() && holder.get().id().equals(id)) {
-            return Step.answer(new Granted(id, lease, false));
-          }
-          if (holder.isPresent() && !holder.get().expired()) {
-            return Step.answer(new NotNow(holder, LeaseLock.holderJson(lease), 0));
-          }
-          return new Step<>(
-              LeaseLock.heldBy(lease, info, Caller.LEASEHOLD.identity()),
-              new Granted(id, null, holder.isPresent()));
-        });
+    try {
+      return freshTransition(
+          names,
+          lease -> {
+            Optional<Holder> holder = Holder.of(lease, clock.instant());
+            if (holder.isPresent() && holder.get().id().equals(id)) {
+              return Step.answer(new Granted(id, lease, false));
+            }
+            if (holder.isPresent() && !holder.get().expired()) {
+              return Step.answer(new NotNow(holder, LeaseLock.holderJson(lease), 0));
+            }
+            return new Step<>(
+                LeaseLock.heldBy(lease, info, Caller.LEASEHOLD.identity()),
+                new Granted(id, null, holder.isPresent()));
+          });
+    } catch (KubernetesClientException e) {
+      if (!ApiRefusals.namespaceTerminating(e)) {
+        throw e;
+      }
+      // The Lease is gone (only a create is refused so) and its namespace is being deleted: no
+      // one, stock Terraform included, can create it to take the lock, and the namespace
+      // controller removes whatever is left. Waiting for a lock would hold the namespace forever.
+      LOG.info(
+          "{}/{}: lock Lease {} is gone and its namespace is being deleted; the state is deleted"
+              + " without taking the lock",
+          names.namespace(),
+          names.name(),
+          names.leaseName());
+      return new Granted(id, null, false);
+    }
   }
 }

@@ -4,8 +4,6 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderCallbacks;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderElectionConfigBuilder;
 import io.fabric8.kubernetes.client.extended.leaderelection.LeaderElector;
-import io.javaoperatorsdk.operator.Operator;
-import io.javaoperatorsdk.operator.processing.Controller;
 import java.time.Duration;
 import java.time.Instant;
 import java.util.concurrent.CompletableFuture;
@@ -19,9 +17,15 @@ import org.slf4j.LoggerFactory;
 /**
  * Whether this replica is the leader, the only one that reconciles, admits Jobs and renews their
  * locks. The first election is the Java Operator SDK's; when leadership is lost, this replica stops
- * reconciling at once (its controllers' event processing stops, and every leader-only write checks
+ * reconciling at once (a reconciliation returns at its start, and every leader-only write checks
  * {@link #leading()}), says so in its readiness, keeps serving the backend, and stands for election
- * again, resuming the events held back if it wins.
+ * again.
+ *
+ * <p>The controllers' event processing is left running: stopping it while a reconciliation runs
+ * leaves that resource marked as in progress for good (the Java Operator SDK drops the end of an
+ * execution that finishes while processing is stopped), so it would never be reconciled again by
+ * this replica, even once it leads again. A replica that does not lead answers each reconciliation
+ * with a later look instead ({@link #notLeadingRecheck()}).
  */
 public final class Leadership implements BooleanSupplier, AutoCloseable {
 
@@ -46,7 +50,6 @@ public final class Leadership implements BooleanSupplier, AutoCloseable {
   private volatile String leader;
   private volatile Instant lost;
   private volatile boolean closed;
-  private volatile Operator operator;
   private volatile CompletableFuture<?> election;
   private final java.util.List<Runnable> onStart =
       new java.util.concurrent.CopyOnWriteArrayList<>();
@@ -127,8 +130,12 @@ public final class Leadership implements BooleanSupplier, AutoCloseable {
     onStart.add(action);
   }
 
-  void attach(Operator operator) {
-    this.operator = operator;
+  /**
+   * How soon a replica that does not lead looks at a resource again: whatever happened meanwhile is
+   * taken up within this time should it lead again.
+   */
+  public Duration notLeadingRecheck() {
+    return timing.leaseDuration();
   }
 
   /** The callbacks for the Java Operator SDK's first election. */
@@ -160,18 +167,10 @@ public final class Leadership implements BooleanSupplier, AutoCloseable {
         "{} lost leadership: it stops reconciling now and keeps serving the backend; standing for"
             + " election again",
         identity);
-    Operator op = operator;
-    if (op != null) {
-      for (var registered : op.getRegisteredControllers()) {
-        if (registered instanceof Controller<?> controller) {
-          controller.getEventProcessor().stop();
-        }
-      }
-    }
     executor.schedule(this::standAgain, timing.retryPeriod().toMillis(), TimeUnit.MILLISECONDS);
   }
 
-  /** Stands for election again after losing it; if it wins, event processing resumes. */
+  /** Stands for election again after losing it; if it wins, it reconciles again. */
   private void standAgain() {
     if (closed) {
       return;
@@ -194,20 +193,60 @@ public final class Leadership implements BooleanSupplier, AutoCloseable {
                             () -> {
                               lost = null;
                               started();
-                              Operator op = operator;
-                              if (op != null) {
-                                for (var registered : op.getRegisteredControllers()) {
-                                  if (registered instanceof Controller<?> controller) {
-                                    controller.startEventProcessing();
-                                  }
-                                }
-                              }
                             },
                             this::stopped,
                             this::newLeader))
                     .build())
             .build();
     election = elector.start();
+  }
+
+  /**
+   * Hands leadership on once this replica has stopped reconciling (a graceful stop): when the
+   * leader-election Lease still names this replica, its holder is cleared, at the version read, so
+   * another replica leads within its retry period instead of waiting out the lease (until then
+   * nobody admits Jobs, hands their locks on or renews them). A killed replica cannot do this; its
+   * Lease expires.
+   */
+  public void release() {
+    if (!elected) {
+      return;
+    }
+    LeaderElector elector =
+        client
+            .leaderElector()
+            .withConfig(
+                new LeaderElectionConfigBuilder()
+                    .withName(leaseName)
+                    .withLock(
+                        new io.fabric8.kubernetes.client.extended.leaderelection.resourcelock
+                            .LeaseLock(namespace, leaseName, identity))
+                    .withLeaseDuration(timing.leaseDuration())
+                    .withRenewDeadline(timing.renewDeadline())
+                    .withRetryPeriod(timing.retryPeriod())
+                    .withLeaderCallbacks(new LeaderCallbacks(() -> {}, () -> {}, id -> {}))
+                    .build())
+            .build();
+    // A renewal still in flight when the election was cancelled may write after the read: the
+    // release is then refused (409) and tried again on the version that renewal wrote.
+    for (int attempt = 1; attempt <= 3; attempt++) {
+      try {
+        if (elector.release()) {
+          LOG.info("{} released leadership (Lease {}/{})", identity, namespace, leaseName);
+        }
+        return;
+      } catch (RuntimeException e) {
+        if (attempt == 3) {
+          LOG.warn(
+              "{} could not release the leader-election Lease {}/{} ({}): another replica leads"
+                  + " once it expires",
+              identity,
+              namespace,
+              leaseName,
+              e.getMessage());
+        }
+      }
+    }
   }
 
   @Override

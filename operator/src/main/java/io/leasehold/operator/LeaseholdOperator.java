@@ -218,7 +218,6 @@ public final class LeaseholdOperator implements AutoCloseable {
                                   .withExitOnStopLeading(false)
                                   .build()));
             });
-    leadership.attach(operator);
     EventRecorder events = new EventRecorder(client, options.identity());
     SharedCaches caches = new SharedCaches(client);
     // The reconciler's lock service caches its own writes ahead of the watch; the backend's does
@@ -278,6 +277,8 @@ public final class LeaseholdOperator implements AutoCloseable {
     renewals.close();
     leadership.close();
     operator.stop();
+    // Reconciling has stopped: the next leader need not wait for the election Lease to expire.
+    leadership.release();
     events.close();
     if (ownsClient) {
       client.close();

@@ -343,8 +343,9 @@ public class TerraformStateReconciler
     Conditions conditions = new Conditions(previous.getConditions(), generation);
 
     if (!leadership.leading()) {
-      // Leadership was lost while this reconcile waited: the new leader does it.
-      return UpdateControl.noUpdate();
+      // Leadership was lost: the new leader does it, or this replica, should it lead again.
+      return UpdateControl.<TerraformState>noUpdate()
+          .rescheduleAfter(leadership.notLeadingRecheck());
     }
     Optional<TolerantSerialization.Unreadable> unreadable =
         TolerantSerialization.unreadable(resource);

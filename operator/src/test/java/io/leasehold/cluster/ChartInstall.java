@@ -49,25 +49,42 @@ public final class ChartInstall {
     this.documents = documents;
   }
 
+  /** One {@code runnerRbac} entry of the chart's values: {@code readWrite} or {@code readOnly}. */
+  public record Runner(String namespace, String serviceAccount, String access) {}
+
   /**
    * Renders the chart with runner access ({@code runnerRbac}, read-write, ServiceAccount {@value
    * #RUNNER} created) in each of {@code runnerNamespaces}, and applies it with server-side apply.
    */
   public static ChartInstall apply(RealCluster cluster, String... runnerNamespaces) {
+    List<Runner> runners = new ArrayList<>();
+    for (String ns : runnerNamespaces) {
+      runners.add(new Runner(ns, RUNNER, "readWrite"));
+    }
+    return apply(cluster, runners);
+  }
+
+  /**
+   * Renders the chart with these {@code runnerRbac} entries (each ServiceAccount created), and
+   * applies it with server-side apply.
+   */
+  public static ChartInstall apply(RealCluster cluster, List<Runner> runners) {
     StringBuilder values = new StringBuilder();
     values.append("admissionPolicy:\n");
     values.append("  mutating: {enabled: true, apiVersion: v1}\n");
     values.append("  validating: {enabled: true, apiVersion: v1}\n");
     values.append("runnerRbac:\n");
-    for (String ns : runnerNamespaces) {
+    for (Runner runner : runners) {
       values
           .append("  - namespace: ")
-          .append(ns)
+          .append(runner.namespace())
           .append("\n    serviceAccount: ")
-          .append(RUNNER)
+          .append(runner.serviceAccount())
+          .append("\n    access: ")
+          .append(runner.access())
           .append("\n    createServiceAccount: true\n");
     }
-    if (runnerNamespaces.length == 0) {
+    if (runners.isEmpty()) {
       values.setLength(values.length() - "runnerRbac:\n".length());
       values.append("runnerRbac: []\n");
     }

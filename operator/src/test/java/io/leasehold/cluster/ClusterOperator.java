@@ -34,14 +34,19 @@ public final class ClusterOperator implements AutoCloseable {
   private final RealCluster cluster;
   private final ChartInstall chart;
   private final String namespace;
+  private final List<String> watched;
+  private final List<String> extraArgs;
   private final String group;
   private final Path workDir;
   private final List<Replica> replicas = new ArrayList<>();
 
-  private ClusterOperator(RealCluster cluster, ChartInstall chart, String namespace) {
+  private ClusterOperator(
+      RealCluster cluster, ChartInstall chart, List<String> watched, List<String> extraArgs) {
     this.cluster = cluster;
     this.chart = chart;
-    this.namespace = namespace;
+    this.namespace = watched.get(0);
+    this.watched = List.copyOf(watched);
+    this.extraArgs = List.copyOf(extraArgs);
     this.group = "op-" + UUID.randomUUID().toString().substring(0, 6);
     try {
       Path base = Path.of(System.getProperty("leasehold.clusterLogs", "target/real-cluster"));
@@ -55,19 +60,53 @@ public final class ClusterOperator implements AutoCloseable {
   /** Starts {@code count} replicas watching {@code namespace}, and waits until one leads. */
   public static ClusterOperator start(
       RealCluster cluster, ChartInstall chart, String namespace, int count) {
-    ClusterOperator operator = new ClusterOperator(cluster, chart, namespace);
+    return start(cluster, chart, List.of(namespace), count, List.of());
+  }
+
+  /**
+   * Starts {@code count} replicas watching {@code watched} (the first is {@link #namespace()}),
+   * each run with the chart's arguments followed by {@code extraArgs}.
+   */
+  public static ClusterOperator start(
+      RealCluster cluster,
+      ChartInstall chart,
+      List<String> watched,
+      int count,
+      List<String> extraArgs) {
+    ClusterOperator operator = new ClusterOperator(cluster, chart, watched, extraArgs);
+    // Started together, then waited for: the JVMs start in parallel.
     for (int i = 0; i < count; i++) {
-      operator.add();
+      Replica replica = operator.new Replica(i, List.of());
+      operator.replicas.add(replica);
+      replica.launch();
+    }
+    for (Replica replica : operator.replicas) {
+      replica.awaitHealthy(Duration.ofMinutes(2));
     }
     return operator;
   }
 
   /** Starts one more replica (a new pod, a new process). */
   public Replica add() {
-    Replica replica = new Replica(replicas.size());
+    return add(List.of());
+  }
+
+  /** Starts one more replica with {@code moreArgs} after the group's arguments. */
+  public Replica add(List<String> moreArgs) {
+    Replica replica = new Replica(replicas.size(), moreArgs);
     replicas.add(replica);
     replica.start();
     return replica;
+  }
+
+  /** The replica the leader-election Lease names, if one does and it is one of this group's. */
+  public java.util.Optional<Replica> leader() {
+    var lease =
+        cluster.admin().leases().inNamespace(ChartInstall.NAMESPACE).withName(leaderLease());
+    var current = lease.get();
+    String holder =
+        current == null || current.getSpec() == null ? null : current.getSpec().getHolderIdentity();
+    return replicas.stream().filter(r -> r.podName().equals(holder)).findFirst();
   }
 
   public Replica replica(int i) {
@@ -128,19 +167,27 @@ public final class ClusterOperator implements AutoCloseable {
   /** One replica: a pod object on the fake node for its identity, and the jar in a process. */
   public final class Replica {
     private final int index;
+    private final List<String> moreArgs;
     private final String podName;
     private final Path log;
     private Process process;
     private int httpPort;
     private int managementPort;
 
-    private Replica(int index) {
+    private Replica(int index, List<String> moreArgs) {
       this.index = index;
+      this.moreArgs = List.copyOf(moreArgs);
       this.podName = group + "-" + index;
       this.log = workDir.resolve(podName + ".log");
     }
 
     private void start() {
+      launch();
+      awaitHealthy(Duration.ofMinutes(2));
+    }
+
+    /** Creates the pod and starts the process, without waiting for it. */
+    private void launch() {
       KubernetesClient admin = cluster.admin();
       Pod pod =
           admin
@@ -180,7 +227,9 @@ public final class ClusterOperator implements AutoCloseable {
         command.add(rewrite(arg));
       }
       command.add("--http-host=127.0.0.1");
-      command.add("--namespace=" + namespace);
+      command.add("--namespace=" + String.join(",", watched));
+      command.addAll(extraArgs);
+      command.addAll(moreArgs);
       try {
         ProcessBuilder pb =
             new ProcessBuilder(command)
@@ -192,7 +241,7 @@ public final class ClusterOperator implements AutoCloseable {
         env.put("KUBECONFIG", kubeconfig.toString());
         env.put("POD_NAMESPACE", ChartInstall.NAMESPACE);
         env.put("POD_NAME", podName);
-        // The election identity, as in a pod: its name.
+        // A container's hostname is its pod's name: the replica's identity (leader election).
         env.put("HOSTNAME", podName);
         env.put("POD_UID", pod.getMetadata().getUid());
         env.put("LEASEHOLD_LOG_FORMAT", "text");
@@ -201,7 +250,6 @@ public final class ClusterOperator implements AutoCloseable {
       } catch (IOException e) {
         throw new UncheckedIOException(e);
       }
-      awaitHealthy(Duration.ofMinutes(2));
     }
 
     private String rewrite(String arg) {
@@ -226,7 +274,10 @@ public final class ClusterOperator implements AutoCloseable {
       return arg;
     }
 
-    /** Waits until {@code /healthz} answers 200. */
+    /**
+     * Waits until {@code /healthz} answers 200 and the backend accepts connections (the management
+     * server answers while the operator still starts).
+     */
     public void awaitHealthy(Duration timeout) {
       long deadline = System.nanoTime() + timeout.toNanos();
       HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
@@ -243,7 +294,7 @@ public final class ClusterOperator implements AutoCloseable {
                       .timeout(Duration.ofSeconds(2))
                       .build(),
                   HttpResponse.BodyHandlers.ofString());
-          if (r.statusCode() == 200) {
+          if (r.statusCode() == 200 && listening(httpPort)) {
             return;
           }
         } catch (IOException e) {
@@ -256,6 +307,33 @@ public final class ClusterOperator implements AutoCloseable {
           throw new AssertionError("operator replica " + podName + " not healthy:\n" + tail());
         }
         sleep(200);
+      }
+    }
+
+    private static boolean listening(int port) {
+      try (java.net.Socket s = new java.net.Socket()) {
+        s.connect(new java.net.InetSocketAddress("127.0.0.1", port), 1_000);
+        return true;
+      } catch (IOException e) {
+        return false;
+      }
+    }
+
+    /** {@code /readyz}'s answer ("" when it does not answer). */
+    public String readiness() {
+      HttpClient http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(2)).build();
+      try {
+        return http.send(
+                HttpRequest.newBuilder(URI.create("http://127.0.0.1:" + managementPort + "/readyz"))
+                    .timeout(Duration.ofSeconds(2))
+                    .build(),
+                HttpResponse.BodyHandlers.ofString())
+            .body();
+      } catch (IOException e) {
+        return "";
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+        return "";
       }
     }
 

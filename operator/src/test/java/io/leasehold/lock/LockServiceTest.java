@@ -268,4 +268,56 @@ class LockServiceTest {
     locks.passOver(n, "remote", now.getMetadata().getResourceVersion());
     assertThat(LeaseLock.line(locks.fresh(n)).find("remote").orElseThrow().gone()).isNotNull();
   }
+
+  @Test
+  @DisplayName(
+      "In a namespace being deleted, whose API server refuses to create anything there, a lock"
+          + " Lease that is gone is not waited for: the deletion lock is granted without one and a"
+          + " running Job's Lease is not recreated, instead of failing on every retry")
+  void aLeaseThatCannotBeCreatedInATerminatingNamespaceHoldsNothingUp() {
+    io.fabric8.kubernetes.client.server.mock.KubernetesMockServer server =
+        new io.fabric8.kubernetes.client.server.mock.KubernetesMockServer(false);
+    server.init();
+    String leases = "/apis/coordination.k8s.io/v1/namespaces/gone/leases";
+    server
+        .expect()
+        .get()
+        .withPath(leases + "/lock-tfstate-default-x")
+        .andReturn(404, "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"code\":404}")
+        .always();
+    // The answer of a real API server (NamespaceLifecycle) to a create there.
+    server
+        .expect()
+        .post()
+        .withPath(leases)
+        .andReturn(
+            403,
+            "{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"metadata\":{},\"status\":\"Failure\","
+                + "\"message\":\"leases.coordination.k8s.io \\\"lock-tfstate-default-x\\\" is"
+                + " forbidden: unable to create new content in namespace gone because it is being"
+                + " terminated\",\"reason\":\"Forbidden\",\"details\":{\"name\":"
+                + "\"lock-tfstate-default-x\",\"group\":\"coordination.k8s.io\",\"kind\":\"leases\","
+                + "\"causes\":[{\"reason\":\"NamespaceTerminating\",\"message\":\"namespace gone is"
+                + " being terminated\",\"field\":\"metadata.namespace\"}]},\"code\":403}")
+        .always();
+    try (KubernetesClient mock = server.createClient()) {
+      LockService service =
+          new LockService(
+              mock,
+              LockService.LeaseSource.NONE,
+              Clock.systemUTC(),
+              "replica-a",
+              LockService.Settings.DEFAULTS);
+      StateNames n = new StateNames("gone", "x", "default");
+      LockService.Answer taken = service.lockForDeletion(n, "uid-1");
+      assertThat(taken).isInstanceOf(LockService.Granted.class);
+      assertThat(((LockService.Granted) taken).lease()).isNull();
+      assertThat(
+              service.recreateForRunning(
+                  n, info("job/run/uid-9", "leasehold-run"), 300, java.util.List.of()))
+          .isEmpty();
+    } finally {
+      server.destroy();
+    }
+  }
 }
