@@ -126,17 +126,6 @@ public final class ClusterOperator implements AutoCloseable {
     return group + "-leader";
   }
 
-  /** The replica the election Lease names, if one leads. */
-  public java.util.Optional<Replica> leader() {
-    var election =
-        cluster.admin().leases().inNamespace(ChartInstall.NAMESPACE).withName(leaderLease()).get();
-    String holder =
-        election == null || election.getSpec() == null
-            ? null
-            : election.getSpec().getHolderIdentity();
-    return replicas.stream().filter(r -> r.podName().equals(holder)).findFirst();
-  }
-
   /** The backend's CA (PEM), as published in the test namespace for runners. */
   public String caPem(Duration timeout) throws InterruptedException {
     long deadline = System.nanoTime() + timeout.toNanos();

@@ -66,6 +66,7 @@ class FaultInjectionClusterIT {
 
   private final Map<String, String> tokens = new ConcurrentHashMap<>();
   private FaultWorkload work;
+  private int ops;
 
   @Test
   @DisplayName(
@@ -75,7 +76,7 @@ class FaultInjectionClusterIT {
           + " another identity's lock, every acknowledged write kept in order")
   void historyHoldsUnderFaults() throws Exception {
     long seed = Long.getLong("leasehold.fault.seed", System.nanoTime());
-    int ops = Integer.getInteger("leasehold.fault.ops", 2000);
+    ops = Integer.getInteger("leasehold.fault.ops", 2000);
     RealCluster cluster = RealCluster.get();
     KubernetesClient admin = cluster.admin();
     String ns = cluster.newNamespace("chaos");
@@ -314,10 +315,13 @@ class FaultInjectionClusterIT {
    */
   private void runJobs(KubernetesClient admin, String ns, AtomicBoolean done, Random random) {
     int n = 0;
+    int most = Math.max(4, Math.min(30, ops / 60));
     Set<String> unlabelled = ConcurrentHashMap.newKeySet();
     try {
+      // Jobs are fewer than clients' runs: the line is shared, and clients give up after their
+      // ?wait= (1-5 s) when Jobs stand before them.
       while (!done.get()) {
-        if (n < 30 && random.nextInt(15) == 0) {
+        if (n < most && random.nextInt(30) == 0) {
           admin
               .resource(
                   ClusterFixtures.runnerJob(ns, String.format("chaos-job-%03d", n++), STATE, true))
