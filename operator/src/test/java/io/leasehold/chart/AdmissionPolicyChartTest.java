@@ -411,7 +411,7 @@ class AdmissionPolicyChartTest {
       Path fresh = ROOT.resolve("operator/target/admission-policies.yaml");
       Files.writeString(fresh, bundledFile(rendered), StandardCharsets.UTF_8);
       throw new AssertionError(
-          "operator/src/main/resources"
+          "embedded-api/src/main/resources"
               + EmbeddedKubernetes.ADMISSION_POLICIES_RESOURCE
               + " differs from the chart's policies; the rendering is in "
               + fresh
