@@ -1,5 +1,6 @@
 package io.leasehold.cli;
 
+import java.util.Optional;
 import java.util.concurrent.Callable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -30,6 +31,10 @@ final class DemoCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    Optional<LocalBuild> local = LocalBuild.find();
+    if (local.isEmpty()) {
+      return LocalBuild.refuse(spec.commandLine(), "demo");
+    }
     // The demo's output is its story: library INFO lines on the terminal would interleave with
     // it. Warnings still show; LEASEHOLD_LOG_LEVEL chooses otherwise.
     Logger root = LoggerFactory.getLogger(Logger.ROOT_LOGGER_NAME);
@@ -40,7 +45,7 @@ final class DemoCommand implements Callable<Integer> {
       logback.setLevel(ch.qos.logback.classic.Level.WARN);
     }
     try {
-      return new TwoEngineersDemo(spec.commandLine().getOut(), terraform).run();
+      return local.get().demo(spec.commandLine().getOut(), terraform);
     } finally {
       if (before != null) {
         ((ch.qos.logback.classic.Logger) root).setLevel(before);

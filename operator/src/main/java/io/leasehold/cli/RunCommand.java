@@ -9,7 +9,6 @@ import io.leasehold.backend.HttpBackend;
 import io.leasehold.backend.JobPods;
 import io.leasehold.backend.KubernetesAccess;
 import io.leasehold.backend.KubernetesJobPods;
-import io.leasehold.embedded.EmbeddedKubernetes;
 import io.leasehold.kube.EventRecorder;
 import io.leasehold.kube.TolerantSerialization;
 import io.leasehold.lock.LockService;
@@ -208,6 +207,11 @@ final class RunCommand implements Callable<Integer> {
 
   @Override
   public Integer call() throws Exception {
+    Optional<LocalBuild> local = LocalBuild.find();
+    if (local.isEmpty()
+        && (embedded || !manifests.isEmpty() || kubeconfigOut != null || replicas != 1)) {
+      return LocalBuild.refuse(spec.commandLine(), "run --embedded");
+    }
     if (!embedded && (!manifests.isEmpty() || kubeconfigOut != null || replicas != 1)) {
       throw new CommandLine.ParameterException(
           spec.commandLine(), "-f, --kubeconfig-out and --replicas need --embedded");
@@ -230,7 +234,7 @@ final class RunCommand implements Callable<Integer> {
     shutdown = shutdownOptions.shutdown();
     Thread hook = installShutdownHook();
     try {
-      int status = embedded ? runEmbedded() : runInCluster();
+      int status = embedded ? runEmbedded(local.get()) : runInCluster();
       exitStatus = status;
       return status;
     } finally {
@@ -427,11 +431,10 @@ final class RunCommand implements Callable<Integer> {
             .build());
   }
 
-  private int runEmbedded() throws InterruptedException {
+  private int runEmbedded(LocalBuild local) throws InterruptedException {
     PrintWriter out = spec.commandLine().getOut();
-    try (EmbeddedKubernetes api = EmbeddedKubernetes.start(apiPort);
+    try (LocalBuild.Api api = local.startApi(apiPort);
         KubernetesClient client = api.newClient()) {
-      api.installAdmissionPolicies();
       for (Path manifest : manifests) {
         api.apply(manifest);
       }
@@ -454,7 +457,7 @@ final class RunCommand implements Callable<Integer> {
         for (int i = 1; i <= replicas; i++) {
           boolean first = i == 1;
           Optional<String> election =
-              replicas > 1 ? Optional.of(EmbeddedKubernetes.DEFAULT_NAMESPACE) : Optional.empty();
+              replicas > 1 ? Optional.of(api.namespace()) : Optional.empty();
           String identity = replicas > 1 ? "replica-" + i : "embedded";
           PrometheusMeterRegistry own =
               first ? registry : new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);

@@ -1,7 +1,9 @@
 package io.leasehold.architecture;
 
+import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.noClasses;
 import static com.tngtech.archunit.library.Architectures.layeredArchitecture;
 import static com.tngtech.archunit.library.dependencies.SlicesRuleDefinition.slices;
+import static org.assertj.core.api.Assertions.assertThat;
 
 import com.tngtech.archunit.core.domain.JavaClasses;
 import com.tngtech.archunit.core.importer.ClassFileImporter;
@@ -13,7 +15,9 @@ import org.junit.jupiter.api.Test;
 /**
  * The packages depend on each other in one direction only: {@code cli -> operator and backend ->
  * queue -> lock -> state -> api, kube, ops}. A lower layer importing a higher one is how rules end
- * up written in several places; these rules fail the build instead.
+ * up written in several places; these rules fail the build instead. Above them all, {@code local}
+ * (the local jar's embedded API start-up and demo) is the only user of the embedded API, and no
+ * code refers to it: the command line finds it by name, so the server jar can leave both out.
  */
 class LayeringTest {
 
@@ -40,6 +44,8 @@ class LayeringTest {
   void layersOnlyDependDownwards() {
     layeredArchitecture()
         .consideringOnlyDependenciesInLayers()
+        .layer("local")
+        .definedBy("io.leasehold.local..")
         .layer("cli")
         .definedBy("io.leasehold.cli..")
         .layer("operator")
@@ -58,22 +64,57 @@ class LayeringTest {
         .definedBy("io.leasehold.tls..")
         .layer("foundation")
         .definedBy("io.leasehold.api..", "io.leasehold.kube..", "io.leasehold.ops..")
-        .whereLayer("cli")
+        .whereLayer("local")
         .mayNotBeAccessedByAnyLayer()
+        .whereLayer("cli")
+        .mayOnlyBeAccessedByLayers("local")
         .whereLayer("operator")
-        .mayOnlyBeAccessedByLayers("cli")
+        .mayOnlyBeAccessedByLayers("cli", "local")
         .whereLayer("backend")
-        .mayOnlyBeAccessedByLayers("cli")
+        .mayOnlyBeAccessedByLayers("cli", "local")
         .whereLayer("embedded")
-        .mayOnlyBeAccessedByLayers("cli")
+        .mayOnlyBeAccessedByLayers("local")
         .whereLayer("queue")
-        .mayOnlyBeAccessedByLayers("operator", "cli")
+        .mayOnlyBeAccessedByLayers("operator", "cli", "local")
         .whereLayer("lock")
-        .mayOnlyBeAccessedByLayers("queue", "operator", "backend", "cli")
+        .mayOnlyBeAccessedByLayers("queue", "operator", "backend", "cli", "local")
         .whereLayer("state")
-        .mayOnlyBeAccessedByLayers("lock", "queue", "operator", "backend", "cli")
+        .mayOnlyBeAccessedByLayers("lock", "queue", "operator", "backend", "cli", "local")
         .whereLayer("tls")
-        .mayOnlyBeAccessedByLayers("backend", "cli")
+        .mayOnlyBeAccessedByLayers("backend", "cli", "local")
+        .check(classes);
+  }
+
+  @Test
+  @DisplayName(
+      "Only io.leasehold.local uses the embedded API, and no code refers to io.leasehold.local:"
+          + " the server jar leaves both out")
+  void onlyTheLocalPackageUsesTheEmbeddedApi() {
+    assertThat(classes.containPackage("io.leasehold.embedded"))
+        .as("the embedded API's classes are imported")
+        .isTrue();
+    assertThat(classes.containPackage("io.leasehold.local"))
+        .as("the local package's classes are imported")
+        .isTrue();
+    noClasses()
+        .that()
+        .resideOutsideOfPackages("io.leasehold.local..", "io.leasehold.embedded..")
+        .should()
+        .dependOnClassesThat()
+        .resideInAPackage("io.leasehold.embedded..")
+        .because(
+            "the server jar, which the container image runs, has no embedded API; the local jar"
+                + " starts it from io.leasehold.local only")
+        .check(classes);
+    noClasses()
+        .that()
+        .resideOutsideOfPackage("io.leasehold.local..")
+        .should()
+        .dependOnClassesThat()
+        .resideInAPackage("io.leasehold.local..")
+        .because(
+            "the command line finds io.leasehold.local by name (LocalBuild.find), so that the"
+                + " server jar, which leaves it out, runs everything else")
         .check(classes);
   }
 }

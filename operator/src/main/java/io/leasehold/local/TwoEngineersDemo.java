@@ -1,4 +1,4 @@
-package io.leasehold.cli;
+package io.leasehold.local;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -8,6 +8,7 @@ import io.leasehold.backend.Access;
 import io.leasehold.backend.HttpBackend;
 import io.leasehold.backend.JobPods;
 import io.leasehold.backend.StateBackend;
+import io.leasehold.cli.Replica;
 import io.leasehold.embedded.EmbeddedKubernetes;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.operator.LeaseholdOperator;
