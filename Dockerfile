@@ -1,12 +1,13 @@
-# leasehold's container image: the shaded jar on a Java runtime cut down to the modules it uses,
+# leasehold's container image: the server jar (the operator without the embedded Kubernetes API,
+# the demo, the mock server or any test library) on a Java runtime cut down to the modules it uses,
 # on a base image without a shell or a package manager, run as user 65532.
 #
 #   mvn -B -DskipTests package
 #   docker build --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
 #       -t ghcr.io/leasehold/leasehold:0.1.0 .
 #
-# hack/test-image.sh builds it (from Debian packages when no image registry is reachable), runs
-# it the way the Helm chart does and checks it from outside.
+# hack/test-image.sh builds it (from Debian packages when no image registry is reachable), checks
+# the jar in it, runs it the way the Helm chart does and checks it from outside.
 
 # A JDK with its jmods, for jlink. Only this build stage runs commands.
 ARG JDK_IMAGE=eclipse-temurin:17-jdk
@@ -14,19 +15,19 @@ ARG JDK_IMAGE=eclipse-temurin:17-jdk
 ARG BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${JDK_IMAGE} AS runtime
-COPY operator/target/leasehold.jar /tmp/leasehold.jar
+COPY server/target/leasehold-server.jar /tmp/leasehold-server.jar
 # The modules the jar needs (jdeps), and those it only loads by name: elliptic-curve TLS, which
 # API servers offer, and DNS through JNDI. The container flags are built into the runtime, where
 # JAVA_TOOL_OPTIONS and the command line can still override them: the heap follows the memory
 # limit, and an OutOfMemoryError ends the process so that Kubernetes restarts it.
 RUN set -eu; \
-    modules="$(jdeps --ignore-missing-deps --multi-release 17 --print-module-deps /tmp/leasehold.jar),jdk.crypto.ec,jdk.naming.dns"; \
+    modules="$(jdeps --ignore-missing-deps --multi-release 17 --print-module-deps /tmp/leasehold-server.jar),jdk.crypto.ec,jdk.naming.dns"; \
     echo "runtime modules: ${modules}"; \
     jlink --add-modules "${modules}" \
         --add-options="-XX:MaxRAMPercentage=75 -XX:+ExitOnOutOfMemoryError" \
         --strip-java-debug-attributes --no-man-pages --no-header-files --compress=2 \
         --output /opt/java; \
-    /opt/java/bin/java -jar /tmp/leasehold.jar --version
+    /opt/java/bin/java -jar /tmp/leasehold-server.jar --version
 
 FROM ${BASE_IMAGE}
 ARG VERSION=dev
@@ -38,11 +39,11 @@ LABEL org.opencontainers.image.title="leasehold" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.revision="${REVISION}"
 COPY --from=runtime /opt/java /opt/java
-COPY operator/target/leasehold.jar /opt/leasehold/leasehold.jar
+COPY server/target/leasehold-server.jar /opt/leasehold/leasehold-server.jar
 ENV JAVA_HOME=/opt/java
 # The chart's runAsUser and runAsGroup; the process needs no file it could write but /tmp.
 USER 65532:65532
 # 8080: Terraform HTTP backend; 8081: /healthz, /readyz and /metrics.
 EXPOSE 8080 8081
-ENTRYPOINT ["/opt/java/bin/java", "-jar", "/opt/leasehold/leasehold.jar"]
+ENTRYPOINT ["/opt/java/bin/java", "-jar", "/opt/leasehold/leasehold-server.jar"]
 CMD ["run"]

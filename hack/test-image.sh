@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Builds leasehold's container image from the Dockerfile, runs it the way the Helm chart runs it
-# and checks it from outside the container. The last line it prints is `image ok: NAME SIZE`.
+# Builds leasehold's container image from the Dockerfile, checks the server jar in it (none of the
+# entries server/forbidden-entries.txt lists: no embedded API, mock server or test library), runs
+# it the way the Helm chart runs it against a real control plane (hack/cluster.sh) and checks it
+# from outside the container. The last line it prints is `image ok: NAME SIZE`.
 #
 #   hack/test-image.sh [IMAGE]        IMAGE defaults to leasehold/leasehold:<chart appVersion>
 #
 # It installs what it lacks (docker.io, debootstrap, curl: apt-get, as root) and starts dockerd
-# when no engine answers (and stops it again at the end). The Dockerfile's base images are public
+# when no engine answers (and stops it again at the end). The control plane's binaries are built
+# once from Go modules by hack/cluster.sh (cached). The Dockerfile's base images are public
 # ones; when they cannot be pulled (no registry reachable), the script makes them from Debian
 # packages with debootstrap instead, once (they are kept in the engine as leasehold-local/*):
 #   leasehold-local/jdk:17      Debian's OpenJDK 17 with jmods, for the jlink stage
@@ -31,6 +34,9 @@ GRACE_SECONDS=30
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/leasehold-image.XXXXXX")"
 CONTAINER="leasehold-image-test-$$"
 DOCKERD_PID=""
+CLUSTER="$WORK/cluster"
+# Where the image keeps the server jar (Dockerfile).
+IMAGE_JAR="/opt/leasehold/leasehold-server.jar"
 
 step() { printf '\n==> %s\n' "$*"; }
 fail() {
@@ -45,6 +51,9 @@ fail() {
 cleanup() {
   set +e
   docker rm -f "$CONTAINER" >/dev/null 2>&1
+  if [ -f "$CLUSTER/run/env" ]; then
+    hack/cluster.sh down "$CLUSTER" >/dev/null 2>&1
+  fi
   if [ -n "$DOCKERD_PID" ]; then
     kill "$DOCKERD_PID" 2>/dev/null
     for _ in $(seq 1 30); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 1; done
@@ -98,10 +107,13 @@ fi
 docker info --format 'engine {{.ServerVersion}}, storage {{.Driver}}, cgroup v{{.CgroupVersion}}'
 
 # ---------------------------------------------------------------------------------------------
-step "jar"
-JAR="operator/target/leasehold.jar"
+step "server jar"
+# The image runs the server jar: the operator without the embedded API (see server/pom.xml).
+JAR="server/target/leasehold-server.jar"
+FORBIDDEN="server/forbidden-entries.txt"
 REVISION="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-if [ ! -f "$JAR" ] || [ -n "$(find operator/src pom.xml operator/pom.xml -newer "$JAR" -type f -print -quit)" ] \
+if [ ! -f "$JAR" ] \
+  || [ -n "$(find operator/src operator/pom.xml server/pom.xml pom.xml -newer "$JAR" -type f -print -quit)" ] \
   || [[ "$(java -jar "$JAR" --version 2>/dev/null)" != *"commit $REVISION"* ]]; then
   echo "building $JAR (mvn -B -q -DskipTests package)"
   mvn -B -q -DskipTests package
@@ -229,57 +241,151 @@ echo "leasehold --version: $image_version"
 case "$image_version" in *"commit $REVISION"*) ;; *) fail "--version does not name commit $REVISION" ;; esac
 
 # ---------------------------------------------------------------------------------------------
-step "run it as the chart does"
-# The chart's pod: user and group 65532, read-only root, all capabilities dropped, no privilege
-# escalation, an emptyDir on /tmp, 512Mi memory limit, its environment and its arguments. Without
-# a cluster it runs on the embedded API; the embedded mode listens on loopback only, so the
-# container shares the host's network to be reachable from outside on 127.0.0.1.
-STATE_YAML="$WORK/state.yaml"
-cat >"$STATE_YAML" <<'EOF'
+step "the jar in the image"
+# Copied out of the image as it is (docker cp from a container that never starts), and listed.
+cid="$(docker create "$IMAGE")"
+docker cp "$cid:$IMAGE_JAR" "$WORK/image.jar" >/dev/null || { docker rm "$cid" >/dev/null; fail "the image has no $IMAGE_JAR"; }
+docker rm "$cid" >/dev/null
+jar tf "$WORK/image.jar" >"$WORK/image-jar.txt" || fail "cannot list $IMAGE_JAR"
+grep -qx 'io/leasehold/cli/Main.class' "$WORK/image-jar.txt" || fail "$IMAGE_JAR has no io/leasehold/cli/Main.class"
+grep -v -e '^[[:space:]]*#' -e '^[[:space:]]*$' "$FORBIDDEN" | sed 's/[[:space:]]*$//' >"$WORK/forbidden.txt"
+[ -s "$WORK/forbidden.txt" ] || fail "$FORBIDDEN lists nothing"
+# Entries whose name starts with a forbidden prefix (compared as fixed strings).
+awk 'NR == FNR { prefix[NR] = $0; n = NR; next }
+     { for (i = 1; i <= n; i++) if (index($0, prefix[i]) == 1) { print; break } }' \
+  "$WORK/forbidden.txt" "$WORK/image-jar.txt" >"$WORK/found.txt"
+if [ -s "$WORK/found.txt" ]; then
+  echo "--- entries of $IMAGE_JAR that $FORBIDDEN forbids (first 40 of $(wc -l <"$WORK/found.txt")) ---" >&2
+  head -40 "$WORK/found.txt" >&2
+  fail "the image's jar carries what only the local jar may (the embedded API, a mock server or a test library)"
+fi
+echo "$IMAGE_JAR: $(wc -l <"$WORK/image-jar.txt") entries, $(wc -c <"$WORK/image.jar") bytes, none under the $(wc -l <"$WORK/forbidden.txt") prefixes $FORBIDDEN forbids"
+
+for command in "run --embedded" "demo"; do
+  code=0
+  # shellcheck disable=SC2086 # the command's words
+  docker run --rm --read-only "$IMAGE" $command >"$WORK/refused.out" 2>"$WORK/refused.err" || code=$?
+  [ "$code" = "2" ] || fail "'$command' in the image exited $code, not 2: $(cat "$WORK/refused.err")"
+  grep -q 'needs the local jar' "$WORK/refused.err" || fail "'$command' in the image does not say it needs the local jar: $(cat "$WORK/refused.err")"
+  grep -q 'mvn -B -DskipTests package' "$WORK/refused.err" || fail "'$command' in the image does not say how to build the local jar"
+  if grep -q -e 'Exception' -e $'^\tat ' "$WORK/refused.err"; then fail "'$command' in the image printed a stack trace"; fi
+  [ ! -s "$WORK/refused.out" ] || fail "'$command' in the image printed on stdout: $(cat "$WORK/refused.out")"
+  echo "$command: exit 2, $(head -c 100 "$WORK/refused.err")..."
+done
+
+# ---------------------------------------------------------------------------------------------
+step "a control plane (hack/cluster.sh)"
+# The server jar runs against a cluster only: here a real kube-apiserver, etcd, controller-manager,
+# scheduler and fake node on loopback, which the container reaches over the host's network.
+if ! hack/cluster.sh up "$CLUSTER" >"$WORK/cluster.log" 2>&1; then
+  tail -20 "$WORK/cluster.log" >&2
+  for log in "$CLUSTER"/logs/*.log; do
+    [ -f "$log" ] && { echo "--- $(basename "$log") (last 10 lines) ---"; tail -10 "$log"; } >&2
+  done
+  fail "hack/cluster.sh up (logs above)"
+fi
+grep -E 'cluster up in' "$WORK/cluster.log" || true
+kc() { kubectl --kubeconfig "$CLUSTER/kubeconfig" "$@"; }
+kc apply -f crds/terraformstates.leasehold.io-v1.yml >/dev/null
+kc wait --for=condition=Established crd/terraformstates.leasehold.io --timeout=60s >/dev/null
+kc create namespace leasehold-system >/dev/null
+# The state, and a runner: a ServiceAccount that may read, lock and write it (RBAC on
+# terraformstates/state), whose token is its Basic-auth password.
+cat >"$WORK/runner.yaml" <<'EOF'
 apiVersion: leasehold.io/v1alpha1
 kind: TerraformState
 metadata:
   name: image-check
   namespace: default
 spec: {}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: image-check
+  namespace: default
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: image-check
+  namespace: default
+rules:
+  - apiGroups: [leasehold.io]
+    resources: [terraformstates/state]
+    resourceNames: [image-check]
+    verbs: [get, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: image-check
+  namespace: default
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: image-check}
+subjects:
+  - {kind: ServiceAccount, name: image-check, namespace: default}
 EOF
-chmod 0644 "$STATE_YAML"
+kc apply -f "$WORK/runner.yaml" >/dev/null
+TOKEN="$(kc create token image-check -n default --audience leasehold --duration 1h)"
+# The operator's credentials, in one file its user (65532) can read inside the container.
+kc config view --raw --flatten --minify >"$WORK/operator.kubeconfig"
+chmod 0644 "$WORK/operator.kubeconfig"
+
+# ---------------------------------------------------------------------------------------------
+step "run it as the chart does"
+# The chart's pod: user and group 65532, read-only root, all capabilities dropped, no privilege
+# escalation, an emptyDir on /tmp, 512Mi memory limit, its environment and its arguments (HTTPS
+# with a CA of its own kept in a Secret and published for runners). Free ports instead of 8080 and
+# 8081, as the container shares the host's network.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+HTTP_PORT="$(free_port)"
+MANAGEMENT_PORT="$(free_port)"
 docker run -d --name "$CONTAINER" \
   --network host \
   --user 65532:65532 --read-only --tmpfs /tmp:rw,size=64m,mode=1777 \
   --cap-drop ALL --security-opt no-new-privileges \
   --memory 512m \
-  -e POD_NAMESPACE=leasehold-system -e LEASEHOLD_LOG_FORMAT=text -e LEASEHOLD_LOG_LEVEL=INFO \
+  -e POD_NAMESPACE=leasehold-system -e POD_NAME=leasehold-image-check -e HOSTNAME=leasehold-image-check \
+  -e LEASEHOLD_LOG_FORMAT=text -e LEASEHOLD_LOG_LEVEL=INFO \
   -e JAVA_TOOL_OPTIONS="-XX:MaxRAMPercentage=75 -XX:+ExitOnOutOfMemoryError" \
-  -v "$STATE_YAML:/etc/leasehold/state.yaml:ro" \
-  "$IMAGE" run --embedded -f /etc/leasehold/state.yaml \
-  --leader-election-namespace=leasehold-system --max-state-bytes=134217728 --max-lock-wait=15m >/dev/null
+  -e KUBECONFIG=/etc/leasehold/kubeconfig \
+  -v "$WORK/operator.kubeconfig:/etc/leasehold/kubeconfig:ro" \
+  "$IMAGE" run --http-port="$HTTP_PORT" --management-port="$MANAGEMENT_PORT" \
+  --leader-election-namespace=leasehold-system --leader-election-lease=leasehold-leader \
+  --max-state-bytes=134217728 --max-lock-wait=15m \
+  --tls-self-signed=leasehold-tls --tls-dns-name=localhost,127.0.0.1 \
+  --tls-publish-ca=leasehold-ca >/dev/null
 
-BACKEND="" METRICS=""
-for _ in $(seq 1 120); do
-  docker logs "$CONTAINER" >"$WORK/container.log" 2>/dev/null || true
-  BACKEND="$(sed -n 's/^terraform-backend: //p' "$WORK/container.log")"
-  METRICS="$(sed -n 's/^metrics: //p' "$WORK/container.log")"
-  [ -n "$BACKEND" ] && [ -n "$METRICS" ] && break
-  [ "$(docker inspect -f '{{.State.Running}}' "$CONTAINER")" = "true" ] || fail "the container stopped at start"
-  sleep 1
-done
-[ -n "$BACKEND" ] || fail "the container printed no terraform-backend address within 120 s"
-MANAGEMENT="${METRICS%/metrics}"
+MANAGEMENT="http://127.0.0.1:$MANAGEMENT_PORT"
+BACKEND="https://127.0.0.1:$HTTP_PORT/v1/states/"
 echo "backend $BACKEND, management $MANAGEMENT"
 
 http() { curl -sS -o "$WORK/body" -w '%{http_code}' "$@"; }
 
 for probe in healthz readyz; do
   code=""
-  for _ in $(seq 1 60); do
-    code="$(http "$MANAGEMENT/$probe" || true)"
+  for _ in $(seq 1 120); do
+    code="$(http "$MANAGEMENT/$probe" 2>/dev/null || true)"
     [ "$code" = "200" ] && break
+    [ "$(docker inspect -f '{{.State.Running}}' "$CONTAINER")" = "true" ] || fail "the container stopped at start"
     sleep 1
   done
   [ "$code" = "200" ] || fail "/$probe answered $code: $(cat "$WORK/body" 2>/dev/null)"
   echo "/$probe 200: $(head -c 200 "$WORK/body")"
 done
+
+# The CA that runners mount: the one the operator published next to the TerraformState.
+for _ in $(seq 1 60); do
+  kc get configmap leasehold-ca -n default -o jsonpath='{.data.ca\.crt}' >"$WORK/ca.crt" 2>/dev/null || true
+  [ -s "$WORK/ca.crt" ] && break
+  sleep 1
+done
+[ -s "$WORK/ca.crt" ] || fail "the operator published no CA (ConfigMap default/leasehold-ca) within 60 s"
+code="$(http --cacert "$WORK/ca.crt" -X LOCK --data-binary '{}' "${BACKEND}default/image-check/lock")"
+[ "$code" = "401" ] || fail "a LOCK without credentials answered $code, not 401"
+echo "HTTPS with the CA published in ConfigMap default/leasehold-ca; a LOCK without credentials: 401"
+# From here on, requests are the runner's.
+http() { curl -sS --cacert "$WORK/ca.crt" -u "image-check:$TOKEN" -o "$WORK/body" -w '%{http_code}' "$@"; }
 
 STATE_URL="${BACKEND}default/image-check"
 lock_info() {
@@ -316,7 +422,7 @@ code="$(http -X LOCK --data-binary @"$WORK/lock3.json" -H 'Content-Type: applica
 [ "$code" = "200" ] || fail "LOCK answered $code"
 # A 3 MB state sent at 1 MB/s: about 3 s on the wire, SIGTERM arrives after one.
 state_json 2 "$(head -c 3000000 /dev/zero | tr '\0' x)" >"$WORK/state2.json"
-curl -sS -o "$WORK/slow.body" -w '%{http_code}' --limit-rate 1M -X POST \
+curl -sS --cacert "$WORK/ca.crt" -u "image-check:$TOKEN" -o "$WORK/slow.body" -w '%{http_code}' --limit-rate 1M -X POST \
   --data-binary @"$WORK/state2.json" -H 'Content-Type: application/json' \
   "$STATE_URL?ID=33333333-aaaa-bbbb-cccc-000000000003" >"$WORK/slow.code" 2>"$WORK/slow.err" &
 SLOW=$!
