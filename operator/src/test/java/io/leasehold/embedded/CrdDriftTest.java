@@ -23,7 +23,7 @@ import org.junit.jupiter.api.io.TempDir;
 class CrdDriftTest {
 
   private static final String REFRESH =
-      "mvn -B -Prefresh-crds -DskipTests process-classes -pl operator";
+      "mvn -B -Prefresh-crds -DskipTests process-classes -pl operator -am";
   private static final Path ROOT = Path.of(System.getProperty("leasehold.projectRoot"));
   private static final Path CHART = ROOT.resolve("charts/leasehold");
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());

@@ -69,9 +69,9 @@ import org.junit.jupiter.api.Test;
  *   <li>the stored state and every kept version decode.
  * </ul>
  *
- * <p>Short by default (CI). Long: {@code mvn -B -pl operator test -Dtest=FaultInjectionTest
- * -Dleasehold.fault.ops=10000}. Rerun a run's choices with {@code -Dleasehold.fault.seed=SEED}
- * (thread timing still varies).
+ * <p>Short by default (CI). Long: {@code mvn -B -pl operator -am test -Dtest=FaultInjectionTest
+ * -Dsurefire.failIfNoSpecifiedTests=false -Dleasehold.fault.ops=10000}. Rerun a run's choices with
+ * {@code -Dleasehold.fault.seed=SEED} (thread timing still varies).
  */
 class FaultInjectionTest {
 
