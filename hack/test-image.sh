@@ -90,7 +90,16 @@ if ! command -v docker >/dev/null || ! command -v dockerd >/dev/null; then
 fi
 if ! docker info >/dev/null 2>&1; then
   echo "starting dockerd (log: $WORK/dockerd.log)"
-  as_root dockerd >"$WORK/dockerd.log" 2>&1 &
+  # Started here, not through as_root: a function run in the background is a subshell, and $!
+  # would name it rather than dockerd, which the clean-up would then leave running.
+  if [ "$(id -u)" -eq 0 ]; then
+    dockerd >"$WORK/dockerd.log" 2>&1 &
+  elif command -v sudo >/dev/null; then
+    sudo dockerd >"$WORK/dockerd.log" 2>&1 &
+  else
+    echo "no docker engine: starting dockerd needs root" >&2
+    exit 3
+  fi
   DOCKERD_PID=$!
   for _ in $(seq 1 60); do
     docker info >/dev/null 2>&1 && break
