@@ -444,6 +444,27 @@ public final class ClusterOperator implements AutoCloseable {
       }
     }
 
+    /** Writes the replica's threads next to its log (jcmd Thread.print); returns the file. */
+    public Path threadDump() {
+      Path dump = workDir.resolve(podName + "-threads-" + System.currentTimeMillis() + ".txt");
+      if (!alive()) {
+        return dump;
+      }
+      try {
+        Path jcmd = Path.of(javaCommand()).resolveSibling("jcmd");
+        new ProcessBuilder(jcmd.toString(), Long.toString(process.pid()), "Thread.print")
+            .redirectErrorStream(true)
+            .redirectOutput(dump.toFile())
+            .start()
+            .waitFor(60, TimeUnit.SECONDS);
+      } catch (IOException e) {
+        return dump;
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+      return dump;
+    }
+
     /** The last lines of this replica's log. */
     public String tail() {
       try {
@@ -470,10 +491,10 @@ public final class ClusterOperator implements AutoCloseable {
     Path path =
         jar != null
             ? Path.of(jar)
-            : RealCluster.projectRoot().resolve("operator/target/leasehold.jar");
+            : RealCluster.projectRoot().resolve("server/target/leasehold-server.jar");
     if (!Files.isRegularFile(path)) {
       throw new AssertionError(
-          "the operator jar " + path + " is missing: `mvn -B -DskipTests package` builds it");
+          "the server jar " + path + " is missing: `mvn -B -DskipTests package` builds it");
     }
     return path;
   }

@@ -67,6 +67,7 @@ class FaultInjectionClusterIT {
   private final Map<String, String> tokens = new ConcurrentHashMap<>();
   private FaultWorkload work;
   private int ops;
+  private ClusterOperator operatorForDiagnosis;
 
   @Test
   @DisplayName(
@@ -87,6 +88,7 @@ class FaultInjectionClusterIT {
         "fault injection on the real cluster: seed %d, %d operations, %d clients, 2 replicas%n",
         seed, ops, CLIENTS);
     try (ClusterOperator operator = ClusterOperator.start(cluster, chart, ns, 2)) {
+      operatorForDiagnosis = operator;
       SSLContext tls = ClusterHttp.trusting(operator.caPem(Duration.ofSeconds(60)));
       work = new FaultWorkload(environment(operator, admin, tls), ns, STATE, LINEAGE);
       Watch leaseWatch = recordLeaseVersions(admin, ns);
@@ -456,6 +458,9 @@ class FaultInjectionClusterIT {
                     .toList());
       }
       why.append("\n  running as the test saw them: ").append(jobRunning);
+      for (ClusterOperator.Replica r : operatorForDiagnosis.replicas()) {
+        why.append("\n  thread dump of ").append(r.podName()).append(": ").append(r.threadDump());
+      }
       throw new AssertionError(why.toString(), e);
     }
   }
