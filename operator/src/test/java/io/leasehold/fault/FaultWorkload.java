@@ -323,6 +323,35 @@ public final class FaultWorkload {
     }
   }
 
+  /**
+   * Client 0 takes the lock (breaking a lock left behind, and retrying while Jobs or others hold
+   * it) and client 1 writes under client 0's lock ID: a write that only a missing ownership guard
+   * accepts. Gives up after {@code within}.
+   */
+  public void writeUnderAnothersLock(Duration within) throws Exception {
+    HttpClient http = env.http();
+    long deadline = System.nanoTime() + within.toNanos();
+    while (System.nanoTime() < deadline) {
+      String lockId = "c0-" + Long.toHexString(new Random().nextLong());
+      LockInfo info = lockInfo(0, lockId);
+      HttpResponse<String> lock =
+          send(http, "LOCK", stateUrl(0) + "/lock?wait=5s", info.toJson(), "client-0");
+      if (lock.statusCode() != 200) {
+        Lease lease = env.admin().leases().inNamespace(ns).withName(names.leaseName()).get();
+        String holder = lease == null ? null : lease.getSpec().getHolderIdentity();
+        if (holder != null && !holder.startsWith(LeaseLock.JOB_PREFIX)) {
+          forceUnlock(http, stateUrl(0));
+        }
+        continue;
+      }
+      int status = write(http, stateUrl(1 % env.replicas()), lockId, "client-1", "c1-stolen-x");
+      count(status == 200 ? "stolen-write-ACCEPTED" : "stolen-write-refused");
+      send(http, "UNLOCK", stateUrl(0) + "/lock", info.toJson(), "client-0");
+      return;
+    }
+    violations.add("client 0 never got the lock to have a write attempted under it");
+  }
+
   /** A client that writes under the lock ID of whoever holds the lock now. */
   private void stealLock(HttpClient http, Random random, int index) throws Exception {
     Lease lease = env.admin().leases().inNamespace(ns).withName(names.leaseName()).get();
