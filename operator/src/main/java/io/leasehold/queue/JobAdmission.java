@@ -58,6 +58,13 @@ public final class JobAdmission {
    */
   static final Duration REQUEUED_RECHECK = Duration.ofMillis(50);
 
+  /**
+   * How soon to look again after this replica changed the line itself (passed a client over, or
+   * freed the lock with someone in line): its own Lease writes bring it no watch event, so without
+   * this the next in line would wait for someone else's write, which may never come.
+   */
+  static final Duration OWN_WRITE_RECHECK = Duration.ofMillis(100);
+
   /** The label the Job controller puts on a Job's pods: the Job's UID. */
   public static final String CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid";
 
@@ -524,7 +531,11 @@ public final class JobAdmission {
           "runner Job " + endedName + " is gone; the lock on " + names.name() + " is free");
     }
     announce(state, queue, released);
-    return new Outcome(released, queue, Optional.empty(), Duration.ZERO);
+    return new Outcome(
+        released,
+        queue,
+        Optional.empty(),
+        locks.next(released).isPresent() ? OWN_WRITE_RECHECK : Duration.ZERO);
   }
 
   /**
@@ -555,7 +566,7 @@ public final class JobAdmission {
     }
     locks.passOver(names, next.get().id(), version);
     blocked.remove(key(names));
-    return Duration.ZERO;
+    return OWN_WRITE_RECHECK;
   }
 
   private void recordHold(Lease lease) {

@@ -114,6 +114,41 @@ class QueueResilienceTest {
 
   @Test
   @DisplayName(
+      "When the lock is free and clients of a replica that is gone stand before a queued Job, and"
+          + " no other replica waits, then the leader passes them over one after another and"
+          + " admits the Job")
+  void clientsOfAGoneReplicaBeforeAJobArePassedOverByTheLeaderAlone() throws Exception {
+    try (OperatorHarness h = OperatorHarness.apiOnly()) {
+      StateNames names = new StateNames(NAMESPACE, "vanished", "default");
+      JobQueueTest.createState(h, "vanished", 300);
+      // Left by a replica that crashed while three clients waited on it: nothing will ever grant
+      // them the lock, and only the leader is there to pass them over (the leader's own writes
+      // bring it no watch event).
+      java.time.Instant since = java.time.Instant.now();
+      io.leasehold.lock.Line line = io.leasehold.lock.Line.EMPTY;
+      for (int i = 0; i < 3; i++) {
+        line =
+            line.append(
+                io.leasehold.lock.Ticket.client(
+                    "crashed-" + i, "client-" + i, "digest-" + i, "replica-that-crashed", since));
+      }
+      h.client()
+          .resource(
+              io.leasehold.lock.LeaseLock.withLine(
+                  io.leasehold.lock.LeaseLock.unlocked(names), line))
+          .create();
+      create(h.client(), "after-crash", "vanished");
+      h.startOperator();
+      // Each is passed over after the owner timeout (5 s) with the Lease unchanged.
+      await().atMost(Duration.ofSeconds(60)).until(() -> running(get(h.client(), "after-crash")));
+      assertThat(io.leasehold.lock.LeaseLock.line(lease(h, "vanished")).tickets())
+          .allSatisfy(t -> assertThat(t.gone()).as("ticket %s", t.id()).isNotNull());
+      finish(h.client(), "after-crash", true);
+    }
+  }
+
+  @Test
+  @DisplayName(
       "When many Jobs on one state are completed the moment each is admitted, then admissions"
           + " never overlap and every Job runs exactly once")
   void admissionsNeverOverlap() throws Exception {
