@@ -3,7 +3,6 @@ package io.leasehold.cluster;
 import io.fabric8.kubernetes.api.model.ConfigMap;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.PodBuilder;
-import io.fabric8.kubernetes.client.KubernetesClient;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.net.URI;
@@ -159,6 +158,8 @@ public final class ClusterOperator implements AutoCloseable {
     private final List<String> moreArgs;
     private final String podName;
     private final Path log;
+    private Pod pod;
+    private Path kubeconfig;
     private Process process;
     private int httpPort;
     private int managementPort;
@@ -175,11 +176,23 @@ public final class ClusterOperator implements AutoCloseable {
       awaitHealthy(Duration.ofMinutes(2));
     }
 
-    /** Creates the pod and starts the process, without waiting for it. */
+    /**
+     * Creates the pod (at the first start) and starts the process, without waiting for it. A
+     * restart reuses the pod and its token, as the kubelet restarts a container: deleting the pod
+     * and creating one of the same name instead races the fake node, which may still be finishing
+     * the old pod's deletion by name and delete the new one, invalidating its token.
+     */
     private void launch() {
-      KubernetesClient admin = cluster.admin();
-      Pod pod =
-          admin
+      if (pod == null) {
+        createPod();
+      }
+      startProcess();
+    }
+
+    private void createPod() {
+      pod =
+          cluster
+              .admin()
               .pods()
               .inNamespace(ChartInstall.NAMESPACE)
               .resource(
@@ -201,9 +214,12 @@ public final class ClusterOperator implements AutoCloseable {
                       .build())
               .create();
       String token = cluster.podToken(pod, API_AUDIENCE);
-      Path kubeconfig =
+      kubeconfig =
           cluster.kubeconfigWithToken(
               workDir.resolve(podName + ".kubeconfig"), token, ChartInstall.NAMESPACE);
+    }
+
+    private void startProcess() {
       httpPort = freePort();
       managementPort = freePort();
       List<String> command = new ArrayList<>();
@@ -393,16 +409,16 @@ public final class ClusterOperator implements AutoCloseable {
       signal("CONT");
     }
 
-    /** Starts the replica again after it ended: a new process, the same pod. */
+    /** Starts the replica again after it ended: a new process in the same pod. */
     public void restart() {
       if (alive()) {
         throw new IllegalStateException(podName + " is still running");
       }
-      deletePod();
       start();
     }
 
     private void deletePod() {
+      pod = null;
       cluster
           .admin()
           .pods()
