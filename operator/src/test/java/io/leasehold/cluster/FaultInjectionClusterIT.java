@@ -323,41 +323,47 @@ class FaultInjectionClusterIT {
       // Jobs are fewer than clients' runs: the line is shared, and clients give up after their
       // ?wait= (1-5 s) when Jobs stand before them.
       while (!done.get()) {
-        if (n < most && random.nextInt(30) == 0) {
-          admin
-              .resource(
-                  ClusterFixtures.runnerJob(ns, String.format("chaos-job-%03d", n++), STATE, true))
-              .create();
-          work.count("job-created");
-        }
-        for (Job job : admin.batch().v1().jobs().inNamespace(ns).list().getItems()) {
-          String name = job.getMetadata().getName();
-          boolean mine =
-              RunnerJobs.stateName(job).map(STATE::equals).orElse(false)
-                  || unlabelled.contains(name);
-          if (!mine || RunnerJobs.suspended(job) || RunnerJobs.finished(job)) {
-            continue;
-          }
-          if (!unlabelled.contains(name) && random.nextInt(100) < 15) {
+        try {
+          if (n < most && random.nextInt(30) == 0) {
             admin
-                .batch()
-                .v1()
-                .jobs()
-                .inNamespace(ns)
-                .withName(name)
-                .patch(
-                    PatchContext.of(PatchType.JSON_MERGE),
-                    "{\"metadata\":{\"labels\":{\"" + RunnerJobs.STATE_LABEL + "\":null}}}");
-            unlabelled.add(name);
-            work.count("job-unlabelled-while-running");
-            continue;
+                .resource(
+                    ClusterFixtures.runnerJob(
+                        ns, String.format("chaos-job-%03d", n++), STATE, true))
+                .create();
+            work.count("job-created");
           }
-          if (random.nextInt(2) == 0) {
-            for (Pod pod : ClusterFixtures.pods(admin, ns, name)) {
-              ClusterFixtures.release(admin, pod);
-              work.count("job-completed");
+          for (Job job : admin.batch().v1().jobs().inNamespace(ns).list().getItems()) {
+            String name = job.getMetadata().getName();
+            boolean mine =
+                RunnerJobs.stateName(job).map(STATE::equals).orElse(false)
+                    || unlabelled.contains(name);
+            if (!mine || RunnerJobs.suspended(job) || RunnerJobs.finished(job)) {
+              continue;
+            }
+            if (!unlabelled.contains(name) && random.nextInt(100) < 15) {
+              admin
+                  .batch()
+                  .v1()
+                  .jobs()
+                  .inNamespace(ns)
+                  .withName(name)
+                  .patch(
+                      PatchContext.of(PatchType.JSON_MERGE),
+                      "{\"metadata\":{\"labels\":{\"" + RunnerJobs.STATE_LABEL + "\":null}}}");
+              unlabelled.add(name);
+              work.count("job-unlabelled-while-running");
+              continue;
+            }
+            if (random.nextInt(2) == 0) {
+              for (Pod pod : ClusterFixtures.pods(admin, ns, name)) {
+                ClusterFixtures.release(admin, pod);
+                work.count("job-completed");
+              }
             }
           }
+        } catch (io.fabric8.kubernetes.client.KubernetesClientException e) {
+          // The API server is being restarted: like any controller, try again in a moment.
+          work.count("job-driver-request-failed");
         }
         Thread.sleep(300);
       }
@@ -423,8 +429,19 @@ class FaultInjectionClusterIT {
   }
 
   /** The replica the election Lease names, or the first when none leads. */
-  private static ClusterOperator.Replica leader(RealCluster cluster, ClusterOperator operator) {
-    return operator.leader().filter(ClusterOperator.Replica::alive).orElse(operator.replica(0));
+  private static ClusterOperator.Replica leader(RealCluster cluster, ClusterOperator operator)
+      throws InterruptedException {
+    for (int attempt = 1; ; attempt++) {
+      try {
+        return operator.leader().filter(ClusterOperator.Replica::alive).orElse(operator.replica(0));
+      } catch (io.fabric8.kubernetes.client.KubernetesClientException e) {
+        // The API server is still coming back from a restart: ask again in a moment.
+        if (attempt == 60) {
+          throw e;
+        }
+        Thread.sleep(1_000);
+      }
+    }
   }
 
   /** Every Job ends, a lock left by a vanished client is broken, then the final state is read. */
