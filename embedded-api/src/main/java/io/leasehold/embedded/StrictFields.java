@@ -33,6 +33,14 @@ final class StrictFields {
     Object typed;
     try {
       typed = mapper.treeToValue(object, KubernetesResource.class);
+    } catch (com.fasterxml.jackson.databind.exc.MismatchedInputException e) {
+      // A value of the wrong type ("data": [1, 2] for a map) does not decode.
+      throw new IllegalArgumentException(
+          "json: cannot unmarshal "
+              + e.getOriginalMessage().replaceAll("\\R.*", "")
+              + " at "
+              + e.getPathReference(),
+          e);
     } catch (JsonProcessingException | IllegalArgumentException e) {
       return List.of();
     }
@@ -93,6 +101,39 @@ final class StrictFields {
       return value instanceof Map<?, ?> map ? (Map<String, Object>) map : Map.of();
     } catch (ReflectiveOperationException e) {
       return Map.of();
+    }
+  }
+
+  /**
+   * Removes the fields at {@code paths} (as {@link #unknown} and {@link #unknownInBuiltIn} name
+   * them: dotted, with {@code [i]} for list items) from {@code object}.
+   */
+  static void remove(JsonNode object, List<String> paths) {
+    for (String path : paths) {
+      JsonNode node = object;
+      String[] parts = path.split("\\.");
+      for (int i = 0; i < parts.length && node != null; i++) {
+        String part = parts[i];
+        List<Integer> indexes = new ArrayList<>();
+        int bracket = part.indexOf('[');
+        String key = bracket < 0 ? part : part.substring(0, bracket);
+        if (bracket >= 0) {
+          for (String idx : part.substring(bracket + 1, part.length() - 1).split("\\]\\[")) {
+            indexes.add(Integer.parseInt(idx));
+          }
+        }
+        boolean last = i == parts.length - 1;
+        if (last && indexes.isEmpty()) {
+          if (node instanceof com.fasterxml.jackson.databind.node.ObjectNode o) {
+            o.remove(key);
+          }
+          break;
+        }
+        node = node.get(key);
+        for (int idx : indexes) {
+          node = node == null ? null : node.get(idx);
+        }
+      }
     }
   }
 
