@@ -76,6 +76,12 @@ final class ApiReads {
     if (parsed.get().isWatch()) {
       return Optional.empty();
     }
+    ApiRequest target = parsed.get();
+    if (resources.get().find(target.group(), target.version(), target.plural()).isEmpty()) {
+      return Optional.of(
+          Statuses.response(
+              mapper, 404, "NotFound", "the server could not find the requested resource"));
+    }
     return Optional.of(read(request, parsed.get()));
   }
 
@@ -153,6 +159,15 @@ final class ApiReads {
       }
       boolean builtIn = resource.isPresent() && !resource.get().isCustom();
       List<JsonNode> kept = new ArrayList<>();
+      List<JsonNode> sorted = new ArrayList<>();
+      items.forEach(sorted::add);
+      // The API server lists in the order of its keys: namespace, then name.
+      sorted.sort(
+          java.util.Comparator.comparing(
+                  (JsonNode i) -> i.path("metadata").path("namespace").asText(""))
+              .thenComparing(i -> i.path("metadata").path("name").asText("")));
+      items.removeAll();
+      items.addAll(sorted);
       for (JsonNode item : items) {
         if (selection.matches(item)) {
           if (builtIn && !table && item instanceof ObjectNode o) {

@@ -332,10 +332,28 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     }
     List<Cause> causes = new ArrayList<>();
     if (!resource.isSubresource()) {
+      try {
+        BuiltInRules.defaults(t.group(), t.plural(), object);
+      } catch (BuiltInRules.Undecodable e) {
+        return status(400, "BadRequest", e.getMessage());
+      }
       causes.addAll(ObjectMetaRules.check(t.group(), t.plural(), object));
+      causes.addAll(BuiltInRules.check(t.group(), t.plural(), object, storedBefore));
       if (storedBefore != null) {
         causes.addAll(ObjectMetaRules.checkUpdate(storedBefore, object));
       }
+      if ("PUT".equals(method)
+          && schemaOf(t) != null
+          && object.path("metadata").path("resourceVersion").asText("").isEmpty()) {
+        // A custom resource is updated only at the version the client read.
+        causes.add(
+            Cause.invalid("metadata.resourceVersion", "0x0", "must be specified for an update"));
+      }
+    } else if ("PUT".equals(method)
+        && schemaOf(t) != null
+        && object.path("metadata").path("resourceVersion").asText("").isEmpty()) {
+      causes.add(
+          Cause.invalid("metadata.resourceVersion", "0x0", "must be specified for an update"));
     }
     StrictFields.dropNulls(schemaOf(t), object);
     if (validation.knows(resource.group(), resource.plural())) {
@@ -733,7 +751,13 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     }
     List<Cause> causes = new ArrayList<>();
     if (!resource.isSubresource()) {
+      try {
+        BuiltInRules.defaults(target.group(), target.plural(), object);
+      } catch (BuiltInRules.Undecodable e) {
+        return status(400, "BadRequest", e.getMessage());
+      }
       causes.addAll(ObjectMetaRules.check(target.group(), target.plural(), object));
+      causes.addAll(BuiltInRules.check(target.group(), target.plural(), object, current));
     }
     causes.addAll(ObjectMetaRules.checkUpdate(current, object));
     StrictFields.dropNulls(schemaOf(target), object);

@@ -208,17 +208,16 @@ public final class CustomResourceValidation {
       if (!Boolean.TRUE.equals(result)) {
         String message =
             failure != null ? failure : rule.path("message").asText("failed rule: " + expression);
-        String where = path.isEmpty() ? "<root>" : path;
+        // A rule of the object itself is reported for the field <nil>, as the API server does.
+        String where = path.isEmpty() ? "<nil>" : path;
         problems.add(where + ": Invalid value: \"object\": " + message);
-        if (transition) {
-          // The API server reports a failed transition rule for the object as well.
-          causes.add(new Cause("<nil>", "FieldValueInvalid", "Invalid value: " + message));
-        }
         causes.add(
             new Cause(
                 where,
                 "FieldValueInvalid",
-                "Invalid value: " + Cause.quote(scalar(value)) + ": " + message));
+                path.isEmpty()
+                    ? "Invalid value: " + message
+                    : "Invalid value: " + Cause.quote(scalar(value)) + ": " + message));
       }
     }
     JsonNode properties = schema.path("properties");

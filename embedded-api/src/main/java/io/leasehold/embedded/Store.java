@@ -86,6 +86,33 @@ final class Store extends Dispatcher implements CustomResourceAware {
       this.mapper = mapper;
     }
 
+    /** The store copies the stored generation over; an object without one is given one here. */
+    @Override
+    public void preserveMetadata(JsonNode current, JsonNode updated) {
+      if (current.get("metadata") instanceof ObjectNode metadata && !metadata.has("generation")) {
+        JsonNode withGeneration = current.deepCopy();
+        ((ObjectNode) withGeneration.get("metadata")).put("generation", 1);
+        super.preserveMetadata(withGeneration, updated);
+        return;
+      }
+      super.preserveMetadata(current, updated);
+    }
+
+    /** Objects without a generation keep none; the others' is raised as the store raises it. */
+    @Override
+    public void touchGeneration(JsonNode current, JsonNode updated) {
+      if (NO_GENERATION.contains(updated.path("kind").asText())
+          || current == null
+          || !current.path("metadata").has("generation")) {
+        if (updated.get("metadata") instanceof ObjectNode metadata
+            && NO_GENERATION.contains(updated.path("kind").asText())) {
+          metadata.remove("generation");
+        }
+        return;
+      }
+      super.touchGeneration(current, updated);
+    }
+
     @Override
     public void processEvent(
         String path,

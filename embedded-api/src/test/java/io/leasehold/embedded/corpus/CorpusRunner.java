@@ -368,8 +368,9 @@ public final class CorpusRunner {
       try {
         JsonNode event = JSON.readTree(line);
         String type = event.path("type").asText();
-        if (!"BOOKMARK".equals(type)) {
-          events.add(type + " " + event.path("object").path("metadata").path("name").asText());
+        String name = event.path("object").path("metadata").path("name").asText();
+        if (!"BOOKMARK".equals(type) && !MADE_BY_CONTROLLERS.contains(name)) {
+          events.add(type + " " + name);
         }
       } catch (IOException e) {
         events.add("unreadable: " + line);

@@ -39,6 +39,7 @@ public final class Golden {
   private static final YAMLMapper YAML =
       YAMLMapper.builder()
           .enable(YAMLGenerator.Feature.MINIMIZE_QUOTES)
+          .enable(YAMLGenerator.Feature.ALWAYS_QUOTE_NUMBERS_AS_STRINGS)
           .disable(YAMLGenerator.Feature.WRITE_DOC_START_MARKER)
           .build();
 
