@@ -78,6 +78,14 @@ final class ApiReads {
     }
     ApiRequest target = parsed.get();
     if (resources.get().find(target.group(), target.version(), target.plural()).isEmpty()) {
+      if (!target.group().isEmpty()) {
+        // As the API server answers an unknown path in a group: no Status.
+        return Optional.of(
+            new MockResponse()
+                .setResponseCode(404)
+                .setHeader("Content-Type", "text/plain; charset=utf-8")
+                .setBody("404 page not found\n"));
+      }
       return Optional.of(
           Statuses.response(
               mapper, 404, "NotFound", "the server could not find the requested resource"));

@@ -309,6 +309,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return stale.get();
     }
     JsonNode storedBefore = "PUT".equals(method) ? current(t.objectPath()) : null;
+    boolean versionGiven = !object.path("metadata").path("resourceVersion").asText("").isEmpty();
     if ("PUT".equals(method) && isStatus(target)) {
       if (storedBefore instanceof ObjectNode storedObject) {
         statusOnly(storedObject, object);
@@ -349,9 +350,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         causes.add(
             Cause.invalid("metadata.resourceVersion", "0x0", "must be specified for an update"));
       }
-    } else if ("PUT".equals(method)
-        && schemaOf(t) != null
-        && object.path("metadata").path("resourceVersion").asText("").isEmpty()) {
+    } else if ("PUT".equals(method) && schemaOf(t) != null && !versionGiven) {
       causes.add(
           Cause.invalid("metadata.resourceVersion", "0x0", "must be specified for an update"));
     }

@@ -23,6 +23,25 @@ final class StrictFields {
 
   private static final Set<String> TOP_LEVEL = Set.of("apiVersion", "kind", "metadata");
 
+  /** The fields of ObjectMeta. */
+  private static final Set<String> OBJECT_META =
+      Set.of(
+          "name",
+          "generateName",
+          "namespace",
+          "selfLink",
+          "uid",
+          "resourceVersion",
+          "generation",
+          "creationTimestamp",
+          "deletionTimestamp",
+          "deletionGracePeriodSeconds",
+          "labels",
+          "annotations",
+          "ownerReferences",
+          "finalizers",
+          "managedFields");
+
   private StrictFields() {}
 
   /**
@@ -183,6 +202,19 @@ final class StrictFields {
       while (names.hasNext()) {
         String name = names.next();
         String child = path.isEmpty() ? name : path + "." + name;
+        if (root && "metadata".equals(name)) {
+          // metadata is an ObjectMeta, whatever the CRD's schema says of it.
+          value
+              .get(name)
+              .fieldNames()
+              .forEachRemaining(
+                  f -> {
+                    if (!OBJECT_META.contains(f)) {
+                      out.add("metadata." + f);
+                    }
+                  });
+          continue;
+        }
         if (root && TOP_LEVEL.contains(name)) {
           continue;
         }
