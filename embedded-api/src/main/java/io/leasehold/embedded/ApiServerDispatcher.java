@@ -870,6 +870,19 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         .setBody(review.toString().getBytes(StandardCharsets.UTF_8));
   }
 
+  /**
+   * Hands a write to the store as it is, none of the API's checks made (watchers hear of it as of
+   * any write): for tests that need an object no API server would hold.
+   */
+  MockResponse storeUnchecked(RecordedRequest request) {
+    writes.lock();
+    try {
+      return delegate.dispatch(request);
+    } finally {
+      writes.unlock();
+    }
+  }
+
   /** Whether an object is stored at {@code objectPath}. */
   boolean exists(String objectPath) {
     return current(objectPath) != null;
