@@ -78,19 +78,25 @@ final class ApiReads {
     }
     ApiRequest target = parsed.get();
     if (resources.get().find(target.group(), target.version(), target.plural()).isEmpty()) {
-      if (!target.group().isEmpty()) {
-        // As the API server answers an unknown path in a group: no Status.
-        return Optional.of(
-            new MockResponse()
-                .setResponseCode(404)
-                .setHeader("Content-Type", "text/plain; charset=utf-8")
-                .setBody("404 page not found\n"));
-      }
-      return Optional.of(
-          Statuses.response(
-              mapper, 404, "NotFound", "the server could not find the requested resource"));
+      return Optional.of(unknownResource(target));
     }
     return Optional.of(read(request, parsed.get()));
+  }
+
+  /**
+   * The answer to any request for a resource the API does not serve: 404, with a Status in the
+   * groups of built-in resources, and without one in other groups (those of CRDs, and unknown
+   * ones), as the API server answers.
+   */
+  MockResponse unknownResource(ApiRequest target) {
+    if (!ApiResources.BUILT_IN_GROUPS.contains(target.group())) {
+      return new MockResponse()
+          .setResponseCode(404)
+          .setHeader("Content-Type", "text/plain; charset=utf-8")
+          .setBody("404 page not found\n");
+    }
+    return Statuses.response(
+        mapper, 404, "NotFound", "the server could not find the requested resource");
   }
 
   /** A list's selection: its label selector and its field selector, parsed and checked. */
@@ -223,9 +229,7 @@ final class ApiReads {
 
   /** A 404 that names what was not found, as {@code kubectl} prints it. */
   MockResponse notFound(ApiRequest target) {
-    String what =
-        target.group().isEmpty() ? target.plural() : target.plural() + "." + target.group();
     return Statuses.response(
-        mapper, 404, "NotFound", what + " \"" + target.name() + "\" not found");
+        mapper, 404, "NotFound", target.resourceName() + " \"" + target.name() + "\" not found");
   }
 }

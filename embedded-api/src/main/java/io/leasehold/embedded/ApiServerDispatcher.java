@@ -141,6 +141,17 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return allowAccess(request);
     }
     Optional<ApiRequest> target = ApiRequest.parse(request.getPath());
+    if (target.isPresent()) {
+      ApiRequest t = target.get();
+      Optional<ApiResources.Resource> described =
+          resources().find(t.group(), t.version(), t.plural());
+      if (described.isEmpty()) {
+        return reads.unknownResource(t);
+      }
+      if (described.get().isReview()) {
+        return review(request, t, described.get());
+      }
+    }
     if (target.isPresent() && target.get().subresource() != null) {
       String sub = target.get().subresource();
       if ("log".equals(sub) || "exec".equals(sub) || "attach".equals(sub)) {
@@ -262,11 +273,6 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     }
     ResourcePath resource = path.get();
     ApiRequest t = target.get();
-    if (resources().find(t.group(), t.version(), t.plural()).isEmpty()) {
-      // Reviews (TokenReview, SubjectAccessReview ...) and kinds the API does not describe are
-      // the store's (or a test's expectations') to answer.
-      return named(delegate.dispatch(request), target);
-    }
     String validationMode = t.query().get("fieldValidation");
     if (validationMode != null
         && !List.of("Ignore", "Warn", "Strict", "").contains(validationMode)) {
@@ -337,25 +343,13 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return unknown.get();
     }
     List<Cause> causes = new ArrayList<>();
-    if (!resource.isSubresource()) {
-      try {
-        BuiltInRules.defaults(t.group(), t.plural(), object);
-      } catch (BuiltInRules.Undecodable e) {
-        return status(400, "BadRequest", e.getMessage());
-      }
-      causes.addAll(ObjectMetaRules.check(t.group(), t.plural(), object));
-      causes.addAll(BuiltInRules.check(t.group(), t.plural(), object, storedBefore));
-      if (storedBefore != null) {
-        causes.addAll(ObjectMetaRules.checkUpdate(storedBefore, object));
-      }
-      if ("PUT".equals(method)
-          && schemaOf(t) != null
-          && object.path("metadata").path("resourceVersion").asText("").isEmpty()) {
-        // A custom resource is updated only at the version the client read.
-        causes.add(
-            Cause.invalid("metadata.resourceVersion", "0x0", "must be specified for an update"));
-      }
-    } else if ("PUT".equals(method) && schemaOf(t) != null && !versionGiven) {
+    Optional<MockResponse> undecodable =
+        objectRules(t, resource.isSubresource(), object, storedBefore, causes);
+    if (undecodable.isPresent()) {
+      return undecodable.get();
+    }
+    if ("PUT".equals(method) && schemaOf(t) != null && !versionGiven) {
+      // A custom resource, and its status, is updated only at the version the client read.
       causes.add(
           Cause.invalid("metadata.resourceVersion", "0x0", "must be specified for an update"));
     }
@@ -406,6 +400,31 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   }
 
   /**
+   * Holds a written object to the rules of every object (its metadata) and of its built-in kind,
+   * after filling in the kind's defaults, and, for an update, to what may not change since {@code
+   * stored}; adds what is wrong to {@code causes}. A subresource write is held to the update rules
+   * only.
+   *
+   * @return a 400 for a value the kind cannot decode, else empty
+   */
+  private Optional<MockResponse> objectRules(
+      ApiRequest t, boolean subresource, ObjectNode object, JsonNode stored, List<Cause> causes) {
+    if (!subresource) {
+      try {
+        BuiltInRules.defaults(t.group(), t.plural(), object);
+      } catch (BuiltInRules.Undecodable e) {
+        return Optional.of(status(400, "BadRequest", e.getMessage()));
+      }
+      causes.addAll(ObjectMetaRules.check(t.group(), t.plural(), object));
+      causes.addAll(BuiltInRules.check(t.group(), t.plural(), object, stored));
+    }
+    if (stored != null) {
+      causes.addAll(ObjectMetaRules.checkUpdate(stored, object));
+    }
+    return Optional.empty();
+  }
+
+  /**
    * The kind as Status messages name it: {@code ConfigMap}, {@code TerraformState.leasehold.io}.
    */
   private String kindOf(ApiRequest t) {
@@ -440,52 +459,33 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
    */
   private Optional<MockResponse> typeAndPlace(ApiRequest t, ObjectNode object, String method) {
     String apiVersion = object.path("apiVersion").asText("");
-    if (!apiVersion.equals(t.apiVersion())) {
-      return Optional.of(
-          status(
-              400,
-              "BadRequest",
-              "the API version in the data ("
-                  + apiVersion
-                  + ") does not match the expected API version ("
-                  + t.apiVersion()
-                  + ")"));
-    }
     String expected = kindsByResource.get(t.group() + "/" + t.plural());
     String kind = object.path("kind").asText("");
-    if (expected != null && !expected.equals(kind) && t.subresource() == null) {
-      return Optional.of(
-          status(
-              400,
-              "BadRequest",
-              "the kind in the data ("
-                  + kind
-                  + ") does not match the expected kind ("
-                  + expected
-                  + ")"));
-    }
     String namespace = object.path("metadata").path("namespace").asText("");
-    if (t.namespace() != null && !namespace.isEmpty() && !namespace.equals(t.namespace())) {
-      return Optional.of(
-          status(
-              400,
-              "BadRequest",
-              "the namespace of the provided object does not match the namespace sent on the"
-                  + " request"));
-    }
     String name = object.path("metadata").path("name").asText("");
-    if (t.name() != null && !name.isEmpty() && !name.equals(t.name())) {
-      return Optional.of(
-          status(
-              400,
-              "BadRequest",
-              "the name of the object ("
-                  + name
-                  + ") does not match the name on the URL ("
-                  + t.name()
-                  + ")"));
+    String problem = null;
+    if (!apiVersion.equals(t.apiVersion())) {
+      problem =
+          "the API version in the data ("
+              + apiVersion
+              + ") does not match the expected API version ("
+              + t.apiVersion()
+              + ")";
+    } else if (expected != null && !expected.equals(kind) && t.subresource() == null) {
+      problem =
+          "the kind in the data (" + kind + ") does not match the expected kind (" + expected + ")";
+    } else if (t.namespace() != null && !namespace.isEmpty() && !namespace.equals(t.namespace())) {
+      problem =
+          "the namespace of the provided object does not match the namespace sent on the request";
+    } else if (t.name() != null && !name.isEmpty() && !name.equals(t.name())) {
+      problem =
+          "the name of the object ("
+              + name
+              + ") does not match the name on the URL ("
+              + t.name()
+              + ")";
     }
-    return Optional.empty();
+    return Optional.ofNullable(problem).map(p -> status(400, "BadRequest", p));
   }
 
   /**
@@ -507,18 +507,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       try {
         unknown = StrictFields.unknownInBuiltIn(mapper, object);
       } catch (IllegalArgumentException e) {
-        String kind = kindsByResource.getOrDefault(t.group() + "/" + t.plural(), "object");
-        return Optional.of(
-            status(
-                400,
-                "BadRequest",
-                kind
-                    + " in version \""
-                    + t.version()
-                    + "\" cannot be handled as a "
-                    + kind
-                    + ": "
-                    + e.getMessage()));
+        return Optional.of(undecodable(t, e.getMessage()));
       }
     } else {
       return Optional.empty();
@@ -529,7 +518,6 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     List<String> quoted = new ArrayList<>();
     unknown.forEach(u -> quoted.add("unknown field \"" + u + "\""));
     if ("Strict".equals(mode)) {
-      String kind = kindsByResource.getOrDefault(t.group() + "/" + t.plural(), "object");
       if (patch) {
         return Optional.of(
             invalid(
@@ -539,23 +527,22 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
                     Cause.invalid(
                         "patch", "", "strict decoding error: " + String.join(", ", quoted)))));
       }
-      return Optional.of(
-          status(
-              400,
-              "BadRequest",
-              kind
-                  + " in version \""
-                  + t.version()
-                  + "\" cannot be handled as a "
-                  + kind
-                  + ": strict decoding error: "
-                  + String.join(", ", quoted)));
+      return Optional.of(undecodable(t, "strict decoding error: " + String.join(", ", quoted)));
     }
     StrictFields.remove(object, unknown);
     if (!"Ignore".equals(mode)) {
       warnings.addAll(quoted);
     }
     return Optional.empty();
+  }
+
+  /** 400 for a body the resource's kind cannot be decoded from, as the API server words it. */
+  private MockResponse undecodable(ApiRequest t, String why) {
+    String kind = kindsByResource.getOrDefault(t.group() + "/" + t.plural(), "object");
+    return status(
+        400,
+        "BadRequest",
+        kind + " in version \"" + t.version() + "\" cannot be handled as a " + kind + ": " + why);
   }
 
   /**
@@ -599,9 +586,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         target.name() == null ? target.collectionPath() + "/" + name : target.objectPath();
     JsonNode stored = current(path);
     if ("POST".equals(method) && target.subresource() == null && stored != null) {
-      String resourceName =
-          target.group().isEmpty() ? target.plural() : target.plural() + "." + target.group();
-      return status(409, "AlreadyExists", resourceName + " \"" + name + "\" already exists");
+      return Statuses.alreadyExists(mapper, target.resourceName(), name);
     }
     if (!"POST".equals(method) && stored == null) {
       return reads.notFound(target);
@@ -642,21 +627,13 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       if (!"Invalid".equals(body.path("reason").asText())) {
         return response;
       }
-      String resourceName = t.group().isEmpty() ? t.plural() : t.plural() + "." + t.group();
       String message = body.path("message").asText("");
       if (message.endsWith("already exists")) {
         String name = message.replaceFirst("^[^']*'", "").replaceFirst("' already exists$", "");
-        return status(409, "AlreadyExists", resourceName + " \"" + name + "\" already exists");
+        return Statuses.alreadyExists(mapper, t.resourceName(), name);
       }
-      return status(
-          409,
-          "Conflict",
-          "Operation cannot be fulfilled on "
-              + resourceName
-              + " \""
-              + (t.name() == null ? "" : t.name())
-              + "\": the object has been modified; please apply your changes to the latest"
-              + " version and try again");
+      return Statuses.conflict(
+          mapper, t.resourceName(), t.name() == null ? "" : t.name(), Statuses.MODIFIED);
     }
     return response;
   }
@@ -754,16 +731,11 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return unknown.get();
     }
     List<Cause> causes = new ArrayList<>();
-    if (!resource.isSubresource()) {
-      try {
-        BuiltInRules.defaults(target.group(), target.plural(), object);
-      } catch (BuiltInRules.Undecodable e) {
-        return status(400, "BadRequest", e.getMessage());
-      }
-      causes.addAll(ObjectMetaRules.check(target.group(), target.plural(), object));
-      causes.addAll(BuiltInRules.check(target.group(), target.plural(), object, current));
+    Optional<MockResponse> undecodable =
+        objectRules(target, resource.isSubresource(), object, current, causes);
+    if (undecodable.isPresent()) {
+      return undecodable.get();
     }
-    causes.addAll(ObjectMetaRules.checkUpdate(current, object));
     StrictFields.dropNulls(schemaOf(target), object);
     if (validation.knows(resource.group(), resource.plural())) {
       // The patched object is defaulted as the API server decodes it: a field removed by the
@@ -822,6 +794,63 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return Patches.mergePatch(current.deepCopy(), patch);
     }
     return JsonPatch.apply(patch, current.deepCopy(), JSON_PATCH);
+  }
+
+  /**
+   * A review (TokenReview, SubjectAccessReview) is answered, never stored: by a test's expectation
+   * when there is one, else as an API server that authenticates nobody and allows everything would
+   * answer it: no token is valid, every access is allowed.
+   */
+  private MockResponse review(
+      RecordedRequest request, ApiRequest t, ApiResources.Resource resource) {
+    if (t.name() != null) {
+      return status(404, "NotFound", "the server could not find the requested resource");
+    }
+    if (!"POST".equals(request.getMethod())) {
+      return status(
+          405,
+          "MethodNotAllowed",
+          "the server does not allow this method on the requested resource");
+    }
+    Optional<MockResponse> expected = delegate.expected(request);
+    if (expected.isPresent()) {
+      return expected.get();
+    }
+    JsonNode body;
+    try {
+      body = mapper.readTree(request.getBody().getBytes());
+    } catch (IOException e) {
+      body = null;
+    }
+    if (!(body instanceof ObjectNode review)) {
+      return status(
+          400,
+          "BadRequest",
+          "the object provided is unrecognized (must be of type " + resource.kind() + ")");
+    }
+    ObjectNode answer = mapper.createObjectNode();
+    if ("TokenReview".equals(resource.kind())) {
+      if (review.path("spec").path("token").asText("").isEmpty()) {
+        return status(400, "BadRequest", "token is required for TokenReview in authentication");
+      }
+      answer.putObject("user");
+      answer.put("error", "the embedded API authenticates nobody: no token is valid");
+    } else {
+      JsonNode spec = review.path("spec");
+      if (spec.path("user").asText("").isEmpty() && spec.path("groups").isEmpty()) {
+        return invalid(
+            t,
+            review,
+            List.of(
+                Cause.invalid("spec.user", "", "at least one of user or group must be specified")));
+      }
+      answer.put("allowed", true);
+      answer.put("reason", "the embedded API authenticates nobody and allows every request");
+    }
+    review.set("status", answer);
+    review.put("apiVersion", t.apiVersion());
+    review.put("kind", resource.kind());
+    return Statuses.json(201, review);
   }
 
   /**
@@ -942,18 +971,12 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         || version.equals(stored.path("metadata").path("resourceVersion").asText(""))) {
       return Optional.empty();
     }
-    String kind =
-        resource.group().isEmpty() ? resource.plural() : resource.plural() + "." + resource.group();
     return Optional.of(
-        status(
-            409,
-            "Conflict",
-            "Operation cannot be fulfilled on "
-                + kind
-                + " \""
-                + stored.path("metadata").path("name").asText("")
-                + "\": the object has been modified; please apply your changes to the latest"
-                + " version and try again"));
+        Statuses.conflict(
+            mapper,
+            target.get().resourceName(),
+            stored.path("metadata").path("name").asText(""),
+            Statuses.MODIFIED));
   }
 
   private JsonNode current(String path) {

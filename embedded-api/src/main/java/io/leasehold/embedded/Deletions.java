@@ -85,33 +85,27 @@ final class Deletions {
       return null;
     }
     if (!POLICIES.contains(policy.asText())) {
-      return Statuses.invalid(
-          mapper,
-          "DeleteOptions.meta.k8s.io",
-          "meta.k8s.io",
-          "DeleteOptions",
-          "",
-          List.of(
-              Cause.notSupported(
-                  "propagationPolicy",
-                  policy.asText(),
-                  "\"Foreground\", \"Background\", \"Orphan\", \"nil\"")));
+      return invalidOptions(
+          Cause.notSupported(
+              "propagationPolicy",
+              policy.asText(),
+              "\"Foreground\", \"Background\", \"Orphan\", \"nil\""));
     }
     JsonNode orphan = options.get("orphanDependents");
     if (orphan != null && !orphan.isNull()) {
-      return Statuses.invalid(
-          mapper,
-          "DeleteOptions.meta.k8s.io",
-          "meta.k8s.io",
-          "DeleteOptions",
-          "",
-          List.of(
-              Cause.invalid(
-                  "propagationPolicy",
-                  policy.asText(),
-                  "orphanDependents and deletionPropagation cannot be both set")));
+      return invalidOptions(
+          Cause.invalid(
+              "propagationPolicy",
+              policy.asText(),
+              "orphanDependents and deletionPropagation cannot be both set"));
     }
     return null;
+  }
+
+  /** 422 for DeleteOptions that are not valid, as the API server words it. */
+  private MockResponse invalidOptions(Cause cause) {
+    return Statuses.invalid(
+        mapper, "DeleteOptions.meta.k8s.io", "meta.k8s.io", "DeleteOptions", "", List.of(cause));
   }
 
   MockResponse delete(RecordedRequest request, ApiRequest target) {
@@ -136,16 +130,7 @@ final class Deletions {
       }
       String conflict = preconditionConflict(preconditions, current.path("metadata"));
       if (conflict != null) {
-        return Statuses.response(
-            mapper,
-            409,
-            "Conflict",
-            "Operation cannot be fulfilled on "
-                + resourceName(target)
-                + " \""
-                + target.name()
-                + "\": "
-                + conflict);
+        return Statuses.conflict(mapper, target.resourceName(), target.name(), conflict);
       }
     }
     if (dryRun) {
@@ -336,9 +321,5 @@ final class Deletions {
         path,
         headers.build(),
         body == null ? new Buffer() : new Buffer(body.getBytes(StandardCharsets.UTF_8)));
-  }
-
-  private static String resourceName(ApiRequest target) {
-    return target.group().isEmpty() ? target.plural() : target.plural() + "." + target.group();
   }
 }

@@ -22,6 +22,29 @@ final class Statuses {
     return status;
   }
 
+  /** Why a write at a resourceVersion that is no longer the stored one is refused. */
+  static final String MODIFIED =
+      "the object has been modified; please apply your changes to the latest version and try"
+          + " again";
+
+  /**
+   * 409 Conflict as the API server words it: {@code Operation cannot be fulfilled on RESOURCE
+   * "name": why}.
+   */
+  static MockResponse conflict(ObjectMapper mapper, String resourceName, String name, String why) {
+    return response(
+        mapper,
+        409,
+        "Conflict",
+        "Operation cannot be fulfilled on " + resourceName + " \"" + name + "\": " + why);
+  }
+
+  /** 409 AlreadyExists for a create of a name that is taken. */
+  static MockResponse alreadyExists(ObjectMapper mapper, String resourceName, String name) {
+    return response(
+        mapper, 409, "AlreadyExists", resourceName + " \"" + name + "\" already exists");
+  }
+
   /**
    * 422 Invalid for an object, as the API server words it: {@code Kind "name" is invalid: field:
    * message} (several in brackets), with each cause in {@code details.causes}.

@@ -19,6 +19,7 @@ import io.fabric8.mockwebserver.internal.SimpleRequest;
 import java.io.IOException;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Queue;
 import java.util.Set;
 
@@ -58,13 +59,18 @@ final class Store extends Dispatcher implements CustomResourceAware {
 
   @Override
   public MockResponse dispatch(RecordedRequest request) {
+    return expected(request).orElseGet(() -> crud.dispatch(request));
+  }
+
+  /** The answer a test's expectation gives {@code request}, if one does. */
+  Optional<MockResponse> expected(RecordedRequest request) {
     Queue<ServerResponse> queue =
         responses.get(
             new SimpleRequest(HttpMethod.valueOf(request.getMethod()), request.getPath()));
     if (queue != null && !queue.isEmpty()) {
-      return expectations.dispatch(request);
+      return Optional.of(expectations.dispatch(request));
     }
-    return crud.dispatch(request);
+    return Optional.empty();
   }
 
   @Override

@@ -23,6 +23,7 @@ import org.junit.jupiter.api.Test;
 class ApiCorpusClusterIT {
 
   private static final ObjectMapper YAML = new ObjectMapper(new YAMLFactory());
+  private static final String JSON = "application/json";
 
   @Test
   @DisplayName("the golden file holds the real API server's answers to the corpus")
@@ -111,7 +112,6 @@ class ApiCorpusClusterIT {
         }
       }
     }
-    boolean changed = false;
     for (JsonNode doc : docs) {
       String[] gv = doc.path("apiVersion").asText().split("/");
       String kind = doc.path("kind").asText();
@@ -120,16 +120,14 @@ class ApiCorpusClusterIT {
       String path = collection + "/" + doc.path("metadata").path("name").asText();
       CorpusRunner.Answer current = runner.send("GET", path, null, null, null);
       if (current.code() == 404) {
-        check(runner.send("POST", collection, null, doc, "application/json"), 201, path);
-        changed = true;
+        check(runner.send("POST", collection, null, doc, JSON), 201, path);
       } else {
         JsonNode stored = current.json();
         if (!stored.path("spec").equals(doc.path("spec"))) {
           ObjectNode replacement = doc.deepCopy();
           ((ObjectNode) replacement.get("metadata"))
               .put("resourceVersion", stored.path("metadata").path("resourceVersion").asText());
-          check(runner.send("PUT", path, null, replacement, "application/json"), 200, path);
-          changed = true;
+          check(runner.send("PUT", path, null, replacement, JSON), 200, path);
         }
       }
     }
@@ -143,11 +141,64 @@ class ApiCorpusClusterIT {
       }
       Thread.sleep(200);
     }
-    if (changed) {
-      // Admission policies take effect when the API server's informers have them.
-      Thread.sleep(5_000);
-    }
+    awaitPolicies(runner);
     return runner.send("GET", "/version", null, null, null).json().path("gitVersion").asText();
+  }
+
+  /**
+   * Waits until the API server applies the chart's admission policies, which it does once its
+   * informers have them: a runner Job created without {@code suspend} comes back suspended, and a
+   * waiting one cannot be unsuspended but by the operator (both tried as dry runs).
+   */
+  private static void awaitPolicies(CorpusRunner runner) throws Exception {
+    String ns = "corpus-policies-" + java.util.UUID.randomUUID().toString().substring(0, 4);
+    JsonNode namespace =
+        YAML.readTree("{apiVersion: v1, kind: Namespace, metadata: {name: " + ns + "}}");
+    check(runner.send("POST", "/api/v1/namespaces", null, namespace, JSON), 201, ns);
+    String jobs = "/apis/batch/v1/namespaces/" + ns + "/jobs";
+    ObjectNode job =
+        (ObjectNode)
+            YAML.readTree(
+                "{apiVersion: batch/v1, kind: Job, metadata: {name: waiting, labels:"
+                    + " {leasehold.io/state: a}}, spec: {suspend: true, template: {spec:"
+                    + " {restartPolicy: Never, containers: [{name: tf, image: busybox}]}}}}");
+    try {
+      check(runner.send("POST", jobs, null, job, JSON), 201, jobs + "/waiting");
+      ObjectNode unsuspended = job.deepCopy();
+      ((ObjectNode) unsuspended.get("spec")).remove("suspend");
+      ((ObjectNode) unsuspended.get("metadata")).put("name", "unsuspended");
+      JsonNode unsuspend = YAML.readTree("{spec: {suspend: false}}");
+      long deadline = System.currentTimeMillis() + 60_000;
+      while (true) {
+        CorpusRunner.Answer created =
+            runner.send("POST", jobs + "?dryRun=All", null, unsuspended, JSON);
+        CorpusRunner.Answer refused =
+            runner.send(
+                "PATCH",
+                jobs + "/waiting?dryRun=All",
+                "alice",
+                unsuspend,
+                "application/merge-patch+json");
+        if (created.code() == 201
+            && created.json().at("/spec/suspend").asBoolean(false)
+            && refused.code() == 403) {
+          return;
+        }
+        if (System.currentTimeMillis() > deadline) {
+          throw new AssertionError(
+              "the chart's admission policies were not applied within 60 s: a runner Job was"
+                  + " created with suspend "
+                  + created.json().at("/spec/suspend")
+                  + " ("
+                  + created.code()
+                  + "), unsuspending a waiting one by anyone got "
+                  + refused.code());
+        }
+        Thread.sleep(200);
+      }
+    } finally {
+      runner.send("DELETE", "/api/v1/namespaces/" + ns, null, null, null);
+    }
   }
 
   private static void check(CorpusRunner.Answer answer, int code, String what) {

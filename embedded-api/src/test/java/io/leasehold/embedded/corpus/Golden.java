@@ -32,7 +32,7 @@ public final class Golden {
 
   /** How to record the golden file again from a real control plane. */
   public static final String RECORD_COMMAND =
-      "hack/cluster.sh up /tmp/corpus-cluster && mvn -B -o -Preal-cluster"
+      "hack/cluster.sh up /tmp/corpus-cluster && mvn -B -Preal-cluster"
           + " -Dleasehold.cluster.dir=/tmp/corpus-cluster -Dcorpus.record=true -pl embedded-api"
           + " verify && hack/cluster.sh down /tmp/corpus-cluster";
 
