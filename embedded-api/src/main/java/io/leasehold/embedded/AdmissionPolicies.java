@@ -473,15 +473,17 @@ final class AdmissionPolicies {
         request);
   }
 
-  /** What a patch makes of the stored object: JSON patch, or merge patch (also for strategic). */
+  /**
+   * What a patch makes of the stored object, computed as the store will compute it (strategic merge
+   * patch directives included), so that the policies judge the object that would be stored.
+   */
   private static JsonNode patched(RecordedRequest request, JsonNode old, JsonNode patch) {
     String contentType = Optional.ofNullable(request.getHeader("Content-Type")).orElse("");
     try {
-      if (contentType.contains("json-patch")) {
-        return JsonPatch.apply(patch, old.deepCopy());
-      }
-      if (contentType.contains("merge-patch")) {
-        return Patches.mergePatch(old.deepCopy(), patch);
+      boolean strategic = contentType.contains("strategic-merge-patch");
+      boolean merge = !strategic && contentType.contains("merge-patch");
+      if (strategic || merge || contentType.contains("json-patch")) {
+        return ApiServerDispatcher.apply(patch, old, strategic, merge);
       }
     } catch (RuntimeException e) {
       // The store answers the bad patch itself.

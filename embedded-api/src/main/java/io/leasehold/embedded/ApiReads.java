@@ -9,9 +9,7 @@ import io.fabric8.mockwebserver.http.MockResponse;
 import io.fabric8.mockwebserver.http.RecordedRequest;
 import io.leasehold.embedded.ApiResources.Resource;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
-import java.util.Arrays;
 import java.util.List;
 import java.util.Optional;
 import java.util.function.Supplier;
@@ -25,10 +23,6 @@ final class ApiReads {
 
   private static final java.util.Set<String> HEALTH =
       java.util.Set.of("/healthz", "/livez", "/readyz");
-
-  /** How the store begins every list it answers. */
-  private static final byte[] STORE_LIST_PREFIX =
-      "{\"apiVersion\":\"v1\",\"kind\":\"List\", \"items\": [".getBytes(StandardCharsets.UTF_8);
 
   private final ObjectMapper mapper;
   private final Dispatcher store;
@@ -82,24 +76,78 @@ final class ApiReads {
     if (parsed.get().isWatch()) {
       return Optional.empty();
     }
+    ApiRequest target = parsed.get();
+    if (resources.get().find(target.group(), target.version(), target.plural()).isEmpty()) {
+      return Optional.of(unknownResource(target));
+    }
     return Optional.of(read(request, parsed.get()));
   }
 
+  /**
+   * The answer to any request for a resource the API does not serve: 404, with a Status in the
+   * groups of built-in resources, and without one in other groups (those of CRDs, and unknown
+   * ones), as the API server answers.
+   */
+  MockResponse unknownResource(ApiRequest target) {
+    if (!ApiResources.BUILT_IN_GROUPS.contains(target.group())) {
+      return new MockResponse()
+          .setResponseCode(404)
+          .setHeader("Content-Type", "text/plain; charset=utf-8")
+          .setBody("404 page not found\n");
+    }
+    return Statuses.response(
+        mapper, 404, "NotFound", "the server could not find the requested resource");
+  }
+
+  /** A list's selection: its label selector and its field selector, parsed and checked. */
+  record Selection(LabelSelectorString labels, FieldSelector fields) {
+    boolean matches(JsonNode object) {
+      return labels.matches(object.path("metadata").path("labels")) && fields.matches(object);
+    }
+
+    boolean isEmpty() {
+      return labels.isEmpty() && fields.isEmpty();
+    }
+  }
+
+  /**
+   * The label and field selectors of a request, as the API server reads them: a selector that does
+   * not parse, or a field the resource cannot be selected by, is refused (400) rather than taken to
+   * select everything.
+   *
+   * @throws IllegalArgumentException saying what is wrong
+   */
+  Selection selection(ApiRequest target) {
+    LabelSelectorString labels = LabelSelectorString.parse(target.query().get("labelSelector"));
+    FieldSelector fields = FieldSelector.parse(target.query().get("fieldSelector"));
+    Optional<Resource> resource =
+        resources.get().find(target.group(), target.version(), target.plural());
+    if (resource.isPresent()) {
+      fields.checkSupported(
+          target.group(), target.plural(), target.version(), resource.get().crd());
+    }
+    return new Selection(labels, fields);
+  }
+
+  /** The request's path as the store is given it: selectors are applied here, not by the store. */
+  static String storePath(String path) {
+    return ApiRequest.withoutParameters(path, List.of("fieldSelector", "labelSelector"));
+  }
+
   private MockResponse read(RecordedRequest request, ApiRequest target) {
-    FieldSelector selector;
+    Selection selection;
     try {
-      selector = FieldSelector.parse(target.query().get("fieldSelector"));
+      selection = selection(target);
     } catch (IllegalArgumentException e) {
       return Statuses.response(mapper, 400, "BadRequest", e.getMessage());
     }
     boolean table = Tables.wanted(request.getHeader("Accept"));
-    String storePath = ApiRequest.withoutParameters(request.getPath(), List.of("fieldSelector"));
     MockResponse response =
         store.dispatch(
             new RecordedRequest(
                 request.getHttpVersion(),
                 request.method(),
-                storePath,
+                storePath(request.getPath()),
                 request.getHeaders(),
                 request.getBody()));
     if (response.code() == 404 && target.name() != null && isEmpty(response)) {
@@ -113,12 +161,6 @@ final class ApiReads {
     if (!target.isCollection() && !table) {
       return response;
     }
-    if (target.isCollection() && !table && selector.isEmpty() && resource.isPresent()) {
-      Optional<MockResponse> typed = typedList(response, target, resource.get());
-      if (typed.isPresent()) {
-        return typed.get();
-      }
-    }
     JsonNode body;
     try {
       body = mapper.readTree(response.getBody().getBytes());
@@ -129,9 +171,24 @@ final class ApiReads {
       if (!(body instanceof ObjectNode list) || !(list.get("items") instanceof ArrayNode items)) {
         return response;
       }
+      boolean builtIn = resource.isPresent() && !resource.get().isCustom();
       List<JsonNode> kept = new ArrayList<>();
+      List<JsonNode> sorted = new ArrayList<>();
+      items.forEach(sorted::add);
+      // The API server lists in the order of its keys: namespace, then name.
+      sorted.sort(
+          java.util.Comparator.comparing(
+                  (JsonNode i) -> i.path("metadata").path("namespace").asText(""))
+              .thenComparing(i -> i.path("metadata").path("name").asText("")));
+      items.removeAll();
+      items.addAll(sorted);
       for (JsonNode item : items) {
-        if (selector.matches(item)) {
+        if (selection.matches(item)) {
+          if (builtIn && !table && item instanceof ObjectNode o) {
+            // The items of a built-in kind's list carry no type: the list's kind says it.
+            o.remove("apiVersion");
+            o.remove("kind");
+          }
           kept.add(item);
         }
       }
@@ -141,12 +198,12 @@ final class ApiReads {
       }
       ArrayNode filtered = mapper.createArrayNode();
       kept.forEach(filtered::add);
-      list.set("items", filtered);
+      list.removeAll();
       list.put("apiVersion", target.apiVersion());
-      resource.ifPresent(r -> list.put("kind", r.kind() + "List"));
-      ObjectNode metadata = mapper.createObjectNode();
+      list.put("kind", resource.map(r -> r.kind() + "List").orElse("List"));
+      ObjectNode metadata = list.putObject("metadata");
       metadata.put("resourceVersion", resourceVersion);
-      list.set("metadata", metadata);
+      list.set("items", filtered);
       return Statuses.json(200, list);
     }
     if (resource.isEmpty()) {
@@ -157,40 +214,6 @@ final class ApiReads {
         List.of(body),
         body.path("metadata").path("resourceVersion").asText(""),
         target);
-  }
-
-  /**
-   * The store's list typed as {@code <Kind>List} without parsing it: a list of large Secrets (state
-   * chunks) is copied, not decoded and encoded again.
-   */
-  private static Optional<MockResponse> typedList(
-      MockResponse response, ApiRequest target, Resource resource) {
-    byte[] body = response.getBody().getBytes();
-    if (body.length < STORE_LIST_PREFIX.length
-        || !Arrays.equals(
-            body, 0, STORE_LIST_PREFIX.length, STORE_LIST_PREFIX, 0, STORE_LIST_PREFIX.length)) {
-      return Optional.empty();
-    }
-    byte[] prefix =
-        ("{\"apiVersion\":\""
-                + target.apiVersion()
-                + "\",\"kind\":\""
-                + resource.kind()
-                + "List\", \"items\": [")
-            .getBytes(StandardCharsets.UTF_8);
-    byte[] typed = new byte[prefix.length + body.length - STORE_LIST_PREFIX.length];
-    System.arraycopy(prefix, 0, typed, 0, prefix.length);
-    System.arraycopy(
-        body,
-        STORE_LIST_PREFIX.length,
-        typed,
-        prefix.length,
-        body.length - STORE_LIST_PREFIX.length);
-    return Optional.of(
-        new MockResponse()
-            .setResponseCode(200)
-            .setHeader("Content-Type", "application/json")
-            .setBody(typed));
   }
 
   private MockResponse tableResponse(
@@ -206,9 +229,7 @@ final class ApiReads {
 
   /** A 404 that names what was not found, as {@code kubectl} prints it. */
   MockResponse notFound(ApiRequest target) {
-    String what =
-        target.group().isEmpty() ? target.plural() : target.plural() + "." + target.group();
     return Statuses.response(
-        mapper, 404, "NotFound", what + " \"" + target.name() + "\" not found");
+        mapper, 404, "NotFound", target.resourceName() + " \"" + target.name() + "\" not found");
   }
 }

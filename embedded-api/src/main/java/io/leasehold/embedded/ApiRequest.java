@@ -21,6 +21,10 @@ record ApiRequest(
     String subresource,
     Map<String, String> query) {
 
+  /** The subresources of a namespace: {@code /api/v1/namespaces/NAME/status}. */
+  private static final java.util.Set<String> NAMESPACE_SUBRESOURCES =
+      java.util.Set.of("status", "finalize");
+
   static Optional<ApiRequest> parse(String rawPath) {
     String path = rawPath;
     String queryString = "";
@@ -45,6 +49,15 @@ record ApiRequest(
       return Optional.empty();
     }
     String namespace = null;
+    if (group.isEmpty()
+        && "namespaces".equals(parts[i])
+        && parts.length == i + 3
+        && NAMESPACE_SUBRESOURCES.contains(parts[i + 2])) {
+      // A namespace's own subresource, not a collection in it.
+      return Optional.of(
+          new ApiRequest(
+              group, version, null, parts[i], parts[i + 1], parts[i + 2], query(queryString)));
+    }
     if ("namespaces".equals(parts[i]) && parts.length >= i + 3) {
       namespace = parts[i + 1];
       i += 2;
@@ -108,6 +121,11 @@ record ApiRequest(
 
   String apiVersion() {
     return group.isEmpty() ? version : group + "/" + version;
+  }
+
+  /** The resource as Status messages name it: {@code configmaps}, {@code jobs.batch}. */
+  String resourceName() {
+    return group.isEmpty() ? plural : plural + "." + group;
   }
 
   /** The path of the collection this request is in (namespaced when the request is). */

@@ -38,6 +38,11 @@ final class ApiResources {
     boolean isCustom() {
       return crd != null;
     }
+
+    /** A review (TokenReview, SubjectAccessReview ...): created only, answered, never stored. */
+    boolean isReview() {
+      return verbs.equals(List.of("create"));
+    }
   }
 
   /** A group-version and its resources, in the order discovery lists them. */
@@ -90,30 +95,26 @@ final class ApiResources {
               List.of("crd", "crds"),
               List.of(),
               "status"),
-          new Resource(
-              "authorization.k8s.io",
-              "v1",
-              "selfsubjectaccessreviews",
-              "selfsubjectaccessreview",
-              "SelfSubjectAccessReview",
-              false,
-              List.of(),
-              List.of(),
-              List.of("create"),
-              List.of(),
-              null),
-          new Resource(
-              "authorization.k8s.io",
-              "v1",
-              "selfsubjectrulesreviews",
-              "selfsubjectrulesreview",
-              "SelfSubjectRulesReview",
-              false,
-              List.of(),
-              List.of(),
-              List.of("create"),
-              List.of(),
-              null));
+          admission("validatingadmissionpolicies", "ValidatingAdmissionPolicy", "v1", "status"),
+          admission("validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", "v1"),
+          admission("mutatingadmissionpolicies", "MutatingAdmissionPolicy", "v1"),
+          admission("mutatingadmissionpolicybindings", "MutatingAdmissionPolicyBinding", "v1"),
+          // The beta versions the chart can be made to render (admissionPolicy.*.apiVersion), for
+          // clusters of Kubernetes 1.34 and 1.35 with the beta enabled.
+          admission(
+              "validatingadmissionpolicies", "ValidatingAdmissionPolicy", "v1beta1", "status"),
+          admission(
+              "validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", "v1beta1"),
+          admission("mutatingadmissionpolicies", "MutatingAdmissionPolicy", "v1beta1"),
+          admission("mutatingadmissionpolicybindings", "MutatingAdmissionPolicyBinding", "v1beta1"),
+          review("authentication.k8s.io", "tokenreviews", "TokenReview"),
+          review("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview"),
+          review("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview"),
+          review("authorization.k8s.io", "selfsubjectrulesreviews", "SelfSubjectRulesReview"));
+
+  /** The groups of the built-in resources (not of custom ones). */
+  static final java.util.Set<String> BUILT_IN_GROUPS =
+      BUILT_IN.stream().map(Resource::group).collect(java.util.stream.Collectors.toSet());
 
   private static Resource builtIn(
       String group,
@@ -123,16 +124,50 @@ final class ApiResources {
       List<String> shortNames,
       List<String> categories,
       String... subresources) {
+    return resource(
+        group, "v1", plural, kind, namespaced, shortNames, categories, ALL_VERBS, subresources);
+  }
+
+  private static Resource admission(
+      String plural, String kind, String version, String... subresources) {
+    return resource(
+        "admissionregistration.k8s.io",
+        version,
+        plural,
+        kind,
+        false,
+        List.of(),
+        List.of("api-extensions"),
+        ALL_VERBS,
+        subresources);
+  }
+
+  /** A review: created to get an answer, never stored. */
+  private static Resource review(String group, String plural, String kind) {
+    return resource(
+        group, "v1", plural, kind, false, List.of(), List.of(), List.of("create"), new String[0]);
+  }
+
+  private static Resource resource(
+      String group,
+      String version,
+      String plural,
+      String kind,
+      boolean namespaced,
+      List<String> shortNames,
+      List<String> categories,
+      List<String> verbs,
+      String[] subresources) {
     return new Resource(
         group,
-        "v1",
+        version,
         plural,
         kind.toLowerCase(java.util.Locale.ROOT),
         kind,
         namespaced,
         shortNames,
         categories,
-        ALL_VERBS,
+        verbs,
         List.of(subresources),
         null);
   }

@@ -5,7 +5,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import io.fabric8.kubernetes.client.dsl.base.CustomResourceDefinitionContext;
 import io.fabric8.kubernetes.client.server.mock.CustomResourceAware;
-import io.fabric8.kubernetes.client.server.mock.KubernetesMixedDispatcher;
 import io.fabric8.mockwebserver.ServerRequest;
 import io.fabric8.mockwebserver.ServerResponse;
 import io.fabric8.mockwebserver.http.Buffer;
@@ -45,7 +44,14 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
   private static final String PROTOBUF = "application/vnd.kubernetes.protobuf";
   private static final String CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
 
-  private final KubernetesMixedDispatcher delegate;
+  /** The largest request body the API server reads: 3 MiB. */
+  static final long MAX_BODY = 3L * 1024 * 1024;
+
+  private static final ObjectMapper STRICT_JSON =
+      new ObjectMapper()
+          .enable(com.fasterxml.jackson.core.JsonParser.Feature.STRICT_DUPLICATE_DETECTION);
+
+  private final Store delegate;
   private final ObjectMapper mapper;
   private final Map<String, String> kindsByResource =
       new ConcurrentHashMap<>(ResourcePath.BUILT_IN);
@@ -66,12 +72,13 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       Map<ServerRequest, Queue<ServerResponse>> responses,
       ObjectMapper mapper,
       CustomResourceValidation validation) {
-    this.delegate = new KubernetesMixedDispatcher(responses);
+    this.delegate = new Store(responses, mapper);
     this.mapper = mapper;
     this.validation = validation;
     this.policies = new AdmissionPolicies(mapper, this::current);
     this.reads = new ApiReads(mapper, delegate, this::resources);
     this.deletions = new Deletions(mapper, delegate, this::current, reads::notFound);
+    this.deletions.selections(reads::selection);
   }
 
   /** What the API serves now: the built-in resources and those of the stored CRDs. */
@@ -134,19 +141,48 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return allowAccess(request);
     }
     Optional<ApiRequest> target = ApiRequest.parse(request.getPath());
+    if (target.isPresent()) {
+      ApiRequest t = target.get();
+      Optional<ApiResources.Resource> described =
+          resources().find(t.group(), t.version(), t.plural());
+      if (described.isEmpty()) {
+        return reads.unknownResource(t);
+      }
+      if (described.get().isReview()) {
+        return review(request, t, described.get());
+      }
+    }
     if (target.isPresent() && target.get().subresource() != null) {
       String sub = target.get().subresource();
       if ("log".equals(sub) || "exec".equals(sub) || "attach".equals(sub)) {
         return status(
             400, "BadRequest", "the embedded API runs no containers: pods have no " + sub);
       }
-      if (!"status".equals(sub) && !"scale".equals(sub)) {
-        // The store would read an unknown subresource path as a query for every object.
-        return status(
-            404,
-            "NotFound",
-            "the embedded API serves the status and scale subresources only, not " + sub);
+      ApiRequest t = target.get();
+      Optional<ApiResources.Resource> resource =
+          resources().find(t.group(), t.version(), t.plural());
+      boolean served =
+          resource.map(r -> r.subresources().contains(sub)).orElse("status".equals(sub));
+      if (!served) {
+        // A resource has only the subresources it declares (batch/v1 Jobs have no scale); the
+        // store would read the path as a query for every object.
+        return status(404, "NotFound", "the server could not find the requested resource");
       }
+    }
+    if (target.isPresent()
+        && "POST".equals(method)
+        && target.get().name() != null
+        && target.get().subresource() == null) {
+      return status(
+          405,
+          "MethodNotAllowed",
+          "the server does not allow this method on the requested resource");
+    }
+    if (request.getBody() != null && request.getBody().size() > MAX_BODY) {
+      return status(
+          413,
+          "RequestEntityTooLarge",
+          "Request entity too large: limit is " + MAX_BODY + " bytes");
     }
     if ("GET".equals(method)) {
       return reads.serve(request).orElseGet(() -> delegate.dispatch(request));
@@ -204,8 +240,13 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     String method = request.getMethod();
     String dryRunValue = target.map(t -> t.query().get("dryRun")).orElse(null);
     if (dryRunValue != null && !dryRunValue.isEmpty() && !"All".equals(dryRunValue)) {
-      return status(
-          400, "BadRequest", "dryRun: Unsupported value: \"" + dryRunValue + "\": supported: All");
+      return Statuses.invalid(
+          mapper,
+          "CreateOptions.meta.k8s.io",
+          "meta.k8s.io",
+          "CreateOptions",
+          "",
+          List.of(Cause.notSupported("dryRun", dryRunValue, "\"All\"")));
     }
     boolean dryRun = "All".equals(dryRunValue);
     String contentType = Optional.ofNullable(request.getHeader("Content-Type")).orElse("");
@@ -231,30 +272,57 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       return named(delegate.dispatch(request), target);
     }
     ResourcePath resource = path.get();
+    ApiRequest t = target.get();
+    String validationMode = t.query().get("fieldValidation");
+    if (validationMode != null
+        && !List.of("Ignore", "Warn", "Strict", "").contains(validationMode)) {
+      return Statuses.invalid(
+          mapper,
+          kindOf(t),
+          t.group(),
+          kindsByResource.getOrDefault(t.group() + "/" + t.plural(), t.plural()),
+          "",
+          List.of(
+              Cause.notSupported(
+                  "fieldValidation", validationMode, "\"Ignore\", \"Warn\", \"Strict\"")));
+    }
     if ("PATCH".equals(method)) {
-      return deletedByWrite(
-          named(admitPatch(request, resource, target.get(), dryRun), target), target.get(), null);
+      return deletedByWrite(named(admitPatch(request, resource, t, dryRun), target), t, null);
     }
     if (!"POST".equals(method) && !"PUT".equals(method)) {
       return delegate.dispatch(request);
     }
+    boolean strict = "Strict".equals(validationMode);
     JsonNode body;
     try {
-      body = mapper.readTree(request.getBody().getBytes());
+      body = (strict ? STRICT_JSON : mapper).readTree(request.getBody().getBytes());
     } catch (IOException e) {
-      return status(400, "BadRequest", "request body is not JSON: " + e.getMessage());
+      return status(
+          400,
+          "BadRequest",
+          (strict ? "strict decoding error: " : "request body is not JSON: ") + e.getMessage());
     }
     if (!(body instanceof ObjectNode object)) {
-      return delegate.dispatch(request);
+      return status(400, "BadRequest", "the request body is not an object: " + body);
     }
     fillTypeMeta(resource, object);
+    Optional<MockResponse> mismatch = typeAndPlace(t, object, method);
+    if (mismatch.isPresent()) {
+      return mismatch.get();
+    }
+    if ("POST".equals(method) && t.namespace() != null && !"namespaces".equals(t.plural())) {
+      if (!exists("/api/v1/namespaces/" + t.namespace())) {
+        return status(404, "NotFound", "namespaces \"" + t.namespace() + "\" not found");
+      }
+    }
     Optional<MockResponse> stale = staleSubresourceUpdate(method, resource, target, object);
     if (stale.isPresent()) {
       return stale.get();
     }
+    JsonNode storedBefore = "PUT".equals(method) ? current(t.objectPath()) : null;
+    boolean versionGiven = !object.path("metadata").path("resourceVersion").asText("").isEmpty();
     if ("PUT".equals(method) && isStatus(target)) {
-      JsonNode stored = current(target.get().objectPath());
-      if (stored instanceof ObjectNode storedObject) {
+      if (storedBefore instanceof ObjectNode storedObject) {
         statusOnly(storedObject, object);
       }
     }
@@ -269,29 +337,41 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       rememberCrd(object);
       validation.register(object);
     }
-    if (!resource.isSubresource()) {
-      StrictFields.dropNulls(schemaOf(target.get()), object);
-      Optional<MockResponse> strict = strictFields(target.get(), object);
-      if (strict.isPresent()) {
-        return strict.get();
-      }
-      Optional<String> invalid =
-          validation.validate(
+    List<String> warnings = new ArrayList<>();
+    Optional<MockResponse> unknown = unknownFields(t, object, validationMode, false, warnings);
+    if (unknown.isPresent()) {
+      return unknown.get();
+    }
+    List<Cause> causes = new ArrayList<>();
+    Optional<MockResponse> undecodable =
+        objectRules(t, resource.isSubresource(), object, storedBefore, causes);
+    if (undecodable.isPresent()) {
+      return undecodable.get();
+    }
+    if ("PUT".equals(method) && schemaOf(t) != null && !versionGiven) {
+      // A custom resource, and its status, is updated only at the version the client read.
+      causes.add(
+          Cause.invalid("metadata.resourceVersion", "0x0", "must be specified for an update"));
+    }
+    StrictFields.dropNulls(schemaOf(t), object);
+    if (validation.knows(resource.group(), resource.plural())) {
+      causes.addAll(
+          validation.causes(
               resource.group(),
               resource.plural(),
               object,
-              () -> "PUT".equals(method) ? current(request.getPath()) : null,
-              true);
-      if (invalid.isPresent()) {
-        return status(422, "Invalid", invalid.get());
-      }
+              () -> "PUT".equals(method) ? current(t.objectPath()) : null,
+              !resource.isSubresource(),
+              causes));
+    }
+    if (!causes.isEmpty()) {
+      return invalid(t, object, causes);
     }
     if (dryRun) {
-      return dryRunWrite(method, target.get(), object);
+      return warned(dryRunWrite(method, target.get(), object), warnings);
     }
-    if (!resource.isSubresource() && target.isPresent()) {
+    if (!resource.isSubresource()) {
       String name = object.path("metadata").path("name").asText("");
-      ApiRequest t = target.get();
       if (!name.isEmpty()) {
         deletions.written(
             t.name() == null ? t.collectionPath() + "/" + name : t.objectPath(), object);
@@ -303,18 +383,166 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     } catch (IOException e) {
       return status(500, "InternalError", e.getMessage());
     }
-    return deletedByWrite(
-        named(
-            delegate.dispatch(
-                new RecordedRequest(
-                    request.getHttpVersion(),
-                    request.method(),
-                    storePath(request, target),
-                    request.getHeaders(),
-                    new Buffer(bytes))),
-            target),
-        target.get(),
-        object.path("metadata").path("name").asText(""));
+    return warned(
+        deletedByWrite(
+            named(
+                delegate.dispatch(
+                    new RecordedRequest(
+                        request.getHttpVersion(),
+                        request.method(),
+                        storePath(request, target),
+                        request.getHeaders(),
+                        new Buffer(bytes))),
+                target),
+            target.get(),
+            object.path("metadata").path("name").asText("")),
+        warnings);
+  }
+
+  /**
+   * Holds a written object to the rules of every object (its metadata) and of its built-in kind,
+   * after filling in the kind's defaults, and, for an update, to what may not change since {@code
+   * stored}; adds what is wrong to {@code causes}. A subresource write is held to the update rules
+   * only.
+   *
+   * @return a 400 for a value the kind cannot decode, else empty
+   */
+  private Optional<MockResponse> objectRules(
+      ApiRequest t, boolean subresource, ObjectNode object, JsonNode stored, List<Cause> causes) {
+    if (!subresource) {
+      try {
+        BuiltInRules.defaults(t.group(), t.plural(), object);
+      } catch (BuiltInRules.Undecodable e) {
+        return Optional.of(status(400, "BadRequest", e.getMessage()));
+      }
+      causes.addAll(ObjectMetaRules.check(t.group(), t.plural(), object));
+      causes.addAll(BuiltInRules.check(t.group(), t.plural(), object, stored));
+    }
+    if (stored != null) {
+      causes.addAll(ObjectMetaRules.checkUpdate(stored, object));
+    }
+    return Optional.empty();
+  }
+
+  /**
+   * The kind as Status messages name it: {@code ConfigMap}, {@code TerraformState.leasehold.io}.
+   */
+  private String kindOf(ApiRequest t) {
+    String kind = kindsByResource.getOrDefault(t.group() + "/" + t.plural(), t.plural());
+    return t.group().isEmpty() ? kind : kind + "." + t.group();
+  }
+
+  private MockResponse invalid(ApiRequest t, JsonNode object, List<Cause> causes) {
+    String name = object.path("metadata").path("name").asText(t.name() == null ? "" : t.name());
+    return Statuses.invalid(
+        mapper,
+        kindOf(t),
+        t.group(),
+        kindsByResource.getOrDefault(t.group() + "/" + t.plural(), t.plural()),
+        name,
+        causes);
+  }
+
+  /** A response with the API server's Warning headers (unknown fields that were dropped). */
+  private static MockResponse warned(MockResponse response, List<String> warnings) {
+    if (response.code() / 100 == 2) {
+      for (String w : warnings) {
+        response.addHeader("Warning", "299 - \"" + w.replace("\"", "\\\"") + "\"");
+      }
+    }
+    return response;
+  }
+
+  /**
+   * The object's type must be the URL's, and its name and namespace, when it gives them, the URL's
+   * (400, as the API server answers).
+   */
+  private Optional<MockResponse> typeAndPlace(ApiRequest t, ObjectNode object, String method) {
+    String apiVersion = object.path("apiVersion").asText("");
+    String expected = kindsByResource.get(t.group() + "/" + t.plural());
+    String kind = object.path("kind").asText("");
+    String namespace = object.path("metadata").path("namespace").asText("");
+    String name = object.path("metadata").path("name").asText("");
+    String problem = null;
+    if (!apiVersion.equals(t.apiVersion())) {
+      problem =
+          "the API version in the data ("
+              + apiVersion
+              + ") does not match the expected API version ("
+              + t.apiVersion()
+              + ")";
+    } else if (expected != null && !expected.equals(kind) && t.subresource() == null) {
+      problem =
+          "the kind in the data (" + kind + ") does not match the expected kind (" + expected + ")";
+    } else if (t.namespace() != null && !namespace.isEmpty() && !namespace.equals(t.namespace())) {
+      problem =
+          "the namespace of the provided object does not match the namespace sent on the request";
+    } else if (t.name() != null && !name.isEmpty() && !name.equals(t.name())) {
+      problem =
+          "the name of the object ("
+              + name
+              + ") does not match the name on the URL ("
+              + t.name()
+              + ")";
+    }
+    return Optional.ofNullable(problem).map(p -> status(400, "BadRequest", p));
+  }
+
+  /**
+   * Fields the resource's schema does not declare: dropped, as the API server prunes them, with a
+   * warning (the default, {@code fieldValidation=Warn}) or silently ({@code Ignore}); refused with
+   * {@code Strict}: 400 for a create or update, 422 naming the patch for a patch.
+   */
+  private Optional<MockResponse> unknownFields(
+      ApiRequest t, ObjectNode object, String mode, boolean patch, List<String> warnings) {
+    JsonNode schema = schemaOf(t);
+    // The admission policy kinds are newer than the object model here: their fields are kept.
+    boolean builtIn =
+        ResourcePath.BUILT_IN.containsKey(t.group() + "/" + t.plural())
+            && !AdmissionPolicies.GROUP.equals(t.group());
+    List<String> unknown;
+    if (schema != null) {
+      unknown = StrictFields.unknown(schema, object);
+    } else if (builtIn) {
+      try {
+        unknown = StrictFields.unknownInBuiltIn(mapper, object);
+      } catch (IllegalArgumentException e) {
+        return Optional.of(undecodable(t, e.getMessage()));
+      }
+    } else {
+      return Optional.empty();
+    }
+    if (unknown.isEmpty()) {
+      return Optional.empty();
+    }
+    List<String> quoted = new ArrayList<>();
+    unknown.forEach(u -> quoted.add("unknown field \"" + u + "\""));
+    if ("Strict".equals(mode)) {
+      if (patch) {
+        return Optional.of(
+            invalid(
+                t,
+                object,
+                List.of(
+                    Cause.invalid(
+                        "patch", "", "strict decoding error: " + String.join(", ", quoted)))));
+      }
+      return Optional.of(undecodable(t, "strict decoding error: " + String.join(", ", quoted)));
+    }
+    StrictFields.remove(object, unknown);
+    if (!"Ignore".equals(mode)) {
+      warnings.addAll(quoted);
+    }
+    return Optional.empty();
+  }
+
+  /** 400 for a body the resource's kind cannot be decoded from, as the API server words it. */
+  private MockResponse undecodable(ApiRequest t, String why) {
+    String kind = kindsByResource.getOrDefault(t.group() + "/" + t.plural(), "object");
+    return status(
+        400,
+        "BadRequest",
+        kind + " in version \"" + t.version() + "\" cannot be handled as a " + kind + ": " + why);
   }
 
   /**
@@ -347,39 +575,6 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
     return tombstones.deletedLately(objectPath);
   }
 
-  /** With {@code fieldValidation=Strict}, an object with undeclared fields is refused. */
-  private Optional<MockResponse> strictFields(ApiRequest target, JsonNode object) {
-    if (!"Strict".equals(target.query().get("fieldValidation"))) {
-      return Optional.empty();
-    }
-    JsonNode schema = schemaOf(target);
-    boolean builtIn = ResourcePath.BUILT_IN.containsKey(target.group() + "/" + target.plural());
-    if (schema == null && !builtIn) {
-      return Optional.empty();
-    }
-    List<String> unknown =
-        schema != null
-            ? StrictFields.unknown(schema, object)
-            : StrictFields.unknownInBuiltIn(mapper, object);
-    if (unknown.isEmpty()) {
-      return Optional.empty();
-    }
-    String kind = kindsByResource.getOrDefault(target.group() + "/" + target.plural(), "object");
-    List<String> quoted = new ArrayList<>();
-    unknown.forEach(u -> quoted.add("unknown field \"" + u + "\""));
-    return Optional.of(
-        status(
-            400,
-            "BadRequest",
-            kind
-                + " in version \""
-                + target.version()
-                + "\" cannot be handled as a "
-                + kind
-                + ": strict decoding error: "
-                + String.join(", ", quoted)));
-  }
-
   /**
    * A server-side dry run ({@code dryRun=All}, {@code kubectl --dry-run=server}): the request went
    * through every check a write goes through; the answer is the object as it would be stored, and
@@ -391,9 +586,7 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         target.name() == null ? target.collectionPath() + "/" + name : target.objectPath();
     JsonNode stored = current(path);
     if ("POST".equals(method) && target.subresource() == null && stored != null) {
-      String resourceName =
-          target.group().isEmpty() ? target.plural() : target.plural() + "." + target.group();
-      return status(409, "AlreadyExists", resourceName + " \"" + name + "\" already exists");
+      return Statuses.alreadyExists(mapper, target.resourceName(), name);
     }
     if (!"POST".equals(method) && stored == null) {
       return reads.notFound(target);
@@ -434,30 +627,23 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
       if (!"Invalid".equals(body.path("reason").asText())) {
         return response;
       }
-      String resourceName = t.group().isEmpty() ? t.plural() : t.plural() + "." + t.group();
       String message = body.path("message").asText("");
       if (message.endsWith("already exists")) {
         String name = message.replaceFirst("^[^']*'", "").replaceFirst("' already exists$", "");
-        return status(409, "AlreadyExists", resourceName + " \"" + name + "\" already exists");
+        return Statuses.alreadyExists(mapper, t.resourceName(), name);
       }
-      return status(
-          409,
-          "Conflict",
-          "Operation cannot be fulfilled on "
-              + resourceName
-              + " \""
-              + (t.name() == null ? "" : t.name())
-              + "\": the object has been modified; please apply your changes to the latest"
-              + " version and try again");
+      return Statuses.conflict(
+          mapper, t.resourceName(), t.name() == null ? "" : t.name(), Statuses.MODIFIED);
     }
     return response;
   }
 
   /**
-   * Applies a merge or strategic merge patch here, with the API server's semantics (a {@code null}
-   * removes a key; lists of objects merge by key), checks what it produces for a custom resource,
-   * and has the store apply the difference as a JSON Patch, so the store's own rules (status
-   * subresource, resourceVersion, generation) still hold.
+   * Applies a patch here, with the API server's semantics (JSON patch; JSON merge patch, where a
+   * {@code null} removes a key; strategic merge patch, where lists of objects merge by key), checks
+   * the object it produces as an update is checked (type, name, unknown fields, metadata, the CRD's
+   * schema and rules), and has the store apply the difference as a JSON Patch, so the store's own
+   * rules (status subresource, resourceVersion, generation) still hold.
    */
   private MockResponse admitPatch(
       RecordedRequest request, ResourcePath resource, ApiRequest target, boolean dryRun) {
@@ -487,31 +673,45 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
           "the embedded API supports JSON Patch, JSON merge patch and strategic merge patch, not "
               + contentType);
     }
-    boolean validate =
-        !resource.isSubresource() && validation.knows(resource.group(), resource.plural());
     boolean status = isStatus(Optional.of(target));
-    if (!strategic && !merge && !validate && !dryRun && !status) {
-      return delegate.dispatch(request);
-    }
     JsonNode current = current(target.objectPath());
     if (current == null) {
       return reads.notFound(target);
     }
+    JsonNode patch;
+    try {
+      patch = mapper.readTree(request.getBody().getBytes());
+    } catch (IOException e) {
+      return status(400, "BadRequest", "the patch is not JSON: " + e.getMessage());
+    }
+    if (!strategic && !merge && !patch.isArray()) {
+      return status(
+          400,
+          "BadRequest",
+          "json: cannot unmarshal object into Go value of type jsonpatch.Patch: a JSON patch is a"
+              + " list of operations");
+    }
     JsonNode patched;
     try {
-      JsonNode patch = mapper.readTree(request.getBody().getBytes());
-      if (strategic) {
-        patched = Patches.strategicMergePatch(current.deepCopy(), patch);
-      } else if (merge) {
-        patched = Patches.mergePatch(current.deepCopy(), patch);
-      } else {
-        patched = JsonPatch.apply(patch, current.deepCopy());
-      }
-    } catch (IOException | RuntimeException e) {
-      return status(422, "Invalid", "patch cannot be applied: " + e.getMessage());
+      patched = apply(patch, current, strategic, merge);
+    } catch (RuntimeException e) {
+      return status(422, "Invalid", "the patch cannot be applied: " + e.getMessage());
     }
     if (!(patched instanceof ObjectNode object)) {
       return status(422, "Invalid", "the patch does not produce an object");
+    }
+    if (!object.path("kind").equals(current.path("kind"))
+        || !object.path("apiVersion").equals(current.path("apiVersion"))) {
+      return invalid(
+          target,
+          current,
+          List.of(
+              Cause.invalid(
+                  "patch", patch.toString(), "the patch may not change the object's kind")));
+    }
+    Optional<MockResponse> mismatch = typeAndPlace(target, object, "PATCH");
+    if (mismatch.isPresent()) {
+      return mismatch.get();
     }
     if (status && current instanceof ObjectNode stored) {
       statusOnly(stored, object);
@@ -524,25 +724,31 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         }
       }
     }
-    if (validate) {
-      StrictFields.dropNulls(schemaOf(target), object);
-      Optional<MockResponse> strict = strictFields(target, object);
-      if (strict.isPresent()) {
-        return strict.get();
-      }
+    List<String> warnings = new ArrayList<>();
+    Optional<MockResponse> unknown =
+        unknownFields(target, object, target.query().get("fieldValidation"), true, warnings);
+    if (unknown.isPresent()) {
+      return unknown.get();
+    }
+    List<Cause> causes = new ArrayList<>();
+    Optional<MockResponse> undecodable =
+        objectRules(target, resource.isSubresource(), object, current, causes);
+    if (undecodable.isPresent()) {
+      return undecodable.get();
+    }
+    StrictFields.dropNulls(schemaOf(target), object);
+    if (validation.knows(resource.group(), resource.plural())) {
       // The patched object is defaulted as the API server decodes it: a field removed by the
       // patch comes back with its default before the rules (immutability included) are checked.
-      Optional<String> invalid =
-          validation.validate(resource.group(), resource.plural(), object, () -> current, true);
-      if (invalid.isPresent()) {
-        return status(422, "Invalid", invalid.get());
-      }
+      causes.addAll(
+          validation.causes(
+              resource.group(), resource.plural(), object, () -> current, true, causes));
+    }
+    if (!causes.isEmpty()) {
+      return invalid(target, object, causes);
     }
     if (dryRun) {
-      return Statuses.json(200, object);
-    }
-    if (!strategic && !merge && !validate && !status) {
-      return delegate.dispatch(request);
+      return warned(Statuses.json(200, object), warnings);
     }
     if (!resource.isSubresource()) {
       deletions.written(target.objectPath(), object);
@@ -561,12 +767,90 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
                     .add("Content-Type", "application/json-patch+json")
                     .build(),
                 new Buffer(difference.toString().getBytes(StandardCharsets.UTF_8))));
+    if (response.code() == 202) {
+      // The store answers a patch with 202 Accepted; the API server with 200.
+      response.setResponseCode(200);
+    }
     if (resource.isCustomResourceDefinitions() && response.code() / 100 == 2) {
       // A CRD patched (kubectl apply of a changed CRD): its kind and schema as now stored.
       rememberCrd(object);
       validation.register(object);
     }
-    return response;
+    return warned(response, warnings);
+  }
+
+  /** JSON patch as the API server applies it: a replace of a missing key adds it. */
+  private static final java.util.EnumSet<io.fabric8.zjsonpatch.CompatibilityFlags> JSON_PATCH =
+      java.util.EnumSet.of(
+          io.fabric8.zjsonpatch.CompatibilityFlags.ALLOW_MISSING_TARGET_OBJECT_ON_REPLACE,
+          io.fabric8.zjsonpatch.CompatibilityFlags.FORBID_REMOVE_MISSING_OBJECT);
+
+  /** The object {@code patch} makes of {@code current} (which is left as it is). */
+  static JsonNode apply(JsonNode patch, JsonNode current, boolean strategic, boolean merge) {
+    if (strategic) {
+      return Patches.strategicMergePatch(current.deepCopy(), patch);
+    }
+    if (merge) {
+      return Patches.mergePatch(current.deepCopy(), patch);
+    }
+    return JsonPatch.apply(patch, current.deepCopy(), JSON_PATCH);
+  }
+
+  /**
+   * A review (TokenReview, SubjectAccessReview) is answered, never stored: by a test's expectation
+   * when there is one, else as an API server that authenticates nobody and allows everything would
+   * answer it: no token is valid, every access is allowed.
+   */
+  private MockResponse review(
+      RecordedRequest request, ApiRequest t, ApiResources.Resource resource) {
+    if (t.name() != null) {
+      return status(404, "NotFound", "the server could not find the requested resource");
+    }
+    if (!"POST".equals(request.getMethod())) {
+      return status(
+          405,
+          "MethodNotAllowed",
+          "the server does not allow this method on the requested resource");
+    }
+    Optional<MockResponse> expected = delegate.expected(request);
+    if (expected.isPresent()) {
+      return expected.get();
+    }
+    JsonNode body;
+    try {
+      body = mapper.readTree(request.getBody().getBytes());
+    } catch (IOException e) {
+      body = null;
+    }
+    if (!(body instanceof ObjectNode review)) {
+      return status(
+          400,
+          "BadRequest",
+          "the object provided is unrecognized (must be of type " + resource.kind() + ")");
+    }
+    ObjectNode answer = mapper.createObjectNode();
+    if ("TokenReview".equals(resource.kind())) {
+      if (review.path("spec").path("token").asText("").isEmpty()) {
+        return status(400, "BadRequest", "token is required for TokenReview in authentication");
+      }
+      answer.putObject("user");
+      answer.put("error", "the embedded API authenticates nobody: no token is valid");
+    } else {
+      JsonNode spec = review.path("spec");
+      if (spec.path("user").asText("").isEmpty() && spec.path("groups").isEmpty()) {
+        return invalid(
+            t,
+            review,
+            List.of(
+                Cause.invalid("spec.user", "", "at least one of user or group must be specified")));
+      }
+      answer.put("allowed", true);
+      answer.put("reason", "the embedded API authenticates nobody and allows every request");
+    }
+    review.set("status", answer);
+    review.put("apiVersion", t.apiVersion());
+    review.put("kind", resource.kind());
+    return Statuses.json(201, review);
   }
 
   /**
@@ -613,6 +897,19 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         .setResponseCode(201)
         .setHeader("Content-Type", "application/json")
         .setBody(review.toString().getBytes(StandardCharsets.UTF_8));
+  }
+
+  /**
+   * Hands a write to the store as it is, none of the API's checks made (watchers hear of it as of
+   * any write): for tests that need an object no API server would hold.
+   */
+  MockResponse storeUnchecked(RecordedRequest request) {
+    writes.lock();
+    try {
+      return delegate.dispatch(request);
+    } finally {
+      writes.unlock();
+    }
   }
 
   /** Whether an object is stored at {@code objectPath}. */
@@ -674,18 +971,12 @@ final class ApiServerDispatcher extends Dispatcher implements CustomResourceAwar
         || version.equals(stored.path("metadata").path("resourceVersion").asText(""))) {
       return Optional.empty();
     }
-    String kind =
-        resource.group().isEmpty() ? resource.plural() : resource.plural() + "." + resource.group();
     return Optional.of(
-        status(
-            409,
-            "Conflict",
-            "Operation cannot be fulfilled on "
-                + kind
-                + " \""
-                + stored.path("metadata").path("name").asText("")
-                + "\": the object has been modified; please apply your changes to the latest"
-                + " version and try again"));
+        Statuses.conflict(
+            mapper,
+            target.get().resourceName(),
+            stored.path("metadata").path("name").asText(""),
+            Statuses.MODIFIED));
   }
 
   private JsonNode current(String path) {

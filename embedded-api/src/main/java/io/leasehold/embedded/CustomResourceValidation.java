@@ -78,26 +78,13 @@ public final class CustomResourceValidation {
    */
   public Optional<String> validate(
       String group, String plural, ObjectNode object, Supplier<JsonNode> old, boolean defaults) {
+    List<Cause> causes = causes(group, plural, object, old, defaults);
+    if (causes.isEmpty()) {
+      return Optional.empty();
+    }
     Definition definition = definitions.get(group + "/" + plural);
-    if (definition == null) {
-      return Optional.empty();
-    }
-    if (defaults) {
-      applyDefaults(definition.openApiSchema(), object);
-    }
-    List<String> problems = new ArrayList<>();
-    for (Error error : definition.schema().validate(object)) {
-      String location =
-          error.getInstanceLocation().toString().replaceFirst("^[$/]\\.?", "").replace('/', '.');
-      problems.add(location + ": Invalid value: " + error.getMessage());
-    }
-    if (problems.isEmpty()) {
-      JsonNode oldObject = old.get();
-      checkRules(definition.openApiSchema(), object, oldObject, "", problems);
-    }
-    if (problems.isEmpty()) {
-      return Optional.empty();
-    }
+    List<String> texts = new ArrayList<>();
+    causes.forEach(c -> texts.add(c.text()));
     String name = object.path("metadata").path("name").asText("");
     return Optional.of(
         definition.kind()
@@ -106,11 +93,94 @@ public final class CustomResourceValidation {
             + " \""
             + name
             + "\" is invalid: "
-            + String.join(", ", problems));
+            + (texts.size() == 1 ? texts.get(0) : "[" + String.join(", ", texts) + "]"));
+  }
+
+  /** Schema errors that stop the API server from evaluating the CEL rules (their cost). */
+  private static final java.util.Set<String> BLOCKING =
+      java.util.Set.of(
+          "FieldValueTypeInvalid",
+          "FieldValueNotSupported",
+          "FieldValueTooLong",
+          "FieldValueTooMany");
+
+  static final String RULES_NOT_CHECKED =
+      "Invalid value: null: some validation rules were not checked because the object was"
+          + " invalid; correct the existing errors to complete validation";
+
+  /**
+   * Applies defaults to {@code object} and validates it; returns what is wrong, cause by cause
+   * (empty when it is valid), as the API server lists them in a Status.
+   *
+   * @param metadataCauses what is wrong with the object's metadata, checked before: an error that
+   *     blocks the CEL rules there blocks them here too
+   */
+  List<Cause> causes(
+      String group,
+      String plural,
+      ObjectNode object,
+      Supplier<JsonNode> old,
+      boolean defaults,
+      List<Cause> metadataCauses) {
+    Definition definition = definitions.get(group + "/" + plural);
+    if (definition == null) {
+      return List.of();
+    }
+    if (defaults) {
+      applyDefaults(definition.openApiSchema(), object);
+    }
+    List<Cause> causes = new ArrayList<>();
+    for (Error error : definition.schema().validate(object)) {
+      String location =
+          error.getInstanceLocation().toString().replaceFirst("^[$/]\\.?", "").replace('/', '.');
+      String keyword = String.valueOf(error.getKeyword());
+      String reason =
+          switch (keyword) {
+            case "type" -> "FieldValueTypeInvalid";
+            case "enum" -> "FieldValueNotSupported";
+            case "maxLength", "maxProperties" -> "FieldValueTooLong";
+            case "maxItems" -> "FieldValueTooMany";
+            case "required" -> "FieldValueRequired";
+            default -> "FieldValueInvalid";
+          };
+      causes.add(new Cause(location, reason, "Invalid value: " + error.getMessage()));
+    }
+    boolean blocked = false;
+    for (Cause c : causes) {
+      blocked |= BLOCKING.contains(c.reason());
+    }
+    for (Cause c : metadataCauses) {
+      blocked |= BLOCKING.contains(c.reason());
+    }
+    if (blocked) {
+      causes.add(new Cause("<nil>", "FieldValueInvalid", RULES_NOT_CHECKED));
+      return causes;
+    }
+    List<String> problems = new ArrayList<>();
+    JsonNode oldObject = old.get();
+    checkRules(definition.openApiSchema(), object, oldObject, "", problems, causes);
+    return causes;
+  }
+
+  /** As {@link #causes(String, String, ObjectNode, Supplier, boolean, List)}, metadata valid. */
+  List<Cause> causes(
+      String group, String plural, ObjectNode object, Supplier<JsonNode> old, boolean defaults) {
+    return causes(group, plural, object, old, defaults, List.of());
+  }
+
+  /** The kind of a resource whose schema is known, as messages name it ({@code Kind.group}). */
+  String kindOf(String group, String plural) {
+    Definition definition = definitions.get(group + "/" + plural);
+    return definition == null ? null : definition.kind();
   }
 
   private void checkRules(
-      JsonNode schema, JsonNode value, JsonNode oldValue, String path, List<String> problems) {
+      JsonNode schema,
+      JsonNode value,
+      JsonNode oldValue,
+      String path,
+      List<String> problems,
+      List<Cause> causes) {
     if (value == null || value.isMissingNode() || value.isNull()) {
       return;
     }
@@ -126,15 +196,28 @@ public final class CustomResourceValidation {
         vars.put("oldSelf", toCel(oldValue));
       }
       Object result;
+      String failure = null;
       try {
-        result = program(expression).eval(vars);
-      } catch (CelEvaluationException e) {
+        result = CelBudget.evaluate(program(expression), vars);
+      } catch (CelEvaluationException | CelBudget.Exceeded e) {
         result = Boolean.FALSE;
+        if (e instanceof CelBudget.Exceeded) {
+          failure = e.getMessage();
+        }
       }
       if (!Boolean.TRUE.equals(result)) {
-        String message = rule.path("message").asText("failed rule: " + expression);
-        String where = path.isEmpty() ? "<root>" : path;
+        String message =
+            failure != null ? failure : rule.path("message").asText("failed rule: " + expression);
+        // A rule of the object itself is reported for the field <nil>, as the API server does.
+        String where = path.isEmpty() ? "<nil>" : path;
         problems.add(where + ": Invalid value: \"object\": " + message);
+        causes.add(
+            new Cause(
+                where,
+                "FieldValueInvalid",
+                path.isEmpty()
+                    ? "Invalid value: " + message
+                    : "Invalid value: " + Cause.quote(scalar(value)) + ": " + message));
       }
     }
     JsonNode properties = schema.path("properties");
@@ -145,15 +228,22 @@ public final class CustomResourceValidation {
         JsonNode child = value.get(field.getKey());
         JsonNode oldChild = oldValue == null ? null : oldValue.get(field.getKey());
         String childPath = path.isEmpty() ? field.getKey() : path + "." + field.getKey();
-        checkRules(field.getValue(), child, oldChild, childPath, problems);
+        checkRules(field.getValue(), child, oldChild, childPath, problems, causes);
       }
     }
     JsonNode items = schema.path("items");
     if (items.isObject() && value.isArray()) {
       for (int i = 0; i < value.size(); i++) {
-        checkRules(items, value.get(i), null, path + "[" + i + "]", problems);
+        checkRules(items, value.get(i), null, path + "[" + i + "]", problems, causes);
       }
     }
+  }
+
+  private static Object scalar(JsonNode value) {
+    if (value.isTextual()) {
+      return value.asText();
+    }
+    return value.isValueNode() ? value.toString() : "object";
   }
 
   private CelRuntime.Program program(String expression) {

@@ -57,18 +57,69 @@ final class Deletions {
     }
   }
 
+  /** The selection of a collection request (label and field selectors), checked. */
+  private Function<ApiRequest, ApiReads.Selection> selections = t -> null;
+
+  void selections(Function<ApiRequest, ApiReads.Selection> selections) {
+    this.selections = selections;
+  }
+
+  private static final List<String> POLICIES = List.of("Foreground", "Background", "Orphan");
+
+  /** Why the DeleteOptions cannot be followed, as the API server refuses them; or null. */
+  private MockResponse invalidOptions(ApiRequest target, JsonNode options) {
+    String grace = target.query().get("gracePeriodSeconds");
+    if (grace != null) {
+      try {
+        Long.parseLong(grace);
+      } catch (NumberFormatException e) {
+        return Statuses.response(
+            mapper,
+            400,
+            "BadRequest",
+            "gracePeriodSeconds: Invalid value: \"" + grace + "\": not an integer");
+      }
+    }
+    JsonNode policy = options.get("propagationPolicy");
+    if (policy == null || policy.isNull()) {
+      return null;
+    }
+    if (!POLICIES.contains(policy.asText())) {
+      return invalidOptions(
+          Cause.notSupported(
+              "propagationPolicy",
+              policy.asText(),
+              "\"Foreground\", \"Background\", \"Orphan\", \"nil\""));
+    }
+    JsonNode orphan = options.get("orphanDependents");
+    if (orphan != null && !orphan.isNull()) {
+      return invalidOptions(
+          Cause.invalid(
+              "propagationPolicy",
+              policy.asText(),
+              "orphanDependents and deletionPropagation cannot be both set"));
+    }
+    return null;
+  }
+
+  /** 422 for DeleteOptions that are not valid, as the API server words it. */
+  private MockResponse invalidOptions(Cause cause) {
+    return Statuses.invalid(
+        mapper, "DeleteOptions.meta.k8s.io", "meta.k8s.io", "DeleteOptions", "", List.of(cause));
+  }
+
   MockResponse delete(RecordedRequest request, ApiRequest target) {
     JsonNode options = options(request, target);
     boolean dryRun = "All".equals(target.query().get("dryRun"));
     for (JsonNode value : options.path("dryRun")) {
       dryRun |= "All".equals(value.asText());
     }
+    MockResponse invalid = invalidOptions(target, options);
+    if (invalid != null) {
+      return invalid;
+    }
     if (target.name() == null) {
-      if (dryRun) {
-        return Statuses.response(
-            mapper, 400, "BadRequest", "a dry run of a collection delete is not supported");
-      }
-      return store.dispatch(request);
+      return deleteCollection(request, target, dryRun);
     }
     JsonNode preconditions = options.path("preconditions");
     JsonNode current = null;
@@ -79,16 +130,7 @@ final class Deletions {
       }
       String conflict = preconditionConflict(preconditions, current.path("metadata"));
       if (conflict != null) {
-        return Statuses.response(
-            mapper,
-            409,
-            "Conflict",
-            "Operation cannot be fulfilled on "
-                + resourceName(target)
-                + " \""
-                + target.name()
-                + "\": "
-                + conflict);
+        return Statuses.conflict(mapper, target.resourceName(), target.name(), conflict);
       }
     }
     if (dryRun) {
@@ -118,6 +160,53 @@ final class Deletions {
       cascade(uid, policy);
     }
     return deleted(response, target);
+  }
+
+  /**
+   * A delete of a collection: each object the selectors select is deleted as if on its own
+   * (finalizers, dependents); the answer lists them. A dry run deletes nothing.
+   */
+  private MockResponse deleteCollection(
+      RecordedRequest request, ApiRequest target, boolean dryRun) {
+    ApiReads.Selection selection;
+    try {
+      selection = selections.apply(target);
+    } catch (IllegalArgumentException e) {
+      return Statuses.response(mapper, 400, "BadRequest", e.getMessage());
+    }
+    JsonNode list = getter.apply(target.collectionPath());
+    ArrayNode deleted = mapper.createArrayNode();
+    for (JsonNode item : list == null ? mapper.createArrayNode() : list.path("items")) {
+      if (selection != null && !selection.matches(item)) {
+        continue;
+      }
+      String name = item.path("metadata").path("name").asText();
+      String path = target.collectionPath() + "/" + name;
+      if (!dryRun) {
+        int query = request.getPath().indexOf('?');
+        String withQuery = query < 0 ? path : path + request.getPath().substring(query);
+        ApiRequest one = ApiRequest.parse(path).orElseThrow();
+        MockResponse answer =
+            delete(
+                new RecordedRequest(
+                    request.getHttpVersion(),
+                    request.method(),
+                    withQuery,
+                    request.getHeaders(),
+                    request.getBody()),
+                one);
+        if (answer.code() / 100 != 2) {
+          return answer;
+        }
+      }
+      deleted.add(item);
+    }
+    ObjectNode answer = mapper.createObjectNode();
+    answer.put("apiVersion", target.apiVersion());
+    answer.put("kind", "List");
+    answer.putObject("metadata");
+    answer.set("items", deleted);
+    return Statuses.json(200, answer);
   }
 
   private MockResponse deleted(MockResponse response, ApiRequest target) {
@@ -232,9 +321,5 @@ final class Deletions {
         path,
         headers.build(),
         body == null ? new Buffer() : new Buffer(body.getBytes(StandardCharsets.UTF_8)));
-  }
-
-  private static String resourceName(ApiRequest target) {
-    return target.group().isEmpty() ? target.plural() : target.plural() + "." + target.group();
   }
 }

@@ -12,6 +12,10 @@ import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.mockwebserver.Context;
 import io.fabric8.mockwebserver.ServerRequest;
 import io.fabric8.mockwebserver.ServerResponse;
+import io.fabric8.mockwebserver.dsl.HttpMethod;
+import io.fabric8.mockwebserver.http.Buffer;
+import io.fabric8.mockwebserver.http.Headers;
+import io.fabric8.mockwebserver.http.RecordedRequest;
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.UncheckedIOException;
@@ -145,6 +149,24 @@ public final class EmbeddedKubernetes implements AutoCloseable {
   /** The underlying mock server, for tests that add expectations. */
   public KubernetesMockServer mockServer() {
     return server;
+  }
+
+  /**
+   * Stores {@code json} with {@code method} ({@code POST} to a collection, {@code PUT} to an
+   * object) as it is, none of the API's checks made, and answers the store's status code: for tests
+   * that need an object no API server would hold, such as a Job with a value of the wrong type.
+   * Nothing that serves the API calls it.
+   */
+  int storeUnchecked(String method, String path, String json) {
+    return dispatcher
+        .storeUnchecked(
+            new RecordedRequest(
+                "HTTP/1.1",
+                HttpMethod.valueOf(method),
+                path,
+                Headers.builder().add("Content-Type", "application/json").build(),
+                new Buffer(json.getBytes(StandardCharsets.UTF_8))))
+        .code();
   }
 
   /** Writes a kubeconfig for this API, for kubectl and Terraform's kubernetes backend. */

@@ -63,7 +63,7 @@ final class PolicyExpressions {
       programs.put(expression, program);
     }
     try {
-      return toJson(program.eval(vars));
+      return toJson(CelBudget.evaluate(program, vars));
     } catch (CelEvaluationException | RuntimeException e) {
       throw new ExpressionException(expression, "resulted in error: " + e.getMessage(), e);
     }

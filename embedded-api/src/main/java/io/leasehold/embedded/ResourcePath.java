@@ -24,7 +24,18 @@ record ResourcePath(String group, String version, String plural, boolean isSubre
           Map.entry("rbac.authorization.k8s.io/rolebindings", "RoleBinding"),
           Map.entry("rbac.authorization.k8s.io/clusterroles", "ClusterRole"),
           Map.entry("rbac.authorization.k8s.io/clusterrolebindings", "ClusterRoleBinding"),
-          Map.entry("apiextensions.k8s.io/customresourcedefinitions", "CustomResourceDefinition"));
+          Map.entry("apiextensions.k8s.io/customresourcedefinitions", "CustomResourceDefinition"),
+          Map.entry(
+              "admissionregistration.k8s.io/validatingadmissionpolicies",
+              "ValidatingAdmissionPolicy"),
+          Map.entry(
+              "admissionregistration.k8s.io/validatingadmissionpolicybindings",
+              "ValidatingAdmissionPolicyBinding"),
+          Map.entry(
+              "admissionregistration.k8s.io/mutatingadmissionpolicies", "MutatingAdmissionPolicy"),
+          Map.entry(
+              "admissionregistration.k8s.io/mutatingadmissionpolicybindings",
+              "MutatingAdmissionPolicyBinding"));
 
   /** Parses {@code /api/v1/...} and {@code /apis/GROUP/VERSION/...} resource paths. */
   static Optional<ResourcePath> parse(String rawPath) {

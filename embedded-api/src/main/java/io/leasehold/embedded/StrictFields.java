@@ -23,6 +23,25 @@ final class StrictFields {
 
   private static final Set<String> TOP_LEVEL = Set.of("apiVersion", "kind", "metadata");
 
+  /** The fields of ObjectMeta. */
+  private static final Set<String> OBJECT_META =
+      Set.of(
+          "name",
+          "generateName",
+          "namespace",
+          "selfLink",
+          "uid",
+          "resourceVersion",
+          "generation",
+          "creationTimestamp",
+          "deletionTimestamp",
+          "deletionGracePeriodSeconds",
+          "labels",
+          "annotations",
+          "ownerReferences",
+          "finalizers",
+          "managedFields");
+
   private StrictFields() {}
 
   /**
@@ -33,6 +52,14 @@ final class StrictFields {
     Object typed;
     try {
       typed = mapper.treeToValue(object, KubernetesResource.class);
+    } catch (com.fasterxml.jackson.databind.exc.MismatchedInputException e) {
+      // A value of the wrong type ("data": [1, 2] for a map) does not decode.
+      throw new IllegalArgumentException(
+          "json: cannot unmarshal "
+              + e.getOriginalMessage().replaceAll("\\R.*", "")
+              + " at "
+              + e.getPathReference(),
+          e);
     } catch (JsonProcessingException | IllegalArgumentException e) {
       return List.of();
     }
@@ -96,6 +123,39 @@ final class StrictFields {
     }
   }
 
+  /**
+   * Removes the fields at {@code paths} (as {@link #unknown} and {@link #unknownInBuiltIn} name
+   * them: dotted, with {@code [i]} for list items) from {@code object}.
+   */
+  static void remove(JsonNode object, List<String> paths) {
+    for (String path : paths) {
+      JsonNode node = object;
+      String[] parts = path.split("\\.");
+      for (int i = 0; i < parts.length && node != null; i++) {
+        String part = parts[i];
+        List<Integer> indexes = new ArrayList<>();
+        int bracket = part.indexOf('[');
+        String key = bracket < 0 ? part : part.substring(0, bracket);
+        if (bracket >= 0) {
+          for (String idx : part.substring(bracket + 1, part.length() - 1).split("\\]\\[")) {
+            indexes.add(Integer.parseInt(idx));
+          }
+        }
+        boolean last = i == parts.length - 1;
+        if (last && indexes.isEmpty()) {
+          if (node instanceof com.fasterxml.jackson.databind.node.ObjectNode o) {
+            o.remove(key);
+          }
+          break;
+        }
+        node = node.get(key);
+        for (int idx : indexes) {
+          node = node == null ? null : node.get(idx);
+        }
+      }
+    }
+  }
+
   /** The dotted paths of the fields of {@code object} that {@code schema} does not declare. */
   static List<String> unknown(JsonNode schema, JsonNode object) {
     List<String> out = new ArrayList<>();
@@ -142,6 +202,19 @@ final class StrictFields {
       while (names.hasNext()) {
         String name = names.next();
         String child = path.isEmpty() ? name : path + "." + name;
+        if (root && "metadata".equals(name)) {
+          // metadata is an ObjectMeta, whatever the CRD's schema says of it.
+          value
+              .get(name)
+              .fieldNames()
+              .forEachRemaining(
+                  f -> {
+                    if (!OBJECT_META.contains(f)) {
+                      out.add("metadata." + f);
+                    }
+                  });
+          continue;
+        }
         if (root && TOP_LEVEL.contains(name)) {
           continue;
         }

@@ -37,7 +37,7 @@ final class WatchStream implements WebSocket {
   private final HttpServerResponse response;
   private final RecordedRequest request;
   private final ObjectMapper mapper;
-  private final FieldSelector selector;
+  private final ApiReads.Selection selector;
   private final long fromVersion;
   private final Tables tables;
   private final Resource resource;
@@ -53,7 +53,7 @@ final class WatchStream implements WebSocket {
       HttpServerResponse response,
       RecordedRequest request,
       ObjectMapper mapper,
-      FieldSelector selector,
+      ApiReads.Selection selector,
       long fromVersion,
       Tables tables,
       Resource resource,
@@ -85,9 +85,9 @@ final class WatchStream implements WebSocket {
       RecordedRequest request,
       HttpServerResponse response) {
     ApiRequest target = ApiRequest.parse(request.getPath()).orElseThrow();
-    FieldSelector selector;
+    ApiReads.Selection selector;
     try {
-      selector = FieldSelector.parse(target.query().get("fieldSelector"));
+      selector = api.reads().selection(target);
     } catch (IllegalArgumentException e) {
       reply(response, Statuses.response(mapper, 400, "BadRequest", e.getMessage()));
       return;
@@ -118,8 +118,9 @@ final class WatchStream implements WebSocket {
             table ? api.reads().tables() : null,
             resource.orElse(null),
             target.query().getOrDefault("includeObject", "Metadata"));
-    // The store misreads an encoded field selector as a name; the stream filters instead.
-    String storePath = ApiRequest.withoutParameters(request.getPath(), List.of("fieldSelector"));
+    // The store misreads an encoded field selector as a name, and ignores set-based label
+    // selectors; the stream filters instead.
+    String storePath = ApiReads.storePath(request.getPath());
     MockResponse opened =
         api.dispatch(
             new RecordedRequest(
@@ -161,7 +162,7 @@ final class WatchStream implements WebSocket {
    */
   private void replayDeletion(ApiServerDispatcher api, ApiRequest target, Resource resource) {
     String name = null;
-    for (FieldSelector.Requirement r : selector.requirements()) {
+    for (FieldSelector.Requirement r : selector.fields().requirements()) {
       if (r.equal() && "metadata.name".equals(r.field())) {
         name = r.value();
       }

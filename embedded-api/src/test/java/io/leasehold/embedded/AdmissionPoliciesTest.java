@@ -43,6 +43,17 @@ class AdmissionPoliciesTest {
 
   private HttpResponse<String> createConfigMap(String namespace, String name, String data)
       throws Exception {
+    // As in a cluster, a namespace exists before anything is created in it.
+    http.send(
+        HttpRequest.newBuilder(URI.create(api.url() + "/api/v1/namespaces"))
+            .header("Content-Type", "application/json")
+            .POST(
+                HttpRequest.BodyPublishers.ofString(
+                    "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\""
+                        + namespace
+                        + "\"}}"))
+            .build(),
+        HttpResponse.BodyHandlers.ofString());
     String body =
         "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\""
             + name

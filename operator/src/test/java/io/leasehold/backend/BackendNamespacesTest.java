@@ -2,6 +2,7 @@ package io.leasehold.backend;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.fabric8.kubernetes.api.model.NamespaceBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.leasehold.api.TerraformState;
 import io.leasehold.cli.Replica;
@@ -23,6 +24,10 @@ class BackendNamespacesTest {
     try (EmbeddedKubernetes api = EmbeddedKubernetes.start(0);
         KubernetesClient client = api.newClient()) {
       for (String ns : new String[] {"team-a", "team-b"}) {
+        client
+            .namespaces()
+            .resource(new NamespaceBuilder().withNewMetadata().withName(ns).endMetadata().build())
+            .create();
         TerraformState s = new TerraformState();
         s.getMetadata().setName("net");
         s.getMetadata().setNamespace(ns);

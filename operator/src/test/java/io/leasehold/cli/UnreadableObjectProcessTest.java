@@ -26,11 +26,11 @@ import org.junit.jupiter.api.Test;
  * {@code run --embedded} in a process of its own, given objects it cannot read through the embedded
  * API's plain HTTP, as any client could send them (no kubectl, no Fabric8 client).
  *
- * <p>The TerraformState is stored under a CRD whose spec and status keep whatever they are given
+ * <p>The TerraformStates are stored under a CRD whose spec and status keep whatever they are given
  * ({@code x-kubernetes-preserve-unknown-fields}), as a newer CRD declaring other fields or types
- * would: an API server keeps it whether or not it prunes undeclared fields. The Job is written as
- * sent: the embedded API checks custom resources against their schema, not built-in kinds (a real
- * API server would refuse it); the write is asserted.
+ * would: an API server keeps them whether or not it prunes undeclared fields. A Job with a value of
+ * the wrong type is refused (400), by the embedded API as by a real one, and never reaches the
+ * operator ({@code UnreadableObjectsTest} puts such Jobs and Leases in the store itself).
  */
 class UnreadableObjectProcessTest {
 
@@ -133,7 +133,25 @@ class UnreadableObjectProcessTest {
                       + "{\"restartPolicy\":\"Never\",\"containers\":[{\"name\":\"c\","
                       + "\"image\":\"x\"}]}}}}");
       assertThat(send("POST", api + "/apis/batch/v1/namespaces/default/jobs", badJob))
-          .isEqualTo(201);
+          .as("a Job with a value of the wrong type is refused, as a real API server refuses it")
+          .isEqualTo(400);
+      ObjectNode scrawled =
+          (ObjectNode)
+              JSON.readTree(
+                  "{\"apiVersion\":\"leasehold.io/v1alpha1\",\"kind\":\"TerraformState\","
+                      + "\"metadata\":{\"name\":\"scrawled\"},"
+                      + "\"spec\":{\"workspace\":\"default\"}}");
+      assertThat(send("POST", states, scrawled)).isEqualTo(201);
+      await()
+          .atMost(WAIT)
+          .until(() -> "True".equals(condition(read(states + "/scrawled"), "Ready", "status")));
+      assertThat(
+              send(
+                  "PATCH",
+                  states + "/scrawled/status",
+                  "application/merge-patch+json",
+                  JSON.readTree("{\"status\":\"two\"}")))
+          .isEqualTo(200);
 
       await()
           .atMost(WAIT)
@@ -145,6 +163,9 @@ class UnreadableObjectProcessTest {
       assertThat(process.isAlive()).as("the operator process is up").isTrue();
       assertThat(condition(read(states + "/broken"), "Ready", "message"))
           .contains("spec.history.keep cannot be read");
+      await()
+          .atMost(WAIT)
+          .until(() -> "True".equals(condition(read(states + "/scrawled"), "Ready", "status")));
       await()
           .atMost(WAIT)
           .until(
@@ -201,10 +222,14 @@ class UnreadableObjectProcessTest {
   }
 
   private int send(String method, String url, JsonNode body) throws Exception {
+    return send(method, url, "application/json", body);
+  }
+
+  private int send(String method, String url, String contentType, JsonNode body) throws Exception {
     return http.send(
             HttpRequest.newBuilder(URI.create(url))
                 .timeout(Duration.ofSeconds(30))
-                .header("Content-Type", "application/json")
+                .header("Content-Type", contentType)
                 .method(method, HttpRequest.BodyPublishers.ofString(body.toString()))
                 .build(),
             HttpResponse.BodyHandlers.discarding())

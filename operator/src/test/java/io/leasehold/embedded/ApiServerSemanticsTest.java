@@ -9,8 +9,8 @@ import io.fabric8.kubernetes.api.model.ConfigMapBuilder;
 import io.fabric8.kubernetes.api.model.EventBuilder;
 import io.fabric8.kubernetes.api.model.ObjectReferenceBuilder;
 import io.fabric8.kubernetes.api.model.SecretBuilder;
-import io.fabric8.kubernetes.api.model.batch.v1.Job;
-import io.fabric8.kubernetes.api.model.batch.v1.JobBuilder;
+import io.fabric8.kubernetes.api.model.batch.v1.CronJob;
+import io.fabric8.kubernetes.api.model.batch.v1.CronJobBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.utils.Serialization;
 import io.fabric8.mockwebserver.dsl.HttpMethod;
@@ -262,6 +262,16 @@ class ApiServerSemanticsTest {
     ApiServerDispatcher dispatcher =
         new ApiServerDispatcher(
             new HashMap<>(), Serialization.jsonMapper(), new CustomResourceValidation());
+    // A bare dispatcher holds no namespace; objects are created in one that exists.
+    assertThat(
+            dispatch(
+                    dispatcher,
+                    "POST",
+                    "/api/v1/namespaces",
+                    "application/json",
+                    "{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"default\"}}")
+                .code())
+        .isEqualTo(201);
     int writers = 8;
     ExecutorService pool = Executors.newFixedThreadPool(writers);
     try {
@@ -319,14 +329,18 @@ class ApiServerSemanticsTest {
       "A strategic merge patch merges containers by name, deletes one marked $patch: delete, and"
           + " merges finalizers as a set; on a custom resource it is refused, naming merge patch")
   void strategicMergePatch() throws Exception {
-    Job job =
-        new JobBuilder()
+    // A CronJob's pod template may change (a Job's may not, on any API server).
+    CronJob cronJob =
+        new CronJobBuilder()
             .withNewMetadata()
             .withName("strategic")
             .addToFinalizers("one")
             .endMetadata()
             .withNewSpec()
+            .withSchedule("*/5 * * * *")
             .withSuspend(true)
+            .withNewJobTemplate()
+            .withNewSpec()
             .withNewTemplate()
             .withNewSpec()
             .addNewContainer()
@@ -345,21 +359,24 @@ class ApiServerSemanticsTest {
             .endSpec()
             .endTemplate()
             .endSpec()
+            .endJobTemplate()
+            .endSpec()
             .build();
-    client.batch().v1().jobs().inNamespace("default").resource(job).create();
+    client.batch().v1().cronjobs().inNamespace("default").resource(cronJob).create();
     Answer patched =
         send(
             "PATCH",
-            "/apis/batch/v1/namespaces/default/jobs/strategic",
+            "/apis/batch/v1/namespaces/default/cronjobs/strategic",
             "application/strategic-merge-patch+json",
             """
             {"metadata":{"finalizers":["two","one"]},
-             "spec":{"template":{"spec":{
+             "spec":{"jobTemplate":{"spec":{"template":{"spec":{
                "$setElementOrder/containers":[{"name":"a"},{"name":"c"}],
-               "containers":[{"name":"a","image":"a:2"},{"name":"b","$patch":"delete"}]}}}}""");
+               "containers":[{"name":"a","image":"a:2"},{"name":"b","$patch":"delete"}]}}}}}}""");
     assertThat(patched.code()).as(patched.body().toString()).isBetween(200, 202);
-    Job after = client.batch().v1().jobs().inNamespace("default").withName("strategic").get();
-    assertThat(after.getSpec().getTemplate().getSpec().getContainers())
+    CronJob after =
+        client.batch().v1().cronjobs().inNamespace("default").withName("strategic").get();
+    assertThat(after.getSpec().getJobTemplate().getSpec().getTemplate().getSpec().getContainers())
         .extracting(c -> c.getName() + "=" + c.getImage())
         .containsExactly("a=a:2", "c=c:1");
     assertThat(after.getMetadata().getFinalizers()).containsExactlyInAnyOrder("one", "two");

@@ -91,6 +91,11 @@ class CustomResourceValidationTest {
           name: multi-a
         ---
         apiVersion: v1
+        kind: Namespace
+        metadata:
+          name: infra
+        ---
+        apiVersion: v1
         kind: ConfigMap
         metadata:
           name: multi-config

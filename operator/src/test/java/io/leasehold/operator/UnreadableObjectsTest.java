@@ -14,6 +14,7 @@ import io.fabric8.kubernetes.client.dsl.NonNamespaceOperation;
 import io.fabric8.kubernetes.client.dsl.Resource;
 import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
+import io.leasehold.embedded.UncheckedStore;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.queue.RunnerJobs;
 import io.leasehold.state.StateNames;
@@ -36,9 +37,10 @@ import org.junit.jupiter.api.Test;
  * <p>The TerraformStates here are stored under a CRD whose spec and status keep whatever they are
  * given ({@code x-kubernetes-preserve-unknown-fields}), as a newer CRD declaring more fields, or
  * other types, would: an API server keeps such fields whether or not it prunes undeclared ones, so
- * these tests hold on any API server. Jobs and Leases with a value of the wrong type are written
- * with plain HTTP: the embedded API checks custom resources against their schema, not built-in
- * kinds, so it stores them as sent (a real API server refuses them); each such write is asserted.
+ * these tests hold on any API server. Jobs and Leases with a value of the wrong type are refused by
+ * an API server, the embedded one included (each such write is asserted refused): they are put in
+ * the embedded API's store as they are ({@link UncheckedStore}), where the operator's informers
+ * hear of them as of any write.
  */
 class UnreadableObjectsTest {
 
@@ -306,8 +308,9 @@ class UnreadableObjectsTest {
     await().atMost(WAIT).until(() -> "False/AsExpected".equals(condition("queued", "Degraded")));
     ObjectNode bad = JSON.valueToTree(RunnerJobFixtures.runner("queued-bad", "queued", true));
     ((ObjectNode) bad.get("spec")).put("parallelism", SECRET);
-    assertThat(rawWrite("POST", "/apis/batch/v1/namespaces/" + NAMESPACE + "/jobs", bad))
-        .isEqualTo(201);
+    String jobs = "/apis/batch/v1/namespaces/" + NAMESPACE + "/jobs";
+    assertThat(rawWrite("POST", jobs, bad)).as("refused, as by a real API server").isEqualTo(400);
+    assertThat(UncheckedStore.write(harness.api(), "POST", jobs, bad)).isEqualTo(201);
     RunnerJobFixtures.create(harness.client(), "queued-good", "queued");
 
     await()
@@ -340,7 +343,10 @@ class UnreadableObjectsTest {
     ObjectNode lease = (ObjectNode) rawRead(leasePath);
     JsonNode duration = lease.at("/spec/leaseDurationSeconds");
     ((ObjectNode) lease.get("spec")).put("leaseDurationSeconds", SECRET);
-    assertThat(rawWrite("PUT", leasePath, lease)).isEqualTo(200);
+    assertThat(rawWrite("PUT", leasePath, lease))
+        .as("refused, as by a real API server")
+        .isEqualTo(400);
+    assertThat(UncheckedStore.write(harness.api(), "PUT", leasePath, lease)).isEqualTo(200);
     await().atMost(WAIT).until(() -> "True/FieldUnreadable".equals(condition("queued", "Locked")));
     await()
         .atMost(WAIT)

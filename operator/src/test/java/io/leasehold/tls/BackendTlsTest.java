@@ -283,15 +283,17 @@ class BackendTlsTest {
         .extracting(n -> String.valueOf(n.get(1)))
         .contains("leasehold.leasehold-system.svc");
 
-    client
-        .namespaces()
-        .resource(
-            new io.fabric8.kubernetes.api.model.NamespaceBuilder()
-                .withNewMetadata()
-                .withName("team-x")
-                .endMetadata()
-                .build())
-        .create();
+    for (String ns : List.of("team-x", "runners")) {
+      client
+          .namespaces()
+          .resource(
+              new io.fabric8.kubernetes.api.model.NamespaceBuilder()
+                  .withNewMetadata()
+                  .withName(ns)
+                  .endMetadata()
+                  .build())
+          .create();
+    }
     TerraformState elsewhere = new TerraformState();
     elsewhere.getMetadata().setName("net");
     elsewhere.getMetadata().setNamespace("team-x");
