@@ -44,8 +44,32 @@ public final class Bench implements Callable<Integer> {
   @Option(
       names = "--only",
       split = ",",
-      description = "benchmarks to run, by id: wait, handoff, throughput, scale, size, idle")
+      description =
+          "benchmarks to run, by id: wait, handoff, throughput, scale, size, idle; on the real"
+              + " control plane of --cluster: cluster-wait, cluster-throughput, cluster-handoff")
   List<String> only = new ArrayList<>();
+
+  @Option(
+      names = "--cluster",
+      paramLabel = "DIR",
+      description =
+          "a real control plane started with `hack/cluster.sh up DIR`: adds the cluster-*"
+              + " benchmarks, which run on it")
+  Path cluster;
+
+  @Option(
+      names = "--cluster-handoffs",
+      defaultValue = "30",
+      description = "measured Job handoffs on the real control plane (default ${DEFAULT-VALUE})")
+  int clusterHandoffs;
+
+  @Option(
+      names = "--cluster-run-millis",
+      defaultValue = "1000",
+      description =
+          "how long each runner Job's pod runs on the real control plane's fake node (default"
+              + " ${DEFAULT-VALUE})")
+  long clusterRunMillis;
 
   @Option(
       names = "--output",
@@ -98,7 +122,10 @@ public final class Bench implements Callable<Integer> {
         new LockThroughputBenchmark(),
         new ScaleBenchmark(),
         new StateSizeBenchmark(),
-        new IdleConnectionsBenchmark());
+        new IdleConnectionsBenchmark(),
+        new ClusterLockWaitBenchmark(),
+        new ClusterLockThroughputBenchmark(),
+        new ClusterJobHandoffBenchmark());
   }
 
   /** The arguments as given, recorded in the report so the command re-creates it. */
@@ -115,9 +142,31 @@ public final class Bench implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     BenchSettings settings =
-        new BenchSettings(handoffs, runMillis, applies, states, jobs, sizes, cycles);
+        new BenchSettings(
+            handoffs,
+            runMillis,
+            applies,
+            states,
+            jobs,
+            sizes,
+            cycles,
+            cluster == null ? null : cluster.toAbsolutePath(),
+            clusterHandoffs,
+            clusterRunMillis);
     List<Benchmark> selected =
-        all().stream().filter(b -> only.isEmpty() || only.contains(b.id())).toList();
+        all().stream()
+            .filter(
+                b -> only.isEmpty() ? !b.needsCluster() || cluster != null : only.contains(b.id()))
+            .toList();
+    List<String> needCluster =
+        selected.stream().filter(Benchmark::needsCluster).map(Benchmark::id).toList();
+    if (cluster == null && !needCluster.isEmpty()) {
+      System.err.println(
+          needCluster
+              + " run on a real control plane: start one with `hack/cluster.sh up DIR` and pass"
+              + " --cluster DIR");
+      return 2;
+    }
     if (selected.isEmpty()) {
       System.err.println(
           "no benchmark matches --only "
@@ -133,7 +182,12 @@ public final class Bench implements Callable<Integer> {
     String args = String.join(" ", given);
     String command = COMMAND + (args.isEmpty() ? "" : " -Dbench.args=\"" + args + "\"");
     header.append("```\n").append(COMMAND).append("\n```\n\n");
-    header.append(machine(started)).append('\n');
+    header.append(
+        "The sections titled \"Real control plane\" run on a control plane started with"
+            + " `hack/cluster.sh up DIR` (and stopped with `hack/cluster.sh down DIR`):"
+            + " `-Dbench.args=\"--cluster DIR\"` runs them with the others, `-Dbench.args=\"--cluster"
+            + " DIR --only cluster-wait,cluster-throughput,cluster-handoff\"` runs them alone.\n\n");
+    header.append(machine(started, settings)).append('\n');
     header.append(
         "Each figure is the median of the runs, with the lowest and highest beside it. Both sides"
             + " of a comparison run in the same run, one after the other, so their ratio holds"
@@ -279,7 +333,7 @@ public final class Bench implements Callable<Integer> {
     return unit.isEmpty() ? number : unit.equals("x") ? number + "x" : number + " " + unit;
   }
 
-  private static String machine(Instant started) {
+  private static String machine(Instant started, BenchSettings settings) {
     StringBuilder m = new StringBuilder("Machine and run:\n\n");
     m.append("- date: ").append(started.truncatedTo(ChronoUnit.SECONDS)).append('\n');
     m.append("- CPU: ")
@@ -310,7 +364,12 @@ public final class Bench implements Callable<Integer> {
         .append('\n');
     m.append(
         "- Kubernetes API: the embedded API (Fabric8 mock server in CRUD mode, in the harness"
-            + " JVM)\n");
+            + " JVM); the sections titled \"Real control plane\": ");
+    m.append(
+            settings.cluster() == null
+                ? "the control plane each names"
+                : ClusterSetup.describe(settings))
+        .append('\n');
     return m.toString();
   }
 
