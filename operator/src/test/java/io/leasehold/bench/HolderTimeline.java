@@ -18,7 +18,8 @@ import java.util.List;
  */
 final class HolderTimeline implements AutoCloseable {
 
-  private record Change(long nanos, String holder) {}
+  /** The Lease named {@code holder} ("" for none) from {@code nanos} on. */
+  record Change(long nanos, String holder) {}
 
   /** Lock-hold time summed over holders, and the gaps between them in ms. */
   record Summary(double heldSeconds, List<Double> gapsMs, int holders) {}
@@ -66,6 +67,11 @@ final class HolderTimeline implements AutoCloseable {
     synchronized (changes) {
       list = new ArrayList<>(changes);
     }
+    return summarize(list, startNanos);
+  }
+
+  /** Holds and gaps of {@code list} (in time order) from {@code startNanos} on. */
+  static Summary summarize(List<Change> list, long startNanos) {
     List<Double> gaps = new ArrayList<>();
     double held = 0;
     int holders = 0;
@@ -76,7 +82,8 @@ final class HolderTimeline implements AutoCloseable {
       long at = Math.max(c.nanos(), startNanos);
       if (!holder.isEmpty()) {
         held += (at - since) / 1e9;
-        released = at;
+        // A release before the start opens no gap: the gap counts from a release measured.
+        released = c.nanos() >= startNanos ? at : null;
       }
       if (!c.holder().isEmpty()) {
         if (c.nanos() >= startNanos) {
