@@ -18,10 +18,15 @@ import java.util.concurrent.TimeUnit;
  */
 final class ClusterLockWaitBenchmark implements Benchmark {
 
+  /**
+   * Replaced by every run ({@code triggers_replace} differs), so each runs its 0.15 s create-time
+   * {@code local-exec} while it holds the lock; a changed {@code input} alone would be updated in
+   * place, running no provisioner.
+   */
   private static final String BODY =
       """
       resource "terraform_data" "work" {
-        input = "%s-%d"
+        triggers_replace = "%s-%d"
         provisioner "local-exec" {
           command = "sleep 0.15"
         }
@@ -49,13 +54,15 @@ final class ClusterLockWaitBenchmark implements Benchmark {
         On a real control plane (%s), with the operator's production jar as a process of its own
         under the Helm chart's ServiceAccount, RBAC and arguments (one replica), serving the
         backend over HTTPS on 127.0.0.1: %d `terraform apply` runs are started at the same
-        moment on one state; each applies one `terraform_data` with a 0.15 s `local-exec`, and
-        authenticates with a token of the chart's runner ServiceAccount (audience `leasehold`),
+        moment on one state; each replaces one `terraform_data` (its `triggers_replace` differs
+        from run to run) whose creation runs a 0.15 s `local-exec`, so every run holds the lock
+        at least that long, and each authenticates with a token of the chart's runner ServiceAccount (audience `leasehold`),
         checked by the operator with a TokenReview and a SubjectAccessReview. Side A is stock
         Terraform's `kubernetes` backend on the same API server (a ServiceAccount of its own
         allowed Secrets and Leases) with `-lock-timeout=10m`; its lock is a read-then-update of
         the Lease, so racing runs can fail with a Lease update conflict instead of waiting: those
-        are re-run, as a pipeline would, and counted. Side A' is leasehold's backend with
+        are re-run at once, as a pipeline would later, and counted (a re-run at once tries the
+        lock sooner than the retry it replaces would). Side A' is leasehold's backend with
         Terraform's own `-lock-timeout` retry (backoff of 1, 2, 4, 8, 16 s), for the record. Side
         B is leasehold's backend with `?wait=10m`: the server queues the LOCK requests in FIFO
         order and answers the next one the moment the holder unlocks. B is compared with the
