@@ -167,6 +167,15 @@ public final class Bench implements Callable<Integer> {
               + " --cluster DIR");
       return 2;
     }
+    if (!needCluster.isEmpty()) {
+      // Before anything runs: a missing cluster is told now, not after the other benchmarks.
+      try {
+        ClusterSetup.connect(settings);
+      } catch (AssertionError | RuntimeException e) {
+        System.err.println(e.getMessage());
+        return 2;
+      }
+    }
     if (selected.isEmpty()) {
       System.err.println(
           "no benchmark matches --only "
