@@ -1,5 +1,6 @@
 package io.leasehold.bench;
 
+import io.leasehold.cluster.ClusterOperator;
 import io.leasehold.support.Binaries;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -168,9 +169,11 @@ public final class Bench implements Callable<Integer> {
       return 2;
     }
     if (!needCluster.isEmpty()) {
-      // Before anything runs: a missing cluster is told now, not after the other benchmarks.
+      // Before anything runs: a missing cluster or server jar is told now, not after the other
+      // benchmarks.
       try {
         ClusterSetup.connect(settings);
+        ClusterOperator.serverJar();
       } catch (AssertionError | RuntimeException e) {
         System.err.println(e.getMessage());
         return 2;

@@ -47,8 +47,7 @@ final class ClusterJobHandoffBenchmark implements Benchmark {
   @Override
   public String description(BenchSettings settings) {
     return """
-        On a real control plane (%s), with the operator's production jar as a process of its own
-        under the Helm chart's ServiceAccount, RBAC and arguments (one replica): %d + %d warm-up
+        %s: %d + %d warm-up
         runner Jobs are created on one state before the state exists (the chart's mutating
         admission policy suspends them), so the line is full when it appears. Once the operator
         unsuspends a Job, the real Job controller creates its pod, the real scheduler places it

@@ -45,9 +45,7 @@ final class ClusterLockThroughputBenchmark implements Benchmark {
   @Override
   public String description(BenchSettings settings) {
     return """
-        On a real control plane (%s), with the operator's production jar as a process of its own
-        under the Helm chart's ServiceAccount, RBAC and arguments (one replica), serving the
-        backend over HTTPS on 127.0.0.1: HTTPS clients run LOCK then UNLOCK in a loop (%d cycles
+        %s, serving the backend over HTTPS on 127.0.0.1: HTTPS clients run LOCK then UNLOCK in a loop (%d cycles
         per case, after %d to warm up), each with a token of its own of the chart's runner
         ServiceAccount (audience `leasehold`): one client on one state; %d clients on one state,
         queueing with `?wait=60s`; %d clients spread over %d states. In the one-state queueing

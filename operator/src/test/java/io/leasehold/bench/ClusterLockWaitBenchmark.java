@@ -51,9 +51,7 @@ final class ClusterLockWaitBenchmark implements Benchmark {
   @Override
   public String description(BenchSettings settings) {
     return """
-        On a real control plane (%s), with the operator's production jar as a process of its own
-        under the Helm chart's ServiceAccount, RBAC and arguments (one replica), serving the
-        backend over HTTPS on 127.0.0.1: %d `terraform apply` runs are started at the same
+        %s, serving the backend over HTTPS on 127.0.0.1: %d `terraform apply` runs are started at the same
         moment on one state; each replaces one `terraform_data` (its `triggers_replace` differs
         from run to run) whose creation runs a 0.15 s `local-exec`, so every run holds the lock
         at least that long, and each authenticates with a token of the chart's runner ServiceAccount (audience `leasehold`),

@@ -102,17 +102,25 @@ final class ClusterSetup implements AutoCloseable {
     return cluster;
   }
 
-  /** What the control plane is, for the report: its API server's version and where it runs. */
+  /**
+   * How every real-control-plane benchmark runs, the opening of its description: the control plane
+   * (its API server's version) and the operator (one replica of the server jar).
+   */
   static String describe(BenchSettings settings) {
+    String plane;
     try {
-      RealCluster cluster = connect(settings);
-      return "kube-apiserver "
-          + cluster.admin().getKubernetesVersion().getGitVersion()
-          + " with etcd, kube-controller-manager, kube-scheduler and a kwok node, built from"
-          + " their Go modules and started by `hack/cluster.sh up`, on this machine";
+      plane =
+          "kube-apiserver "
+              + connect(settings).admin().getKubernetesVersion().getGitVersion()
+              + " with etcd, kube-controller-manager, kube-scheduler and a kwok node, built from"
+              + " their Go modules and started by `hack/cluster.sh up`, on this machine";
     } catch (RuntimeException | AssertionError e) {
-      return "a control plane from `hack/cluster.sh up` (" + e.getMessage() + ")";
+      plane = "a control plane from `hack/cluster.sh up` (" + e.getMessage() + ")";
     }
+    return "On a real control plane ("
+        + plane
+        + "), with the server jar (`leasehold-server.jar`, the jar the image runs) as a process of"
+        + " its own under the Helm chart's ServiceAccount, RBAC and arguments (one replica)";
   }
 
   KubernetesClient admin() {
