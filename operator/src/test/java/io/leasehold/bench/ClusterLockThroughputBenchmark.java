@@ -1,20 +1,12 @@
 package io.leasehold.bench;
 
-import io.leasehold.lock.LockInfo;
-import java.net.URI;
+import io.leasehold.bench.LockCycles.Timeline;
 import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
-import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collections;
 import java.util.List;
 import java.util.Map;
 import java.util.TreeMap;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
-import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.Callable;
 
 /**
  * LOCK/UNLOCK cycles per second through the HTTPS backend of the production jar on a real control
@@ -73,10 +65,6 @@ final class ClusterLockThroughputBenchmark implements Benchmark {
     return Math.max(1, settings.lockCycles() / 4);
   }
 
-  static String stateName(int i) {
-    return "tp-" + (char) ('a' + i / 26) + (char) ('a' + i % 26);
-  }
-
   @Override
   public List<Figure> run(BenchSettings settings) throws Exception {
     int cycles = settings.lockCycles();
@@ -84,33 +72,29 @@ final class ClusterLockThroughputBenchmark implements Benchmark {
     try (ClusterSetup env = ClusterSetup.start(settings, "bench-tp", 1)) {
       List<String> names = new ArrayList<>();
       for (int i = 0; i < STATES; i++) {
-        names.add(stateName(i));
+        names.add(LockCycles.stateName(i));
       }
       env.createStates(names);
-      List<String> tokens = new ArrayList<>();
+      List<String> authorizations = new ArrayList<>();
       for (int c = 0; c < CLIENTS; c++) {
-        tokens.add(env.runnerToken());
+        authorizations.add(ClusterSetup.authorization(env.runnerToken()));
       }
-      String base = env.operator().replica(0).backendUrl() + "/v1/states/" + env.namespace();
+      // One HTTPS client for every case: the warm-up opens its connections.
       HttpClient http = env.http();
-      run(http, base, tokens, 1, 1, warmup(settings), new Timeline());
+      List<String> namespaceUrl = List.of(env.stateUrl(0, ""));
+      Cycles cycle =
+          (clients, states, n, timeline) ->
+              LockCycles.run(http, namespaceUrl, authorizations, clients, states, n, timeline);
+      cycle.run(1, 1, warmup(settings), new Timeline());
 
-      Case one = measure(env, http, base, tokens, 1, 1, cycles, new Timeline());
+      Case one = measure(env, cycles, () -> cycle.run(1, 1, cycles, new Timeline()));
       one.addTo(figures, "1 client, 1 state");
       Timeline queued = new Timeline();
-      Case line = measure(env, http, base, tokens, CLIENTS, 1, cycles, queued);
+      Case line = measure(env, cycles, () -> cycle.run(CLIENTS, 1, cycles, queued));
       line.addTo(figures, CLIENTS + " clients, 1 state, ?wait=");
-      List<Double> handoffs = queued.handoffsMs();
-      figures.add(
-          Figure.target(
-              "?wait= handoff UNLOCK -> next LOCK, p50", Bench.percentile(handoffs, 50), "ms", 20));
-      figures.add(
-          Figure.target(
-              "?wait= handoff UNLOCK -> next LOCK, p99",
-              Bench.percentile(handoffs, 99),
-              "ms",
-              100));
-      Case spread = measure(env, http, base, tokens, CLIENTS, STATES, cycles, new Timeline());
+      figures.addAll(
+          LockCycles.handoffFigures("?wait= handoff UNLOCK -> next LOCK", queued.handoffsMs()));
+      Case spread = measure(env, cycles, () -> cycle.run(CLIENTS, STATES, cycles, new Timeline()));
       spread.addTo(figures, CLIENTS + " clients, " + STATES + " states");
       return figures;
     }
@@ -137,19 +121,16 @@ final class ClusterLockThroughputBenchmark implements Benchmark {
     }
   }
 
-  private static Case measure(
-      ClusterSetup env,
-      HttpClient http,
-      String base,
-      List<String> tokens,
-      int clients,
-      int states,
-      int cycles,
-      Timeline timeline)
-      throws Exception {
+  /** LOCK/UNLOCK cycles of clients over states; returns cycles per second. */
+  private interface Cycles {
+    double run(int clients, int states, int cycles, Timeline timeline) throws Exception;
+  }
+
+  /** Runs the cycles and counts the operator's requests meanwhile, in the audit log. */
+  private static Case measure(ClusterSetup env, int cycles, Callable<Double> run) throws Exception {
     Thread.sleep(1000); // the previous case's trailing status writes and Events land first
     env.audit().read();
-    double rate = run(http, base, tokens, clients, states, cycles, timeline);
+    double rate = run.call();
     Thread.sleep(1000);
     Map<String, Integer> requests = new TreeMap<>();
     for (AuditLog.Request r : env.audit().read()) {
@@ -158,114 +139,5 @@ final class ClusterLockThroughputBenchmark implements Benchmark {
       }
     }
     return new Case(rate, cycles, requests);
-  }
-
-  /** When clients sent UNLOCK and got LOCK granted, to time the handoffs between them. */
-  static final class Timeline {
-    private final List<long[]> marks = Collections.synchronizedList(new ArrayList<>());
-
-    void unlockSent() {
-      marks.add(new long[] {System.nanoTime(), 0});
-    }
-
-    void lockGranted() {
-      marks.add(new long[] {System.nanoTime(), 1});
-    }
-
-    /** For each granted LOCK after the first: time since the latest UNLOCK sent before it. */
-    List<Double> handoffsMs() {
-      List<long[]> sorted;
-      synchronized (marks) {
-        sorted = new ArrayList<>(marks);
-      }
-      sorted.sort(java.util.Comparator.comparingLong(m -> m[0]));
-      List<Double> gaps = new ArrayList<>();
-      Long lastUnlock = null;
-      for (long[] m : sorted) {
-        if (m[1] == 0) {
-          lastUnlock = m[0];
-        } else if (lastUnlock != null) {
-          gaps.add((m[0] - lastUnlock) / 1e6);
-          lastUnlock = null;
-        }
-      }
-      gaps.sort(Double::compare);
-      return gaps;
-    }
-  }
-
-  /** Runs {@code cycles} LOCK/UNLOCK cycles; returns cycles per second. */
-  private static double run(
-      HttpClient http,
-      String base,
-      List<String> tokens,
-      int clients,
-      int states,
-      int cycles,
-      Timeline timeline)
-      throws Exception {
-    AtomicInteger next = new AtomicInteger();
-    ExecutorService pool = Executors.newFixedThreadPool(clients);
-    try {
-      long start = System.nanoTime();
-      List<Future<?>> futures = new ArrayList<>();
-      for (int c = 0; c < clients; c++) {
-        int client = c;
-        String authorization = ClusterSetup.authorization(tokens.get(client));
-        futures.add(
-            pool.submit(
-                () -> {
-                  int n;
-                  while ((n = next.getAndIncrement()) < cycles) {
-                    int i = states == 1 ? 0 : (n * 7 + client) % states;
-                    String url = base + "/" + stateName(i) + "/lock";
-                    String info =
-                        new LockInfo(
-                                "c" + client + "-" + n + "-" + System.nanoTime(),
-                                "OperationTypeApply",
-                                "",
-                                "bench",
-                                "1",
-                                "",
-                                "")
-                            .toJson();
-                    int locked = send(http, "LOCK", url + "?wait=60s", info, authorization);
-                    if (locked != 200) {
-                      throw new IllegalStateException("LOCK answered " + locked);
-                    }
-                    timeline.lockGranted();
-                    timeline.unlockSent();
-                    int unlocked = send(http, "UNLOCK", url, info, authorization);
-                    if (unlocked != 200) {
-                      throw new IllegalStateException("UNLOCK answered " + unlocked);
-                    }
-                  }
-                  return null;
-                }));
-      }
-      for (Future<?> f : futures) {
-        f.get();
-      }
-      return cycles / ((System.nanoTime() - start) / 1e9);
-    } finally {
-      pool.shutdownNow();
-    }
-  }
-
-  private static int send(
-      HttpClient http, String method, String url, String body, String authorization) {
-    try {
-      return http.send(
-              HttpRequest.newBuilder(URI.create(url))
-                  .timeout(Duration.ofSeconds(120))
-                  .header("Authorization", authorization)
-                  .header("Content-Type", "application/json")
-                  .method(method, HttpRequest.BodyPublishers.ofString(body))
-                  .build(),
-              HttpResponse.BodyHandlers.discarding())
-          .statusCode();
-    } catch (Exception e) {
-      throw new IllegalStateException(e);
-    }
   }
 }

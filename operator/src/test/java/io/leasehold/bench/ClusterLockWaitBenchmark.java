@@ -1,5 +1,6 @@
 package io.leasehold.bench;
 
+import io.leasehold.cluster.StockTerraform;
 import io.leasehold.support.Binaries;
 import io.leasehold.support.Terraform;
 import java.nio.charset.StandardCharsets;
@@ -152,17 +153,7 @@ final class ClusterLockWaitBenchmark implements Benchmark {
     for (int i = 0; i < k; i++) {
       Terraform tf = new Terraform(Files.createTempDirectory("bench-" + name));
       tf.writeConfig(
-          """
-          terraform {
-            backend "kubernetes" {
-              secret_suffix = "%s"
-              config_path   = "%s"
-              namespace     = "%s"
-            }
-          }
-          """
-                  .formatted(name, kubeconfig.toAbsolutePath(), env.namespace())
-              + BODY.formatted(name, i));
+          StockTerraform.backend(kubeconfig, env.namespace(), name) + BODY.formatted(name, i));
       tf.run("init", "-input=false").assertOk();
       runs.add(tf);
     }

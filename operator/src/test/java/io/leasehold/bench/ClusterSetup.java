@@ -1,15 +1,12 @@
 package io.leasehold.bench;
 
-import io.fabric8.kubernetes.api.model.rbac.PolicyRuleBuilder;
-import io.fabric8.kubernetes.api.model.rbac.RoleBindingBuilder;
-import io.fabric8.kubernetes.api.model.rbac.RoleBuilder;
-import io.fabric8.kubernetes.api.model.rbac.SubjectBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.leasehold.cluster.ChartInstall;
 import io.leasehold.cluster.ClusterFixtures;
 import io.leasehold.cluster.ClusterHttp;
 import io.leasehold.cluster.ClusterOperator;
 import io.leasehold.cluster.RealCluster;
+import io.leasehold.cluster.StockTerraform;
 import io.leasehold.support.Terraform;
 import java.io.IOException;
 import java.net.InetSocketAddress;
@@ -208,55 +205,11 @@ final class ClusterSetup implements AutoCloseable {
    * server.
    */
   Path stockKubeconfig() throws IOException {
-    String sa = "stock-terraform";
-    cluster.serviceAccount(namespace, sa);
-    admin
-        .rbac()
-        .roles()
-        .inNamespace(namespace)
-        .resource(
-            new RoleBuilder()
-                .withNewMetadata()
-                .withName(sa)
-                .endMetadata()
-                .withRules(
-                    new PolicyRuleBuilder()
-                        .withApiGroups("")
-                        .withResources("secrets")
-                        .withVerbs("get", "list", "watch", "create", "update", "patch", "delete")
-                        .build(),
-                    new PolicyRuleBuilder()
-                        .withApiGroups("coordination.k8s.io")
-                        .withResources("leases")
-                        .withVerbs("get", "list", "watch", "create", "update", "patch", "delete")
-                        .build())
-                .build())
-        .create();
-    admin
-        .rbac()
-        .roleBindings()
-        .inNamespace(namespace)
-        .resource(
-            new RoleBindingBuilder()
-                .withNewMetadata()
-                .withName(sa)
-                .endMetadata()
-                .withNewRoleRef()
-                .withApiGroup("rbac.authorization.k8s.io")
-                .withKind("Role")
-                .withName(sa)
-                .endRoleRef()
-                .withSubjects(
-                    new SubjectBuilder()
-                        .withKind("ServiceAccount")
-                        .withName(sa)
-                        .withNamespace(namespace)
-                        .build())
-                .build())
-        .create();
-    String token = cluster.token(namespace, sa, ClusterOperator.API_AUDIENCE, Duration.ofHours(2));
-    return cluster.kubeconfigWithToken(
-        Files.createTempDirectory("bench-stock").resolve("kubeconfig"), token, namespace);
+    return StockTerraform.kubeconfig(
+        cluster,
+        namespace,
+        "stock-terraform",
+        Files.createTempDirectory("bench-stock").resolve("kubeconfig"));
   }
 
   /**
