@@ -198,14 +198,17 @@ public final class Bench implements Callable<Integer> {
         "The sections titled \"Real control plane\" run on a control plane started with"
             + " `hack/cluster.sh up DIR` (and stopped with `hack/cluster.sh down DIR`):"
             + " `-Dbench.args=\"--cluster DIR\"` runs them with the others, `-Dbench.args=\"--cluster"
-            + " DIR --only cluster-wait,cluster-throughput,cluster-handoff\"` runs them alone.\n\n");
-    header.append(machine(started, settings)).append('\n');
+            + " DIR --only cluster-wait,cluster-throughput,cluster-handoff\"` runs them alone."
+            + " The others run on the embedded API (Fabric8 mock server in CRUD mode, in the"
+            + " harness JVM).\n\n");
     header.append(
         "Each figure is the median of the runs, with the lowest and highest beside it. Both sides"
             + " of a comparison run in the same run, one after the other, so their ratio holds"
             + " on a noisy machine. Targets are upper limits on the median. Each section ends"
-            + " with when and with which command it was measured; with `--only`, the sections of"
-            + " the other benchmarks are kept from the report as it was.\n\n");
+            + " with when, with which command and on which machine it was measured (with the"
+            + " load average as the benchmark started: the machine may be shared); with"
+            + " `--only`, the sections of the other benchmarks are kept from the report as it"
+            + " was.\n\n");
     // Sections by title; a run of some benchmarks keeps the others' sections as they were.
     Map<String, String> sections = new LinkedHashMap<>();
     if (!only.isEmpty()) {
@@ -213,6 +216,7 @@ public final class Bench implements Callable<Integer> {
     }
     for (Benchmark b : selected) {
       System.out.printf("%n== %s (%d run(s)) ==%n", b.title(), repeat);
+      String machine = machine();
       Map<String, List<Figure>> figures = new LinkedHashMap<>();
       long t0 = System.nanoTime();
       for (int r = 1; r <= repeat; r++) {
@@ -237,7 +241,9 @@ public final class Bench implements Callable<Integer> {
           .append(started.truncatedTo(ChronoUnit.SECONDS))
           .append(", by `")
           .append(command)
-          .append("`._\n\n");
+          .append("`._\n\n")
+          .append(machine)
+          .append('\n');
       sections.put(b.title(), section.toString());
       StringBuilder report = new StringBuilder(header);
       all().stream()
@@ -345,22 +351,31 @@ public final class Bench implements Callable<Integer> {
     return unit.isEmpty() ? number : unit.equals("x") ? number + "x" : number + " " + unit;
   }
 
-  private static String machine(Instant started, BenchSettings settings) {
-    StringBuilder m = new StringBuilder("Machine and run:\n\n");
-    m.append("- date: ").append(started.truncatedTo(ChronoUnit.SECONDS)).append('\n');
-    m.append("- CPU: ")
-        .append(firstMatch(Path.of("/proc/cpuinfo"), "model name").orElse("unknown"))
+  /** The machine a section was measured on, and how busy it was as the benchmark started. */
+  private static String machine() {
+    StringBuilder m = new StringBuilder("Machine: ");
+    m.append(firstMatch(Path.of("/proc/cpuinfo"), "model name").orElse("unknown CPU"))
         .append(", ")
         .append(Runtime.getRuntime().availableProcessors())
-        .append(" cores available\n");
+        .append(" cores available");
     firstMatch(Path.of("/proc/meminfo"), "MemTotal")
-        .ifPresent(mem -> m.append("- memory: ").append(mem).append('\n'));
-    m.append("- OS: ")
+        .ifPresent(mem -> m.append(", memory ").append(mem));
+    readLine(Path.of("/proc/loadavg"))
+        .map(l -> l.split(" "))
+        .ifPresent(
+            l ->
+                m.append(", load average ")
+                    .append(l[0])
+                    .append(", ")
+                    .append(l[1])
+                    .append(", ")
+                    .append(l[2])
+                    .append(" (1, 5, 15 min)"));
+    m.append("; ")
         .append(System.getProperty("os.name"))
         .append(' ')
         .append(System.getProperty("os.version"))
-        .append('\n');
-    m.append("- Java: ")
+        .append("; ")
         .append(System.getProperty("java.vm.name"))
         .append(' ')
         .append(System.getProperty("java.runtime.version"))
@@ -368,21 +383,20 @@ public final class Bench implements Callable<Integer> {
         .append(Runtime.getRuntime().maxMemory() / 1048576)
         .append(" MiB, JVM flags ")
         .append(ManagementFactory.getRuntimeMXBean().getInputArguments())
-        .append('\n');
-    m.append("- terraform: ")
+        .append("; terraform: ")
         .append(tool(Binaries::terraform))
-        .append(", kubectl: ")
+        .append("; kubectl: ")
         .append(tool(Binaries::kubectl))
-        .append('\n');
-    m.append(
-        "- Kubernetes API: the embedded API (Fabric8 mock server in CRUD mode, in the harness"
-            + " JVM); the sections titled \"Real control plane\": ");
-    m.append(
-            settings.cluster() == null
-                ? "the control plane each names"
-                : ClusterSetup.describe(settings))
-        .append('\n');
+        .append(".\n");
     return m.toString();
+  }
+
+  private static java.util.Optional<String> readLine(Path file) {
+    try {
+      return Files.readAllLines(file).stream().findFirst();
+    } catch (IOException e) {
+      return java.util.Optional.empty();
+    }
   }
 
   private static java.util.Optional<String> firstMatch(Path file, String key) {
