@@ -16,6 +16,13 @@
 # kube-scheduler; and kwok, which plays one node "kwok-node-0": its pods become Running and Ready
 # without containers, and pods owned by a Job complete (see hack/cluster/kwok-stages.yaml).
 #
+# Audit log: the API server records every request at the Metadata level (user, verb, resource,
+# namespace, name, response code and timestamps; no bodies) in DIR/logs/audit.log, one JSON event
+# per line, by the policy in DIR/run/audit-policy.yaml. The RequestReceived stage is left out, so a
+# request is one ResponseComplete event (a watch also has a ResponseStarted one, with the same
+# auditID). It is rotated at 256 MiB, two older files kept beside it (audit-TIMESTAMP.log). The
+# real-control-plane benchmarks count the operator's requests in it.
+#
 # Environment: LEASEHOLD_CACHE (default ~/.cache/leasehold) holds the binaries; GOFLAGS, GOPROXY
 # as for any Go build.
 set -euo pipefail
@@ -165,9 +172,23 @@ start_apiserver() {
     --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --watch-cache-sizes=leases.coordination.k8s.io#0 \
+    --audit-policy-file="$DIR/run/audit-policy.yaml" --audit-log-path="$DIR/logs/audit.log" \
+    --audit-log-format=json --audit-log-mode=blocking \
+    --audit-log-maxsize=256 --audit-log-maxbackup=2 --audit-log-compress=false \
     --enable-priority-and-fairness=false \
     --profiling=false \
     --v=1
+}
+
+# Every request at the Metadata level: enough to count requests by user, verb and resource.
+audit_policy() {
+  cat >"$DIR/run/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+EOF
 }
 
 api_ready() {
@@ -214,6 +235,7 @@ up() {
   say "step etcd: $(took "$t")"
 
   t="$(now)"
+  audit_policy
   start_apiserver
   wait_for kube-apiserver kube-apiserver 120 api_ready
   say "step kube-apiserver: $(took "$t")"
@@ -312,6 +334,7 @@ restart_apiserver() {
   t="$(now)"
   stop_one kube-apiserver
   sleep "${1:-0}"
+  audit_policy
   start_apiserver
   wait_for kube-apiserver kube-apiserver 120 api_ready
   say "kube-apiserver restarted in $(took "$t")"

@@ -1,5 +1,6 @@
 package io.leasehold.bench;
 
+import io.leasehold.cluster.ClusterOperator;
 import io.leasehold.support.Binaries;
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -44,8 +45,32 @@ public final class Bench implements Callable<Integer> {
   @Option(
       names = "--only",
       split = ",",
-      description = "benchmarks to run, by id: wait, handoff, throughput, scale, size, idle")
+      description =
+          "benchmarks to run, by id: wait, handoff, throughput, scale, size, idle; on the real"
+              + " control plane of --cluster: cluster-wait, cluster-throughput, cluster-handoff")
   List<String> only = new ArrayList<>();
+
+  @Option(
+      names = "--cluster",
+      paramLabel = "DIR",
+      description =
+          "a real control plane started with `hack/cluster.sh up DIR`: adds the cluster-*"
+              + " benchmarks, which run on it")
+  Path cluster;
+
+  @Option(
+      names = "--cluster-handoffs",
+      defaultValue = "30",
+      description = "measured Job handoffs on the real control plane (default ${DEFAULT-VALUE})")
+  int clusterHandoffs;
+
+  @Option(
+      names = "--cluster-run-millis",
+      defaultValue = "1000",
+      description =
+          "how long each runner Job's pod runs on the real control plane's fake node (default"
+              + " ${DEFAULT-VALUE})")
+  long clusterRunMillis;
 
   @Option(
       names = "--output",
@@ -98,7 +123,10 @@ public final class Bench implements Callable<Integer> {
         new LockThroughputBenchmark(),
         new ScaleBenchmark(),
         new StateSizeBenchmark(),
-        new IdleConnectionsBenchmark());
+        new IdleConnectionsBenchmark(),
+        new ClusterLockWaitBenchmark(),
+        new ClusterLockThroughputBenchmark(),
+        new ClusterJobHandoffBenchmark());
   }
 
   /** The arguments as given, recorded in the report so the command re-creates it. */
@@ -115,9 +143,42 @@ public final class Bench implements Callable<Integer> {
   @Override
   public Integer call() throws Exception {
     BenchSettings settings =
-        new BenchSettings(handoffs, runMillis, applies, states, jobs, sizes, cycles);
+        new BenchSettings(
+            handoffs,
+            runMillis,
+            applies,
+            states,
+            jobs,
+            sizes,
+            cycles,
+            cluster == null ? null : cluster.toAbsolutePath(),
+            clusterHandoffs,
+            clusterRunMillis);
     List<Benchmark> selected =
-        all().stream().filter(b -> only.isEmpty() || only.contains(b.id())).toList();
+        all().stream()
+            .filter(
+                b -> only.isEmpty() ? !b.needsCluster() || cluster != null : only.contains(b.id()))
+            .toList();
+    List<String> needCluster =
+        selected.stream().filter(Benchmark::needsCluster).map(Benchmark::id).toList();
+    if (cluster == null && !needCluster.isEmpty()) {
+      System.err.println(
+          needCluster
+              + " run on a real control plane: start one with `hack/cluster.sh up DIR` and pass"
+              + " --cluster DIR");
+      return 2;
+    }
+    if (!needCluster.isEmpty()) {
+      // Before anything runs: a missing cluster or server jar is told now, not after the other
+      // benchmarks.
+      try {
+        ClusterSetup.connect(settings);
+        ClusterOperator.serverJar();
+      } catch (AssertionError | RuntimeException e) {
+        System.err.println(e.getMessage());
+        return 2;
+      }
+    }
     if (selected.isEmpty()) {
       System.err.println(
           "no benchmark matches --only "
@@ -133,13 +194,21 @@ public final class Bench implements Callable<Integer> {
     String args = String.join(" ", given);
     String command = COMMAND + (args.isEmpty() ? "" : " -Dbench.args=\"" + args + "\"");
     header.append("```\n").append(COMMAND).append("\n```\n\n");
-    header.append(machine(started)).append('\n');
+    header.append(
+        "The sections titled \"Real control plane\" run on a control plane started with"
+            + " `hack/cluster.sh up DIR` (and stopped with `hack/cluster.sh down DIR`):"
+            + " `-Dbench.args=\"--cluster DIR\"` runs them with the others, `-Dbench.args=\"--cluster"
+            + " DIR --only cluster-wait,cluster-throughput,cluster-handoff\"` runs them alone."
+            + " The others run on the embedded API (Fabric8 mock server in CRUD mode, in the"
+            + " harness JVM).\n\n");
     header.append(
         "Each figure is the median of the runs, with the lowest and highest beside it. Both sides"
             + " of a comparison run in the same run, one after the other, so their ratio holds"
             + " on a noisy machine. Targets are upper limits on the median. Each section ends"
-            + " with when and with which command it was measured; with `--only`, the sections of"
-            + " the other benchmarks are kept from the report as it was.\n\n");
+            + " with when, with which command and on which machine it was measured (with the"
+            + " load average as the benchmark started: the machine may be shared); with"
+            + " `--only`, the sections of the other benchmarks are kept from the report as it"
+            + " was.\n\n");
     // Sections by title; a run of some benchmarks keeps the others' sections as they were.
     Map<String, String> sections = new LinkedHashMap<>();
     if (!only.isEmpty()) {
@@ -147,6 +216,7 @@ public final class Bench implements Callable<Integer> {
     }
     for (Benchmark b : selected) {
       System.out.printf("%n== %s (%d run(s)) ==%n", b.title(), repeat);
+      String machine = machine();
       Map<String, List<Figure>> figures = new LinkedHashMap<>();
       long t0 = System.nanoTime();
       for (int r = 1; r <= repeat; r++) {
@@ -171,7 +241,9 @@ public final class Bench implements Callable<Integer> {
           .append(started.truncatedTo(ChronoUnit.SECONDS))
           .append(", by `")
           .append(command)
-          .append("`._\n\n");
+          .append("`._\n\n")
+          .append(machine)
+          .append('\n');
       sections.put(b.title(), section.toString());
       StringBuilder report = new StringBuilder(header);
       all().stream()
@@ -279,22 +351,31 @@ public final class Bench implements Callable<Integer> {
     return unit.isEmpty() ? number : unit.equals("x") ? number + "x" : number + " " + unit;
   }
 
-  private static String machine(Instant started) {
-    StringBuilder m = new StringBuilder("Machine and run:\n\n");
-    m.append("- date: ").append(started.truncatedTo(ChronoUnit.SECONDS)).append('\n');
-    m.append("- CPU: ")
-        .append(firstMatch(Path.of("/proc/cpuinfo"), "model name").orElse("unknown"))
+  /** The machine a section was measured on, and how busy it was as the benchmark started. */
+  private static String machine() {
+    StringBuilder m = new StringBuilder("Machine: ");
+    m.append(firstMatch(Path.of("/proc/cpuinfo"), "model name").orElse("unknown CPU"))
         .append(", ")
         .append(Runtime.getRuntime().availableProcessors())
-        .append(" cores available\n");
+        .append(" cores available");
     firstMatch(Path.of("/proc/meminfo"), "MemTotal")
-        .ifPresent(mem -> m.append("- memory: ").append(mem).append('\n'));
-    m.append("- OS: ")
+        .ifPresent(mem -> m.append(", memory ").append(mem));
+    readLine(Path.of("/proc/loadavg"))
+        .map(l -> l.split(" "))
+        .ifPresent(
+            l ->
+                m.append(", load average ")
+                    .append(l[0])
+                    .append(", ")
+                    .append(l[1])
+                    .append(", ")
+                    .append(l[2])
+                    .append(" (1, 5, 15 min)"));
+    m.append("; ")
         .append(System.getProperty("os.name"))
         .append(' ')
         .append(System.getProperty("os.version"))
-        .append('\n');
-    m.append("- Java: ")
+        .append("; ")
         .append(System.getProperty("java.vm.name"))
         .append(' ')
         .append(System.getProperty("java.runtime.version"))
@@ -302,16 +383,20 @@ public final class Bench implements Callable<Integer> {
         .append(Runtime.getRuntime().maxMemory() / 1048576)
         .append(" MiB, JVM flags ")
         .append(ManagementFactory.getRuntimeMXBean().getInputArguments())
-        .append('\n');
-    m.append("- terraform: ")
+        .append("; terraform: ")
         .append(tool(Binaries::terraform))
-        .append(", kubectl: ")
+        .append("; kubectl: ")
         .append(tool(Binaries::kubectl))
-        .append('\n');
-    m.append(
-        "- Kubernetes API: the embedded API (Fabric8 mock server in CRUD mode, in the harness"
-            + " JVM)\n");
+        .append(".\n");
     return m.toString();
+  }
+
+  private static java.util.Optional<String> readLine(Path file) {
+    try {
+      return Files.readAllLines(file).stream().findFirst();
+    } catch (IOException e) {
+      return java.util.Optional.empty();
+    }
   }
 
   private static java.util.Optional<String> firstMatch(Path file, String key) {

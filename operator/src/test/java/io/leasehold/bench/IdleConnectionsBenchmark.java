@@ -3,7 +3,6 @@ package io.leasehold.bench;
 import static io.leasehold.support.OperatorHarness.NAMESPACE;
 
 import io.leasehold.api.TerraformState;
-import io.leasehold.lock.LockInfo;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.TerraformStates;
 import java.io.IOException;
@@ -153,16 +152,7 @@ final class IdleConnectionsBenchmark implements Benchmark {
           pool.submit(
               () -> {
                 for (int n = 0; n < cycles; n++) {
-                  String info =
-                      new LockInfo(
-                              "b" + client + "-" + n,
-                              "OperationTypeApply",
-                              "",
-                              "bench",
-                              "1",
-                              "",
-                              "")
-                          .toJson();
+                  String info = LockCycles.lockInfo("b" + client + "-" + n);
                   long t0 = System.nanoTime();
                   expect(send(http, "LOCK", state + "/lock", info), "LOCK");
                   long t1 = System.nanoTime();

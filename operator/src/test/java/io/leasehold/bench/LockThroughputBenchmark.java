@@ -3,19 +3,12 @@ package io.leasehold.bench;
 import static io.leasehold.support.OperatorHarness.NAMESPACE;
 
 import io.leasehold.api.TerraformState;
-import io.leasehold.lock.LockInfo;
+import io.leasehold.bench.LockCycles.Timeline;
 import io.leasehold.support.OperatorHarness;
-import java.net.URI;
 import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
-import java.util.concurrent.Future;
-import java.util.concurrent.atomic.AtomicInteger;
 
 /**
  * LOCK/UNLOCK cycles per second through the HTTP backend on the embedded API: one client on one
@@ -61,7 +54,7 @@ final class LockThroughputBenchmark implements Benchmark {
       String base = h.startBackend(64L * 1024 * 1024);
       for (int i = 0; i < 100; i++) {
         TerraformState s = new TerraformState();
-        s.getMetadata().setName("tp-" + (char) ('a' + i / 26) + (char) ('a' + i % 26));
+        s.getMetadata().setName(LockCycles.stateName(i));
         s.getMetadata().setNamespace(NAMESPACE);
         h.client().resource(s).create();
       }
@@ -73,16 +66,8 @@ final class LockThroughputBenchmark implements Benchmark {
       figures.add(
           Figure.of(
               "16 clients, 1 state, ?wait=: cycles/s", run(base, 16, 1, cycles, queued), "/s"));
-      List<Double> handoffs = queued.handoffsMs();
-      figures.add(
-          Figure.target(
-              "?wait= handoff UNLOCK -> next LOCK, p50", Bench.percentile(handoffs, 50), "ms", 20));
-      figures.add(
-          Figure.target(
-              "?wait= handoff UNLOCK -> next LOCK, p99",
-              Bench.percentile(handoffs, 99),
-              "ms",
-              100));
+      figures.addAll(
+          LockCycles.handoffFigures("?wait= handoff UNLOCK -> next LOCK", queued.handoffsMs()));
       figures.add(
           Figure.of(
               "16 clients, 100 states: cycles/s",
@@ -117,7 +102,7 @@ final class LockThroughputBenchmark implements Benchmark {
                       64L * 1024 * 1024)));
         }
         TerraformState s = new TerraformState();
-        s.getMetadata().setName("tp-aa");
+        s.getMetadata().setName(LockCycles.stateName(0));
         s.getMetadata().setNamespace(NAMESPACE);
         user.resource(s).create();
         org.awaitility.Awaitility.await()
@@ -126,7 +111,7 @@ final class LockThroughputBenchmark implements Benchmark {
                 () ->
                     user.leases()
                             .inNamespace(NAMESPACE)
-                            .withName("lock-tfstate-default-tp-aa")
+                            .withName("lock-tfstate-default-" + LockCycles.stateName(0))
                             .get()
                         != null);
         List<String> bases = replicas.stream().map(io.leasehold.cli.Replica::url).toList();
@@ -137,88 +122,13 @@ final class LockThroughputBenchmark implements Benchmark {
         List<Figure> figures = new ArrayList<>();
         figures.add(Figure.of("2 replicas, 16 clients, 1 state, ?wait=: cycles/s", rate, "/s"));
         figures.add(Figure.of("2 replicas: handoffs measured across replicas", cross.size(), ""));
-        figures.add(
-            Figure.target(
-                "2 replicas: ?wait= handoff across replicas, p50",
-                Bench.percentile(cross, 50),
-                "ms",
-                20));
-        figures.add(
-            Figure.target(
-                "2 replicas: ?wait= handoff across replicas, p99",
-                Bench.percentile(cross, 99),
-                "ms",
-                100));
+        figures.addAll(
+            LockCycles.handoffFigures("2 replicas: ?wait= handoff across replicas", cross));
         return figures;
       } finally {
         replicas.forEach(io.leasehold.cli.Replica::close);
         clients.forEach(io.fabric8.kubernetes.client.KubernetesClient::close);
       }
-    }
-  }
-
-  /** When clients sent UNLOCK and got LOCK granted, to time the handoffs between them. */
-  private static final class Timeline {
-    private final List<long[]> marks = java.util.Collections.synchronizedList(new ArrayList<>());
-
-    void unlockSent() {
-      unlockSent(0);
-    }
-
-    void lockGranted() {
-      lockGranted(0);
-    }
-
-    void unlockSent(int replica) {
-      marks.add(new long[] {System.nanoTime(), 0, replica});
-    }
-
-    void lockGranted(int replica) {
-      marks.add(new long[] {System.nanoTime(), 1, replica});
-    }
-
-    /** As {@link #handoffsMs()}, only where the UNLOCK and the next grant were on two replicas. */
-    List<Double> crossReplicaHandoffsMs() {
-      List<long[]> sorted;
-      synchronized (marks) {
-        sorted = new ArrayList<>(marks);
-      }
-      sorted.sort(java.util.Comparator.comparingLong(m -> m[0]));
-      List<Double> gaps = new ArrayList<>();
-      long[] lastUnlock = null;
-      for (long[] m : sorted) {
-        if (m[1] == 0) {
-          lastUnlock = m;
-        } else if (lastUnlock != null) {
-          if (lastUnlock[2] != m[2]) {
-            gaps.add((m[0] - lastUnlock[0]) / 1e6);
-          }
-          lastUnlock = null;
-        }
-      }
-      gaps.sort(Double::compare);
-      return gaps;
-    }
-
-    /** For each granted LOCK after the first: time since the latest UNLOCK sent before it. */
-    List<Double> handoffsMs() {
-      List<long[]> sorted;
-      synchronized (marks) {
-        sorted = new ArrayList<>(marks);
-      }
-      sorted.sort(java.util.Comparator.comparingLong(m -> m[0]));
-      List<Double> gaps = new ArrayList<>();
-      Long lastUnlock = null;
-      for (long[] m : sorted) {
-        if (m[1] == 0) {
-          lastUnlock = m[0];
-        } else if (lastUnlock != null) {
-          gaps.add((m[0] - lastUnlock) / 1e6);
-          lastUnlock = null;
-        }
-      }
-      gaps.sort(Double::compare);
-      return gaps;
     }
   }
 
@@ -236,71 +146,8 @@ final class LockThroughputBenchmark implements Benchmark {
   /** Runs {@code cycles} LOCK/UNLOCK cycles; returns cycles per second. */
   private static double run(
       List<String> bases, int clients, int states, int cycles, Timeline timeline) throws Exception {
-    HttpClient http = HttpClient.newHttpClient();
-    AtomicInteger next = new AtomicInteger();
-    ExecutorService pool = Executors.newFixedThreadPool(clients);
-    long start = System.nanoTime();
-    List<Future<?>> futures = new ArrayList<>();
-    for (int c = 0; c < clients; c++) {
-      int client = c;
-      int replica = client % bases.size();
-      String base = bases.get(replica);
-      futures.add(
-          pool.submit(
-              () -> {
-                int n;
-                while ((n = next.getAndIncrement()) < cycles) {
-                  int i = states == 1 ? 0 : (n * 7 + client) % states;
-                  String url =
-                      base
-                          + NAMESPACE
-                          + "/tp-"
-                          + (char) ('a' + i / 26)
-                          + (char) ('a' + i % 26)
-                          + "/lock";
-                  String info =
-                      new LockInfo(
-                              "c" + client + "-" + n,
-                              "OperationTypeApply",
-                              "",
-                              "bench",
-                              "1",
-                              "",
-                              "")
-                          .toJson();
-                  int locked = send(http, "LOCK", url + "?wait=60s", info);
-                  if (locked != 200) {
-                    throw new IllegalStateException("LOCK answered " + locked);
-                  }
-                  timeline.lockGranted(replica);
-                  timeline.unlockSent(replica);
-                  int unlocked = send(http, "UNLOCK", url, info);
-                  if (unlocked != 200) {
-                    throw new IllegalStateException("UNLOCK answered " + unlocked);
-                  }
-                }
-                return null;
-              }));
-    }
-    for (Future<?> f : futures) {
-      f.get();
-    }
-    pool.shutdown();
-    double seconds = (System.nanoTime() - start) / 1e9;
-    return cycles / seconds;
-  }
-
-  private static int send(HttpClient http, String method, String url, String body) {
-    try {
-      return http.send(
-              HttpRequest.newBuilder(URI.create(url))
-                  .timeout(Duration.ofSeconds(120))
-                  .method(method, HttpRequest.BodyPublishers.ofString(body))
-                  .build(),
-              HttpResponse.BodyHandlers.discarding())
-          .statusCode();
-    } catch (Exception e) {
-      throw new IllegalStateException(e);
-    }
+    List<String> namespaces = bases.stream().map(b -> b + NAMESPACE + "/").toList();
+    return LockCycles.run(
+        HttpClient.newHttpClient(), namespaces, List.of(), clients, states, cycles, timeline);
   }
 }
