@@ -54,6 +54,11 @@ public final class EventRecorder implements AutoCloseable {
     this.instance = instance;
   }
 
+  /** Whether every Event recorded so far has been written (or failed): none waits or is sent. */
+  public boolean idle() {
+    return writer.getQueue().isEmpty() && writer.getActiveCount() == 0;
+  }
+
   /** Writes the Events still waiting (for up to a few seconds), then stops. */
   @Override
   public void close() {

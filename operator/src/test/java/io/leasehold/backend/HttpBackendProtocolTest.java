@@ -260,14 +260,14 @@ class HttpBackendProtocolTest {
 
     CompletableFuture<BackendClient.Response> second =
         CompletableFuture.supplyAsync(
-            () -> call(() -> backend.lock(s, lockInfo("second", "two@host"), "?wait=30s")));
+            () -> call(() -> backend.lock(s, lockInfo("second", "two@host"), "?wait=60s")));
     // Each waiter is in line before the next arrives, so the order of arrival is known.
-    await().atMost(Duration.ofSeconds(10)).until(() -> inLine("waiting").equals(List.of("second")));
+    await().atMost(Duration.ofSeconds(30)).until(() -> inLine("waiting").equals(List.of("second")));
     CompletableFuture<BackendClient.Response> third =
         CompletableFuture.supplyAsync(
-            () -> call(() -> backend.lock(s, lockInfo("third", "three@host"), "?wait=30s")));
+            () -> call(() -> backend.lock(s, lockInfo("third", "three@host"), "?wait=60s")));
     await()
-        .atMost(Duration.ofSeconds(10))
+        .atMost(Duration.ofSeconds(30))
         .until(() -> inLine("waiting").equals(List.of("second", "third")));
     BackendClient.Response impatient = backend.lock(s, lockInfo("impatient", "x@y"), "?wait=300ms");
     assertThat(impatient.status()).isEqualTo(423);

@@ -240,8 +240,15 @@ class DeletionLifecycleTest {
     assertThat(lease).isNotNull();
     assertThat(lease.getSpec().getHolderIdentity()).isNull();
     assertThat(stateSecrets(name)).hasSize(1);
-    assertThat(harness.events(name))
-        .anyMatch(e -> e.contains("LockReleased") && e.contains(LockService.deletionLockId(uid)));
+    // Events are recorded on a thread of their own: they may follow the status.
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(harness.events(name))
+                    .anyMatch(
+                        e ->
+                            e.contains("LockReleased")
+                                && e.contains(LockService.deletionLockId(uid))));
   }
 
   @Test
@@ -298,12 +305,15 @@ class DeletionLifecycleTest {
     delete(name);
 
     eventually().until(() -> "DeletionWaitingForUnlock".equals(readyReason(name)));
-    assertThat(harness.events(name))
-        .anyMatch(
-            e ->
-                e.startsWith("Warning DeletionWaitingForUnlock")
-                    && e.contains("keep-holder-1")
-                    && e.contains("alice@laptop"));
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(harness.events(name))
+                    .anyMatch(
+                        e ->
+                            e.startsWith("Warning DeletionWaitingForUnlock")
+                                && e.contains("keep-holder-1")
+                                && e.contains("alice@laptop")));
     assertThat(backend.post(state, "keep-holder-1", stateJson(1, "lin-keep-client")).status())
         .isEqualTo(200);
     assertThat(backend.unlock(state, mine).status()).isEqualTo(200);
@@ -400,8 +410,12 @@ class DeletionLifecycleTest {
     eventually().until(() -> harness.get(name) == null);
     assertThat(stateSecrets(name)).isEmpty();
     assertThat(lease(name)).isNull();
-    assertThat(harness.events(name))
-        .anyMatch(e -> e.startsWith("Normal ForceUnlocked: released lock stuck-del-1"));
+    eventually()
+        .untilAsserted(
+            () ->
+                assertThat(harness.events(name))
+                    .anyMatch(
+                        e -> e.startsWith("Normal ForceUnlocked: released lock stuck-del-1")));
   }
 
   private static void writeStateAsTerraform(String name) {

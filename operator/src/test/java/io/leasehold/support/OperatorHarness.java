@@ -172,6 +172,15 @@ public final class OperatorHarness implements AutoCloseable {
 
   /** Events recorded on the object named {@code name}, oldest first, as "Reason: message". */
   public List<String> events(String name) {
+    // Events are written on a thread of their own, after the status that tells the same news:
+    // the ones recorded so far are written before they are read.
+    LeaseholdOperator running = operator;
+    if (running != null) {
+      org.awaitility.Awaitility.await()
+          .atMost(java.time.Duration.ofSeconds(30))
+          .pollInterval(java.time.Duration.ofMillis(10))
+          .until(() -> running.events().idle());
+    }
     return client.v1().events().inNamespace(NAMESPACE).list().getItems().stream()
         .filter(e -> name.equals(e.getInvolvedObject().getName()))
         .sorted((a, b) -> a.getMetadata().getName().compareTo(b.getMetadata().getName()))
