@@ -94,12 +94,12 @@ clusters:
 - name: leasehold-test
   cluster:
     server: https://127.0.0.1:$API_PORT
-    certificate-authority: $DIR/pki/ca.crt
+    certificate-authority: "$DIR/pki/ca.crt"
 users:
 - name: $2
   user:
-    client-certificate: $DIR/pki/$3.crt
-    client-key: $DIR/pki/$3.key
+    client-certificate: "$DIR/pki/$3.crt"
+    client-key: "$DIR/pki/$3.key"
 contexts:
 - name: leasehold-test
   context:
@@ -113,7 +113,14 @@ EOF
 pki() {
   local pki="$DIR/pki"
   mkdir -p "$pki"
-  [ -f "$pki/ca.crt" ] && return 0
+  local f complete=1
+  for f in ca.crt ca.key apiserver.crt apiserver.key admin.crt admin.key controller-manager.crt \
+    controller-manager.key scheduler.crt scheduler.key kwok.crt kwok.key sa.key sa.pub; do
+    [ -s "$pki/$f" ] || complete=0
+  done
+  [ "$complete" = 1 ] && return 0
+  # Missing or partly written (an earlier run stopped midway): made again, all of it.
+  rm -f "$pki"/*
   command -v openssl >/dev/null || die "openssl is not on the PATH (Debian: apt-get install openssl)"
   openssl req -x509 -new -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -subj "/CN=leasehold-test-ca" \
     -days 3650 -sha256 -out "$pki/ca.crt" 2>/dev/null
@@ -130,11 +137,31 @@ pki() {
 start() { # NAME COMMAND...
   local name="$1"
   shift
-  nohup "$@" >"$DIR/logs/$name.log" 2>&1 &
+  # Appended: the log of an earlier run in DIR (before a restart of the API server, say) stays.
+  printf '=== %s started by hack/cluster.sh\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >>"$DIR/logs/$name.log"
+  nohup "$@" >>"$DIR/logs/$name.log" 2>&1 &
   echo $! >"$DIR/run/$name.pid"
 }
 
-alive() { [ -f "$DIR/run/$1.pid" ] && kill -0 "$(cat "$DIR/run/$1.pid")" 2>/dev/null; }
+# Whether the process recorded as NAME runs: the pid is alive, not a zombie, and its command line
+# names DIR (every process started here does), so a pid reused by something else after a reboot or
+# a kill is not taken for it.
+alive() {
+  local pid
+  [ -f "$DIR/run/$1.pid" ] || return 1
+  pid="$(cat "$DIR/run/$1.pid")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null && return 1
+  tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$DIR"
+}
+
+any_alive() {
+  local p
+  for p in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+    alive "$p" && return 0
+  done
+  return 1
+}
 
 # Waits until COMMAND succeeds; fails at once when the process PROC (a name under run/) has ended.
 wait_for() { # WHAT PROC SECONDS COMMAND...
@@ -192,7 +219,7 @@ EOF
 }
 
 api_ready() {
-  curl -sf --cacert "$DIR/pki/ca.crt" --cert "$DIR/pki/admin.crt" --key "$DIR/pki/admin.key" \
+  curl -sf --max-time 5 --cacert "$DIR/pki/ca.crt" --cert "$DIR/pki/admin.crt" --key "$DIR/pki/admin.key" \
     "https://127.0.0.1:$API_PORT/readyz" >/dev/null
 }
 
@@ -204,13 +231,16 @@ up() {
   [ -n "${DIR:-}" ] || die "usage: hack/cluster.sh up DIR"
   command -v kubectl >/dev/null || die "kubectl is not on the PATH (it is used to check the cluster)"
   command -v curl >/dev/null || die "curl is not on the PATH (Debian: apt-get install curl)"
-  if [ -f "$DIR/run/env" ] && alive kube-apiserver; then
-    die "a cluster is already running in $DIR (hack/cluster.sh down $DIR first)"
+  mkdir -p "$DIR"
+  if any_alive; then
+    die "a cluster (or part of one) is already running in $DIR (hack/cluster.sh down $DIR first)"
   fi
   t="$(now)"
   build
   say "step build: $(took "$t")"
   mkdir -p "$DIR/logs" "$DIR/run" "$DIR/etcd"
+  # A failed start stops what it had started: nothing is left running behind an error.
+  trap 'if [ "$?" != 0 ]; then stop_all; say "up failed: stopped what it had started in $DIR (logs in $DIR/logs)"; fi' EXIT
   t="$(now)"
   pki
   say "step certificates and signing key: $(took "$t")"
@@ -231,7 +261,7 @@ up() {
     --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-cluster "leasehold-test=http://127.0.0.1:$ETCD_PEER_PORT" \
     --unsafe-no-fsync --quota-backend-bytes=4294967296 --log-level=warn
-  wait_for etcd etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+  wait_for etcd etcd 60 curl -sf --max-time 5 "http://127.0.0.1:$ETCD_PORT/health"
   say "step etcd: $(took "$t")"
 
   t="$(now)"
@@ -288,6 +318,7 @@ EOF
     kc wait --for=condition=Complete job/leasehold-cluster-check --timeout=1s
   kc delete job leasehold-cluster-check --cascade=foreground --wait=false >/dev/null
   say "step controller-manager, scheduler, fake node, a Job run to completion: $(took "$t")"
+  trap - EXIT
   say "cluster up in $(took "$t0"); memory $(memory_mib) MiB RSS"
   echo "kubeconfig: $DIR/kubeconfig"
 }
@@ -307,7 +338,7 @@ stop_one() {
   local pid i
   [ -f "$DIR/run/$1.pid" ] || return 0
   pid="$(cat "$DIR/run/$1.pid")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$1"; then
     kill "$pid" 2>/dev/null || true
     for i in $(seq 1 50); do
       kill -0 "$pid" 2>/dev/null || break
@@ -321,19 +352,24 @@ stop_one() {
 down() {
   [ -n "${DIR:-}" ] || die "usage: hack/cluster.sh down DIR"
   [ -d "$DIR/run" ] || die "no cluster was started in $DIR"
+  stop_all
+  say "cluster in $DIR stopped (logs kept in $DIR/logs)"
+}
+
+stop_all() {
   local p
   for p in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do stop_one "$p"; done
-  say "cluster in $DIR stopped (logs kept in $DIR/logs)"
 }
 
 restart_apiserver() {
   [ -f "$DIR/run/env" ] || die "no cluster was started in $DIR"
   # shellcheck disable=SC1091
   . "$DIR/run/env"
-  local t
+  local t pause="${1:-0}"
+  [[ "$pause" =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "PAUSE_SECONDS must be a number of seconds, not '$pause'"
   t="$(now)"
   stop_one kube-apiserver
-  sleep "${1:-0}"
+  sleep "$pause"
   audit_policy
   start_apiserver
   wait_for kube-apiserver kube-apiserver 120 api_ready
@@ -355,14 +391,29 @@ status() {
   if api_ready; then echo "api: ready (https://127.0.0.1:$API_PORT)"; else echo "api: not ready"; fi
 }
 
+usage() {
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
+  exit 2
+}
+
 cmd="${1:-}"
 DIR="${2:-}"
-[ -z "$DIR" ] || DIR="$(mkdir -p "$DIR" && cd "$DIR" && pwd)"
+case "$cmd" in
+  up | down | restart-apiserver | status) [ -n "$DIR" ] || usage ;;
+  build) ;;
+  *) usage ;;
+esac
+if [ -n "$DIR" ]; then
+  # Only up creates DIR; the others need the one up made.
+  if [ "$cmd" = up ]; then mkdir -p "$DIR"; fi
+  [ -d "$DIR" ] || die "no cluster was started in $DIR"
+  DIR="$(cd "$DIR" && pwd)"
+fi
 case "$cmd" in
   build) build ;;
   up) up ;;
   down) down ;;
   restart-apiserver) restart_apiserver "${3:-0}" ;;
   status) status ;;
-  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) usage ;;
 esac

@@ -8,7 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 embedded=1
-[ "${1:-}" = "--skip-embedded" ] && embedded=0
+case "${1:-}" in
+  "") ;;
+  --skip-embedded) embedded=0 ;;
+  *) echo "hack/test.sh: unknown option ${1} (the only one is --skip-embedded)" >&2; exit 2 ;;
+esac
 
 hack/tools.sh all
 PATH="$(hack/tools.sh bin):$PATH"
@@ -27,7 +31,10 @@ if [ -n "${LEASEHOLD_CLUSTER_DIR:-}" ]; then
   dir="$LEASEHOLD_CLUSTER_DIR"
 else
   dir="$(mktemp -d /tmp/leasehold-cluster.XXXXXX)"
-  trap 'hack/cluster.sh down "$dir" >/dev/null 2>&1 || true' EXIT
+  # Stopped whatever happens; removed after a pass (its audit log alone can reach 768 MiB), kept
+  # for its logs after a failure.
+  trap 'rc=$?; hack/cluster.sh down "$dir" >/dev/null 2>&1 || true
+    if [ "$rc" = 0 ]; then rm -rf "$dir"; else echo "the control plane logs: $dir/logs" >&2; fi' EXIT
   hack/cluster.sh up "$dir"
 fi
 mvn -B -Preal-cluster -Dleasehold.cluster.dir="$dir" verify

@@ -27,7 +27,12 @@ tofu() {
 
 case "${1:-}" in
   tofu) tofu ;;
-  all) tofu && "$HACK/cluster.sh" build ;;
+  all)
+    # One after the other, not "tofu && ...": set -e does not apply on the left of &&, so a
+    # failed tofu build would go on as if it had succeeded.
+    tofu
+    "$HACK/cluster.sh" build
+    ;;
   bin) echo "$CACHE/bin/current" ;;
   *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
