@@ -83,11 +83,34 @@ public final class LockRequests implements WriteLock {
   static int status(LockService.Refused refused) {
     return switch (refused.refusal()) {
       case NOT_OWNER -> 403;
-      case LINE_FULL -> 503;
+      // Terraform treats 423 as "locked" and retries under -lock-timeout; a 503 it gives up on.
+      case LINE_FULL -> 423;
       case STALE_LOCK -> 409;
       case LOCKED -> 423;
       case DELETING -> 409;
     };
+  }
+
+  /**
+   * The answer to a LOCK refused with {@code refused}: a line that is full answers as "locked",
+   * with LockInfo naming the holder (or, when the lock is free, saying so) and, in its Info, why
+   * the requester was not taken into line; every other refusal is text with its status.
+   */
+  static ReplyException lockRefused(LockService.Refused refused) {
+    if (refused.refusal() != LockService.Refusal.LINE_FULL) {
+      return ReplyException.text(status(refused), refused.message());
+    }
+    Optional<LockInfo> held = refused.holder().flatMap(Holder::info);
+    LockInfo shown =
+        new LockInfo(
+            refused.holder().map(Holder::id).orElse(""),
+            held.map(LockInfo::operation).orElse(""),
+            refused.message(),
+            held.map(LockInfo::who).orElse(""),
+            held.map(LockInfo::version).orElse(""),
+            held.map(LockInfo::created).orElse(""),
+            held.map(LockInfo::path).orElse(""));
+    return new ReplyException(Reply.json(423, shown.toJson()));
   }
 
   /**

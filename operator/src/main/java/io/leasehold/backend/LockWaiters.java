@@ -140,7 +140,7 @@ final class LockWaiters {
         waiter.promise.tryComplete(new Outcome(waiter.lastHeld, Optional.empty()));
       }
     } else if (answer instanceof LockService.Refused r) {
-      finish(line, waiter, null, ReplyException.text(LockRequests.status(r), r.message()));
+      finish(line, waiter, null, LockRequests.lockRefused(r));
     } else {
       finish(line, waiter, null, new IllegalStateException(answer.toString()));
     }

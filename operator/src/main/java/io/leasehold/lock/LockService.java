@@ -572,7 +572,8 @@ public final class LockService {
                 Refusal.LINE_FULL,
                 "the line for this state is full ("
                     + Line.MAX_CLIENTS
-                    + " clients wait already); retry later",
+                    + " clients wait already), so this request is not in it; retry"
+                    + " (terraform -lock-timeout does)",
                 holder));
       }
       next = pruned.append(Ticket.client(info.id(), who(info, caller), owner, replica, now));

@@ -288,6 +288,63 @@ class HttpBackendProtocolTest {
 
   @Test
   @DisplayName(
+      "A LOCK with ?wait= that the line cannot take (128 clients wait already) is answered 423 at"
+          + " once with the holder and why, which Terraform retries under -lock-timeout, and is"
+          + " taken into line once a place is free")
+  void aFullLineAnswersLockedSoTerraformRetries() throws Exception {
+    String s = state("crowded");
+    LockInfo first = lockInfo("crowd-holder", "one@host");
+    assertThat(backend.lock(s, first, null).status()).isEqualTo(200);
+    // 128 clients of another replica wait already (written as that replica would).
+    Lease l = lease("crowded");
+    java.time.Instant now = java.time.Instant.now();
+    io.leasehold.lock.Line full = LeaseLock.line(l);
+    for (int i = 0; i < io.leasehold.lock.Line.MAX_CLIENTS; i++) {
+      full =
+          full.append(
+              io.leasehold.lock.Ticket.client(
+                  "crowd-" + i, "c" + i + "@ci", "digest-" + i, "another-replica", now));
+    }
+    io.leasehold.lock.Line crowd = full;
+    editLease("crowded", lease -> LeaseLock.withLine(lease, crowd));
+
+    BackendClient.Response late = backend.lock(s, lockInfo("late", "late@ci"), "?wait=30s");
+    assertThat(late.status()).isEqualTo(423);
+    LockInfo shown = LockInfo.parse(late.body()).orElseThrow();
+    assertThat(shown.id()).isEqualTo("crowd-holder");
+    assertThat(shown.who()).isEqualTo("one@host");
+    assertThat(shown.info()).contains("line for this state is full (128 clients wait already)");
+    assertThat(inLine("crowded")).doesNotContain("late").hasSize(128);
+
+    // One of them leaves for good: the next try is taken into line.
+    editLease(
+        "crowded", lease -> LeaseLock.withLine(lease, LeaseLock.line(lease).without("crowd-0")));
+    CompletableFuture<BackendClient.Response> retried =
+        CompletableFuture.supplyAsync(
+            () -> call(() -> backend.lock(s, lockInfo("late", "late@ci"), "?wait=30s")));
+    await().atMost(Duration.ofSeconds(30)).until(() -> inLine("crowded").contains("late"));
+    assertThat(retried).isNotDone();
+    // The others leave too: the holder's unlock passes the lock to it.
+    editLease(
+        "crowded",
+        lease ->
+            LeaseLock.withLine(lease, LeaseLock.line(lease).filter(t -> t.id().equals("late"))));
+    backend.unlock(s, first);
+    assertThat(retried.get().status()).isEqualTo(200);
+    assertThat(backend.unlock(s, lockInfo("late", "late@ci")).status()).isEqualTo(200);
+  }
+
+  private static void editLease(String state, java.util.function.UnaryOperator<Lease> change) {
+    harness
+        .client()
+        .leases()
+        .inNamespace(NAMESPACE)
+        .withName(new StateNames(NAMESPACE, state, "default").leaseName())
+        .edit(change);
+  }
+
+  @Test
+  @DisplayName(
       "A lock held by stock Terraform's kubernetes backend blocks HTTP clients, and a LOCK"
           + " waiting with ?wait= gets it once Terraform unlocks")
   void stockTerraformLockBlocksHttp() throws Exception {
