@@ -5,6 +5,10 @@ import static org.awaitility.Awaitility.await;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.batch.v1.JobBuilder;
+import io.fabric8.kubernetes.api.model.rbac.PolicyRuleBuilder;
+import io.fabric8.kubernetes.api.model.rbac.RoleBindingBuilder;
+import io.fabric8.kubernetes.api.model.rbac.RoleBuilder;
+import io.fabric8.kubernetes.api.model.rbac.SubjectBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
@@ -143,5 +147,54 @@ public final class ClusterFixtures {
         .patch(
             PatchContext.of(PatchType.JSON_MERGE),
             "{\"metadata\":{\"annotations\":{\"" + HOLD + "\":null}}}");
+  }
+
+  /**
+   * A ServiceAccount {@code name} of {@code namespace} granted {@code verbs} on
+   * terraformstates/state (the backend's permissions, as a user's Role would grant them), with a
+   * Role and RoleBinding of the same name; returns a token for it with the audience leasehold.
+   */
+  public static String grantState(
+      RealCluster cluster, String namespace, String name, Duration valid, String... verbs) {
+    KubernetesClient admin = cluster.admin();
+    cluster.serviceAccount(namespace, name);
+    admin
+        .rbac()
+        .roles()
+        .inNamespace(namespace)
+        .resource(
+            new RoleBuilder()
+                .withNewMetadata()
+                .withName(name)
+                .withNamespace(namespace)
+                .endMetadata()
+                .withRules(
+                    new PolicyRuleBuilder()
+                        .withApiGroups("leasehold.io")
+                        .withResources("terraformstates/state")
+                        .withVerbs(verbs)
+                        .build())
+                .build())
+        .serverSideApply();
+    admin
+        .rbac()
+        .roleBindings()
+        .inNamespace(namespace)
+        .resource(
+            new RoleBindingBuilder()
+                .withNewMetadata()
+                .withName(name)
+                .withNamespace(namespace)
+                .endMetadata()
+                .withNewRoleRef("rbac.authorization.k8s.io", "Role", name)
+                .withSubjects(
+                    new SubjectBuilder()
+                        .withKind("ServiceAccount")
+                        .withName(name)
+                        .withNamespace(namespace)
+                        .build())
+                .build())
+        .serverSideApply();
+    return cluster.token(namespace, name, "leasehold", valid);
   }
 }

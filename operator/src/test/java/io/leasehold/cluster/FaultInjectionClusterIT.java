@@ -6,10 +6,6 @@ import io.fabric8.kubernetes.api.model.ListOptionsBuilder;
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
-import io.fabric8.kubernetes.api.model.rbac.PolicyRuleBuilder;
-import io.fabric8.kubernetes.api.model.rbac.RoleBindingBuilder;
-import io.fabric8.kubernetes.api.model.rbac.RoleBuilder;
-import io.fabric8.kubernetes.api.model.rbac.SubjectBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.Watch;
 import io.fabric8.kubernetes.client.Watcher;
@@ -106,20 +102,7 @@ class FaultInjectionClusterIT {
       AtomicInteger remaining = new AtomicInteger(ops);
       AtomicBoolean done = new AtomicBoolean();
       ExecutorService pool = Executors.newFixedThreadPool(CLIENTS + 2);
-      CountDownLatch clientsDone = new CountDownLatch(CLIENTS);
-      for (int c = 0; c < CLIENTS; c++) {
-        int index = c;
-        pool.submit(
-            () -> {
-              try {
-                work.runClient(index, new Random(seed + index), remaining);
-              } catch (Throwable t) {
-                work.violation("client " + index + " crashed: " + t);
-              } finally {
-                clientsDone.countDown();
-              }
-            });
-      }
+      CountDownLatch clientsDone = work.startClients(pool, CLIENTS, seed, remaining);
       pool.submit(() -> runJobs(admin, ns, done, new Random(seed ^ 0x10b5)));
       Thread injector =
           new Thread(() -> injectFaults(new Random(seed ^ 0x5eed), cluster, operator, done));
@@ -159,73 +142,26 @@ class FaultInjectionClusterIT {
    * access); a reader; an admin that may also force-unlock.
    */
   private void identities(RealCluster cluster, String ns) {
-    KubernetesClient admin = cluster.admin();
-    admin
-        .rbac()
-        .roles()
-        .inNamespace(ns)
-        .resource(
-            new RoleBuilder()
-                .withNewMetadata()
-                .withName("fault-clients")
-                .endMetadata()
-                .withRules(
-                    new PolicyRuleBuilder()
-                        .withApiGroups("leasehold.io")
-                        .withResources("terraformstates/state")
-                        .withVerbs("get", "update")
-                        .build())
-                .build())
-        .create();
-    admin
-        .rbac()
-        .roles()
-        .inNamespace(ns)
-        .resource(
-            new RoleBuilder()
-                .withNewMetadata()
-                .withName("fault-admin")
-                .endMetadata()
-                .withRules(
-                    new PolicyRuleBuilder()
-                        .withApiGroups("leasehold.io")
-                        .withResources("terraformstates/state")
-                        .withVerbs("get", "update", "force-unlock")
-                        .build())
-                .build())
-        .create();
     List<String> users = new ArrayList<>();
     for (int i = 0; i < CLIENTS; i++) {
       users.add("client-" + i);
     }
     users.add("reader");
-    users.add(FaultWorkload.ADMIN);
     for (String user : users) {
-      cluster.serviceAccount(ns, user);
-      admin
-          .rbac()
-          .roleBindings()
-          .inNamespace(ns)
-          .resource(
-              new RoleBindingBuilder()
-                  .withNewMetadata()
-                  .withName("fault-" + user)
-                  .endMetadata()
-                  .withNewRoleRef()
-                  .withApiGroup("rbac.authorization.k8s.io")
-                  .withKind("Role")
-                  .withName(user.equals(FaultWorkload.ADMIN) ? "fault-admin" : "fault-clients")
-                  .endRoleRef()
-                  .withSubjects(
-                      new SubjectBuilder()
-                          .withKind("ServiceAccount")
-                          .withName(user)
-                          .withNamespace(ns)
-                          .build())
-                  .build())
-          .create();
-      tokens.put(user, cluster.token(ns, user, "leasehold", Duration.ofHours(3)));
+      tokens.put(
+          user,
+          ClusterFixtures.grantState(cluster, ns, user, Duration.ofHours(3), "get", "update"));
     }
+    tokens.put(
+        FaultWorkload.ADMIN,
+        ClusterFixtures.grantState(
+            cluster,
+            ns,
+            FaultWorkload.ADMIN,
+            Duration.ofHours(3),
+            "get",
+            "update",
+            "force-unlock"));
   }
 
   private FaultWorkload.Environment environment(

@@ -6,10 +6,6 @@ import static org.awaitility.Awaitility.await;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
-import io.fabric8.kubernetes.api.model.rbac.PolicyRuleBuilder;
-import io.fabric8.kubernetes.api.model.rbac.RoleBindingBuilder;
-import io.fabric8.kubernetes.api.model.rbac.RoleBuilder;
-import io.fabric8.kubernetes.api.model.rbac.SubjectBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.leasehold.api.QueueEntry;
 import io.leasehold.api.TerraformStateStatus;
@@ -404,45 +400,7 @@ class LockLineClusterIT {
 
   /** A ServiceAccount of the test namespace granted {@code verbs} on terraformstates/state. */
   private static String grantState(String name, String... verbs) {
-    cluster.serviceAccount(ns, name);
-    admin
-        .rbac()
-        .roles()
-        .inNamespace(ns)
-        .resource(
-            new RoleBuilder()
-                .withNewMetadata()
-                .withName(name)
-                .withNamespace(ns)
-                .endMetadata()
-                .withRules(
-                    new PolicyRuleBuilder()
-                        .withApiGroups("leasehold.io")
-                        .withResources("terraformstates/state")
-                        .withVerbs(verbs)
-                        .build())
-                .build())
-        .serverSideApply();
-    admin
-        .rbac()
-        .roleBindings()
-        .inNamespace(ns)
-        .resource(
-            new RoleBindingBuilder()
-                .withNewMetadata()
-                .withName(name)
-                .withNamespace(ns)
-                .endMetadata()
-                .withNewRoleRef("rbac.authorization.k8s.io", "Role", name)
-                .withSubjects(
-                    new SubjectBuilder()
-                        .withKind("ServiceAccount")
-                        .withName(name)
-                        .withNamespace(ns)
-                        .build())
-                .build())
-        .serverSideApply();
-    return cluster.token(ns, name, "leasehold", Duration.ofMinutes(30));
+    return ClusterFixtures.grantState(cluster, ns, name, Duration.ofMinutes(30), verbs);
   }
 
   private static LockInfo info(String who) {

@@ -5,10 +5,6 @@ import static org.awaitility.Awaitility.await;
 
 import io.fabric8.kubernetes.api.model.Pod;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
-import io.fabric8.kubernetes.api.model.rbac.PolicyRuleBuilder;
-import io.fabric8.kubernetes.api.model.rbac.RoleBindingBuilder;
-import io.fabric8.kubernetes.api.model.rbac.RoleBuilder;
-import io.fabric8.kubernetes.api.model.rbac.SubjectBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
@@ -47,47 +43,7 @@ class LostReplicaClusterIT {
     ChartInstall chart = ChartInstall.apply(cluster, ns);
     ClusterFixtures.awaitCrdQuietly(admin);
     operator = ClusterOperator.start(cluster, chart, ns, 2);
-    cluster.serviceAccount(ns, "client");
-    admin
-        .rbac()
-        .roles()
-        .inNamespace(ns)
-        .resource(
-            new RoleBuilder()
-                .withNewMetadata()
-                .withName("client")
-                .endMetadata()
-                .withRules(
-                    new PolicyRuleBuilder()
-                        .withApiGroups("leasehold.io")
-                        .withResources("terraformstates/state")
-                        .withVerbs("get", "update")
-                        .build())
-                .build())
-        .create();
-    admin
-        .rbac()
-        .roleBindings()
-        .inNamespace(ns)
-        .resource(
-            new RoleBindingBuilder()
-                .withNewMetadata()
-                .withName("client")
-                .endMetadata()
-                .withNewRoleRef()
-                .withApiGroup("rbac.authorization.k8s.io")
-                .withKind("Role")
-                .withName("client")
-                .endRoleRef()
-                .withSubjects(
-                    new SubjectBuilder()
-                        .withKind("ServiceAccount")
-                        .withName("client")
-                        .withNamespace(ns)
-                        .build())
-                .build())
-        .create();
-    token = cluster.token(ns, "client", "leasehold", Duration.ofHours(1));
+    token = ClusterFixtures.grantState(cluster, ns, "client", Duration.ofHours(1), "get", "update");
   }
 
   @AfterAll

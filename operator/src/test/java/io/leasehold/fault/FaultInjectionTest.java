@@ -153,20 +153,7 @@ class FaultInjectionTest {
       AtomicInteger remaining = new AtomicInteger(ops);
       AtomicBoolean done = new AtomicBoolean();
       ExecutorService pool = Executors.newFixedThreadPool(CLIENTS + 2);
-      CountDownLatch clientsDone = new CountDownLatch(CLIENTS);
-      for (int c = 0; c < CLIENTS; c++) {
-        int index = c;
-        pool.submit(
-            () -> {
-              try {
-                work.runClient(index, new Random(seed + index), remaining);
-              } catch (Throwable t) {
-                work.violation("client " + index + " crashed: " + t);
-              } finally {
-                clientsDone.countDown();
-              }
-            });
-      }
+      CountDownLatch clientsDone = work.startClients(pool, CLIENTS, seed, remaining);
       pool.submit(() -> runJobs(test, done, new Random(seed ^ 0x10b5)));
       Random faultRandom = new Random(seed ^ 0x5eed);
       Thread injector =

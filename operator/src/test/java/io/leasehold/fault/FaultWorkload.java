@@ -210,6 +210,30 @@ public final class FaultWorkload {
     return stateUrl(random.nextInt(env.replicas()));
   }
 
+  /**
+   * Runs {@code clients} clients on {@code pool}, each with a random source of its own derived from
+   * {@code seed}, until {@code remaining} operations are used up; a client that crashes is a
+   * violation. The latch counts down as each client ends.
+   */
+  public java.util.concurrent.CountDownLatch startClients(
+      java.util.concurrent.ExecutorService pool, int clients, long seed, AtomicInteger remaining) {
+    java.util.concurrent.CountDownLatch done = new java.util.concurrent.CountDownLatch(clients);
+    for (int c = 0; c < clients; c++) {
+      int index = c;
+      pool.submit(
+          () -> {
+            try {
+              runClient(index, new Random(seed + index), remaining);
+            } catch (Throwable t) {
+              violation("client " + index + " crashed: " + t);
+            } finally {
+              done.countDown();
+            }
+          });
+    }
+    return done;
+  }
+
   /** One client: operations until {@code remaining} runs out. */
   public void runClient(int index, Random random, AtomicInteger remaining) throws Exception {
     HttpClient http = env.http();
