@@ -239,17 +239,14 @@ leasehold.rules.namespaced: in every watched namespace.
 {{- end }}
 
 {{/*
-In the release namespace when it is not watched: the leader-election Lease and the self-signed
-certificate's Secret (by name), and Events on the operator's own pods.
+In the release namespace when it is not watched: the leader-election Lease and the replicas'
+heartbeat Leases (one per running replica, named after it, so not by name; every replica watches
+them all), the self-signed certificate's Secret (by name), and Events on the operator's own pods.
 */}}
 {{- define "leasehold.rules.release" -}}
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["create"]
-- apiGroups: ["coordination.k8s.io"]
-  resources: ["leases"]
-  resourceNames: [{{ include "leasehold.leaderLease" . | quote }}]
-  verbs: ["get", "update", "patch"]
+  verbs: ["create", "get", "list", "watch", "update", "patch", "delete"]
 {{- if eq .Values.tls.mode "selfSigned" }}
 - apiGroups: [""]
   resources: ["secrets"]

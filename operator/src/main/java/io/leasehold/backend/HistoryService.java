@@ -329,8 +329,4 @@ final class HistoryService {
                             + StateTargets.describe(target)
                             + "; list them at .../history"));
   }
-
-  static boolean conflict(RuntimeException e) {
-    return e instanceof KubernetesClientException k && k.getCode() == 409;
-  }
 }

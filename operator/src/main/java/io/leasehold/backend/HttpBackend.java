@@ -52,6 +52,10 @@ public final class HttpBackend implements AutoCloseable {
    * @param namespaces namespaces served (empty: all)
    * @param timeouts how long idle connections and slow bodies are given
    * @param tls HTTPS; empty serves plain HTTP
+   * @param heldLockWait how long a LOCK without {@code ?wait=} waits in line for a lock that is
+   *     held (zero: answered at once). While it waits its client is connected, so the lock goes to
+   *     it the moment it is free instead of idling until Terraform's next retry; when the wait runs
+   *     out it is answered 423 and keeps its place in line for its retries.
    */
   public record Config(
       String host,
@@ -59,7 +63,8 @@ public final class HttpBackend implements AutoCloseable {
       Duration maxWait,
       java.util.Set<String> namespaces,
       Timeouts timeouts,
-      Optional<BackendTls> tls) {
+      Optional<BackendTls> tls,
+      Duration heldLockWait) {
 
     /** Serving every namespace. */
     public Config(String host, int port, Duration maxWait) {
@@ -67,25 +72,31 @@ public final class HttpBackend implements AutoCloseable {
     }
 
     public Config(String host, int port, Duration maxWait, java.util.Set<String> namespaces) {
-      this(host, port, maxWait, namespaces, Timeouts.DEFAULT, Optional.empty());
+      this(host, port, maxWait, namespaces, Timeouts.DEFAULT, Optional.empty(), Duration.ZERO);
     }
 
     public Config withTimeouts(Timeouts other) {
-      return new Config(host, port, maxWait, namespaces, other, tls);
+      return new Config(host, port, maxWait, namespaces, other, tls, heldLockWait);
     }
 
     public Config withNamespaces(java.util.Set<String> serving) {
-      return new Config(host, port, maxWait, serving, timeouts, tls);
+      return new Config(host, port, maxWait, serving, timeouts, tls, heldLockWait);
     }
 
     /** The same on another port. */
     public Config withPort(int other) {
-      return new Config(host, other, maxWait, namespaces, timeouts, tls);
+      return new Config(host, other, maxWait, namespaces, timeouts, tls, heldLockWait);
     }
 
     /** The same, serving HTTPS with {@code backendTls}. */
     public Config withTls(BackendTls backendTls) {
-      return new Config(host, port, maxWait, namespaces, timeouts, Optional.of(backendTls));
+      return new Config(
+          host, port, maxWait, namespaces, timeouts, Optional.of(backendTls), heldLockWait);
+    }
+
+    /** The same, a LOCK without {@code ?wait=} waiting up to {@code wait} for a held lock. */
+    public Config withHeldLockWait(Duration wait) {
+      return new Config(host, port, maxWait, namespaces, timeouts, tls, wait);
     }
   }
 
@@ -590,7 +601,7 @@ public final class HttpBackend implements AutoCloseable {
       String waitParam = ctx.request().getParam("wait");
       Duration wait;
       try {
-        wait = waitParam == null ? Duration.ZERO : WaitDuration.parse(waitParam);
+        wait = waitParam == null ? config.heldLockWait() : WaitDuration.parse(waitParam);
       } catch (IllegalArgumentException e) {
         send(
             ctx,

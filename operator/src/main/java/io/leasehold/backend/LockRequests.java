@@ -365,16 +365,6 @@ public final class LockRequests implements WriteLock {
     }
   }
 
-  /** 423 with the current holder's LockInfo, for a LOCK whose wait ran out. */
-  Reply heldReply(StateBackend.Target target) {
-    var lease = locks.current(target.names());
-    Optional<Holder> holder = Holder.of(lease);
-    if (holder.isEmpty()) {
-      return Reply.text(423, "the lock was taken by requests before this one in line; retry");
-    }
-    return Reply.json(423, io.leasehold.lock.LeaseLock.holderJson(lease));
-  }
-
   private void remember(StateNames names, String id) {
     Deque<String> ids = recentlyReleased.computeIfAbsent(key(names), k -> new ArrayDeque<>());
     synchronized (ids) {

@@ -1,10 +1,8 @@
 package io.leasehold.backend;
 
-import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.leasehold.lock.Caller;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.LockService;
-import io.leasehold.lock.Ticket;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.StateNames;
 import io.vertx.core.Future;
@@ -74,8 +72,6 @@ final class LockWaiters {
     final LinkedHashMap<String, Waiter> waiting = new LinkedHashMap<>();
     boolean running;
     boolean again;
-    long passOverTimer = -1;
-    String passOverKey;
 
     StateLine(StateNames names) {
       this.names = names;
@@ -87,6 +83,8 @@ final class LockWaiters {
     this.service = service;
     this.metrics = metrics;
     this.poll = vertx.setPeriodic(SAFETY_POLL_MILLIS, id -> serveAll());
+    // A replica that is gone no longer holds anyone's place: serve at once.
+    service.liveness().onChange(() -> vertx.runOnContext(v -> serveAll()));
   }
 
   /**
@@ -193,7 +191,7 @@ final class LockWaiters {
       line.again = true;
       return;
     }
-    if (line.waiting.isEmpty() && line.passOverTimer < 0) {
+    if (line.waiting.isEmpty()) {
       lines.remove(key(line.names));
       return;
     }
@@ -241,15 +239,9 @@ final class LockWaiters {
                         LockService.Refusal.DELETING, closed.get(), Optional.empty()));
               }
             }
-            return new Served(answers, Optional.empty(), Optional.empty(), null);
+            return new Served(answers, Optional.empty());
           }
-          Optional<LockService.Granted> granted = service.serve(line.names, stillWaiting);
-          Optional<Ticket> blocker =
-              granted.isPresent()
-                  ? Optional.empty()
-                  : service.blockedBy(service.current(line.names), stillWaiting);
-          Lease lease = blocker.isPresent() ? service.current(line.names) : null;
-          return new Served(answers, granted, blocker, lease);
+          return new Served(answers, service.serve(line.names, stillWaiting));
         },
         served -> served(line, served),
         failure -> {
@@ -267,11 +259,7 @@ final class LockWaiters {
         });
   }
 
-  private record Served(
-      Map<Waiter, Object> answers,
-      Optional<LockService.Granted> granted,
-      Optional<Ticket> blocker,
-      Lease lease) {}
+  private record Served(Map<Waiter, Object> answers, Optional<LockService.Granted> granted) {}
 
   private synchronized void served(StateLine line, Served served) {
     line.running = false;
@@ -296,53 +284,11 @@ final class LockWaiters {
       }
       // After a grant the lock is held; the next waiter is served when it is released.
     }
-    schedulePassOver(line, served.blocker(), served.lease());
     if (line.again || line.waiting.values().stream().anyMatch(w -> !w.arrived)) {
       serve(line);
-    } else if (line.waiting.isEmpty() && line.passOverTimer < 0) {
+    } else if (line.waiting.isEmpty()) {
       lines.remove(key(line.names));
     }
-  }
-
-  /**
-   * The lock is free but the first in line is a client of another replica that has not granted it.
-   * If nothing changes within the owner timeout, that replica is presumed gone and the client is
-   * passed over (it keeps its place, and takes it back if its replica was alive after all).
-   */
-  private void schedulePassOver(StateLine line, Optional<Ticket> blocker, Lease lease) {
-    String key =
-        blocker.isEmpty() || lease == null
-            ? null
-            : blocker.get().id() + "@" + lease.getMetadata().getResourceVersion();
-    if (java.util.Objects.equals(key, line.passOverKey)) {
-      return;
-    }
-    if (line.passOverTimer >= 0) {
-      vertx.cancelTimer(line.passOverTimer);
-      line.passOverTimer = -1;
-    }
-    line.passOverKey = key;
-    if (key == null) {
-      return;
-    }
-    String id = blocker.get().id();
-    String version = lease.getMetadata().getResourceVersion();
-    line.passOverTimer =
-        vertx.setTimer(
-            Math.max(1, service.settings().ownerTimeout().toMillis()),
-            t -> {
-              synchronized (LockWaiters.this) {
-                line.passOverTimer = -1;
-                line.passOverKey = null;
-              }
-              blocking(
-                  () -> {
-                    service.passOver(line.names, id, version);
-                    return null;
-                  },
-                  ignored -> wake(line.names),
-                  failure -> wake(line.names));
-            });
   }
 
   private synchronized void timedOut(StateLine line, Waiter waiter) {

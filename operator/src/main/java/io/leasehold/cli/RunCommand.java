@@ -158,6 +158,18 @@ final class RunCommand implements Callable<Integer> {
   Duration maxLockWait;
 
   @Option(
+      names = "--held-lock-wait",
+      paramLabel = "DURATION",
+      defaultValue = "10s",
+      converter = DurationConverter.class,
+      description =
+          "How long a LOCK without ?wait= waits in line for a held lock before its 423 (default"
+              + " 10s; 0s answers at once). The lock goes to a waiting client the moment it is"
+              + " free, and a client answered 423 keeps its place for its retries"
+              + " (terraform -lock-timeout), so plain clients are never starved.")
+  Duration heldLockWait;
+
+  @Option(
       names = "--replicas",
       paramLabel = "N",
       defaultValue = "1",
@@ -196,13 +208,8 @@ final class RunCommand implements Callable<Integer> {
     return new LeaseholdMetrics(registry);
   }
 
-  private ManagementServer management(String host, int port, LeaseholdOperator operator) {
-    return ManagementServer.start(
-        host, port, registry, operator::health, shutdown.readiness(operator::readiness));
-  }
-
   private LockService.Settings lockSettings() {
-    return new LockService.Settings(ticketGrace, LockService.Settings.DEFAULTS.ownerTimeout());
+    return new LockService.Settings(ticketGrace);
   }
 
   @Override
@@ -303,7 +310,8 @@ final class RunCommand implements Callable<Integer> {
         }
         Optional<BackendTls> tls = security.backendTls(client, podNamespace, List.of());
         HttpBackend.Config config =
-            new HttpBackend.Config(httpHost, httpPort == null ? 8080 : httpPort, maxLockWait);
+            new HttpBackend.Config(httpHost, httpPort == null ? 8080 : httpPort, maxLockWait)
+                .withHeldLockWait(heldLockWait);
         if (tls.isPresent()) {
           config = config.withTls(tls.get());
         } else {
@@ -444,7 +452,8 @@ final class RunCommand implements Callable<Integer> {
       Optional<BackendTls> tls =
           security.backendTls(client, "default", List.of("localhost", "127.0.0.1"));
       HttpBackend.Config config =
-          new HttpBackend.Config("127.0.0.1", httpPort == null ? 0 : httpPort, maxLockWait);
+          new HttpBackend.Config("127.0.0.1", httpPort == null ? 0 : httpPort, maxLockWait)
+              .withHeldLockWait(heldLockWait);
       if (tls.isPresent()) {
         config = config.withTls(tls.get());
       }

@@ -3,25 +3,18 @@ package io.leasehold.kube;
 import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
 import java.util.function.Consumer;
 
-/** An informer handler that only needs each object's latest version, whatever the event. */
+/** An informer handler that only needs each object's latest version: additions and updates. */
 public final class OnChange<T> implements ResourceEventHandler<T> {
 
   private final Consumer<T> changed;
-  private final boolean deletes;
 
-  private OnChange(Consumer<T> changed, boolean deletes) {
+  private OnChange(Consumer<T> changed) {
     this.changed = changed;
-    this.deletes = deletes;
   }
 
   /** Told of additions and updates. */
   public static <T> OnChange<T> of(Consumer<T> changed) {
-    return new OnChange<>(changed, false);
-  }
-
-  /** Told of additions, updates and deletions (with the last version seen). */
-  public static <T> OnChange<T> includingDeletes(Consumer<T> changed) {
-    return new OnChange<>(changed, true);
+    return new OnChange<>(changed);
   }
 
   @Override
@@ -35,9 +28,5 @@ public final class OnChange<T> implements ResourceEventHandler<T> {
   }
 
   @Override
-  public void onDelete(T obj, boolean deletedFinalStateUnknown) {
-    if (deletes) {
-      changed.accept(obj);
-    }
-  }
+  public void onDelete(T obj, boolean deletedFinalStateUnknown) {}
 }

@@ -48,12 +48,9 @@ public final class LockService {
 
   /**
    * @param ticketGrace how long a client whose request ended keeps its place in line
-   * @param ownerTimeout how long a free lock may wait for the replica holding the first client in
-   *     line to grant it before that client is passed over (the replica is presumed gone)
    */
-  public record Settings(Duration ticketGrace, Duration ownerTimeout) {
-    public static final Settings DEFAULTS =
-        new Settings(Duration.ofSeconds(30), Duration.ofSeconds(5));
+  public record Settings(Duration ticketGrace) {
+    public static final Settings DEFAULTS = new Settings(Duration.ofSeconds(30));
   }
 
   /** Where Leases are read from before asking the API: the shared informer cache. */
@@ -170,6 +167,7 @@ public final class LockService {
   private final LeaseSource leases;
   private final Clock clock;
   private final String replica;
+  private final ReplicaLiveness liveness;
   private final Settings settings;
 
   /**
@@ -183,10 +181,23 @@ public final class LockService {
 
   public LockService(
       KubernetesClient client, LeaseSource leases, Clock clock, String replica, Settings settings) {
+    this(client, leases, clock, ReplicaLiveness.alone(replica), settings);
+  }
+
+  /**
+   * @param liveness which replicas are alive; places in line of the others are dropped
+   */
+  public LockService(
+      KubernetesClient client,
+      LeaseSource leases,
+      Clock clock,
+      ReplicaLiveness liveness,
+      Settings settings) {
     this.client = client;
     this.leases = leases;
     this.clock = clock;
-    this.replica = replica;
+    this.replica = liveness.self();
+    this.liveness = liveness;
     this.settings = settings;
     for (int i = 0; i < turns.length; i++) {
       turns[i] = new java.util.concurrent.locks.ReentrantLock(true);
@@ -481,7 +492,7 @@ public final class LockService {
     Instant now = clock.instant();
     String owner = Caller.digest(caller.identity());
     Line line = LeaseLock.line(lease);
-    Line pruned = line.pruned(now, settings.ticketGrace());
+    Line pruned = kept(line, now);
     Optional<Ticket> mine = pruned.find(info.id());
     if (mine.isPresent() && (!mine.get().isClient() || !owner.equals(mine.get().owner()))) {
       return Step.answer(
@@ -643,12 +654,14 @@ public final class LockService {
   private Predicate<Ticket> eligible(Map<String, Waiting> connected) {
     return t ->
         t.isJob()
-            || (replica.equals(t.replica()) ? connected.containsKey(t.id()) : t.gone() == null);
+            || (replica.equals(t.replica())
+                ? connected.containsKey(t.id())
+                : t.gone() == null && liveness.alive(t.replica()));
   }
 
-  /** As another replica sees the line: by the tickets alone. */
-  public static boolean eligibleByTicket(Ticket t) {
-    return t.isJob() || t.gone() == null;
+  /** As another replica sees the line: by the tickets and the replicas' liveness. */
+  private boolean eligibleByTicket(Ticket t) {
+    return t.isJob() || (t.gone() == null && liveness.alive(t.replica()));
   }
 
   /**
@@ -677,7 +690,7 @@ public final class LockService {
               }
               Instant now = clock.instant();
               Line line = LeaseLock.line(lease);
-              Line pruned = tidy(line.pruned(now, settings.ticketGrace()), local, now);
+              Line pruned = tidy(kept(line, now), local, now);
               // Requests waiting here whose places were lost (the line was edited by hand, or
               // cleared by a client that rewrote the Lease's annotations) join again at the back.
               for (Waiting w : local.values()) {
@@ -721,45 +734,6 @@ public final class LockService {
   }
 
   /**
-   * The first client in line, if the lock is free and that client belongs to another replica that
-   * has not granted it: after {@link Settings#ownerTimeout()} without a change to the Lease, that
-   * replica is presumed gone and the client is passed over (see {@link #passOver}).
-   */
-  public Optional<Ticket> blockedBy(Lease lease, Map<String, Waiting> local) {
-    Instant now = clock.instant();
-    Optional<Holder> holder = Holder.of(lease, now);
-    if (holder.isPresent() && !holder.get().expired()) {
-      return Optional.empty();
-    }
-    Optional<Ticket> first =
-        LeaseLock.line(lease).pruned(now, settings.ticketGrace()).firstEligible(eligible(local));
-    return first.filter(t -> t.isClient() && !replica.equals(t.replica()));
-  }
-
-  /**
-   * Marks client {@code id} as gone if the Lease is still at {@code resourceVersion}: its replica
-   * did not grant it the free lock in time. If that replica is alive after all and its client is
-   * connected, it takes the place back at the next change.
-   */
-  public void passOver(StateNames names, String id, String resourceVersion) {
-    freshTransition(
-        names,
-        lease -> {
-          if (!resourceVersion.equals(lease.getMetadata().getResourceVersion())) {
-            return Step.answer(Boolean.FALSE);
-          }
-          Line line = LeaseLock.line(lease);
-          Optional<Ticket> t = line.find(id);
-          if (t.isEmpty() || t.get().gone() != null) {
-            return Step.answer(Boolean.FALSE);
-          }
-          return new Step<>(
-              LeaseLock.withLine(lease, line.replace(t.get().goneAt(clock.instant()))),
-              Boolean.TRUE);
-        });
-  }
-
-  /**
    * Client {@code id}'s request on this replica ended (answered, or its connection closed): it
    * keeps its place for the grace period but may not be granted the lock until it comes back.
    */
@@ -772,7 +746,7 @@ public final class LockService {
           if (t.isEmpty() || t.get().gone() != null || !replica.equals(t.get().replica())) {
             return Step.answer(Boolean.FALSE);
           }
-          Line next = line.replace(t.get().goneAt(clock.instant())).pruned(now(), grace());
+          Line next = kept(line.replace(t.get().goneAt(clock.instant())), now());
           return new Step<>(LeaseLock.withLine(lease, next), Boolean.TRUE);
         });
   }
@@ -783,7 +757,7 @@ public final class LockService {
         names,
         lease -> {
           Line line = LeaseLock.line(lease);
-          Line pruned = line.pruned(clock.instant(), settings.ticketGrace());
+          Line pruned = kept(line, clock.instant());
           return pruned.equals(line)
               ? Step.answer(Boolean.FALSE)
               : new Step<>(LeaseLock.withLine(lease, pruned), Boolean.TRUE);
@@ -792,6 +766,21 @@ public final class LockService {
 
   private Duration grace() {
     return settings.ticketGrace();
+  }
+
+  /**
+   * The places that may still wait at {@code now}: without clients whose grace ran out and without
+   * every place of a replica that is not alive (crashed, stopped, or an earlier run of a restarted
+   * one), so that no write to the lock keeps them and they never block a free lock.
+   */
+  public Line kept(Line line, Instant now) {
+    return line.pruned(now, settings.ticketGrace())
+        .filter(t -> !t.isClient() || liveness.alive(t.replica()));
+  }
+
+  /** Which replicas are alive. */
+  public ReplicaLiveness liveness() {
+    return liveness;
   }
 
   /**
@@ -1035,8 +1024,7 @@ public final class LockService {
             lease -> {
               Line line = LeaseLock.line(lease);
               Line next =
-                  line.filter(t -> !t.isJob() || waiting.contains(t.id()))
-                      .pruned(clock.instant(), settings.ticketGrace());
+                  kept(line.filter(t -> !t.isJob() || waiting.contains(t.id())), clock.instant());
               for (Ticket job : waitingJobs) {
                 if (next.jobs() >= Line.MAX_JOBS) {
                   break;
@@ -1055,9 +1043,7 @@ public final class LockService {
 
   /** Who the lock goes to next, as every replica sees it: the first Job or client in line. */
   public Optional<Ticket> next(Lease lease) {
-    return LeaseLock.line(lease)
-        .pruned(clock.instant(), settings.ticketGrace())
-        .firstEligible(LockService::eligibleByTicket);
+    return kept(LeaseLock.line(lease), clock.instant()).firstEligible(this::eligibleByTicket);
   }
 
   /**
@@ -1096,9 +1082,7 @@ public final class LockService {
         LeaseLock.withRunning(
             LeaseLock.withLine(
                 LeaseLock.heldFor(lease, jobLock, durationSeconds, clock.instant()),
-                LeaseLock.line(lease)
-                    .without(jobUid)
-                    .pruned(clock.instant(), settings.ticketGrace())),
+                kept(LeaseLock.line(lease).without(jobUid), clock.instant())),
             running);
     return write(lease, held);
   }
@@ -1114,8 +1098,7 @@ public final class LockService {
         lease,
         LeaseLock.withRunning(
             LeaseLock.withLine(
-                LeaseLock.released(lease),
-                LeaseLock.line(lease).pruned(clock.instant(), settings.ticketGrace())),
+                LeaseLock.released(lease), kept(LeaseLock.line(lease), clock.instant())),
             LeaseLock.running(lease).stream().filter(r -> !r.uid().equals(endedUid)).toList()));
   }
 
@@ -1211,7 +1194,7 @@ public final class LockService {
   }
 
   /** Applies {@code change} to the Lease as it is now, conditionally, retrying on conflicts. */
-  public Lease update(StateNames names, UnaryOperator<Lease> change) {
+  private Lease update(StateNames names, UnaryOperator<Lease> change) {
     Lease[] written = new Lease[1];
     transition(
         names,
@@ -1226,6 +1209,25 @@ public final class LockService {
   }
 
   // ------------------------------------------------------------------------------ deletion
+
+  /**
+   * Deletes the lock Lease of a state deleted with {@code deletionPolicy: Delete}, whose deletion
+   * holds the lock: only at the version this replica last saw, so a Lease someone changed meanwhile
+   * is not deleted (the conflict is retried by the caller). Returns whether there was one.
+   */
+  public boolean deleteWithState(StateNames names) {
+    Optional<Lease> lease = peek(names);
+    if (lease.isEmpty()) {
+      return false;
+    }
+    client
+        .leases()
+        .inNamespace(names.namespace())
+        .resource(lease.get())
+        .lockResourceVersion(lease.get().getMetadata().getResourceVersion())
+        .delete();
+    return true;
+  }
 
   private static final String DELETION_PREFIX = "leasehold-delete/";
 

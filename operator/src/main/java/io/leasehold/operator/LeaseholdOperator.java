@@ -7,6 +7,7 @@ import io.javaoperatorsdk.operator.monitoring.micrometer.MicrometerMetrics;
 import io.leasehold.kube.EventRecorder;
 import io.leasehold.kube.TolerantSerialization;
 import io.leasehold.lock.LockService;
+import io.leasehold.lock.ReplicaLiveness;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.ops.ManagementServer;
 import io.leasehold.queue.Arrivals;
@@ -220,13 +221,25 @@ public final class LeaseholdOperator implements AutoCloseable {
             });
     EventRecorder events = new EventRecorder(client, options.identity());
     SharedCaches caches = new SharedCaches(client);
+    // Which replicas are alive: the places in line of one that is not are dropped at once.
+    ReplicaLiveness liveness =
+        options
+            .leaderElectionNamespace()
+            .map(
+                ns ->
+                    ReplicaLiveness.heartbeating(
+                        client,
+                        ns,
+                        options.leaderLease(),
+                        options.identity(),
+                        ReplicaLiveness.Timing.DEFAULTS))
+            .orElseGet(() -> ReplicaLiveness.alone(options.identity()));
     // The reconciler's lock service caches its own writes ahead of the watch; the backend's does
     // not, so every change it makes reaches the reconciler (status, Job admission).
     LockService locks =
-        new LockService(client, caches, Clock.systemUTC(), options.identity(), options.locks());
+        new LockService(client, caches, Clock.systemUTC(), liveness, options.locks());
     LockService backendLocks =
-        new LockService(
-            client, caches.forBackend(), Clock.systemUTC(), options.identity(), options.locks());
+        new LockService(client, caches.forBackend(), Clock.systemUTC(), liveness, options.locks());
     Arrivals arrivals = new Arrivals();
     operator.register(
         new TerraformStateReconciler(
@@ -274,6 +287,8 @@ public final class LeaseholdOperator implements AutoCloseable {
 
   @Override
   public void close() {
+    // The others drop this replica's places at once (its waiters were answered already).
+    locks.liveness().close();
     renewals.close();
     leadership.close();
     operator.stop();

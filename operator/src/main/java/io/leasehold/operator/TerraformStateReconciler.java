@@ -713,8 +713,7 @@ public class TerraformStateReconciler
     Set<String> waitingJobs = new java.util.HashSet<>();
     queue.waiting().forEach(j -> waitingJobs.add(j.getMetadata().getUid()));
     Instant now = Instant.now();
-    for (Ticket t :
-        LeaseLock.line(outcome.lease()).pruned(now, locks.settings().ticketGrace()).tickets()) {
+    for (Ticket t : locks.kept(LeaseLock.line(outcome.lease()), now).tickets()) {
       if (t.isJob() && !waitingJobs.contains(t.id())) {
         continue;
       }
@@ -1244,14 +1243,7 @@ public class TerraformStateReconciler
       deleted.add(history + " history Secret(s)");
     }
     // Still ours (we took it above): delete it only at the version we hold.
-    Optional<io.fabric8.kubernetes.api.model.coordination.v1.Lease> lease = locks.peek(names);
-    if (lease.isPresent()) {
-      client
-          .leases()
-          .inNamespace(names.namespace())
-          .resource(lease.get())
-          .lockResourceVersion(lease.get().getMetadata().getResourceVersion())
-          .delete();
+    if (locks.deleteWithState(names)) {
       deleted.add("Lease " + names.leaseName());
     }
     forget(id, key);

@@ -25,7 +25,6 @@ import java.time.Instant;
 import java.time.format.DateTimeFormatter;
 import java.util.Collection;
 import java.util.List;
-import java.util.Map;
 import java.util.Objects;
 import java.util.Optional;
 import java.util.Set;
@@ -59,9 +58,15 @@ public final class JobAdmission {
   static final Duration REQUEUED_RECHECK = Duration.ofMillis(50);
 
   /**
-   * How soon to look again after this replica changed the line itself (passed a client over, or
-   * freed the lock with someone in line): its own Lease writes bring it no watch event, so without
-   * this the next in line would wait for someone else's write, which may never come.
+   * How soon to look again while a client of another replica is first in line for the free lock:
+   * that replica grants it; if it stopped, its places go once its heartbeat times out.
+   */
+  static final Duration CLIENT_FIRST_RECHECK = Duration.ofSeconds(1);
+
+  /**
+   * How soon to look again after this replica changed the line itself (freed the lock with someone
+   * in line): its own Lease writes bring it no watch event, so without this the next in line would
+   * wait for someone else's write, which may never come.
    */
   static final Duration OWN_WRITE_RECHECK = Duration.ofMillis(100);
 
@@ -123,10 +128,6 @@ public final class JobAdmission {
   private final Set<String> announced = ConcurrentHashMap.newKeySet();
 
   /** Per state: the client first in line that a free lock has waited for, and since when. */
-  private final Map<String, Blocked> blocked = new ConcurrentHashMap<>();
-
-  private record Blocked(String ticket, String resourceVersion, Instant since) {}
-
   public JobAdmission(
       KubernetesClient client,
       LockService locks,
@@ -222,7 +223,6 @@ public final class JobAdmission {
     if (holder.isPresent() && !holder.get().expired()) {
       // Held by someone leasehold does not admit for (stock Terraform, an HTTP client):
       // the queue waits until they release it.
-      blocked.remove(key(names));
       announce(state, queue, lease);
       return new Outcome(lease, queue, Optional.empty(), strays.recheck());
     }
@@ -243,14 +243,13 @@ public final class JobAdmission {
     if (next.isPresent() && next.get().isJob()) {
       Optional<Job> job = queue.waitingJob(next.get().id());
       if (job.isPresent()) {
-        blocked.remove(key(names));
         lease = admit(state, names, lease, job.get(), duration, null);
         RunQueue after = RunQueue.of(names.name(), admittedCopy(jobs, job.get(), names), arrivals);
         announce(state, after, lease);
         return new Outcome(lease, after, job, Duration.ZERO);
       }
     }
-    Duration recheck = passOverIfStuck(names, lease, next);
+    Duration recheck = recheckWhileClientsGoFirst(next);
     announce(state, queue, lease);
     return new Outcome(lease, queue, Optional.empty(), recheck);
   }
@@ -539,34 +538,12 @@ public final class JobAdmission {
   }
 
   /**
-   * The lock is free and the first in line is a client of a replica that has not granted it: if
-   * that goes on past the owner timeout with the Lease unchanged, the replica is presumed gone and
-   * the client is passed over. Returns when to look again.
+   * The lock is free and the first in line is a client of a live replica, which grants it; should
+   * that replica stop, its places are dropped once its heartbeat times out, and the Jobs behind
+   * them are admitted at the next look. Returns when to look again.
    */
-  private Duration passOverIfStuck(StateNames names, Lease lease, Optional<Ticket> next) {
-    if (next.isEmpty() || !next.get().isClient()) {
-      blocked.remove(key(names));
-      return Duration.ZERO;
-    }
-    String version = lease.getMetadata().getResourceVersion();
-    Instant now = clock.instant();
-    Blocked b =
-        blocked.compute(
-            key(names),
-            (k, old) ->
-                old != null
-                        && old.ticket().equals(next.get().id())
-                        && old.resourceVersion().equals(version)
-                    ? old
-                    : new Blocked(next.get().id(), version, now));
-    Duration waited = Duration.between(b.since(), now);
-    Duration timeout = locks.settings().ownerTimeout();
-    if (waited.compareTo(timeout) < 0) {
-      return timeout.minus(waited).plusMillis(50);
-    }
-    locks.passOver(names, next.get().id(), version);
-    blocked.remove(key(names));
-    return OWN_WRITE_RECHECK;
+  private static Duration recheckWhileClientsGoFirst(Optional<Ticket> next) {
+    return next.isPresent() && next.get().isClient() ? CLIENT_FIRST_RECHECK : Duration.ZERO;
   }
 
   private void recordHold(Lease lease) {

@@ -117,4 +117,32 @@ class LayeringTest {
                 + " server jar, which leaves it out, runs everything else")
         .check(classes);
   }
+
+  @Test
+  @DisplayName(
+      "Only the lock package writes or deletes Leases: the lock's rules are carried out in one"
+          + " place, with conditional writes")
+  void onlyTheLockPackageTouchesLeases() {
+    noClasses()
+        .that()
+        .resideOutsideOfPackage("io.leasehold.lock..")
+        // Reads only: which state a Lease name belongs to, and who holds the operator's own
+        // leader-election Lease before finalizers are removed by hand.
+        .and()
+        .doNotHaveFullyQualifiedName("io.leasehold.state.StateOwnership$1")
+        .and()
+        .doNotHaveFullyQualifiedName("io.leasehold.cli.RemoveFinalizersCommand")
+        .should()
+        .callMethodWhere(
+            com.tngtech.archunit.base.DescribedPredicate.describe(
+                "a Kubernetes client's leases()",
+                call ->
+                    call.getName().equals("leases")
+                        && call.getTargetOwner()
+                            .isAssignableTo(io.fabric8.kubernetes.client.KubernetesClient.class)))
+        .because(
+            "a lock Lease changed outside io.leasehold.lock would bypass the lock's decision core"
+                + " and its conditional writes")
+        .check(classes);
+  }
 }

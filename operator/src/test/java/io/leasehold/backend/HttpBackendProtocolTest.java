@@ -295,15 +295,18 @@ class HttpBackendProtocolTest {
     String s = state("crowded");
     LockInfo first = lockInfo("crowd-holder", "one@host");
     assertThat(backend.lock(s, first, null).status()).isEqualTo(200);
-    // 128 clients of another replica wait already (written as that replica would).
+    // 128 clients keep their places already (written as the replica would; a place of a replica
+    // that is not alive would be dropped at once).
     Lease l = lease("crowded");
     java.time.Instant now = java.time.Instant.now();
+    String replica = harness.operator().locks().replica();
     io.leasehold.lock.Line full = LeaseLock.line(l);
     for (int i = 0; i < io.leasehold.lock.Line.MAX_CLIENTS; i++) {
       full =
           full.append(
               io.leasehold.lock.Ticket.client(
-                  "crowd-" + i, "c" + i + "@ci", "digest-" + i, "another-replica", now));
+                      "crowd-" + i, "c" + i + "@ci", "digest-" + i, replica, now)
+                  .goneAt(now));
     }
     io.leasehold.lock.Line crowd = full;
     editLease("crowded", lease -> LeaseLock.withLine(lease, crowd));

@@ -51,7 +51,7 @@ class LockLineTest {
     harness =
         OperatorHarness.start(
             new LeaseholdOperator.Options(Set.of(), Optional.empty(), "line-test")
-                .withLocks(new LockService.Settings(GRACE, Duration.ofSeconds(5))));
+                .withLocks(new LockService.Settings(GRACE)));
     base = harness.startBackend(1 << 20);
     backend = new BackendClient(base);
   }

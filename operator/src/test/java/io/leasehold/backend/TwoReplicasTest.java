@@ -60,7 +60,7 @@ class TwoReplicasTest {
                 .withElection(
                     new Leadership.Timing(
                         Duration.ofSeconds(3), Duration.ofSeconds(2), Duration.ofMillis(300)))
-                .withLocks(new LockService.Settings(Duration.ofSeconds(30), Duration.ofSeconds(2))),
+                .withLocks(new LockService.Settings(Duration.ofSeconds(30))),
             new Replica.Backend(
                 Access.NONE,
                 JobPods.NONE,

@@ -129,13 +129,22 @@ class HelmChartTest {
           named("", "configmaps", "leasehold-ca", "get", "update"));
 
   /**
-   * In the release namespace when it is not watched: the leader-election Lease by name, the
+   * In the release namespace when it is not watched: the leader-election Lease and the replicas'
+   * heartbeat Leases (created, renewed, watched and deleted by each replica, named after it), the
    * self-signed certificate's Secret by name, Events on the operator's pod.
    */
   private static final Set<Permission> RELEASE_CALLS =
       union(
-          permissions("coordination.k8s.io", "leases", "create"),
-          named("coordination.k8s.io", "leases", "leasehold-leader", "get", "update", "patch"),
+          permissions(
+              "coordination.k8s.io",
+              "leases",
+              "create",
+              "get",
+              "list",
+              "watch",
+              "update",
+              "patch",
+              "delete"),
           permissions("", "secrets", "create"),
           named("", "secrets", "leasehold-tls", "get", "update"),
           permissions("", "events", "create"));

@@ -261,7 +261,7 @@ class FaultInjectionTest {
                 .withElection(
                     new Leadership.Timing(
                         Duration.ofSeconds(3), Duration.ofSeconds(2), Duration.ofMillis(300)))
-                .withLocks(new LockService.Settings(Duration.ofSeconds(10), Duration.ofSeconds(2))),
+                .withLocks(new LockService.Settings(Duration.ofSeconds(10))),
             new Replica.Backend(
                 access(guards),
                 JobPods.NONE,

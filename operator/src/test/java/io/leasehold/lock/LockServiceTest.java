@@ -11,7 +11,6 @@ import io.leasehold.state.StateNames;
 import java.time.Clock;
 import java.time.Duration;
 import java.util.Map;
-import java.util.Optional;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
@@ -36,7 +35,7 @@ class LockServiceTest {
             LockService.LeaseSource.NONE,
             Clock.systemUTC(),
             "replica-a",
-            new LockService.Settings(Duration.ofSeconds(30), Duration.ofSeconds(5)));
+            new LockService.Settings(Duration.ofSeconds(30)));
   }
 
   @AfterAll
@@ -236,37 +235,53 @@ class LockServiceTest {
 
   @Test
   @DisplayName(
-      "A client of another replica is passed over only if the Lease did not change since it was"
-          + " seen blocking the line")
-  void passOverOnlyAtTheVersionSeen() {
-    StateNames n = names("passover");
-    LockService other =
-        new LockService(
-            client,
-            LockService.LeaseSource.NONE,
-            Clock.systemUTC(),
-            "replica-b",
-            LockService.Settings.DEFAULTS);
-    assertThat(other.lock(n, info("h", "h"), ALICE, false, Map.of()))
-        .isInstanceOf(LockService.Granted.class);
-    other.lock(n, info("remote", "r"), BOB, true, Map.of());
-    other.unlock(n, "h", ALICE);
-    Lease seen = locks.fresh(n);
-    Optional<Ticket> blocker = locks.blockedBy(seen, Map.of());
-    assertThat(blocker).map(Ticket::id).contains("remote");
-    // The Lease changes (its replica is alive after all): the stale version passes nobody over.
-    other.lock(
-        n,
-        info("later", "l"),
-        ALICE,
-        true,
-        Map.of("remote", new LockService.Waiting(info("remote", "r"), BOB)));
-    locks.passOver(n, "remote", seen.getMetadata().getResourceVersion());
-    assertThat(LeaseLock.line(locks.fresh(n)).find("remote").orElseThrow().gone()).isNull();
-    // Unchanged since seen: passed over (kept, marked gone).
-    Lease now = locks.fresh(n);
-    locks.passOver(n, "remote", now.getMetadata().getResourceVersion());
-    assertThat(LeaseLock.line(locks.fresh(n)).find("remote").orElseThrow().gone()).isNotNull();
+      "Places of a replica that stopped (gracefully, or by crashing and never renewing its"
+          + " heartbeat) never block a free lock: the next live waiter is granted and the dead"
+          + " replica's places are dropped in that same write")
+  void deadReplicasPlacesNeverBlock() throws Exception {
+    StateNames n = names("dead-replica");
+    var timing = new ReplicaLiveness.Timing(Duration.ofMillis(200), Duration.ofSeconds(1));
+    try (ReplicaLiveness a =
+            ReplicaLiveness.heartbeating(client, "default", "lh-test", "replica-a", timing);
+        ReplicaLiveness crashed =
+            ReplicaLiveness.heartbeating(client, "default", "lh-test", "replica-b", timing);
+        ReplicaLiveness stopped =
+            ReplicaLiveness.heartbeating(client, "default", "lh-test", "replica-c", timing)) {
+      LockService here = service(a);
+      LockService there = service(crashed);
+      LockService third = service(stopped);
+      assertThat(here.lock(n, info("h", "h"), ALICE, false, Map.of()))
+          .isInstanceOf(LockService.Granted.class);
+      org.awaitility.Awaitility.await()
+          .atMost(Duration.ofSeconds(10))
+          .until(() -> a.alive(crashed.self()) && a.alive(stopped.self()));
+      there.lock(n, info("b-1", "b"), BOB, true, Map.of());
+      there.lock(n, info("b-2", "b"), BOB, true, Map.of());
+      third.lock(n, info("c-1", "c"), BOB, true, Map.of());
+      here.lock(n, info("a-1", "a"), BOB, true, Map.of());
+      assertThat(LeaseLock.line(here.fresh(n)).ids()).containsExactly("b-1", "b-2", "c-1", "a-1");
+      crashed.halt();
+      stopped.close();
+      org.awaitility.Awaitility.await()
+          .atMost(Duration.ofSeconds(10))
+          .until(() -> !a.alive(crashed.self()) && !a.alive(stopped.self()));
+      here.unlock(n, "h", ALICE);
+      Map<String, LockService.Waiting> local =
+          Map.of("a-1", new LockService.Waiting(info("a-1", "a"), BOB));
+      assertThat(here.serve(n, local)).map(LockService.Granted::lockId).contains("a-1");
+      Lease after = here.fresh(n);
+      assertThat(after.getSpec().getHolderIdentity()).isEqualTo("a-1");
+      assertThat(LeaseLock.line(after).ids()).isEmpty();
+    }
+  }
+
+  private static LockService service(ReplicaLiveness liveness) {
+    return new LockService(
+        client,
+        LockService.LeaseSource.NONE,
+        Clock.systemUTC(),
+        liveness,
+        LockService.Settings.DEFAULTS);
   }
 
   @Test

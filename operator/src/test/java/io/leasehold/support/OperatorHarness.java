@@ -106,17 +106,27 @@ public final class OperatorHarness implements AutoCloseable {
       long maxStateBytes,
       io.leasehold.backend.StateBackend.Audit audit,
       io.leasehold.backend.HttpBackend.Timeouts timeouts) {
+    return startBackend(
+        access,
+        pods,
+        maxStateBytes,
+        audit,
+        new io.leasehold.backend.HttpBackend.Config(
+                "127.0.0.1", 0, java.time.Duration.ofMinutes(10))
+            .withTimeouts(timeouts));
+  }
+
+  /** Serves the backend as {@code config} says. */
+  public String startBackend(
+      io.leasehold.backend.Access access,
+      io.leasehold.backend.JobPods pods,
+      long maxStateBytes,
+      io.leasehold.backend.StateBackend.Audit audit,
+      io.leasehold.backend.HttpBackend.Config config) {
     backend =
         io.leasehold.cli.Replica.serve(
             operator,
-            new io.leasehold.cli.Replica.Backend(
-                access,
-                pods,
-                new io.leasehold.backend.HttpBackend.Config(
-                        "127.0.0.1", 0, java.time.Duration.ofMinutes(10))
-                    .withTimeouts(timeouts),
-                maxStateBytes,
-                audit));
+            new io.leasehold.cli.Replica.Backend(access, pods, config, maxStateBytes, audit));
     return backend.url();
   }
 

@@ -1,0 +1,338 @@
+package io.leasehold.lock;
+
+import io.fabric8.kubernetes.api.model.ObjectMetaBuilder;
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.fabric8.kubernetes.api.model.coordination.v1.LeaseBuilder;
+import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientException;
+import io.fabric8.kubernetes.client.informers.ResourceEventHandler;
+import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
+import java.security.SecureRandom;
+import java.time.Clock;
+import java.time.Duration;
+import java.time.Instant;
+import java.time.ZonedDateTime;
+import java.time.temporal.ChronoUnit;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import java.util.function.LongSupplier;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Which operator replicas are alive, as every replica can tell: each replica renews a heartbeat
+ * Lease of its own in the leader-election namespace, naming this run of the process (its identity
+ * and a nonce drawn at start, {@link #self()}), and watches the others'. A replica counts as alive
+ * while its heartbeat was seen to change within the timeout, measured on this replica's own clock
+ * (so clocks that disagree do not matter). A process that restarts under the same identity (a
+ * container restart keeps the pod name) is a new run: the places in line of its previous run are
+ * not its own, and count as a dead replica's.
+ *
+ * <p>Places in line name the run of the replica holding the request; the places of a run that is
+ * not alive are dropped in the next write to the lock, whether or not anyone waits.
+ */
+public final class ReplicaLiveness implements AutoCloseable {
+
+  /** Label on heartbeat Leases; its value is the leader-election Lease's name. */
+  public static final String LABEL = "leasehold.io/replica-heartbeat";
+
+  /** How often a replica renews its heartbeat, and how long one that stops counts as alive. */
+  public record Timing(Duration period, Duration timeout) {
+    public static final Timing DEFAULTS = new Timing(Duration.ofSeconds(3), Duration.ofSeconds(12));
+  }
+
+  private static final Logger LOG = LoggerFactory.getLogger(ReplicaLiveness.class);
+
+  private final String self;
+  private final KubernetesClient client;
+  private final String namespace;
+  private final String group;
+  private final String leaseName;
+  private final Timing timing;
+  private final Clock clock;
+  private final LongSupplier nanos;
+  private final Map<String, Seen> seen = new ConcurrentHashMap<>();
+  private final List<Runnable> listeners = new CopyOnWriteArrayList<>();
+  private final ScheduledExecutorService timer;
+  private volatile SharedIndexInformer<Lease> informer;
+  private volatile String ownVersion;
+  private volatile boolean closed;
+
+  /** When a heartbeat was last seen to change, on this replica's clock. */
+  private record Seen(String version, long at, boolean dead) {}
+
+  private ReplicaLiveness(
+      String identity,
+      KubernetesClient client,
+      String namespace,
+      String group,
+      Timing timing,
+      Clock clock,
+      LongSupplier nanos) {
+    if (client == null) {
+      this.self = identity;
+    } else {
+      byte[] nonce = new byte[4];
+      new SecureRandom().nextBytes(nonce);
+      this.self = identity + "#" + HexFormat.of().formatHex(nonce);
+    }
+    this.client = client;
+    this.namespace = namespace;
+    this.group = group;
+    this.leaseName = heartbeatName(group, identity);
+    this.timing = timing;
+    this.clock = clock;
+    this.nanos = nanos;
+    this.timer =
+        client == null
+            ? null
+            : Executors.newSingleThreadScheduledExecutor(
+                r -> {
+                  Thread t = new Thread(r, "leasehold-heartbeat");
+                  t.setDaemon(true);
+                  return t;
+                });
+  }
+
+  /**
+   * A single replica (no leader election): only this replica is alive, and it is named by its
+   * identity alone (a restart finds its places and marks those whose requests it lost as away).
+   */
+  public static ReplicaLiveness alone(String identity) {
+    return new ReplicaLiveness(identity, null, null, null, Timing.DEFAULTS, null, System::nanoTime);
+  }
+
+  /**
+   * Heartbeats in {@code namespace}, among the replicas electing a leader on Lease {@code group}.
+   * Renews this run's heartbeat and watches the others' until {@link #close()}.
+   */
+  public static ReplicaLiveness heartbeating(
+      KubernetesClient client, String namespace, String group, String identity, Timing timing) {
+    ReplicaLiveness r =
+        new ReplicaLiveness(
+            identity, client, namespace, group, timing, Clock.systemUTC(), System::nanoTime);
+    r.start();
+    return r;
+  }
+
+  /** This run of this replica: its identity and the nonce drawn at start. */
+  public String self() {
+    return self;
+  }
+
+  /** Whether {@code replica} (a run, as places in line name it) is alive. */
+  public boolean alive(String replica) {
+    if (self.equals(replica)) {
+      return !closed;
+    }
+    Seen s = replica == null ? null : seen.get(replica);
+    return s != null && !s.dead() && nanos.getAsLong() - s.at() < timing.timeout().toNanos();
+  }
+
+  /** Runs {@code listener} whenever a replica is seen to come or go. */
+  public void onChange(Runnable listener) {
+    listeners.add(listener);
+  }
+
+  private void start() {
+    renew();
+    informer =
+        client
+            .leases()
+            .inNamespace(namespace)
+            .withLabel(LABEL, group)
+            .inform(
+                new ResourceEventHandler<>() {
+                  @Override
+                  public void onAdd(Lease lease) {
+                    observe(lease, true);
+                  }
+
+                  @Override
+                  public void onUpdate(Lease before, Lease after) {
+                    observe(after, false);
+                  }
+
+                  @Override
+                  public void onDelete(Lease lease, boolean unknown) {
+                    String run = run(lease);
+                    if (run != null && seen.remove(run) != null) {
+                      changed();
+                    }
+                  }
+                },
+                0);
+    long period = timing.period().toMillis();
+    timer.scheduleWithFixedDelay(this::renew, period, period, TimeUnit.MILLISECONDS);
+    // Replicas whose heartbeat stopped are noticed on this clock, not by an event.
+    timer.scheduleWithFixedDelay(
+        this::expire, period, Math.max(250, period / 3), TimeUnit.MILLISECONDS);
+  }
+
+  private void observe(Lease lease, boolean first) {
+    String run = run(lease);
+    if (run == null || run.equals(self)) {
+      return;
+    }
+    String version = lease.getMetadata().getResourceVersion();
+    Seen before = seen.get(run);
+    if (before != null && before.version().equals(version)) {
+      return;
+    }
+    boolean dead = false;
+    if (first && before == null) {
+      // A heartbeat found at start: alive for the benefit of the doubt, unless it says itself
+      // that it stopped long ago.
+      Instant renewed = renewTime(lease);
+      long seconds =
+          lease.getSpec().getLeaseDurationSeconds() == null
+              ? 0
+              : lease.getSpec().getLeaseDurationSeconds();
+      dead =
+          renewed != null
+              && renewed.plusSeconds(seconds).plus(Duration.ofMinutes(1)).isBefore(clock.instant());
+    }
+    seen.put(run, new Seen(version, nanos.getAsLong(), dead));
+    if (before == null || before.dead() != dead || !wasAlive(before)) {
+      changed();
+    }
+  }
+
+  private boolean wasAlive(Seen s) {
+    return !s.dead() && nanos.getAsLong() - s.at() < timing.timeout().toNanos();
+  }
+
+  private final Map<String, Boolean> reported = new ConcurrentHashMap<>();
+
+  private void expire() {
+    boolean change = false;
+    for (var e : seen.entrySet()) {
+      boolean alive = wasAlive(e.getValue());
+      Boolean was = reported.put(e.getKey(), alive);
+      if (was != null && was != alive) {
+        change = true;
+        LOG.info(
+            "replica {} is {}",
+            e.getKey(),
+            alive ? "alive again" : "gone: its heartbeat stopped; its places in line are dropped");
+      }
+    }
+    if (change) {
+      changed();
+    }
+  }
+
+  private void changed() {
+    for (Runnable l : listeners) {
+      try {
+        l.run();
+      } catch (RuntimeException e) {
+        LOG.warn("a replica liveness listener failed: {}", e.toString());
+      }
+    }
+  }
+
+  private void renew() {
+    if (closed) {
+      return;
+    }
+    try {
+      ZonedDateTime now = ZonedDateTime.now(clock).truncatedTo(ChronoUnit.MICROS);
+      Lease lease =
+          new LeaseBuilder()
+              .withMetadata(
+                  new ObjectMetaBuilder()
+                      .withName(leaseName)
+                      .withNamespace(namespace)
+                      .withResourceVersion(ownVersion)
+                      .addToLabels(LABEL, group)
+                      .build())
+              .withNewSpec()
+              .withHolderIdentity(self)
+              .withLeaseDurationSeconds((int) Math.max(1, timing.timeout().toSeconds()))
+              .withRenewTime(now)
+              .withAcquireTime(now)
+              .endSpec()
+              .build();
+      Lease written;
+      if (ownVersion == null) {
+        Lease existing = client.leases().inNamespace(namespace).withName(leaseName).get();
+        if (existing == null) {
+          written = client.leases().inNamespace(namespace).resource(lease).create();
+        } else {
+          lease.getMetadata().setResourceVersion(existing.getMetadata().getResourceVersion());
+          written = client.leases().inNamespace(namespace).resource(lease).update();
+        }
+      } else {
+        written = client.leases().inNamespace(namespace).resource(lease).update();
+      }
+      ownVersion = written.getMetadata().getResourceVersion();
+    } catch (KubernetesClientException e) {
+      // Conflict or gone: read it afresh at the next renewal.
+      ownVersion = null;
+      LOG.debug("heartbeat {}/{} not renewed: {}", namespace, leaseName, e.getMessage());
+    } catch (RuntimeException e) {
+      ownVersion = null;
+      LOG.warn("heartbeat {}/{} not renewed: {}", namespace, leaseName, e.toString());
+    }
+  }
+
+  /** Stops renewing and watching, and leaves the heartbeat behind: as a crash would. */
+  void halt() {
+    closed = true;
+    timer.shutdownNow();
+    informer.close();
+  }
+
+  /**
+   * Stops renewing and deletes this run's heartbeat, so the others drop its places at once (a
+   * graceful stop; a killed replica's heartbeat times out instead).
+   */
+  @Override
+  public void close() {
+    if (closed) {
+      return;
+    }
+    closed = true;
+    if (timer != null) {
+      timer.shutdownNow();
+    }
+    if (informer != null) {
+      informer.close();
+    }
+    if (client != null) {
+      try {
+        client.leases().inNamespace(namespace).withName(leaseName).delete();
+      } catch (RuntimeException e) {
+        LOG.warn("heartbeat {}/{} not deleted: {}", namespace, leaseName, e.toString());
+      }
+    }
+  }
+
+  private static String run(Lease lease) {
+    return lease.getSpec() == null ? null : lease.getSpec().getHolderIdentity();
+  }
+
+  private static Instant renewTime(Lease lease) {
+    return lease.getSpec() == null || lease.getSpec().getRenewTime() == null
+        ? null
+        : lease.getSpec().getRenewTime().toInstant();
+  }
+
+  /** The heartbeat Lease of replica {@code identity} among those electing on {@code group}. */
+  static String heartbeatName(String group, String identity) {
+    if (group == null) {
+      return null;
+    }
+    String id = identity.toLowerCase().replaceAll("[^a-z0-9.-]", "-");
+    String name = group + "-replica-" + id;
+    name = name.length() > 253 ? name.substring(0, 253) : name;
+    return name.replaceAll("[.-]+$", "");
+  }
+}
