@@ -139,27 +139,6 @@ public final class Line {
     return filter(t -> t.gone() == null || !t.gone().plus(grace).isBefore(now));
   }
 
-  /**
-   * The first ticket the lock may be granted to now, with its 1-based position: the line is served
-   * in order, skipping clients that are not connected.
-   */
-  public Optional<Ticket> firstEligible(Predicate<Ticket> eligible) {
-    return tickets.stream().filter(eligible).findFirst();
-  }
-
-  /** Whether a ticket the lock may be granted to stands before {@code id} (or anywhere). */
-  public boolean anyEligibleBefore(String id, Predicate<Ticket> eligible) {
-    for (Ticket t : tickets) {
-      if (t.id().equals(id)) {
-        return false;
-      }
-      if (eligible.test(t)) {
-        return true;
-      }
-    }
-    return false;
-  }
-
   /** The ids in line. */
   public Collection<String> ids() {
     return tickets.stream().map(Ticket::id).toList();

@@ -12,7 +12,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
-import java.util.function.Predicate;
 import java.util.function.UnaryOperator;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -169,6 +168,7 @@ public final class LockService {
   private final String replica;
   private final ReplicaLiveness liveness;
   private final Settings settings;
+  private final LockCore core;
 
   /**
    * Transitions on one Lease made by this process take turns (fairly, in the order they asked):
@@ -199,6 +199,7 @@ public final class LockService {
     this.replica = liveness.self();
     this.liveness = liveness;
     this.settings = settings;
+    this.core = new LockCore(new LockCore.Rules(settings.ticketGrace(), 1, Line.MAX_CLIENTS));
     for (int i = 0; i < turns.length; i++) {
       turns[i] = new java.util.concurrent.locks.ReentrantLock(true);
     }
@@ -539,8 +540,12 @@ public final class LockService {
     // Free, or held by an expired vouched holder that may be taken over.
     Map<String, Waiting> connected = withRequester(local, info, caller);
     pruned = tidy(pruned, connected, now);
-    Predicate<Ticket> eligible = eligible(connected);
-    if (pruned.anyEligibleBefore(info.id(), eligible)) {
+    LockCore.Outcome decided =
+        core.step(
+            CoreView.of(lease, pruned, now, replica, connected.keySet(), liveness, false),
+            new LockCore.Arrive(info.id(), LockCore.Mode.EXCLUSIVE, owner, replica, true),
+            now);
+    if (decided.granted(info.id()).isEmpty()) {
       return joinOrWait(lease, line, pruned, info, caller, owner, waits, Optional.empty(), now);
     }
     if (mine.isPresent() && mine.get().gone() != null) {
@@ -648,23 +653,6 @@ public final class LockService {
   }
 
   /**
-   * Who may take a free lock now: a Job (the leader admits it); a client of this replica whose
-   * request is connected; a client of another replica that has not left.
-   */
-  private Predicate<Ticket> eligible(Map<String, Waiting> connected) {
-    return t ->
-        t.isJob()
-            || (replica.equals(t.replica())
-                ? connected.containsKey(t.id())
-                : t.gone() == null && liveness.alive(t.replica()));
-  }
-
-  /** As another replica sees the line: by the tickets and the replicas' liveness. */
-  private boolean eligibleByTicket(Ticket t) {
-    return t.isJob() || (t.gone() == null && liveness.alive(t.replica()));
-  }
-
-  /**
    * Grants the free lock to the first in line if that is a connected request of this replica.
    * Called whenever the Lease changes and when a local request arrives, leaves or times out.
    */
@@ -710,10 +698,21 @@ public final class LockService {
               if (holder.isPresent() && !holder.get().expired()) {
                 return new Step<>(tidied, Optional.<Granted>empty());
               }
-              Optional<Ticket> first = pruned.firstEligible(eligible(local));
+              Optional<LockCore.Granted> first =
+                  core
+                      .step(
+                          CoreView.of(lease, pruned, now, replica, local.keySet(), liveness, false),
+                          new LockCore.Tick(),
+                          now)
+                      .effects()
+                      .stream()
+                      .filter(e -> e instanceof LockCore.Granted)
+                      .map(LockCore.Granted.class::cast)
+                      .findFirst();
               if (first.isEmpty()
-                  || !first.get().isClient()
-                  || !replica.equals(first.get().replica())) {
+                  || first.get().kind() != LockCore.Kind.CLIENT
+                  || !replica.equals(first.get().replica())
+                  || !local.containsKey(first.get().id())) {
                 return new Step<>(tidied, Optional.<Granted>empty());
               }
               Waiting w = local.get(first.get().id());
@@ -1043,7 +1042,17 @@ public final class LockService {
 
   /** Who the lock goes to next, as every replica sees it: the first Job or client in line. */
   public Optional<Ticket> next(Lease lease) {
-    return kept(LeaseLock.line(lease), clock.instant()).firstEligible(this::eligibleByTicket);
+    Instant now = clock.instant();
+    Line line = kept(LeaseLock.line(lease), now);
+    LockCore.State seen = CoreView.of(lease, line, now, replica, null, liveness, false);
+    // Who would take it were it free now (the holder may be the Job that just ended).
+    LockCore.State free =
+        new LockCore.State(List.of(), seen.line(), seen.alive(), seen.leader(), false);
+    return core.step(free, new LockCore.Tick(), now).effects().stream()
+        .filter(e -> e instanceof LockCore.Granted)
+        .map(e -> ((LockCore.Granted) e).id())
+        .findFirst()
+        .flatMap(line::find);
   }
 
   /**
@@ -1229,7 +1238,7 @@ public final class LockService {
     return true;
   }
 
-  private static final String DELETION_PREFIX = "leasehold-delete/";
+  static final String DELETION_PREFIX = "leasehold-delete/";
 
   /** The deletion lock's ID: stable for the TerraformState, so every retry asks for the same. */
   public static String deletionLockId(String stateUid) {

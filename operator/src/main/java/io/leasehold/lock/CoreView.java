@@ -1,0 +1,90 @@
+package io.leasehold.lock;
+
+import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import java.time.Instant;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Optional;
+import java.util.Set;
+
+/**
+ * The lock as {@link LockCore} sees it, read from a Lease by one replica: the holder (unless its
+ * lock ran out), the line as this replica knows it (its own clients connected exactly when their
+ * requests are open here), which of the replicas named in line are alive, and whether the state is
+ * being deleted. Jobs count as admissible: the leader admits them.
+ */
+final class CoreView {
+
+  /** The name the view gives the leader, which always counts as alive. */
+  static final String LEADER = "\u0000leader";
+
+  private CoreView() {}
+
+  /**
+   * @param connected the lock IDs of this replica's requests that are open now; null to judge this
+   *     replica's clients by their places alone, as another replica would
+   */
+  static LockCore.State of(
+      Lease lease,
+      Line line,
+      Instant now,
+      String self,
+      Set<String> connected,
+      ReplicaLiveness liveness,
+      boolean closing) {
+    List<LockCore.Holding> holders = new ArrayList<>();
+    Holder.of(lease, now)
+        .filter(h -> !h.expired())
+        .ifPresent(
+            h -> holders.add(new LockCore.Holding(h.id(), kind(h), LockCore.Mode.EXCLUSIVE, null)));
+    List<LockCore.Place> places = new ArrayList<>();
+    Set<String> alive = new LinkedHashSet<>();
+    alive.add(self);
+    alive.add(LEADER);
+    for (Ticket t : line.tickets()) {
+      if (t.isJob()) {
+        places.add(LockCore.Place.job(t.id(), LockCore.Mode.EXCLUSIVE));
+        continue;
+      }
+      Instant away = t.gone();
+      if (self.equals(t.replica()) && connected != null) {
+        away = connected.contains(t.id()) ? null : (t.gone() != null ? t.gone() : now);
+      } else if (t.replica() != null && liveness.alive(t.replica())) {
+        alive.add(t.replica());
+      }
+      places.add(
+          new LockCore.Place(
+              t.id(), LockCore.Kind.CLIENT, LockCore.Mode.EXCLUSIVE, t.owner(), t.replica(), away));
+    }
+    return new LockCore.State(holders, places, alive, Optional.of(LEADER), closing);
+  }
+
+  private static LockCore.Kind kind(Holder h) {
+    if (h.jobUid().isPresent()) {
+      return LockCore.Kind.JOB;
+    }
+    if (h.id().startsWith(LockService.DELETION_PREFIX)) {
+      return LockCore.Kind.DELETION;
+    }
+    return h.owner().isPresent() ? LockCore.Kind.CLIENT : LockCore.Kind.OTHER;
+  }
+
+  /**
+   * The tickets of {@code line} as {@code out} leaves them, for this replica to write: without the
+   * places the core dropped and without the one granted to {@code grantedHere} (if any); own
+   * clients marked away or back as the view saw them. Grants this replica does not carry out (a
+   * Job, the leader's; a client of another replica, that replica's) leave their places as they
+   * were.
+   */
+  static Line written(Line line, LockCore.Outcome out, String self, Optional<String> grantedHere) {
+    Set<String> dropped = new LinkedHashSet<>();
+    for (LockCore.Effect e : out.effects()) {
+      if (e instanceof LockCore.Dropped d) {
+        dropped.add(d.id());
+      }
+    }
+    grantedHere.ifPresent(dropped::add);
+    return line.filter(t -> !dropped.contains(t.id()));
+  }
+}
