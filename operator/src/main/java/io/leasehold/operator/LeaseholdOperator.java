@@ -285,18 +285,34 @@ public final class LeaseholdOperator implements AutoCloseable {
     return leadership;
   }
 
+  private final java.util.concurrent.atomic.AtomicBoolean closed =
+      new java.util.concurrent.atomic.AtomicBoolean();
+
+  /**
+   * Stops gracefully: the leader renews every running Job's lock once more (each keeps a whole
+   * lease duration for the next leader to take up its renewals; none is released), stops leading
+   * (nothing is reconciled, admitted or renewed from now on), waits for reconciliations still
+   * running to end, and then releases the election Lease (its holder cleared), so another replica
+   * leads at its next try instead of once the lease has run out.
+   */
   @Override
   public void close() {
-    // The others drop this replica's places at once (its waiters were answered already).
-    locks.liveness().close();
-    renewals.close();
-    leadership.close();
-    operator.stop();
-    // Reconciling has stopped: the next leader need not wait for the election Lease to expire.
-    leadership.release();
-    events.close();
-    if (ownsClient) {
-      client.close();
+    if (!closed.compareAndSet(false, true)) {
+      return;
+    }
+    try {
+      // The others drop this replica's places at once (its waiters were answered already).
+      locks.liveness().close();
+      renewals.closeRenewingAll();
+      leadership.close();
+      operator.stop();
+    } finally {
+      // Reconciling has stopped: the next leader need not wait for the election Lease to expire.
+      leadership.release();
+      events.close();
+      if (ownsClient) {
+        client.close();
+      }
     }
   }
 }

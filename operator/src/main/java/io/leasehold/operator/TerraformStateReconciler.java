@@ -206,7 +206,11 @@ public class TerraformStateReconciler
           }
         };
     caches.bind(context.getPrimaryCache(), leases, secrets);
-    return List.of(leases, secrets, jobs);
+    // Each time this replica becomes the leader, every state is looked at anew: what changed while
+    // it did not lead is served at once, not when the state next changes.
+    var everyState = new ReconcileAllOnLeading(context.getPrimaryCache());
+    leadership.onStartLeading(everyState::reconcileAll);
+    return List.of(leases, secrets, jobs, everyState);
   }
 
   private static Set<ResourceID> statesOfJob(Job job) {

@@ -76,18 +76,42 @@ public final class Renewals implements AutoCloseable {
 
   /** One tick: renews every Job lock that is due. */
   void renewDue() {
+    renew(false);
+  }
+
+  /**
+   * Stops the schedule and renews every Job lock once more, due or not, while this replica still
+   * leads: a leader stopping gracefully leaves each running Job a whole lease duration before its
+   * lock could expire, whatever the time since its last renewal, for the next leader to take up its
+   * renewals.
+   */
+  public void closeRenewingAll() {
+    // Periodic ticks are cancelled; one still running ends first, so it does not race this one.
+    scheduler.shutdown();
+    try {
+      if (!scheduler.awaitTermination(5, TimeUnit.SECONDS)) {
+        scheduler.shutdownNow();
+      }
+    } catch (InterruptedException e) {
+      Thread.currentThread().interrupt();
+      return;
+    }
+    renew(true);
+  }
+
+  private void renew(boolean all) {
     if (!leading.getAsBoolean()) {
       return;
     }
     try {
       Instant now = clock.instant();
-      leases.get().forEach(lease -> renewIfDue(lease, now));
+      leases.get().forEach(lease -> renewIfDue(lease, now, all));
     } catch (RuntimeException e) {
       LOG.warn("renewing runner Job locks failed; retrying in {}: {}", TICK, e.getMessage());
     }
   }
 
-  private void renewIfDue(Lease lease, Instant now) {
+  private void renewIfDue(Lease lease, Instant now, boolean all) {
     var holder = Holder.of(lease, now);
     if (holder.isEmpty() || holder.get().jobUid().isEmpty()) {
       return;
@@ -111,7 +135,8 @@ public final class Renewals implements AutoCloseable {
         state.getSpec() != null ? state.getSpec().getLock().getLeaseDurationSeconds() : current;
     var renewed = lease.getSpec().getRenewTime();
     boolean due =
-        renewed == null
+        all
+            || renewed == null
             || !Objects.equals(lease.getSpec().getLeaseDurationSeconds(), duration)
             || !renewed.toInstant().plus(interval(duration)).isAfter(now);
     if (!due) {

@@ -142,8 +142,8 @@ class LeaderElectionClusterIT {
     assertThat(failover)
         .as(
             "a leader stopped gracefully releases its leader Lease, so the other replica leads"
-                + " within its retry period (2 s) of the release, not once the lease's 15 s ran"
-                + " out")
+                + " at its next try (within 1.8 s) of the release, not once the lease's 15 s"
+                + " ran out")
         .isLessThan(Duration.ofSeconds(10));
   }
 
