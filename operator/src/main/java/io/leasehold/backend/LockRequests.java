@@ -88,16 +88,20 @@ public final class LockRequests implements WriteLock {
       case STALE_LOCK -> 409;
       case LOCKED -> 423;
       case DELETING -> 409;
+      // Locked by the request that took the lock with this ID: retried under -lock-timeout.
+      case ID_IN_USE -> 423;
+      case TOO_LARGE -> 400;
     };
   }
 
   /**
-   * The answer to a LOCK refused with {@code refused}: a line that is full answers as "locked",
-   * with LockInfo naming the holder (or, when the lock is free, saying so) and, in its Info, why
-   * the requester was not taken into line; every other refusal is text with its status.
+   * The answer to a LOCK refused with {@code refused}: a line that is full, or a lock ID another
+   * request holds the lock with, answers as "locked", with LockInfo naming the holder (or, when the
+   * lock is free, saying so) and, in its Info, why; every other refusal is text with its status.
    */
   static ReplyException lockRefused(LockService.Refused refused) {
-    if (refused.refusal() != LockService.Refusal.LINE_FULL) {
+    if (refused.refusal() != LockService.Refusal.LINE_FULL
+        && refused.refusal() != LockService.Refusal.ID_IN_USE) {
       return ReplyException.text(status(refused), refused.message());
     }
     Optional<LockInfo> held = refused.holder().flatMap(Holder::info);

@@ -95,6 +95,12 @@ final class LockWaiters {
   synchronized Future<Outcome> lock(
       StateNames names, LockInfo info, Caller caller, Duration wait, Connection connection) {
     StateLine line = lines.computeIfAbsent(key(names), k -> new StateLine(names));
+    Waiter inFlight = line.waiting.get(info.id());
+    if (inFlight != null && !sameRequest(inFlight, info, caller)) {
+      // Another request with this lock ID is under way here: this one is not its retry, and
+      // must not cancel it (nor be told it holds the lock that one may be granted).
+      return Future.succeededFuture(new Outcome(idInUse(inFlight, info), Optional.empty()));
+    }
     Waiter waiter = new Waiter(info, caller);
     waiter.once = wait.isZero();
     Waiter earlier = line.waiting.put(info.id(), waiter);
@@ -119,10 +125,41 @@ final class LockWaiters {
     return waiter.promise.future();
   }
 
+  /**
+   * Whether a LOCK is the same request as {@code earlier}, sent again (its answer was lost): the
+   * same LockInfo, Created time included, from the same identity.
+   */
+  private static boolean sameRequest(Waiter earlier, LockInfo info, Caller caller) {
+    return earlier.info.equals(info) && earlier.caller.identity().equals(caller.identity());
+  }
+
+  /** 423, which Terraform retries, for a LOCK whose lock ID another request under way uses. */
+  private static Reply idInUse(Waiter inFlight, LockInfo info) {
+    LockInfo other = inFlight.info;
+    return Reply.json(
+        423,
+        new LockInfo(
+                info.id(),
+                other.operation(),
+                "another LOCK request with lock ID "
+                    + info.id()
+                    + " and a different LockInfo (or identity) is under way; a LOCK with a lock ID"
+                    + " in use is taken only as a retry of the same request (same LockInfo); use"
+                    + " a new lock ID",
+                other.who(),
+                other.version(),
+                other.created(),
+                other.path())
+            .toJson());
+  }
+
   private void arrived(StateLine line, Waiter waiter, LockService.Answer answer) {
-    if (line.waiting.get(waiter.info.id()) != waiter) {
-      // Gone meanwhile (disconnected, timed out or superseded).
-      if (answer instanceof LockService.Granted g) {
+    Waiter now = line.waiting.get(waiter.info.id());
+    if (now != waiter) {
+      // Gone meanwhile (disconnected, timed out or superseded). Superseded by the same request
+      // sent again, the grant stands: that retry is granted it.
+      if (answer instanceof LockService.Granted g
+          && (now == null || !sameRequest(now, waiter.info, waiter.caller))) {
         undoLater(line.names, g, waiter.caller);
       }
       return;

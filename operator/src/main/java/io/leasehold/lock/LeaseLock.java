@@ -33,6 +33,12 @@ public final class LeaseLock {
   /** The identity that took the lock through leasehold's backend. */
   public static final String OWNER_ANNOTATION = "leasehold.io/owner";
 
+  /**
+   * On a lock taken over from a holder whose lock expired: that holder's lock ID, so that whoever
+   * reports the change tells a takeover from a release. Cleared with the lock.
+   */
+  public static final String TOOK_OVER_FROM_ANNOTATION = "leasehold.io/took-over-from";
+
   /** The state's line of waiting Jobs and clients ({@link Line}). */
   public static final String LINE_ANNOTATION = "leasehold.io/line";
 
@@ -231,6 +237,17 @@ public final class LeaseLock {
         .build();
   }
 
+  /** {@code held}, a lock just taken over from {@code previous}, whose lock expired, saying so. */
+  public static Lease tookOver(Lease held, Holder previous) {
+    return withAnnotation(held, TOOK_OVER_FROM_ANNOTATION, previous.id());
+  }
+
+  /** The lock ID the lock of {@code lease} was taken over from, when it was taken over. */
+  public static Optional<String> tookOverFrom(Lease lease) {
+    return Optional.ofNullable(annotations(lease).get(TOOK_OVER_FROM_ANNOTATION))
+        .filter(id -> !id.isEmpty());
+  }
+
   /**
    * With a nested lock (a runner Job's own terraform) set, or cleared when {@code info} is null.
    */
@@ -261,6 +278,7 @@ public final class LeaseLock {
     kept.remove(OWNER_ANNOTATION);
     kept.remove(CLIENT_LOCK_ANNOTATION);
     kept.remove(CLIENT_LOCK_OWNER_ANNOTATION);
+    kept.remove(TOOK_OVER_FROM_ANNOTATION);
     copy.getMetadata().setAnnotations(kept);
     return copy;
   }

@@ -40,32 +40,66 @@ public record LockInfo(
   /** Longest lock ID taken: Terraform's are UUIDs; the ID is the Lease's holderIdentity. */
   public static final int MAX_ID = 256;
 
-  /** Longest free-text field (Info, Path); the others are shorter. */
+  /**
+   * The most a lock ID of {@value #MAX_ID} characters takes as stored: 3 bytes a character (no
+   * character a lock ID may hold is escaped to more).
+   */
+  public static final int MAX_ID_STORED = 3 * MAX_ID;
+
+  /** Most bytes Info and Path take as stored (JSON-escaped UTF-8). */
   public static final int MAX_TEXT = 4096;
 
-  private static final int MAX_SHORT = 256;
+  /** Most bytes Who takes as stored. */
+  public static final int MAX_WHO = 1024;
+
+  /** Most bytes Operation, Version and Created take as stored. */
+  public static final int MAX_SHORT = 256;
 
   /**
-   * Why this LockInfo is not taken, if it is not: a field too long for a Lease annotation (the API
-   * server allows 256 KiB for all of them), or a lock ID with characters that are not printable.
+   * The most a LockInfo taken takes as stored, as the JSON of the lock-info annotation: every field
+   * at its limit, and the field names.
+   */
+  public static final int MAX_STORED =
+      new LockInfo("", "", "", "", "", "", "").toJson().length()
+          + MAX_ID_STORED
+          + 3 * MAX_SHORT
+          + MAX_WHO
+          + 2 * MAX_TEXT;
+
+  /**
+   * Why this LockInfo is not taken, if it is not: a field too long for the lock Lease, whose
+   * annotations the API server limits to 256 KiB all together (see {@link LeaseSize}), or a lock ID
+   * with characters that are not printable. Fields are measured as they are stored: in UTF-8 bytes,
+   * escapes included ({@code \u0001} takes 6). They are stored as sent or refused, never cut:
+   * Terraform reads the holder's LockInfo back.
    */
   public Optional<String> problem() {
     Optional<String> badId = idProblem(id);
     if (badId.isPresent()) {
       return badId;
     }
-    String[][] fields = {
-      {"Operation", operation, "" + MAX_SHORT},
-      {"Who", who, "" + MAX_SHORT * 4},
-      {"Version", version, "" + MAX_SHORT},
-      {"Created", created, "" + MAX_SHORT},
-      {"Info", info, "" + MAX_TEXT},
-      {"Path", path, "" + MAX_TEXT},
+    Object[][] fields = {
+      {"Operation", operation, MAX_SHORT},
+      {"Who", who, MAX_WHO},
+      {"Version", version, MAX_SHORT},
+      {"Created", created, MAX_SHORT},
+      {"Info", info, MAX_TEXT},
+      {"Path", path, MAX_TEXT},
     };
-    for (String[] f : fields) {
-      if (f[1] != null && f[1].length() > Integer.parseInt(f[2])) {
+    for (Object[] f : fields) {
+      String value = (String) f[1];
+      int limit = (Integer) f[2];
+      long stored = LeaseSize.json(value);
+      if (stored > limit) {
         return Optional.of(
-            f[0] + " is " + f[1].length() + " characters long; at most " + f[2] + " are taken");
+            f[0]
+                + " is "
+                + value.length()
+                + " characters long, "
+                + stored
+                + " bytes as stored (UTF-8, JSON escapes included); at most "
+                + limit
+                + " bytes are taken");
       }
     }
     return Optional.empty();

@@ -98,7 +98,14 @@ public final class LockService {
      * The state's TerraformState is being deleted: no new lock is granted and nothing is written
      * without the lock held since before.
      */
-    DELETING
+    DELETING,
+    /**
+     * The lock ID is held by a request of the same identity with a different LockInfo: not a retry
+     * of the request that took it, but another one reusing its ID.
+     */
+    ID_IN_USE,
+    /** What the request would record does not fit in the lock Lease ({@link LeaseSize}). */
+    TOO_LARGE
   }
 
   /** What a LOCK, UNLOCK or write check came to. */
@@ -490,6 +497,10 @@ public final class LockService {
       Caller caller,
       boolean waits,
       Map<String, Waiting> local) {
+    Optional<String> tooLarge = LeaseSize.identityProblem(caller.identity()).or(info::problem);
+    if (tooLarge.isPresent()) {
+      return Step.answer(new Refused(Refusal.TOO_LARGE, tooLarge.get(), Optional.empty()));
+    }
     Instant now = clock.instant();
     String owner = Caller.digest(caller.identity());
     Line line = LeaseLock.line(lease);
@@ -509,7 +520,7 @@ public final class LockService {
         if (!ownedBy(h, caller)) {
           return Step.answer(notOwner(names, h, caller));
         }
-        return Step.answer(new Granted(info.id(), null, false));
+        return Step.answer(retryOrConflict(h, h.info(), info));
       }
       Optional<String> jobUid = h.jobUid();
       if (jobUid.isPresent() && caller.isPodOfJob(names.namespace(), jobUid.get())) {
@@ -523,7 +534,7 @@ public final class LockService {
         }
         if (nested.get().info().id().equals(info.id())
             && nested.get().owner().map(caller.identity()::equals).orElse(false)) {
-          return Step.answer(new Granted(info.id(), null, false));
+          return Step.answer(retryOrConflict(h, Optional.of(nested.get().info()), info));
         }
         return Step.answer(new NotNow(holder, nested.get().info().toJson(), 0));
       }
@@ -556,7 +567,47 @@ public final class LockService {
     Lease held =
         LeaseLock.withLine(
             LeaseLock.heldBy(lease, info, caller.identity()), pruned.without(info.id()));
-    return new Step<>(held, new Granted(info.id(), null, holder.isPresent()));
+    return new Step<>(tookOver(held, holder), new Granted(info.id(), null, holder.isPresent()));
+  }
+
+  /** {@code held}, taken over from {@code previous} when there was one, saying so. */
+  private static Lease tookOver(Lease held, Optional<Holder> previous) {
+    return previous.isPresent() ? LeaseLock.tookOver(held, previous.get()) : held;
+  }
+
+  /**
+   * A LOCK with the lock ID its own identity already holds the lock with. Terraform makes a new
+   * lock ID for every lock, so this is a retry of the request that took it, whose answer was lost:
+   * granted again, but only when it carries the very LockInfo the lock was taken with (its Created
+   * time included). Any other LockInfo under that ID is another request reusing it: it is refused
+   * as {@link Refusal#ID_IN_USE}, so that two requests are never both told they hold the lock.
+   */
+  private static Answer retryOrConflict(Holder h, Optional<LockInfo> held, LockInfo asked) {
+    if (held.isPresent() && held.get().equals(asked)) {
+      return new Granted(asked.id(), null, false);
+    }
+    String heldAs =
+        held.map(
+                i ->
+                    "Who "
+                        + io.leasehold.api.DisplayText.clean(i.who(), 64)
+                        + ", Created "
+                        + io.leasehold.api.DisplayText.clean(i.created(), 64))
+            .orElse("no LockInfo");
+    return new Refused(
+        Refusal.ID_IN_USE,
+        "lock ID "
+            + asked.id()
+            + " already holds the lock for another request of the same identity with a different"
+            + " LockInfo ("
+            + heldAs
+            + "; this request: Who "
+            + io.leasehold.api.DisplayText.clean(asked.who(), 64)
+            + ", Created "
+            + io.leasehold.api.DisplayText.clean(asked.created(), 64)
+            + "): a LOCK with a held lock ID is granted again only as a retry with the same"
+            + " LockInfo; use a new lock ID",
+        Optional.of(h));
   }
 
   /** Not now: with {@code waits}, the requester takes its place in line (or takes it back). */
@@ -593,6 +644,17 @@ public final class LockService {
                 holder));
       }
       next = pruned.append(Ticket.client(info.id(), who(info, caller), owner, replica, now));
+      if (!LeaseSize.lineFits(lease, next)) {
+        return Step.answer(
+            new Refused(
+                Refusal.LINE_FULL,
+                "the line for this state is full (its places take all the room the lock Lease"
+                    + " has for them, "
+                    + LeaseSize.LINE_BUDGET
+                    + " bytes), so this request is not in it; retry (terraform -lock-timeout"
+                    + " does)",
+                holder));
+      }
     }
     NotNow answer = new NotNow(holder, holderJson, next.position(info.id()));
     return next.equals(line)
@@ -683,7 +745,7 @@ public final class LockService {
               // cleared by a client that rewrote the Lease's annotations) join again at the back.
               for (Waiting w : local.values()) {
                 if (pruned.find(w.info().id()).isEmpty() && pruned.clients() < Line.MAX_CLIENTS) {
-                  pruned =
+                  Line joined =
                       pruned.append(
                           Ticket.client(
                               w.info().id(),
@@ -691,6 +753,9 @@ public final class LockService {
                               Caller.digest(w.caller().identity()),
                               replica,
                               now));
+                  if (LeaseSize.lineFits(lease, joined)) {
+                    pruned = joined;
+                  }
                 }
               }
               Optional<Holder> holder = Holder.of(lease, now);
@@ -725,7 +790,8 @@ public final class LockService {
                       LeaseLock.heldBy(lease, w.info(), w.caller().identity()),
                       pruned.without(w.info().id()));
               return new Step<>(
-                  held, Optional.of(new Granted(w.info().id(), null, holder.isPresent())));
+                  tookOver(held, holder),
+                  Optional.of(new Granted(w.info().id(), null, holder.isPresent())));
             },
             written);
     return granted.map(
@@ -1024,11 +1090,17 @@ public final class LockService {
               Line line = LeaseLock.line(lease);
               Line next =
                   kept(line.filter(t -> !t.isJob() || waiting.contains(t.id())), clock.instant());
+              long room = LeaseSize.lineRoom(lease, next);
               for (Ticket job : waitingJobs) {
                 if (next.jobs() >= Line.MAX_JOBS) {
                   break;
                 }
                 if (next.find(job.id()).isEmpty()) {
+                  room -= LeaseSize.place(job);
+                  if (room < 0) {
+                    // No room left on the Lease: it waits unlined, like Jobs beyond MAX_JOBS.
+                    break;
+                  }
                   next = next.append(job);
                 }
               }
@@ -1087,10 +1159,16 @@ public final class LockService {
                 .filter(r -> !r.uid().equals(endedUid) && !r.uid().equals(jobUid))
                 .toList());
     running.add(new LeaseLock.RunningJob(jobUid, LeaseLock.jobName(jobLock.id())));
+    Optional<Holder> takenOver =
+        holder.filter(
+            h ->
+                h.expired()
+                    && !h.jobUid().filter(u -> u.equals(endedUid) || u.equals(jobUid)).isPresent());
     Lease held =
         LeaseLock.withRunning(
             LeaseLock.withLine(
-                LeaseLock.heldFor(lease, jobLock, durationSeconds, clock.instant()),
+                tookOver(
+                    LeaseLock.heldFor(lease, jobLock, durationSeconds, clock.instant()), takenOver),
                 kept(LeaseLock.line(lease).without(jobUid), clock.instant())),
             running);
     return write(lease, held);
@@ -1278,7 +1356,7 @@ public final class LockService {
               return Step.answer(new NotNow(holder, LeaseLock.holderJson(lease), 0));
             }
             return new Step<>(
-                LeaseLock.heldBy(lease, info, Caller.LEASEHOLD.identity()),
+                tookOver(LeaseLock.heldBy(lease, info, Caller.LEASEHOLD.identity()), holder),
                 new Granted(id, null, holder.isPresent()));
           });
     } catch (KubernetesClientException e) {

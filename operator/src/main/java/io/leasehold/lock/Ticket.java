@@ -38,13 +38,27 @@ public record Ticket(
     CLIENT
   }
 
+  /**
+   * Most characters of {@code who} a place keeps: it is for people to read, and the line, kept on
+   * the lock Lease, must stay small (see {@link LeaseSize}).
+   */
+  public static final int WHO_KEPT = 64;
+
   public static Ticket job(String uid, String name, Instant since) {
-    return new Ticket(Kind.JOB, uid, name, null, since, null, null);
+    return new Ticket(Kind.JOB, uid, kept(name), null, since, null, null);
   }
 
   public static Ticket client(
       String lockId, String who, String ownerDigest, String replica, Instant since) {
-    return new Ticket(Kind.CLIENT, lockId, who, ownerDigest, since, replica, null);
+    return new Ticket(Kind.CLIENT, lockId, kept(who), ownerDigest, since, replica, null);
+  }
+
+  /**
+   * {@code who} as a place keeps it: control and invisible characters (6 bytes each once escaped in
+   * the line's JSON) replaced, and cut to {@value #WHO_KEPT} characters.
+   */
+  static String kept(String who) {
+    return io.leasehold.api.DisplayText.clean(who, WHO_KEPT);
   }
 
   @JsonIgnore

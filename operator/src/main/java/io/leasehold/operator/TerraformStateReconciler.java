@@ -900,6 +900,24 @@ public class TerraformStateReconciler
           "lock passed from " + describe(before) + " to " + after.get().summary());
       return;
     }
+    Optional<String> tookOverFrom =
+        afterId == null ? Optional.empty() : LeaseLock.tookOverFrom(outcome.lease());
+    if (beforeId != null && tookOverFrom.filter(beforeId::equals).isPresent()) {
+      // Not released: its holder stopped renewing it, and the lock was taken from it.
+      events.warning(
+          resource,
+          "LockTakenOver",
+          "lock "
+              + beforeId
+              + " held by "
+              + describe(before)
+              + " expired and was taken over by "
+              + after.get().summary()
+              + " (lock "
+              + afterId
+              + ")");
+      return;
+    }
     if (beforeId != null
         && afterId != null
         && beforeId.startsWith(LeaseLock.JOB_PREFIX)
@@ -923,7 +941,14 @@ public class TerraformStateReconciler
     }
     if (afterId != null) {
       Holder h = after.get();
-      events.normal(resource, "LockTaken", "lock " + afterId + " taken by " + h.summary());
+      events.normal(
+          resource,
+          "LockTaken",
+          "lock "
+              + afterId
+              + " taken by "
+              + h.summary()
+              + tookOverFrom.map(id -> ", over expired lock " + id).orElse(""));
       if (h.info().isEmpty()) {
         events.warning(
             resource,

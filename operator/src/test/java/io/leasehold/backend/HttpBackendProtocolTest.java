@@ -337,6 +337,62 @@ class HttpBackendProtocolTest {
     assertThat(backend.unlock(s, lockInfo("late", "late@ci")).status()).isEqualTo(200);
   }
 
+  @Test
+  @DisplayName(
+      "Two LOCKs of one identity with the same lock ID but different LockInfo, sent at once: only"
+          + " one is told it holds the lock, the other is answered 423 naming the conflict; a retry"
+          + " with the very LockInfo that took the lock is granted again")
+  void sameLockIdTwiceIsGrantedOnlyAsARetry() throws Exception {
+    String s = state("twice");
+    for (int round = 0; round < 10; round++) {
+      String id = "reused-" + round;
+      LockInfo a =
+          new LockInfo(
+              id, "OperationTypeApply", "", "a@host", "1.11.4", "2026-11-26T12:00:01Z", "");
+      LockInfo b =
+          new LockInfo(id, "OperationTypePlan", "", "b@host", "1.11.4", "2026-11-26T12:00:02Z", "");
+      java.util.concurrent.CountDownLatch go = new java.util.concurrent.CountDownLatch(1);
+      CompletableFuture<BackendClient.Response> first =
+          CompletableFuture.supplyAsync(
+              () ->
+                  call(
+                      () -> {
+                        go.await();
+                        return backend.lock(s, a, null);
+                      }));
+      CompletableFuture<BackendClient.Response> second =
+          CompletableFuture.supplyAsync(
+              () ->
+                  call(
+                      () -> {
+                        go.await();
+                        return backend.lock(s, b, null);
+                      }));
+      go.countDown();
+      List<BackendClient.Response> answers = List.of(first.get(), second.get());
+      List<BackendClient.Response> granted =
+          answers.stream().filter(r -> r.status() == 200).toList();
+      assertThat(granted).as("round " + round + ": " + answers).hasSize(1);
+      BackendClient.Response refused =
+          answers.stream().filter(r -> r.status() != 200).findFirst().orElseThrow();
+      assertThat(refused.status()).isEqualTo(423);
+      LockInfo shown = LockInfo.parse(refused.body()).orElseThrow();
+      assertThat(shown.info()).contains(id).contains("different LockInfo").contains("new lock ID");
+      // The Lease holds the LockInfo of the one told it holds the lock, as it sent it.
+      LockInfo winner = LockInfo.parse(granted.get(0).body()).orElseThrow();
+      LockInfo held =
+          LockInfo.parse(
+                  lease("twice").getMetadata().getAnnotations().get(LeaseLock.LOCK_INFO_ANNOTATION))
+              .orElseThrow();
+      assertThat(held).isEqualTo(winner);
+      LockInfo loser = winner.equals(a) ? b : a;
+      // Terraform's retry of the winner's request (its answer lost) is granted; the loser's is not.
+      assertThat(backend.lock(s, winner, null).status()).isEqualTo(200);
+      assertThat(backend.lock(s, loser, null).status()).isEqualTo(423);
+      assertThat(backend.unlock(s, winner).status()).isEqualTo(200);
+    }
+  }
+
   private static void editLease(String state, java.util.function.UnaryOperator<Lease> change) {
     harness
         .client()

@@ -279,6 +279,60 @@ class TerraformStateReconcilerTest {
             "Normal LockReleased: lock lock-2 held by bob@ci (OperationTypeApply) was released");
   }
 
+  @Test
+  @DisplayName(
+      "When a lock that leasehold renewed for its holder expires and a client takes it over, then"
+          + " the Event says it was taken over, naming the previous and the new holder, and never"
+          + " that it was released")
+  void takeoverIsReportedAsTakeover() {
+    create("takeover", DeletionPolicy.Retain);
+    eventually().until(() -> lease("takeover") != null);
+    // Held for a holder leasehold vouches for, which stopped renewing a minute ago.
+    LockInfo stale = TerraformStates.terraformLock("renewed-1", "ci@runner");
+    harness
+        .client()
+        .leases()
+        .inNamespace(NAMESPACE)
+        .withName(names("takeover").leaseName())
+        .edit(l -> LeaseLock.heldFor(l, stale, 5, java.time.Instant.now().minusSeconds(60)));
+    eventually()
+        .until(
+            () ->
+                harness.status("takeover").getLock() != null
+                    && "renewed-1".equals(harness.status("takeover").getLock().getId()));
+
+    io.leasehold.lock.LockService locks =
+        new io.leasehold.lock.LockService(
+            harness.client(),
+            io.leasehold.lock.LockService.LeaseSource.NONE,
+            java.time.Clock.systemUTC(),
+            "takeover-test",
+            io.leasehold.lock.LockService.Settings.DEFAULTS);
+    LockInfo taker = TerraformStates.terraformLock("taker-2", "dana@laptop");
+    io.leasehold.lock.LockService.Answer answer =
+        locks.lock(
+            names("takeover"), taker, io.leasehold.lock.Caller.of("dana", "dana"), false, Map.of());
+    assertThat(answer)
+        .isInstanceOfSatisfying(
+            io.leasehold.lock.LockService.Granted.class, g -> assertThat(g.tookOver()).isTrue());
+    assertThat(LeaseLock.tookOverFrom(lease("takeover"))).contains("renewed-1");
+
+    eventually()
+        .until(
+            () -> harness.events("takeover").stream().anyMatch(e -> e.contains("LockTakenOver")));
+    assertThat(harness.events("takeover"))
+        .contains(
+            "Warning LockTakenOver: lock renewed-1 held by ci@runner (OperationTypeApply) expired"
+                + " and was taken over by dana@laptop (OperationTypeApply) (lock taker-2)")
+        .noneMatch(e -> e.contains("LockReleased"))
+        .noneMatch(e -> e.contains("LockTaken: lock taker-2"));
+    // Released afterwards, the lock forgets the takeover.
+    assertThat(
+            locks.unlock(names("takeover"), "taker-2", io.leasehold.lock.Caller.of("dana", "dana")))
+        .isInstanceOf(io.leasehold.lock.LockService.Released.class);
+    assertThat(LeaseLock.tookOverFrom(lease("takeover"))).isEmpty();
+  }
+
   private static long stateSerial(String name) {
     TerraformState s = harness.get(name);
     if (s == null || s.getStatus() == null || s.getStatus().getState() == null) {
