@@ -12,9 +12,10 @@ public class LockSpec extends KeepsUnknownFields {
   public static final int DEFAULT_LEASE_DURATION_SECONDS = 300;
 
   @JsonPropertyDescription(
-      "Duration written on the Lease while leasehold holds the lock for a runner. leasehold"
-          + " renews it well inside this time; if the operator is gone for longer, other"
-          + " clients may treat the lock as expired.")
+      "Duration written on the Lease while leasehold holds the lock for a runner Job, renewed"
+          + " every third of it. A lapsed lock is still not taken over while its Job runs; the"
+          + " duration decides how soon the lock of a Job that ended while no replica leads may"
+          + " be taken.")
   @Default("300")
   @Min(5)
   @Max(3600)

@@ -12,7 +12,8 @@ import java.util.Optional;
  * @param id the lock ID ({@code spec.holderIdentity})
  * @param info Terraform's LockInfo, when the Lease carries it
  * @param vouched leasehold holds and renews the Lease for this holder (a runner Job)
- * @param expired vouched, but not renewed within its duration: the holder may be taken over
+ * @param expired vouched, but not renewed within its duration: the holder may be taken over, a
+ *     runner Job only once the Job has ended ({@link LockService#mayTakeOver})
  * @param owner the identity that took the lock through leasehold's backend, when it was
  * @param nested the lock a runner Job's own terraform took under the Job's lock, if any
  * @param unreadable the Lease's spec cannot be read: who holds the lock is not known ({@link

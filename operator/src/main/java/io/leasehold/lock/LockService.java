@@ -35,8 +35,10 @@ import org.slf4j.LoggerFactory;
  *   <li>A lock belongs to the identity that took it: using its ID from another identity is refused
  *       as {@link Refusal#NOT_OWNER}, which only a force-unlock may override. A runner Job's lock
  *       belongs to the Job's pods.
- *   <li>A lock leasehold vouches for (a runner Job's) expires when it goes unrenewed for its
- *       duration; only then may someone else take it over. Locks of stock Terraform never expire.
+ *   <li>A runner Job's lock is taken over only once its Lease went unrenewed for its duration and
+ *       the Job has ended (read from the API: {@link #mayTakeOver}), so a leader that stalls or
+ *       stops renewing never lets a second run start beside the first. Locks of clients and of
+ *       stock Terraform never expire.
  * </ul>
  *
  * <p>Answers are in the lock's own words (granted, held by whom, refused and why); the HTTP backend
@@ -176,6 +178,7 @@ public final class LockService {
   private final ReplicaLiveness liveness;
   private final Settings settings;
   private final LockCore core;
+  private final JobLiveness jobs;
 
   /**
    * Transitions on one Lease made by this process take turns (fairly, in the order they asked):
@@ -188,7 +191,20 @@ public final class LockService {
 
   public LockService(
       KubernetesClient client, LeaseSource leases, Clock clock, String replica, Settings settings) {
-    this(client, leases, clock, ReplicaLiveness.alone(replica), settings);
+    this(client, leases, clock, ReplicaLiveness.alone(replica), settings, JobLiveness.of(client));
+  }
+
+  /**
+   * @param jobs tells whether the runner Job a lapsed lock is held for still runs
+   */
+  public LockService(
+      KubernetesClient client,
+      LeaseSource leases,
+      Clock clock,
+      String replica,
+      Settings settings,
+      JobLiveness jobs) {
+    this(client, leases, clock, ReplicaLiveness.alone(replica), settings, jobs);
   }
 
   /**
@@ -200,7 +216,22 @@ public final class LockService {
       Clock clock,
       ReplicaLiveness liveness,
       Settings settings) {
+    this(client, leases, clock, liveness, settings, JobLiveness.of(client));
+  }
+
+  /**
+   * @param liveness which replicas are alive; places in line of the others are dropped
+   * @param jobs tells whether the runner Job a lapsed lock is held for still runs
+   */
+  public LockService(
+      KubernetesClient client,
+      LeaseSource leases,
+      Clock clock,
+      ReplicaLiveness liveness,
+      Settings settings,
+      JobLiveness jobs) {
     this.client = client;
+    this.jobs = jobs;
     this.leases = leases;
     this.clock = clock;
     this.replica = liveness.self();
@@ -451,6 +482,48 @@ public final class LockService {
     return transition(names, decide, null, true);
   }
 
+  // ------------------------------------------------------------------------------ taking over
+
+  /**
+   * Whether lock {@code h} (of a state in {@code namespace}) may be taken over now. A runner Job's
+   * lock: only once its Lease went unrenewed for its duration (while the leader renews it, the
+   * leader hands it on) and the Job has ended, read from the API whatever the renew time says:
+   * gone, completed or failed, and none of its pods still running. Should that not be readable the
+   * lock is not taken over. Any other lock leasehold vouches for: once it went unrenewed for its
+   * duration. Locks of clients and of stock Terraform, and an unreadable Lease: never.
+   */
+  public boolean mayTakeOver(String namespace, Holder h) {
+    if (!h.expired()) {
+      return false;
+    }
+    Optional<String> jobUid = h.jobUid();
+    if (jobUid.isEmpty()) {
+      return true;
+    }
+    String job = LeaseLock.jobName(h.id());
+    try {
+      if (!jobs.mayRun(namespace, job, jobUid.get())) {
+        return true;
+      }
+      LOG.debug(
+          "{}: lock {} went unrenewed past its duration but runner Job {} still runs; it is not"
+              + " taken over",
+          namespace,
+          h.id(),
+          job);
+      return false;
+    } catch (RuntimeException e) {
+      LOG.warn(
+          "{}: lock {} went unrenewed past its duration but whether runner Job {} still runs cannot"
+              + " be read ({}); it is not taken over",
+          namespace,
+          h.id(),
+          job,
+          e.getMessage());
+      return false;
+    }
+  }
+
   // ------------------------------------------------------------------------------ client locks
 
   /**
@@ -514,7 +587,7 @@ public final class LockService {
               Optional.empty()));
     }
     Optional<Holder> holder = Holder.of(lease, now);
-    if (holder.isPresent() && !holder.get().expired()) {
+    if (holder.isPresent() && !mayTakeOver(names.namespace(), holder.get())) {
       Holder h = holder.get();
       if (h.id().equals(info.id())) {
         if (!ownedBy(h, caller)) {
@@ -548,7 +621,7 @@ public final class LockService {
     if (closed.isPresent()) {
       return Step.answer(new Refused(Refusal.DELETING, closed.get(), holder));
     }
-    // Free, or held by an expired vouched holder that may be taken over.
+    // Free, or held by a lapsed holder that may be taken over (a runner Job's only once it ended).
     Map<String, Waiting> connected = withRequester(local, info, caller);
     pruned = tidy(pruned, connected, now);
     LockCore.Outcome decided =
@@ -760,7 +833,7 @@ public final class LockService {
               }
               Optional<Holder> holder = Holder.of(lease, now);
               Lease tidied = pruned.equals(line) ? null : LeaseLock.withLine(lease, pruned);
-              if (holder.isPresent() && !holder.get().expired()) {
+              if (holder.isPresent() && !mayTakeOver(names.namespace(), holder.get())) {
                 return new Step<>(tidied, Optional.<Granted>empty());
               }
               Optional<LockCore.Granted> first =
@@ -998,7 +1071,7 @@ public final class LockService {
               + " without the lock (-lock=false) is refused while the state is locked",
           holder);
     }
-    if (h.expired()) {
+    if (mayTakeOver(names.namespace(), h)) {
       return new Refused(
           Refusal.STALE_LOCK,
           "lock " + h.id() + " expired: its holder stopped renewing it; take the lock again",
@@ -1139,8 +1212,8 @@ public final class LockService {
       Lease lease, LockInfo jobLock, String jobUid, int durationSeconds, String endedUid) {
     Optional<Holder> holder = Holder.of(lease, clock.instant());
     if (holder.isPresent()
-        && !holder.get().expired()
-        && !holder.get().jobUid().filter(u -> u.equals(endedUid) || u.equals(jobUid)).isPresent()) {
+        && !holder.get().jobUid().filter(u -> u.equals(endedUid) || u.equals(jobUid)).isPresent()
+        && !mayTakeOver(lease.getMetadata().getNamespace(), holder.get())) {
       // Decided on an older version of the Lease: the lock was taken meanwhile. Never over it.
       throw new KubernetesClientException(
           "the lock on Lease "
@@ -1352,7 +1425,7 @@ public final class LockService {
             if (holder.isPresent() && holder.get().id().equals(id)) {
               return Step.answer(new Granted(id, lease, false));
             }
-            if (holder.isPresent() && !holder.get().expired()) {
+            if (holder.isPresent() && !mayTakeOver(names.namespace(), holder.get())) {
               return Step.answer(new NotNow(holder, LeaseLock.holderJson(lease), 0));
             }
             return new Step<>(

@@ -760,8 +760,9 @@ public class TerraformStateReconciler
                 + job.getMetadata().getName()
                 + " targets "
                 + resource.getMetadata().getName()
-                + " but was created without spec.suspend: true, so it runs outside the queue"
-                + " and without the lock; create runner Jobs suspended";
+                + " and runs outside the queue, without the lock, and leasehold could not"
+                + " suspend it (see its SuspendRefused Event); create runner Jobs suspended, and"
+                + " let leasehold alone unsuspend them";
         events.warning(job, "UnserializedRunner", message);
         events.warning(resource, "UnserializedRunner", message);
       }

@@ -13,6 +13,7 @@ import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.leasehold.api.TerraformState;
 import io.leasehold.kube.EventRecorder;
 import io.leasehold.lock.Holder;
+import io.leasehold.lock.JobLiveness;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.LockService;
@@ -71,7 +72,7 @@ public final class JobAdmission {
   static final Duration OWN_WRITE_RECHECK = Duration.ofMillis(100);
 
   /** The label the Job controller puts on a Job's pods: the Job's UID. */
-  public static final String CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid";
+  public static final String CONTROLLER_UID_LABEL = JobLiveness.CONTROLLER_UID_LABEL;
 
   /**
    * Where an admitted Job is in its run: running; ending (deleted, being deleted, or suspended
@@ -153,6 +154,11 @@ public final class JobAdmission {
    */
   public Outcome run(TerraformState state, StateNames names, Collection<Job> jobs) {
     RunQueue queue = RunQueue.of(names.name(), jobs, arrivals);
+    if (!queue.unserialized().isEmpty()) {
+      // Running without having been admitted: suspended again, they wait in line like the rest.
+      jobs = suspendUnadmitted(state, names, jobs, queue.unserialized());
+      queue = RunQueue.of(names.name(), jobs, arrivals);
+    }
     int duration = state.getSpec().getLock().getLeaseDurationSeconds();
     Instant now = clock.instant();
     keepHeldWhileRunning(names, queue, duration);
@@ -220,7 +226,7 @@ public final class JobAdmission {
       announce(state, queue, lease);
       return new Outcome(lease, queue, Optional.empty(), REQUEUED_RECHECK);
     }
-    if (holder.isPresent() && !holder.get().expired()) {
+    if (holder.isPresent() && !locks.mayTakeOver(names.namespace(), holder.get())) {
       // Held by someone leasehold does not admit for (stock Terraform, an HTTP client):
       // the queue waits until they release it.
       announce(state, queue, lease);
@@ -242,6 +248,12 @@ public final class JobAdmission {
     Optional<Ticket> next = locks.next(lease);
     if (next.isPresent() && next.get().isJob()) {
       Optional<Job> job = queue.waitingJob(next.get().id());
+      if (job.isPresent() && podsLeftOver(names, job.get())) {
+        // Its turn, but pods of a run it started unadmitted still terminate: it waits for them,
+        // first in line, so its run never overlaps theirs.
+        announce(state, queue, lease);
+        return new Outcome(lease, queue, Optional.empty(), ENDING_POLL);
+      }
       if (job.isPresent()) {
         lease = admit(state, names, lease, job.get(), duration, null);
         RunQueue after = RunQueue.of(names.name(), admittedCopy(jobs, job.get(), names), arrivals);
@@ -252,6 +264,112 @@ public final class JobAdmission {
     Duration recheck = recheckWhileClientsGoFirst(next);
     announce(state, queue, lease);
     return new Outcome(lease, queue, Optional.empty(), recheck);
+  }
+
+  /**
+   * Labelled Jobs of the state that run without having been admitted (unsuspended by someone else:
+   * a user's patch, a cluster without the chart's admission policies) are suspended again, as Kueue
+   * suspends a workload it has not admitted, with a Warning on the Job and the state naming who
+   * unsuspended it where the API server recorded it. They keep their place in line (a Job that was
+   * waiting in it is not removed, since it waits again) and run in their turn. A Job the Lease
+   * names (it holds the lock, or was admitted for the state and has not ended) is never suspended
+   * here, whatever its annotations say. Each suspension is conditional on the version of the Job
+   * looked at.
+   *
+   * @return {@code jobs} with each Job suspended here as it was written
+   * @throws KubernetesClientException with code 409 when a Job changed since it was read
+   */
+  private Collection<Job> suspendUnadmitted(
+      TerraformState state, StateNames names, Collection<Job> jobs, List<Job> unadmitted) {
+    Optional<Lease> lease = locks.existing(names);
+    Optional<Holder> holder = lease.flatMap(l -> Holder.of(l, clock.instant()));
+    Set<String> named = new java.util.HashSet<>();
+    holder.flatMap(Holder::jobUid).ifPresent(named::add);
+    lease.ifPresent(l -> LeaseLock.running(l).forEach(r -> named.add(r.uid())));
+    java.util.Map<String, Job> suspended = new java.util.HashMap<>();
+    for (Job job : unadmitted) {
+      if (named.contains(uid(job))) {
+        continue;
+      }
+      // Looked at as the API server has it now: the cache may be behind.
+      Job fresh =
+          client.batch().v1().jobs().inNamespace(names.namespace()).withName(name(job)).get();
+      if (fresh == null
+          || !uid(job).equals(uid(fresh))
+          || RunnerJobs.admitted(fresh)
+          || RunnerJobs.suspended(fresh)
+          || RunnerJobs.finished(fresh)
+          || fresh.getMetadata().getDeletionTimestamp() != null) {
+        continue;
+      }
+      Optional<String> setBy = RunnerJobs.suspendSetBy(fresh);
+      ObjectNode patch = MAPPER.createObjectNode();
+      ObjectNode metadata = patch.putObject("metadata");
+      metadata.put("uid", uid(fresh));
+      metadata.put("resourceVersion", fresh.getMetadata().getResourceVersion());
+      patch.putObject("spec").put("suspend", true);
+      Job patched;
+      try {
+        patched =
+            client
+                .batch()
+                .v1()
+                .jobs()
+                .inNamespace(names.namespace())
+                .resource(fresh)
+                .patch(PatchContext.of(PatchType.JSON_MERGE), patch.toString());
+      } catch (KubernetesClientException e) {
+        if (e.getCode() == 404 || (e.getCode() == 422 && mentionsUid(e))) {
+          continue;
+        }
+        if (e.getCode() == 409) {
+          throw e;
+        }
+        // Refused (RBAC, a policy): it stays listed as running outside the queue.
+        if (announced.add("unsuspendable/" + uid(job))) {
+          events.warning(
+              job,
+              "SuspendRefused",
+              "the Job runs without having been admitted for "
+                  + names.name()
+                  + " but the API server refused to suspend it ("
+                  + e.getCode()
+                  + "): "
+                  + refusal(e));
+        }
+        continue;
+      }
+      written.jobWritten(state, patched, job);
+      suspended.put(uid(patched), patched);
+      announced.remove(uid(job));
+      announced.remove("unsuspendable/" + uid(job));
+      String message =
+          "Job "
+              + name(job)
+              + " targets "
+              + names.name()
+              + " but runs without having been admitted: "
+              + setBy
+                  .map(m -> "spec.suspend was last set by " + m)
+                  .orElse("the API server does not record who unsuspended it")
+              + "; "
+              + holder
+                  .map(h -> "the lock is held by " + h.summary())
+                  .orElse("the lock was not taken for it")
+              + ". Only the Job leasehold admits may run: it is suspended again (the Job"
+              + " controller deletes its pods) and waits in line, keeping its place, to run in its"
+              + " turn";
+      events.warning(job, "UnadmittedJobSuspended", message);
+      events.warning(state, "UnadmittedJobSuspended", message);
+    }
+    if (suspended.isEmpty()) {
+      return jobs;
+    }
+    List<Job> after = new java.util.ArrayList<>(jobs.size());
+    for (Job j : jobs) {
+      after.add(suspended.getOrDefault(uid(j), j));
+    }
+    return after;
   }
 
   /** The Job the lock is held for, found by UID even when its labels no longer say so. */
@@ -379,6 +497,26 @@ public final class JobAdmission {
     return podsRunning(names.namespace(), uid) ? Run.ENDING : Run.ENDED;
   }
 
+  /**
+   * Whether a waiting Job still has pods of a run it started without being admitted, suspended
+   * again since (the Job controller deletes them, each within its grace period). Only a Job whose
+   * status shows it started is looked at.
+   */
+  private boolean podsLeftOver(StateNames names, Job job) {
+    var status = job.getStatus();
+    boolean started =
+        status != null
+            && (status.getStartTime() != null
+                || positive(status.getActive())
+                || positive(status.getTerminating())
+                || positive(status.getReady()));
+    return started && podsRunning(names.namespace(), uid(job));
+  }
+
+  private static boolean positive(Integer n) {
+    return n != null && n > 0;
+  }
+
   /** Suspended and never admitted: it has no pod and never had one. */
   private static boolean neverStarted(Job job) {
     return job != null
@@ -400,18 +538,7 @@ public final class JobAdmission {
    * the label the Job controller puts on them.
    */
   private boolean podsRunning(String namespace, String uid) {
-    return client
-        .pods()
-        .inNamespace(namespace)
-        .withLabel(CONTROLLER_UID_LABEL, uid)
-        .list()
-        .getItems()
-        .stream()
-        .anyMatch(
-            p ->
-                p.getStatus() == null
-                    || !("Succeeded".equals(p.getStatus().getPhase())
-                        || "Failed".equals(p.getStatus().getPhase())));
+    return JobLiveness.podsRunning(client, namespace, uid);
   }
 
   /**
@@ -500,7 +627,9 @@ public final class JobAdmission {
         strays(names, lease, jobs).running().stream().anyMatch(j -> !uid(j).equals(endedUid));
     if (next.isPresent() && next.get().isJob() && !othersRunning) {
       Optional<Job> job = queue.waitingJob(next.get().id());
-      if (job.isPresent()) {
+      // A next Job whose pods of a run it started unadmitted still terminate is not admitted
+      // yet: the lock is released, and the Job, first in line, takes it once they have ended.
+      if (job.isPresent() && !podsLeftOver(names, job.get())) {
         Lease handed = admit(state, names, lease, job.get(), duration, endedUid);
         if (ended != null) {
           events.normal(
@@ -716,6 +845,10 @@ public final class JobAdmission {
    */
   public WindDown windDown(TerraformState state, StateNames names, Collection<Job> jobs) {
     RunQueue queue = RunQueue.of(names.name(), jobs, arrivals);
+    if (!queue.unserialized().isEmpty()) {
+      jobs = suspendUnadmitted(state, names, jobs, queue.unserialized());
+      queue = RunQueue.of(names.name(), jobs, arrivals);
+    }
     for (Job job : queue.waiting()) {
       if (announced.add("deleting/" + uid(job))) {
         events.warning(

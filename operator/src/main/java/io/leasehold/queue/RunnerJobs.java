@@ -1,8 +1,14 @@
 package io.leasehold.queue;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import io.fabric8.kubernetes.api.model.ManagedFieldsEntry;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.batch.v1.JobCondition;
+import io.leasehold.lock.JobLiveness;
 import io.leasehold.lock.LeaseLock;
+import java.util.Comparator;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
@@ -32,16 +38,7 @@ public final class RunnerJobs {
 
   /** Complete or Failed: the Job will run no more pods. */
   public static boolean finished(Job job) {
-    if (job.getStatus() == null || job.getStatus().getConditions() == null) {
-      return false;
-    }
-    for (JobCondition c : job.getStatus().getConditions()) {
-      if (("Complete".equals(c.getType()) || "Failed".equals(c.getType()))
-          && "True".equals(c.getStatus())) {
-        return true;
-      }
-    }
-    return false;
+    return JobLiveness.finished(job);
   }
 
   /** How the Job ended, for Events: "completed", "failed", "was deleted", ... */
@@ -67,6 +64,46 @@ public final class RunnerJobs {
     }
     return "ended";
   }
+
+  /**
+   * Who last set the Job's {@code spec.suspend}, as the API server's field ownership ({@code
+   * metadata.managedFields}) tells: each field manager owning it, with its operation and time,
+   * newest first ("kubectl-patch (Update at 2026-01-01T10:00:00Z)"). Empty when the Job carries no
+   * such record.
+   */
+  public static Optional<String> suspendSetBy(Job job) {
+    List<ManagedFieldsEntry> entries = job.getMetadata().getManagedFields();
+    if (entries == null) {
+      return Optional.empty();
+    }
+    List<String> managers =
+        entries.stream()
+            .filter(e -> e.getManager() != null && ownsSuspend(e))
+            .sorted(
+                Comparator.comparing(
+                        (ManagedFieldsEntry e) -> e.getTime() == null ? "" : e.getTime())
+                    .reversed())
+            .map(
+                e ->
+                    e.getManager()
+                        + " ("
+                        + (e.getOperation() == null ? "" : e.getOperation())
+                        + (e.getTime() == null ? "" : " at " + e.getTime())
+                        + ")")
+            .distinct()
+            .toList();
+    return managers.isEmpty() ? Optional.empty() : Optional.of(String.join(", ", managers));
+  }
+
+  private static boolean ownsSuspend(ManagedFieldsEntry entry) {
+    if (entry.getFieldsV1() == null) {
+      return false;
+    }
+    JsonNode fields = JSON.valueToTree(entry.getFieldsV1());
+    return fields.path("f:spec").has("f:suspend");
+  }
+
+  private static final ObjectMapper JSON = new ObjectMapper();
 
   public static boolean suspended(Job job) {
     return job.getSpec() != null && Boolean.TRUE.equals(job.getSpec().getSuspend());

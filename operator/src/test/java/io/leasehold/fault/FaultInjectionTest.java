@@ -412,8 +412,8 @@ class FaultInjectionTest {
           startReplica(api, clients, replicas, leader, guards);
           fault("leader-restart");
         } else if (!outageDone) {
-          // Every replica away for longer than the 5 s lease: a Job's lock may expire and be
-          // taken over meanwhile.
+          // Every replica away for longer than the 5 s lease: a Job's lock lapses, and is taken
+          // over only once its Job has ended.
           replicas.get(0).close();
           replicas.get(1).close();
           Thread.sleep(6_000);

@@ -335,4 +335,138 @@ class LockServiceTest {
       server.destroy();
     }
   }
+
+  /** A runner Job as the API holds it, and its lock taken for it with a 5 s lease. */
+  private static io.fabric8.kubernetes.api.model.batch.v1.Job admittedJob(
+      StateNames n, String job) {
+    io.fabric8.kubernetes.api.model.batch.v1.Job created =
+        client
+            .resource(io.leasehold.support.RunnerJobFixtures.runner(job, n.name(), false))
+            .create();
+    String uid = created.getMetadata().getUid();
+    locks.admit(locks.fresh(n), info(LeaseLock.jobLockId(job, uid), "job/" + job), uid, 5, null);
+    return created;
+  }
+
+  /** The Lease as a leader that stopped renewing it a minute ago leaves it. */
+  private static void lapse(StateNames n) {
+    Lease lease = locks.fresh(n);
+    client.resource(LeaseLock.renewed(lease, 5, java.time.Instant.now().minusSeconds(60))).update();
+    assertThat(Holder.of(locks.fresh(n)).orElseThrow().expired()).isTrue();
+  }
+
+  private static io.fabric8.kubernetes.api.model.Pod podOf(
+      io.fabric8.kubernetes.api.model.batch.v1.Job job) {
+    return client
+        .resource(
+            new io.fabric8.kubernetes.api.model.PodBuilder()
+                .withNewMetadata()
+                .withName(job.getMetadata().getName() + "-pod")
+                .withNamespace("default")
+                .addToLabels(JobLiveness.CONTROLLER_UID_LABEL, job.getMetadata().getUid())
+                .endMetadata()
+                .withNewSpec()
+                .addNewContainer()
+                .withName("terraform")
+                .withImage("hashicorp/terraform:1.11")
+                .endContainer()
+                .withRestartPolicy("Never")
+                .endSpec()
+                .build())
+        .create();
+  }
+
+  @Test
+  @DisplayName(
+      "A runner Job's lock whose Lease went unrenewed past its duration (the leader stalled) is"
+          + " not taken over while the Job runs, nor while its pod still runs after it finished:"
+          + " not by a LOCK, a waiting client, another Job or a deletion, and the Job's pod still"
+          + " writes under it; once the Job and its pods have ended, the first in line takes it")
+  void aLapsedJobLockIsKeptUntilTheJobEnds() {
+    StateNames n = names("lapsed");
+    io.fabric8.kubernetes.api.model.batch.v1.Job job = admittedJob(n, "lapsed-run");
+    String uid = job.getMetadata().getUid();
+    String id = LeaseLock.jobLockId("lapsed-run", uid);
+    Caller pod =
+        new Caller() {
+          @Override
+          public String identity() {
+            return "system:serviceaccount:default:runner";
+          }
+
+          @Override
+          public boolean isPodOfJob(String namespace, String jobUid) {
+            return uid.equals(jobUid);
+          }
+
+          @Override
+          public String describe() {
+            return "the Job's pod";
+          }
+        };
+    assertThat(locks.lock(n, info("tf-in-pod", "runner@pod"), pod, false, Map.of()))
+        .isInstanceOf(LockService.Granted.class);
+    lapse(n);
+    Map<String, LockService.Waiting> waiting =
+        Map.of("waiter", new LockService.Waiting(info("waiter", "bob@ci"), BOB));
+
+    // The Job exists and has not finished.
+    assertThat(locks.lock(n, info("c-1", "alice@laptop"), ALICE, false, Map.of()))
+        .isInstanceOfSatisfying(
+            LockService.NotNow.class, a -> assertThat(a.holder()).map(Holder::id).contains(id));
+    assertThat(locks.lock(n, info("waiter", "bob@ci"), BOB, true, waiting))
+        .isInstanceOf(LockService.NotNow.class);
+    assertThat(locks.serve(n, waiting)).isEmpty();
+    assertThat(locks.lockForDeletion(n, "state-uid")).isInstanceOf(LockService.NotNow.class);
+    String other = LeaseLock.jobLockId("lapsed-next", "other-uid");
+    assertThatThrownBy(
+            () -> locks.admit(locks.fresh(n), info(other, "job/lapsed-next"), "other-uid", 5, null))
+        .isInstanceOfSatisfying(
+            KubernetesClientException.class, e -> assertThat(e.getCode()).isEqualTo(409));
+    assertThat(locks.checkWrite(n, "tf-in-pod", pod, "write"))
+        .isInstanceOf(LockService.Allowed.class);
+
+    // Finished, but its pod still terminates: its last write may come.
+    io.fabric8.kubernetes.api.model.Pod running = podOf(job);
+    io.leasehold.support.RunnerJobFixtures.finish(client, "lapsed-run", false);
+    assertThat(locks.serve(n, waiting)).isEmpty();
+    assertThat(locks.fresh(n).getSpec().getHolderIdentity()).isEqualTo(id);
+
+    // Its pod ended: the first in line takes the lock over.
+    running.setStatus(
+        new io.fabric8.kubernetes.api.model.PodStatusBuilder().withPhase("Failed").build());
+    client.resource(running).updateStatus();
+    assertThat(locks.serve(n, waiting))
+        .hasValueSatisfying(
+            g -> {
+              assertThat(g.lockId()).isEqualTo("waiter");
+              assertThat(g.tookOver()).isTrue();
+            });
+    assertThat(locks.fresh(n).getSpec().getHolderIdentity()).isEqualTo("waiter");
+  }
+
+  @Test
+  @DisplayName(
+      "A lapsed runner Job's lock is taken over once its Job is deleted; while whether the Job"
+          + " runs cannot be read, it is not")
+  void aLapsedJobLockGoesOnlyOnceTheJobIsKnownToBeGone() {
+    StateNames n = names("lapsed-gone");
+    admittedJob(n, "gone-run");
+    lapse(n);
+    LockService blind =
+        new LockService(
+            client,
+            LockService.LeaseSource.NONE,
+            Clock.systemUTC(),
+            "replica-a",
+            LockService.Settings.DEFAULTS,
+            (namespace, name, uid) -> {
+              throw new KubernetesClientException("the API server is unreachable");
+            });
+    client.batch().v1().jobs().inNamespace("default").withName("gone-run").delete();
+    assertThat(blind.lock(n, info("c-2", "alice@laptop"), ALICE, false, Map.of()))
+        .isInstanceOf(LockService.NotNow.class);
+    assertThat(locks.lock(n, info("c-2", "alice@laptop"), ALICE, false, Map.of()))
+        .isInstanceOfSatisfying(LockService.Granted.class, g -> assertThat(g.tookOver()).isTrue());
+  }
 }

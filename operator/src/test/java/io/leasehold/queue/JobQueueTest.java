@@ -242,33 +242,166 @@ class JobQueueTest {
     finish(harness.client(), "orphan-job", true);
   }
 
+  private static List<String> line(String state) {
+    return LeaseLock.line(lease(state)).tickets().stream()
+        .map(io.leasehold.lock.Ticket::who)
+        .toList();
+  }
+
   @Test
   @DisplayName(
-      "When a labelled Job is created without suspend, then it is shown as an unserialized"
-          + " runner, warned about, and never treated as the lock holder")
-  void unsuspendedJobIsUnserialized() {
+      "When a labelled Job is created without suspend while another Job holds the lock, then it is"
+          + " suspended, told why on the Job and the state, and runs once admitted in its turn")
+  void unsuspendedJobIsSuspendedAndWaitsItsTurn() {
     createState(harness, "careless", 300);
+    create(harness.client(), "careful-job", "careless");
+    eventually().until(() -> running(job("careful-job")));
     harness.client().resource(RunnerJobFixtures.runner("careless-job", "careless", false)).create();
 
+    eventually().until(() -> RunnerJobs.suspended(job("careless-job")));
+    eventually().until(() -> queued("careless").equals(List.of("careless-job")));
+    String warning =
+        "Warning UnadmittedJobSuspended: Job careless-job targets careless but runs without having"
+            + " been admitted";
     eventually()
         .untilAsserted(
             () -> {
-              TerraformState s = harness.get("careless");
-              assertThat(s.getStatus()).isNotNull();
-              assertThat(s.getStatus().getUnserializedRunners()).containsExactly("careless-job");
-              assertThat(s.getStatus().getRunningJob()).isNull();
+              assertThat(harness.events("careless-job"))
+                  .anyMatch(e -> e.startsWith(warning) && e.contains("held by job/careful-job"));
+              assertThat(harness.events("careless")).anyMatch(e -> e.startsWith(warning));
             });
-    assertThat(lease("careless").getSpec().getHolderIdentity()).isNull();
+    assertThat(harness.get("careless").getStatus().getUnserializedRunners()).isNullOrEmpty();
+    assertThat(running(job("careful-job"))).isTrue();
+
+    finish(harness.client(), "careful-job", true);
+    eventually().until(() -> running(job("careless-job")));
+    finish(harness.client(), "careless-job", true);
+  }
+
+  @Test
+  @DisplayName(
+      "When a waiting Job is unsuspended by a user's patch while another Job holds the lock, then"
+          + " it is suspended again with a Warning, the holder runs on untouched, and the patched"
+          + " Job keeps its place in line and runs in its order")
+  void patchedJobIsSuspendedAgainAndKeepsItsPlace() {
+    createState(harness, "patched", 300);
+    create(harness.client(), "patched-1", "patched");
+    eventually().until(() -> running(job("patched-1")));
+    String holder = lease("patched").getSpec().getHolderIdentity();
+    for (String n : List.of("patched-2", "patched-3", "patched-4")) {
+      create(harness.client(), n, "patched");
+    }
+    eventually()
+        .until(() -> line("patched").equals(List.of("patched-2", "patched-3", "patched-4")));
+
+    harness
+        .client()
+        .batch()
+        .v1()
+        .jobs()
+        .inNamespace(NAMESPACE)
+        .withName("patched-3")
+        .patch(
+            io.fabric8.kubernetes.client.dsl.base.PatchContext.of(
+                io.fabric8.kubernetes.client.dsl.base.PatchType.JSON_MERGE),
+            "{\"spec\":{\"suspend\":false}}");
+
     eventually()
         .untilAsserted(
             () ->
-                assertThat(harness.events("careless-job"))
-                    .anyMatch(e -> e.startsWith("Warning UnserializedRunner")));
+                assertThat(harness.events("patched-3"))
+                    .anyMatch(
+                        e ->
+                            e.startsWith(
+                                    "Warning UnadmittedJobSuspended: Job patched-3 targets patched"
+                                        + " but runs without having been admitted")
+                                && e.contains("the lock is held by job/patched-1")
+                                && e.contains("suspended again")));
+    assertThat(harness.events("patched"))
+        .anyMatch(e -> e.startsWith("Warning UnadmittedJobSuspended: Job patched-3"));
+    assertThat(RunnerJobs.suspended(job("patched-3"))).isTrue();
+    assertThat(RunnerJobs.admitted(job("patched-3"))).isFalse();
+    assertThat(running(job("patched-1"))).isTrue();
+    assertThat(lease("patched").getSpec().getHolderIdentity()).isEqualTo(holder);
+    assertThat(line("patched")).containsExactly("patched-2", "patched-3", "patched-4");
 
-    // A properly suspended Job still gets the lock; the unserialized one does not block it.
-    create(harness.client(), "careful-job", "careless");
-    eventually().until(() -> running(job("careful-job")));
-    finish(harness.client(), "careful-job", true);
+    for (String n : List.of("patched-2", "patched-3", "patched-4")) {
+      String before = lease("patched").getSpec().getHolderIdentity();
+      finish(harness.client(), before.split("/")[1], true);
+      eventually().until(() -> running(job(n)));
+      assertThat(
+              List.of("patched-2", "patched-3", "patched-4").stream()
+                  .filter(other -> running(job(other)))
+                  .toList())
+          .containsExactly(n);
+    }
+    finish(harness.client(), "patched-4", true);
+    eventually().until(() -> lease("patched").getSpec().getHolderIdentity() == null);
+  }
+
+  @Test
+  @DisplayName(
+      "When a Job caught running unadmitted is suspended with its pod still running, then it is"
+          + " admitted, though first in line with the lock free, only once that pod has ended")
+  void caughtJobWaitsForItsPodToEnd() {
+    harness.client().resource(RunnerJobFixtures.runner("caught-job", "caught", false)).create();
+    // It started before anyone looked: the Job controller made a pod and counts it active.
+    Job started = job("caught-job");
+    io.fabric8.kubernetes.api.model.Pod pod =
+        harness
+            .client()
+            .resource(
+                new io.fabric8.kubernetes.api.model.PodBuilder()
+                    .withNewMetadata()
+                    .withName("caught-job-pod")
+                    .withNamespace(NAMESPACE)
+                    .addToLabels(JobAdmission.CONTROLLER_UID_LABEL, started.getMetadata().getUid())
+                    .endMetadata()
+                    .withNewSpec()
+                    .addNewContainer()
+                    .withName("terraform")
+                    .withImage("hashicorp/terraform:1.11")
+                    .endContainer()
+                    .withRestartPolicy("Never")
+                    .endSpec()
+                    .build())
+            .create();
+    pod.setStatus(
+        new io.fabric8.kubernetes.api.model.PodStatusBuilder().withPhase("Running").build());
+    pod = harness.client().resource(pod).updateStatus();
+    harness
+        .client()
+        .batch()
+        .v1()
+        .jobs()
+        .inNamespace(NAMESPACE)
+        .withName("caught-job")
+        .editStatus(
+            j -> {
+              j.setStatus(
+                  new io.fabric8.kubernetes.api.model.batch.v1.JobStatusBuilder()
+                      .withActive(1)
+                      .withStartTime(java.time.Instant.now().toString())
+                      .build());
+              return j;
+            });
+    createState(harness, "caught", 300);
+
+    eventually().until(() -> RunnerJobs.suspended(job("caught-job")));
+    await()
+        .during(Duration.ofSeconds(2))
+        .atMost(Duration.ofSeconds(10))
+        .until(
+            () ->
+                !running(job("caught-job"))
+                    && lease("caught").getSpec().getHolderIdentity() == null
+                    && line("caught").equals(List.of("caught-job")));
+
+    pod.setStatus(
+        new io.fabric8.kubernetes.api.model.PodStatusBuilder().withPhase("Failed").build());
+    harness.client().resource(pod).updateStatus();
+    eventually().until(() -> running(job("caught-job")));
+    finish(harness.client(), "caught-job", true);
   }
 
   @Test
