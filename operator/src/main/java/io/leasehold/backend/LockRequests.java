@@ -118,41 +118,6 @@ public final class LockRequests implements WriteLock {
   }
 
   /**
-   * LOCK without waiting: granted now, or 423 with the holder (or with the first in line, when the
-   * lock is free but others are before the requester). Blocking.
-   */
-  LockWaiters.Outcome lockNow(
-      StateBackend.Target target, LockInfo info, Requester who, Caller caller) {
-    try {
-      return lockNow(target, info, who, caller, ALWAYS_OPEN)
-          .toCompletionStage()
-          .toCompletableFuture()
-          .get(60, java.util.concurrent.TimeUnit.SECONDS);
-    } catch (java.util.concurrent.ExecutionException e) {
-      if (e.getCause() instanceof RuntimeException r) {
-        throw r;
-      }
-      throw new IllegalStateException(e.getCause());
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw ReplyException.text(503, "interrupted while taking the lock; retry");
-    } catch (java.util.concurrent.TimeoutException e) {
-      throw ReplyException.text(503, "taking the lock took too long; retry");
-    }
-  }
-
-  private static final LockWaiters.Connection ALWAYS_OPEN =
-      new LockWaiters.Connection() {
-        @Override
-        public boolean open() {
-          return true;
-        }
-
-        @Override
-        public void onClose(Runnable closed) {}
-      };
-
-  /**
    * LOCK without waiting, in turn with this replica's other requests for the state: granted now, or
    * 423 with the holder (or with the first in line, when the lock is free but others are before the
    * requester).
@@ -319,11 +284,31 @@ public final class LockRequests implements WriteLock {
                     r.message()));
   }
 
+  /**
+   * LOCK for a request of the backend's own (a restore), decided on the calling worker thread: it
+   * never waits for a task on the pool it runs on, which a burst of such requests could fill.
+   */
   @Override
   public StateBackend.LockAttempt tryLock(
       StateBackend.Target target, LockInfo info, Requester who) {
-    LockWaiters.Outcome outcome = lockNow(target, info, who, caller(who));
-    return new StateBackend.LockAttempt(outcome.grant().isPresent(), outcome.reply());
+    Caller caller = caller(who);
+    LockService.Answer answer =
+        locks.lock(target.names(), info, caller, false, waiters.local(target.names()));
+    if (answer instanceof LockService.Granted g) {
+      if (g.tookOver()) {
+        metrics.lockExpiredTakenOver();
+      }
+      audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
+      return new StateBackend.LockAttempt(true, Reply.json(200, info.toJson()));
+    }
+    if (answer instanceof LockService.NotNow n) {
+      audit.record(target, who, "LOCK: not granted now (423)");
+      return new StateBackend.LockAttempt(false, Reply.json(423, n.holderJson()));
+    }
+    if (answer instanceof LockService.Refused r) {
+      throw lockRefused(r);
+    }
+    throw new IllegalStateException(answer.toString());
   }
 
   @Override

@@ -127,4 +127,54 @@ class RestoreRaceTest {
       }
     }
   }
+
+  @Test
+  @DisplayName(
+      "A burst of restores larger than the backend's worker pool is answered in full: a restore"
+          + " takes the lock on its own worker, never waiting for a task queued behind it")
+  void restoresBeyondTheWorkerPoolAreAnswered() throws Exception {
+    try (OperatorHarness h = OperatorHarness.start()) {
+      BackendClient backend = new BackendClient(h.startBackend(64L * 1024 * 1024));
+      TerraformState s = new TerraformState();
+      s.getMetadata().setName("burst");
+      s.getMetadata().setNamespace(NAMESPACE);
+      h.client().resource(s).create();
+      String state = NAMESPACE + "/burst";
+      for (int serial = 1; serial <= 2; serial++) {
+        assertThat(
+                backend
+                    .post(state, null, TerraformStates.stateJson(serial, "lin-b", serial))
+                    .status())
+            .isEqualTo(200);
+      }
+      String older =
+          JSON.readTree(backend.get(state + "/history").body())
+              .get("versions")
+              .get(1)
+              .get("id")
+              .asText();
+      int restores = 96;
+      ExecutorService pool = Executors.newFixedThreadPool(restores);
+      List<Future<BackendClient.Response>> answers = new ArrayList<>();
+      long started = System.nanoTime();
+      for (int i = 0; i < restores; i++) {
+        answers.add(
+            pool.submit(
+                () ->
+                    backend.send(
+                        "POST", state + "/history/" + older + "/restore", null, Map.of())));
+      }
+      java.util.Map<Integer, Integer> byStatus = new java.util.TreeMap<>();
+      for (Future<BackendClient.Response> f : answers) {
+        BackendClient.Response r = f.get(120, java.util.concurrent.TimeUnit.SECONDS);
+        byStatus.merge(r.status(), 1, Integer::sum);
+        assertThat(r.status()).as(r.body()).isIn(200, 409, 423);
+      }
+      pool.shutdown();
+      System.out.printf(
+          "%d restores at once: %s in %d ms%n",
+          restores, byStatus, (System.nanoTime() - started) / 1_000_000);
+      assertThat(byStatus).containsKey(200);
+    }
+  }
 }
