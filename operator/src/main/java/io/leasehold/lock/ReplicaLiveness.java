@@ -65,7 +65,10 @@ public final class ReplicaLiveness implements AutoCloseable {
   private volatile boolean closed;
 
   /** When a heartbeat was last seen to change, on this replica's clock. */
-  private record Seen(String version, long at, boolean dead) {}
+  private record Seen(String name, String version, long at, boolean dead) {}
+
+  /** A heartbeat unchanged this long belongs to a replica that is gone for good: deleted. */
+  static final Duration FORGOTTEN_AFTER = Duration.ofHours(1);
 
   private ReplicaLiveness(
       String identity,
@@ -198,7 +201,12 @@ public final class ReplicaLiveness implements AutoCloseable {
           renewed != null
               && renewed.plusSeconds(seconds).plus(Duration.ofMinutes(1)).isBefore(clock.instant());
     }
-    seen.put(run, new Seen(version, nanos.getAsLong(), dead));
+    long at = nanos.getAsLong();
+    if (dead) {
+      // Stopped long ago: counted as unchanged since then, so it is tidied away in time.
+      at -= FORGOTTEN_AFTER.toNanos();
+    }
+    seen.put(run, new Seen(lease.getMetadata().getName(), version, at, dead));
     if (before == null || before.dead() != dead || !wasAlive(before)) {
       changed();
     }
@@ -213,6 +221,15 @@ public final class ReplicaLiveness implements AutoCloseable {
   private void expire() {
     boolean change = false;
     for (var e : seen.entrySet()) {
+      Seen s = e.getValue();
+      if (nanos.getAsLong() - s.at() > FORGOTTEN_AFTER.toNanos()) {
+        // Tried again in ten minutes should the deletion fail.
+        seen.replace(
+            e.getKey(),
+            s,
+            new Seen(s.name(), s.version(), s.at() + Duration.ofMinutes(10).toNanos(), s.dead()));
+        forget(s);
+      }
       boolean alive = wasAlive(e.getValue());
       Boolean was = reported.put(e.getKey(), alive);
       if (was != null && was != alive) {
@@ -225,6 +242,26 @@ public final class ReplicaLiveness implements AutoCloseable {
     }
     if (change) {
       changed();
+    }
+  }
+
+  /** Deletes the heartbeat of a replica gone for good, at the version last seen. */
+  private void forget(Seen s) {
+    try {
+      client
+          .leases()
+          .inNamespace(namespace)
+          .withName(s.name())
+          .lockResourceVersion(s.version())
+          .delete();
+      LOG.info(
+          "heartbeat {}/{} of a replica gone for over {} deleted",
+          namespace,
+          s.name(),
+          FORGOTTEN_AFTER);
+    } catch (KubernetesClientException e) {
+      // Changed meanwhile (the replica is back) or deleted by another replica: nothing to do.
+      LOG.debug("heartbeat {}/{} not deleted: {}", namespace, s.name(), e.getMessage());
     }
   }
 
