@@ -66,7 +66,13 @@ public final class HttpBackend implements AutoCloseable {
       Optional<BackendTls> tls,
       Duration heldLockWait) {
 
-    /** Serving every namespace. */
+    /**
+     * The command line's {@code --held-lock-wait} default: long enough to catch most handoffs
+     * between Terraform's retries, short enough that Ctrl-C is acted on soon.
+     */
+    public static final Duration DEFAULT_HELD_LOCK_WAIT = Duration.ofSeconds(10);
+
+    /** Serving every namespace; a LOCK without {@code ?wait=} answered at once. */
     public Config(String host, int port, Duration maxWait) {
       this(host, port, maxWait, java.util.Set.of());
     }
