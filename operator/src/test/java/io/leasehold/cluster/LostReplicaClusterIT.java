@@ -21,9 +21,10 @@ import org.junit.jupiter.api.DisplayName;
 import org.junit.jupiter.api.Test;
 
 /**
- * A replica that dies while clients wait on it: its clients' places in line must not hold up the
- * runner Jobs and clients behind them once the replica is back (a container restarted in the same
- * pod keeps the pod's name, so the replica's identity).
+ * Replicas that die, stall or stop while clients wait on them and Jobs run: a dead replica's
+ * clients' places in line never hold up the runner Jobs and clients behind them (whether it comes
+ * back in the same pod or not), and no stall or stop of the leader lets anyone take a running Job's
+ * lock, however short its lease.
  */
 class LostReplicaClusterIT {
 
@@ -101,6 +102,147 @@ class LostReplicaClusterIT {
     Pod next = ClusterFixtures.awaitRunningPod(admin, ns, "next", WAIT);
     assertThat(next).as("the Job behind the lost client runs").isNotNull();
     ClusterFixtures.release(admin, next);
+  }
+
+  private static RawLock waitOn(ClusterOperator.Replica replica, String state, String id)
+      throws Exception {
+    LockInfo info =
+        new LockInfo(
+            id, "OperationTypeApply", "", id + "@laptop", "1.11.4", Instant.now().toString(), "");
+    return RawLock.send(
+        replica.backendUrl() + "/v1/states/",
+        ns + "/" + state,
+        info,
+        "?wait=120s",
+        Map.of("Authorization", basic()),
+        ClusterHttp.trusting(operator.caPem(WAIT)));
+  }
+
+  private static ClusterOperator.Replica other(ClusterOperator.Replica r) {
+    return operator.replicas().stream().filter(x -> x != r).findFirst().orElseThrow();
+  }
+
+  @Test
+  @DisplayName(
+      "A replica killed for good while clients wait on it: a client waiting on the other replica"
+          + " gets the freed lock once the dead replica's heartbeat times out, and the dead"
+          + " replica's places are dropped in that same write")
+  void aDeadReplicasPlacesAreDroppedWithoutItComingBack() throws Exception {
+    String state = "dead-for-good";
+    admin.resource(ClusterFixtures.state(ns, state)).create();
+    ClusterFixtures.awaitReady(admin, ns, state);
+    ClusterOperator.Replica doomed = operator.replica(0);
+    ClusterOperator.Replica survivor = operator.replica(1);
+    RawLock holder = waitOn(survivor, state, "holder");
+    assertThat(holder.answer(WAIT).status()).isEqualTo(200);
+    java.util.List<RawLock> onDoomed = new java.util.ArrayList<>();
+    for (int i = 0; i < 8; i++) {
+      onDoomed.add(waitOn(doomed, state, "doomed-" + i));
+    }
+    await().atMost(WAIT).until(() -> lineSize(state) == 8);
+    RawLock live = waitOn(survivor, state, "live");
+    await().atMost(WAIT).until(() -> lineHas(state, "live"));
+
+    doomed.kill();
+    onDoomed.forEach(RawLock::close);
+    long killed = System.nanoTime();
+    unlock(survivor, state, "holder");
+    assertThat(live.answer(WAIT).status()).isEqualTo(200);
+    long waited = (System.nanoTime() - killed) / 1_000_000;
+    System.out.printf("lock granted past a killed replica's 8 places after %d ms%n", waited);
+    assertThat(lease(state).getSpec().getHolderIdentity()).isEqualTo("live");
+    assertThat(LeaseLock.line(lease(state)).tickets()).isEmpty();
+    unlock(survivor, state, "live");
+    doomed.restart();
+    doomed.awaitHealthy(WAIT);
+  }
+
+  @Test
+  @DisplayName(
+      "The leader paused (SIGSTOP) for four times a 5 s lease while its admitted Job runs: a"
+          + " client waiting on the other replica is not granted the lock until the Job ends")
+  void aStalledLeaderNeverLetsARunningJobsLockGo() throws Exception {
+    jobOutlivesItsLeader(
+        "stalled",
+        leader -> {
+          leader.pause();
+          return leader::resume;
+        });
+  }
+
+  @Test
+  @DisplayName(
+      "The leader stopped gracefully (SIGTERM, a rolling update) while its admitted Job runs with"
+          + " a 5 s lease: the other replica leads within seconds, and a client waiting on it is not"
+          + " granted the lock until the Job ends")
+  void aStoppedLeaderNeverLetsARunningJobsLockGo() throws Exception {
+    jobOutlivesItsLeader(
+        "terminated",
+        leader -> {
+          leader.terminate();
+          long stopped = System.nanoTime();
+          await().atMost(WAIT).until(() -> operator.leader().map(l -> l != leader).orElse(false));
+          System.out.printf(
+              "another replica led %d ms after the leader's SIGTERM ended%n",
+              (System.nanoTime() - stopped) / 1_000_000);
+          return () -> {
+            leader.restart();
+            leader.awaitHealthy(WAIT);
+          };
+        });
+  }
+
+  private interface Fault {
+    /** Does it, and returns how to undo it. */
+    Runnable apply(ClusterOperator.Replica leader) throws Exception;
+  }
+
+  private static void jobOutlivesItsLeader(String state, Fault fault) throws Exception {
+    var spec = ClusterFixtures.state(ns, state);
+    spec.getSpec().getLock().setLeaseDurationSeconds(5);
+    admin.resource(spec).create();
+    ClusterFixtures.awaitReady(admin, ns, state);
+    admin.resource(ClusterFixtures.runnerJob(ns, state + "-run", state, true)).create();
+    Pod running = ClusterFixtures.awaitRunningPod(admin, ns, state + "-run", WAIT);
+    ClusterOperator.Replica leader = operator.leader().orElseThrow();
+    RawLock client = waitOn(other(leader), state, state + "-client");
+    await().atMost(WAIT).until(() -> lineHas(state, state + "-client"));
+
+    Runnable undo = fault.apply(leader);
+    try {
+      // Four lease durations, well past any renewal the lease would need.
+      assertThat(client.answered(Duration.ofSeconds(20)))
+          .as("a client is granted nothing while the Job runs")
+          .isFalse();
+      assertThat(lease(state).getSpec().getHolderIdentity()).startsWith("job/" + state + "-run/");
+    } finally {
+      undo.run();
+    }
+    assertThat(client.answered(Duration.ofSeconds(3))).isFalse();
+    ClusterFixtures.release(admin, running);
+    assertThat(client.answer(WAIT).status())
+        .as("the client gets the lock once the Job ended")
+        .isEqualTo(200);
+    unlock(other(leader), state, state + "-client");
+  }
+
+  private static void unlock(ClusterOperator.Replica replica, String state, String id)
+      throws Exception {
+    var http =
+        java.net.http.HttpClient.newBuilder()
+            .sslContext(ClusterHttp.trusting(operator.caPem(WAIT)))
+            .build();
+    LockInfo info = new LockInfo(id, "OperationTypeApply", "", "", "", "", "");
+    var response =
+        http.send(
+            java.net.http.HttpRequest.newBuilder(
+                    java.net.URI.create(
+                        replica.backendUrl() + "/v1/states/" + ns + "/" + state + "/lock"))
+                .method("UNLOCK", java.net.http.HttpRequest.BodyPublishers.ofString(info.toJson()))
+                .header("Authorization", basic())
+                .build(),
+            java.net.http.HttpResponse.BodyHandlers.ofString());
+    assertThat(response.statusCode()).as(response.body()).isEqualTo(200);
   }
 
   private static String basic() {
