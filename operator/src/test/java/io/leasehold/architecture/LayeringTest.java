@@ -132,6 +132,9 @@ class LayeringTest {
         .doNotHaveFullyQualifiedName("io.leasehold.state.StateOwnership$1")
         .and()
         .doNotHaveFullyQualifiedName("io.leasehold.cli.RemoveFinalizersCommand")
+        // Not a lock: the replicas' own leader-election Lease, released at a graceful stop.
+        .and()
+        .doNotHaveFullyQualifiedName("io.leasehold.operator.Leadership")
         .should()
         .callMethodWhere(
             com.tngtech.archunit.base.DescribedPredicate.describe(
