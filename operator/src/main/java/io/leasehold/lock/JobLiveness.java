@@ -68,6 +68,30 @@ public interface JobLiveness {
         .anyMatch(JobLiveness::notEnded);
   }
 
+  /**
+   * Whether any pod of {@code job} (finished, as its status says) has not ended. Where the Job
+   * controller counts its terminating pods ({@code status.terminating}, set by clusters whose Job
+   * controller tracks pod termination, as Kubernetes does since 1.29 by default), a finished Job
+   * with no active, ready or terminating pod has none left, and the pods are not listed; elsewhere
+   * they are.
+   */
+  static boolean podsRunning(KubernetesClient client, Job job) {
+    var status = job.getStatus();
+    if (status != null
+        && status.getTerminating() != null
+        && finished(job)
+        && zero(status.getActive())
+        && zero(status.getReady())
+        && zero(status.getTerminating())) {
+      return false;
+    }
+    return podsRunning(client, job.getMetadata().getNamespace(), job.getMetadata().getUid());
+  }
+
+  private static boolean zero(Integer n) {
+    return n == null || n == 0;
+  }
+
   private static boolean notEnded(Pod p) {
     return p.getStatus() == null
         || !("Succeeded".equals(p.getStatus().getPhase())
