@@ -79,6 +79,14 @@ public final class LeaseholdMetrics {
     };
   }
 
+  /**
+   * Whether a gauge of this name is registered already: the first one registered keeps reporting
+   * when several backends or operators share one registry (tests, tools), without a warning each.
+   */
+  private boolean registered(String gauge) {
+    return registry.find(gauge).gauge() != null;
+  }
+
   /** Metrics that go nowhere, for tests and tools that do not expose them. */
   public static LeaseholdMetrics discarding() {
     return new LeaseholdMetrics(new SimpleMeterRegistry());
@@ -149,6 +157,9 @@ public final class LeaseholdMetrics {
    * Exposes the backend's requests in progress, which fall to zero as a stopping replica drains.
    */
   public void requestsInProgress(RequestDrain drain) {
+    if (registered("leasehold.backend.requests.in.progress")) {
+      return;
+    }
     Gauge.builder("leasehold.backend.requests.in.progress", drain, RequestDrain::inProgress)
         .description("Terraform backend requests in progress (waiting LOCKs included)")
         .register(registry);
@@ -159,6 +170,9 @@ public final class LeaseholdMetrics {
    * the replicas it is 1 when all is well.
    */
   public void leader(BooleanSupplier leading) {
+    if (registered("leasehold.leader")) {
+      return;
+    }
     Gauge.builder("leasehold.leader", leading, l -> l.getAsBoolean() ? 1 : 0)
         .description("1 while this replica is the leader, else 0")
         .strongReference(true)
@@ -170,6 +184,9 @@ public final class LeaseholdMetrics {
    * as many as are running when heartbeats flow.
    */
   public void replicasAlive(IntSupplier alive) {
+    if (registered("leasehold.replicas.alive")) {
+      return;
+    }
     Gauge.builder("leasehold.replicas.alive", alive, IntSupplier::getAsInt)
         .description("Operator replicas whose heartbeat this replica sees renewed, itself included")
         .strongReference(true)
