@@ -3,8 +3,12 @@
 # on a base image without a shell or a package manager, run as user 65532.
 #
 #   mvn -B -DskipTests package
-#   docker build --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" \
-#       -t ghcr.io/leasehold/leasehold:0.1.0 .
+#   VERSION="$(java -jar server/target/leasehold-server.jar --version | cut -d' ' -f2)"
+#   docker build --build-arg VERSION="$VERSION" --build-arg REVISION="$(git rev-parse HEAD)" \
+#       -t leasehold/leasehold:"$VERSION" .
+#
+# VERSION labels the image and must be the jar's own version (the POM's, which the chart's
+# version and appVersion repeat): the build stops when it differs.
 #
 # hack/test-image.sh builds it (from Debian packages when no image registry is reachable), checks
 # the jar in it, runs it the way the Helm chart does and checks it from outside.
@@ -15,6 +19,7 @@ ARG JDK_IMAGE=eclipse-temurin:17-jdk
 ARG BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${JDK_IMAGE} AS runtime
+ARG VERSION
 COPY server/target/leasehold-server.jar /tmp/leasehold-server.jar
 # The modules the jar needs (jdeps), and those it only loads by name: elliptic-curve TLS, which
 # API servers offer, and DNS through JNDI. The container flags are built into the runtime, where
@@ -27,10 +32,15 @@ RUN set -eu; \
         --add-options="-XX:MaxRAMPercentage=75 -XX:+ExitOnOutOfMemoryError" \
         --strip-java-debug-attributes --no-man-pages --no-header-files --compress=2 \
         --output /opt/java; \
-    /opt/java/bin/java -jar /tmp/leasehold-server.jar --version
+    /opt/java/bin/java -jar /tmp/leasehold-server.jar --version; \
+    jar_version="$(/opt/java/bin/java -jar /tmp/leasehold-server.jar --version | cut -d' ' -f2)"; \
+    if [ "${VERSION:-}" != "${jar_version}" ]; then \
+        echo "--build-arg VERSION='${VERSION:-}' (the image's version label) differs from the jar's version ${jar_version}: build with --build-arg VERSION=${jar_version}" >&2; \
+        exit 1; \
+    fi
 
 FROM ${BASE_IMAGE}
-ARG VERSION=dev
+ARG VERSION
 ARG REVISION=unknown
 ARG SOURCE=https://github.com/leasehold/leasehold
 LABEL org.opencontainers.image.title="leasehold" \

@@ -240,6 +240,9 @@ for label in source version revision; do
 done
 [ "$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$IMAGE")" = "$REVISION" ] \
   || fail "revision label differs from $REVISION"
+[ "$(docker image inspect -f '{{index .Config.Labels "org.opencontainers.image.version"}}' "$IMAGE")" \
+    = "$(printf '%s' "$JAR_VERSION" | cut -d' ' -f2)" ] \
+  || fail "version label differs from the jar's version: $JAR_VERSION"
 if docker run --rm --entrypoint /bin/sh "$IMAGE" -c true >/dev/null 2>&1; then
   fail "the image has a shell at /bin/sh"
 fi

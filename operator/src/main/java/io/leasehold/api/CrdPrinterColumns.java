@@ -17,7 +17,8 @@ import java.util.List;
 /**
  * Build step run after Fabric8's CRD generator: puts the printer columns in the order they are
  * declared on {@link TerraformState} (the generator sorts them by JSON path, which would show AGE
- * first in {@code kubectl get}).
+ * first in {@code kubectl get}), and fills the descriptions the generator leaves out ({@link
+ * CrdDescriptions}).
  */
 public final class CrdPrinterColumns {
 
@@ -45,6 +46,7 @@ public final class CrdPrinterColumns {
         columns.addAll(sorted);
       }
     }
+    CrdDescriptions.fill(crd);
     String body = mapper.writeValueAsString(crd);
     Files.writeString(file, header + body, StandardCharsets.UTF_8);
   }

@@ -1,10 +1,14 @@
 package io.leasehold.api;
 
+import com.fasterxml.jackson.annotation.JsonClassDescription;
 import com.fasterxml.jackson.annotation.JsonInclude;
 import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import java.util.Objects;
 
 /** One place in a state's line: a runner Job, or an HTTP client waiting with ?wait=. */
+@JsonClassDescription(
+    "One place in the line for the lock: a runner Job or an HTTP backend client waiting with"
+        + " ?wait=, in the order they are served.")
 @JsonInclude(JsonInclude.Include.NON_NULL)
 public class QueueEntry extends KeepsUnknownFields {
 

@@ -2,9 +2,11 @@ package io.leasehold.api;
 
 import com.fasterxml.jackson.annotation.JsonAnyGetter;
 import com.fasterxml.jackson.annotation.JsonAnySetter;
+import com.fasterxml.jackson.annotation.JsonClassDescription;
 import com.fasterxml.jackson.annotation.JsonCreator;
 import com.fasterxml.jackson.annotation.JsonIgnore;
 import com.fasterxml.jackson.annotation.JsonProperty;
+import com.fasterxml.jackson.annotation.JsonPropertyDescription;
 import io.fabric8.crd.generator.annotation.AdditionalPrinterColumn;
 import io.fabric8.generator.annotation.Default;
 import io.fabric8.generator.annotation.ValidationRule;
@@ -34,6 +36,14 @@ import java.util.Map;
  * spec that does not fit this version's types) is kept here as it is, among the additional
  * properties, and its typed field stays null (see {@code io.leasehold.kube.TolerantSerialization}).
  */
+@JsonClassDescription(
+    "One Terraform state kept by leasehold: the state stays in the Secret"
+        + " tfstate-<workspace>-<name> and its lock is the Lease lock-tfstate-<workspace>-<name>,"
+        + " where Terraform's own kubernetes backend keeps them. leasehold queues the runner Jobs"
+        + " labelled leasehold.io/state=<name> and runs them one at a time, serves the state through"
+        + " a Terraform HTTP backend that refuses every write that would lose data, and reports the"
+        + " lock's holder, the line and the stored state in status and Events. The name is"
+        + " Terraform's secret_suffix.")
 @Group(TerraformState.GROUP)
 @Version(TerraformState.VERSION)
 @ShortNames({"tfstate", "tfs"})
@@ -112,8 +122,20 @@ public class TerraformState extends CustomResource<TerraformStateSpec, Terraform
   /** The spec; null only when read from an API that let it be removed. */
   @Override
   @Default("{}")
+  @JsonPropertyDescription(
+      "Which state this resource manages (the workspace, immutable) and how leasehold keeps it:"
+          + " versions kept, deletion policy, OpenTofu encryption, lock settings.")
   public TerraformStateSpec getSpec() {
     return super.getSpec();
+  }
+
+  @Override
+  @JsonPropertyDescription(
+      "What leasehold observed, written by the operator: the lock's holder and the line waiting"
+          + " for it, facts of the stored state (serial, lineage, size, resources) and the Ready,"
+          + " Locked and Degraded conditions.")
+  public TerraformStateStatus getStatus() {
+    return super.getStatus();
   }
 
   /**

@@ -201,11 +201,13 @@ final class RunCommand implements Callable<Integer> {
       new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
 
   private LeaseholdMetrics metrics() {
+    // First: it configures the registry's histograms before any meter is registered.
+    LeaseholdMetrics metrics = new LeaseholdMetrics(registry);
     new JvmMemoryMetrics().bindTo(registry);
     new JvmGcMetrics().bindTo(registry);
     new JvmThreadMetrics().bindTo(registry);
     new ProcessorMetrics().bindTo(registry);
-    return new LeaseholdMetrics(registry);
+    return metrics;
   }
 
   private LockService.Settings lockSettings() {

@@ -90,15 +90,26 @@ public record Holder(
     return vouched ? LeaseLock.jobUid(id) : Optional.empty();
   }
 
-  /** A short description for {@code kubectl get}: who, and for what. */
+  /**
+   * A short description for {@code kubectl get}'s HOLDER column and for messages: who holds the
+   * lock and for what, as in {@code alice@laptop (apply)}; the lock ID when the holder says nobody.
+   */
   public String summary() {
     return info.map(
             i -> {
               String who = i.who() == null || i.who().isEmpty() ? id : i.who();
               return i.operation() == null || i.operation().isEmpty()
                   ? who
-                  : who + " (" + i.operation() + ")";
+                  : who + " (" + operation(i.operation()) + ")";
             })
         .orElse(id);
+  }
+
+  /** Terraform's {@code OperationTypeApply} as {@code apply}; any other operation as it is. */
+  static String operation(String operation) {
+    String prefix = "OperationType";
+    return operation.startsWith(prefix) && operation.length() > prefix.length()
+        ? operation.substring(prefix.length()).toLowerCase(java.util.Locale.ROOT)
+        : operation;
   }
 }

@@ -129,6 +129,17 @@ public final class ReplicaLiveness implements AutoCloseable {
     return self;
   }
 
+  /** How many replicas are alive as this one sees them: itself (while running) and the others. */
+  public int aliveCount() {
+    int alive = closed ? 0 : 1;
+    for (String run : seen.keySet()) {
+      if (alive(run)) {
+        alive++;
+      }
+    }
+    return alive;
+  }
+
   /** Whether {@code replica} (a run, as places in line name it) is alive. */
   public boolean alive(String replica) {
     if (self.equals(replica)) {

@@ -191,6 +191,7 @@ public final class LeaseholdOperator implements AutoCloseable {
                 options.identity(),
                 options.election())
             : Leadership.alone();
+    options.metrics().leader(leadership::leading);
     Operator operator =
         new Operator(
             o -> {
@@ -234,6 +235,7 @@ public final class LeaseholdOperator implements AutoCloseable {
                         options.identity(),
                         ReplicaLiveness.Timing.DEFAULTS))
             .orElseGet(() -> ReplicaLiveness.alone(options.identity()));
+    options.metrics().replicasAlive(liveness::aliveCount);
     // The reconciler's lock service caches its own writes ahead of the watch; the backend's does
     // not, so every change it makes reaches the reconciler (status, Job admission).
     LockService locks =

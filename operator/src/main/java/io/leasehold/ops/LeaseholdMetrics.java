@@ -3,25 +3,47 @@ package io.leasehold.ops;
 import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.DistributionSummary;
 import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.config.MeterFilter;
+import io.micrometer.core.instrument.distribution.DistributionStatisticConfig;
 import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import java.time.Duration;
+import java.util.Arrays;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.BooleanSupplier;
+import java.util.function.IntSupplier;
 
 /**
  * leasehold's own metrics, with tags of low cardinality only (never a state, Job or user name), so
  * they stay cheap with thousands of states. Exposed in Prometheus format at {@code /metrics} next
  * to the Java Operator SDK's controller metrics.
+ *
+ * <p>Each histogram has a handful of buckets chosen for what it measures (Micrometer's percentile
+ * histogram has 69, times every tag combination), the SDK's reconciliation timer included.
  */
 public final class LeaseholdMetrics {
+
+  /** {@code ?wait=} LOCKs: from an immediate grant to the 15 min upper bound of {@code ?wait=}. */
+  static final Duration[] WAIT_BUCKETS = seconds(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900);
+
+  /** Locks held: a quick plan to a long apply. */
+  static final Duration[] HOLD_BUCKETS = seconds(1, 10, 30, 60, 300, 900, 1800, 3600, 7200);
+
+  /** A runner Job's end to the next Job's admission: normally well under a second. */
+  static final Duration[] HANDOFF_BUCKETS = seconds(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30);
+
+  /** The Java Operator SDK's reconciliation timer. */
+  static final Duration[] RECONCILE_BUCKETS = seconds(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10);
 
   private final MeterRegistry registry;
   private final Map<String, Integer> queued = new ConcurrentHashMap<>();
 
   public LeaseholdMetrics(MeterRegistry registry) {
     this.registry = registry;
+    registry.config().meterFilter(fewerSdkBuckets());
     Gauge.builder("leasehold.queue.jobs", queued, q -> q.values().stream().mapToInt(i -> i).sum())
         .description("Runner Jobs waiting for a lock, over all states")
         .register(registry);
@@ -29,6 +51,40 @@ public final class LeaseholdMetrics {
             "leasehold.queue.states", queued, q -> q.values().stream().filter(n -> n > 0).count())
         .description("States with at least one runner Job waiting")
         .register(registry);
+  }
+
+  private static Duration[] seconds(double... values) {
+    return Arrays.stream(values)
+        .mapToObj(v -> Duration.ofNanos(Math.round(v * 1e9)))
+        .toArray(Duration[]::new);
+  }
+
+  /** The SDK's timers publish {@link #RECONCILE_BUCKETS} instead of a percentile histogram. */
+  private static MeterFilter fewerSdkBuckets() {
+    double[] nanos =
+        Arrays.stream(RECONCILE_BUCKETS).mapToDouble(d -> (double) d.toNanos()).toArray();
+    return new MeterFilter() {
+      @Override
+      public DistributionStatisticConfig configure(
+          Meter.Id id, DistributionStatisticConfig config) {
+        if (id.getType() != Meter.Type.TIMER || !id.getName().startsWith("operator.sdk.")) {
+          return config;
+        }
+        return DistributionStatisticConfig.builder()
+            .percentilesHistogram(false)
+            .serviceLevelObjectives(nanos)
+            .build()
+            .merge(config);
+      }
+    };
+  }
+
+  /**
+   * Whether a gauge of this name is registered already: the first one registered keeps reporting
+   * when several backends or operators share one registry (tests, tools), without a warning each.
+   */
+  private boolean registered(String gauge) {
+    return registry.find(gauge).gauge() != null;
   }
 
   /** Metrics that go nowhere, for tests and tools that do not expose them. */
@@ -45,7 +101,7 @@ public final class LeaseholdMetrics {
     Timer.builder("leasehold.lock.wait")
         .description("Time LOCK requests with ?wait= spent waiting for the lock")
         .tag("outcome", acquired ? "acquired" : "timeout")
-        .publishPercentileHistogram()
+        .serviceLevelObjectives(WAIT_BUCKETS)
         .register(registry)
         .record(waited);
   }
@@ -55,7 +111,7 @@ public final class LeaseholdMetrics {
     Timer.builder("leasehold.lock.hold")
         .description("Time locks were held before release")
         .tag("holder", holder)
-        .publishPercentileHistogram()
+        .serviceLevelObjectives(HOLD_BUCKETS)
         .register(registry)
         .record(held);
   }
@@ -64,7 +120,7 @@ public final class LeaseholdMetrics {
   public void handoff(Duration latency) {
     Timer.builder("leasehold.queue.handoff")
         .description("Time from a runner Job's end to the next Job's admission")
-        .publishPercentileHistogram()
+        .serviceLevelObjectives(HANDOFF_BUCKETS)
         .register(registry)
         .record(latency);
   }
@@ -97,16 +153,47 @@ public final class LeaseholdMetrics {
         .increment();
   }
 
-  /** A lock taken over because its holder stopped renewing it. */
   /**
    * Exposes the backend's requests in progress, which fall to zero as a stopping replica drains.
    */
   public void requestsInProgress(RequestDrain drain) {
+    if (registered("leasehold.backend.requests.in.progress")) {
+      return;
+    }
     Gauge.builder("leasehold.backend.requests.in.progress", drain, RequestDrain::inProgress)
         .description("Terraform backend requests in progress (waiting LOCKs included)")
         .register(registry);
   }
 
+  /**
+   * 1 while this replica leads (reconciles, admits Jobs, renews their locks), else 0: summed over
+   * the replicas it is 1 when all is well.
+   */
+  public void leader(BooleanSupplier leading) {
+    if (registered("leasehold.leader")) {
+      return;
+    }
+    Gauge.builder("leasehold.leader", leading, l -> l.getAsBoolean() ? 1 : 0)
+        .description("1 while this replica is the leader, else 0")
+        .strongReference(true)
+        .register(registry);
+  }
+
+  /**
+   * The replicas this replica sees alive by their heartbeats, itself included: every replica sees
+   * as many as are running when heartbeats flow.
+   */
+  public void replicasAlive(IntSupplier alive) {
+    if (registered("leasehold.replicas.alive")) {
+      return;
+    }
+    Gauge.builder("leasehold.replicas.alive", alive, IntSupplier::getAsInt)
+        .description("Operator replicas whose heartbeat this replica sees renewed, itself included")
+        .strongReference(true)
+        .register(registry);
+  }
+
+  /** A lock taken over because its holder stopped renewing it. */
   public void lockExpiredTakenOver() {
     Counter.builder("leasehold.locks.expired")
         .description("Expired runner locks taken over by another client")

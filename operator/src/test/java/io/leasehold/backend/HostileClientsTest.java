@@ -295,7 +295,7 @@ class HostileClientsTest {
           .untilAsserted(
               () ->
                   assertThat(harness.status("hostile").getHolder())
-                      .isEqualTo("evil??gnp.exe (OperationTypeApply)"));
+                      .isEqualTo("evil??gnp.exe (apply)"));
       assertThat(harness.get("hostile").getStatus().getLock().getWho()).isEqualTo("evil??gnp.exe");
       await()
           .atMost(Duration.ofSeconds(10))

@@ -560,7 +560,8 @@ class HelmChartTest {
     assertThat(pod.getTerminationGracePeriodSeconds())
         .as("preStop sleep 5 s + drain 20 s + 10 s")
         .isEqualTo(35L);
-    assertThat(defaults.container().getImage()).isEqualTo("ghcr.io/leasehold/leasehold:0.1.0");
+    assertThat(defaults.container().getImage())
+        .isEqualTo("ghcr.io/leasehold/leasehold:" + System.getProperty("leasehold.projectVersion"));
     assertThat(defaults.container().getImagePullPolicy()).isEqualTo("IfNotPresent");
 
     JsonNode pdb = defaults.one("PodDisruptionBudget");

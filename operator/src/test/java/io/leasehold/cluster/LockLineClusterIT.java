@@ -367,7 +367,7 @@ class LockLineClusterIT {
               () ->
                   assertThat(ClusterFixtures.status(admin, ns, state).getHolder())
                       .as("status shows stock Terraform's lock")
-                      .contains("OperationTypeApply"));
+                      .endsWith(" (apply)"));
       LockInfo patient = info("patient");
       ClusterBackend.WaitingLock waiting = runner.lockWaiting(state, patient, "60s");
       assertThat(waiting.answer(Duration.ofSeconds(2))).as("waits while stock holds").isNull();

@@ -146,7 +146,7 @@ class KubectlE2ETest {
                     .containsPattern(
                         "NAME\\s+WORKSPACE\\s+HOLDER\\s+QUEUED\\s+SERIAL\\s+RESOURCES\\s+AGE\n")
                     .containsPattern(
-                        "columns\\s+default\\s+alice@laptop \\(OperationTypeApply\\)\\s+0\\s+\\d+s"));
+                        "columns\\s+default\\s+alice@laptop \\(apply\\)\\s+0\\s+\\d+s"));
     assertThat(kubectl.run("get", "tfstate", "columns", "-o", "wide").assertOk().output())
         .containsPattern("HOLDER\\s+QUEUED\\s+SERIAL\\s+RESOURCES\\s+READY\\s+AGE");
 
@@ -264,8 +264,7 @@ class KubectlE2ETest {
     String id = lock("stuck", "carol@laptop");
     await()
         .atMost(Duration.ofSeconds(20))
-        .until(
-            () -> "carol@laptop (OperationTypeApply)".equals(harness.status("stuck").getHolder()));
+        .until(() -> "carol@laptop (apply)".equals(harness.status("stuck").getHolder()));
 
     kubectl.run("annotate", "tfstate", "stuck", "leasehold.io/force-unlock=" + id).assertOk();
 

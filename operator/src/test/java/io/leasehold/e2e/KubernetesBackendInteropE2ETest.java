@@ -142,7 +142,7 @@ class KubernetesBackendInteropE2ETest {
                 assertThat(s.getLock().getOperation()).isEqualTo("OperationTypeApply");
                 assertThat(s.getLock().getWho()).contains("@");
                 assertThat(s.getLock().getVouched()).isFalse();
-                assertThat(s.getHolder()).contains("OperationTypeApply");
+                assertThat(s.getHolder()).endsWith(" (apply)");
               });
       Lease held =
           harness

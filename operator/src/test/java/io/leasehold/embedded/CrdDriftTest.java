@@ -34,6 +34,35 @@ class CrdDriftTest {
   }
 
   @Test
+  @DisplayName(
+      "kubectl explain has something to say for every field: the resource, spec, status and each"
+          + " field and list item in the generated CRD carry a description")
+  void everyFieldIsDescribed() throws Exception {
+    JsonNode crd = YAML.readTree(Path.of(System.getProperty("leasehold.generatedCrd")).toFile());
+    List<String> undescribed = new ArrayList<>();
+    for (JsonNode version : crd.at("/spec/versions")) {
+      undescribed(version.at("/schema/openAPIV3Schema"), "tfstate", undescribed);
+    }
+    assertThat(undescribed).as("fields without a description").isEmpty();
+    JsonNode root = crd.at("/spec/versions/0/schema/openAPIV3Schema");
+    assertThat(root.path("description").asText()).contains("Terraform state");
+    assertThat(root.at("/properties/spec/description").asText()).contains("workspace");
+  }
+
+  private static void undescribed(JsonNode schema, String path, List<String> found) {
+    if (schema.path("description").asText().isBlank()) {
+      found.add(path);
+    }
+    schema
+        .path("properties")
+        .fields()
+        .forEachRemaining(f -> undescribed(f.getValue(), path + "." + f.getKey(), found));
+    if (schema.has("items")) {
+      undescribed(schema.path("items"), path + "[]", found);
+    }
+  }
+
+  @Test
   @DisplayName("The CRD committed under crds/ is exactly the one generated from the Java model")
   void committedCrdMatchesGenerated() throws Exception {
     Path generated = Path.of(System.getProperty("leasehold.generatedCrd"));

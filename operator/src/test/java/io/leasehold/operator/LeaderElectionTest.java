@@ -27,7 +27,8 @@ class LeaderElectionTest {
   @Test
   @DisplayName(
       "When two replicas run with leader election, then one holds the leader Lease and only it"
-          + " acts on TerraformStates")
+          + " acts on TerraformStates; each replica's metrics count both replicas alive and say"
+          + " whether it leads")
   void onlyTheLeaderReconciles() {
     try (EmbeddedKubernetes api = EmbeddedKubernetes.start(0);
         KubernetesClient a = api.newClient();
@@ -58,6 +59,16 @@ class LeaderElectionTest {
               .getSpec()
               .getHolderIdentity();
       assertThat(leader).isIn("replica-a", "replica-b");
+      // What /metrics tells: each replica sees both heartbeats, and only the leader says it leads.
+      await()
+          .atMost(Duration.ofSeconds(30))
+          .until(
+              () ->
+                  gauge(first, "leasehold.replicas.alive") == 2
+                      && gauge(second, "leasehold.replicas.alive") == 2);
+      assertThat(gauge(first, "leasehold.leader") + gauge(second, "leasehold.leader")).isEqualTo(1);
+      assertThat(gauge("replica-a".equals(leader) ? first : second, "leasehold.leader"))
+          .isEqualTo(1);
 
       for (String name : List.of("one", "two", "three")) {
         // Terraform's lock first: the leader creates a missing Lease as soon as it sees the state.
@@ -90,6 +101,10 @@ class LeaderElectionTest {
           .isNotEmpty()
           .allSatisfy(e -> assertThat(e.getReportingInstance()).isEqualTo(leader));
     }
+  }
+
+  private static double gauge(LeaseholdOperator operator, String name) {
+    return operator.options().metrics().registry().get(name).gauge().value();
   }
 
   @Test

@@ -191,7 +191,7 @@ class TerraformStateReconcilerTest {
             () -> {
               TerraformState s = harness.get("held");
               assertThat(condition(s, "Locked")).isEqualTo("True/Held");
-              assertThat(s.getStatus().getHolder()).isEqualTo("alice@laptop (OperationTypeApply)");
+              assertThat(s.getStatus().getHolder()).isEqualTo("alice@laptop (apply)");
               assertThat(s.getStatus().getLock().getId()).isEqualTo("tf-lock-1");
               assertThat(s.getStatus().getLock().getWho()).isEqualTo("alice@laptop");
               assertThat(s.getStatus().getLock().getSince())
@@ -233,8 +233,7 @@ class TerraformStateReconcilerTest {
     lease.getSpec().setHolderIdentity(info.id());
     lease.getMetadata().setAnnotations(Map.of(LeaseLock.LOCK_INFO_ANNOTATION, info.toJson()));
     lease = harness.client().resource(lease).update();
-    eventually()
-        .until(() -> "bob@ci (OperationTypeApply)".equals(harness.status("moving").getHolder()));
+    eventually().until(() -> "bob@ci (apply)".equals(harness.status("moving").getHolder()));
 
     writeState("moving", TerraformStates.stateJson(1, "lin-moving", 1));
     eventually().until(() -> stateSerial("moving") == 1L);
@@ -271,7 +270,7 @@ class TerraformStateReconcilerTest {
             });
     assertThat(harness.events("moving"))
         .containsSubsequence(
-            "Normal LockTaken: lock lock-2 taken by bob@ci (OperationTypeApply)",
+            "Normal LockTaken: lock lock-2 taken by bob@ci (apply)",
             "Normal StateAdopted: found state in tfstate-default-moving: serial 1, lineage"
                 + " lin-moving, 1 resource instance(s)",
             "Normal StateChanged: state serial 1 -> 2, 3 resource instance(s), written by"
@@ -323,7 +322,7 @@ class TerraformStateReconcilerTest {
     assertThat(harness.events("takeover"))
         .contains(
             "Warning LockTakenOver: lock renewed-1 held by ci@runner (OperationTypeApply) expired"
-                + " and was taken over by dana@laptop (OperationTypeApply) (lock taker-2)")
+                + " and was taken over by dana@laptop (apply) (lock taker-2)")
         .noneMatch(e -> e.contains("LockReleased"))
         .noneMatch(e -> e.contains("LockTaken: lock taker-2"));
     // Released afterwards, the lock forgets the takeover.

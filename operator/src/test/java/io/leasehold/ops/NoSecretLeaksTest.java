@@ -135,7 +135,7 @@ class NoSecretLeaksTest {
       replies.add(locked.body());
       await()
           .atMost(Duration.ofSeconds(30))
-          .until(() -> "ann@ci (OperationTypeApply)".equals(h.status("clean").getHolder()));
+          .until(() -> "ann@ci (apply)".equals(h.status("clean").getHolder()));
       replies.add(backend.send("UNLOCK", NAMESPACE + "/clean/lock", extra).body());
       await()
           .atMost(Duration.ofSeconds(30))

@@ -80,8 +80,22 @@ class ObservabilityTest {
           .contains("leasehold_lock_hold_seconds_count{holder=\"job\"} 1")
           .contains("leasehold_queue_handoff_seconds_count 1")
           .contains("leasehold_state_size_bytes_count 1")
-          .contains("operator_sdk_");
+          .contains("operator_sdk_reconciliations_success_total")
+          .contains("leasehold_leader 1.0")
+          .contains("leasehold_replicas_alive 1.0");
       assertThat(metrics).doesNotContain("observed-1").doesNotContain("lin-o");
+      // A handful of buckets per histogram: ten for the ?wait= LOCK that waited, plus +Inf.
+      assertThat(metrics.lines().filter(l -> l.startsWith("leasehold_lock_wait_seconds_bucket")))
+          .hasSize(11)
+          .anyMatch(l -> l.contains("le=\"900.0\""));
+      assertThat(
+              metrics
+                  .lines()
+                  .filter(
+                      l ->
+                          l.startsWith(
+                              "operator_sdk_controllers_execution_reconcile_seconds_bucket")))
+          .hasSizeLessThan(12);
       HttpResponse<String> health = get(base + "/healthz");
       assertThat(health.statusCode()).isEqualTo(200);
       HttpResponse<String> ready = get(base + "/readyz");

@@ -311,7 +311,7 @@ class JobEndingTest {
         .until(
             () ->
                 harness.get("relet-client").getStatus() != null
-                    && "alice@laptop (OperationTypeApply)"
+                    && "alice@laptop (apply)"
                         .equals(harness.get("relet-client").getStatus().getHolder()));
 
     harness.client().resource(lease("relet-client")).delete();

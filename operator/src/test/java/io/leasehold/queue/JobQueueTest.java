@@ -195,7 +195,7 @@ class JobQueueTest {
                 assertThat(harness.events("shared-job"))
                     .contains(
                         "Normal Queued: waiting for the lock on shared at position 1, behind the"
-                            + " lock holder frank@laptop (OperationTypeApply)"));
+                            + " lock holder frank@laptop (apply)"));
 
     Lease held = lease("shared");
     held.getSpec().setHolderIdentity(null);
