@@ -64,7 +64,7 @@ final class CoreView {
     if (h.jobUid().isPresent()) {
       return LockCore.Kind.JOB;
     }
-    if (h.id().startsWith(LockService.DELETION_PREFIX)) {
+    if (h.id().startsWith(DeletionLock.PREFIX)) {
       return LockCore.Kind.DELETION;
     }
     return h.owner().isPresent() ? LockCore.Kind.CLIENT : LockCore.Kind.OTHER;

@@ -242,6 +242,11 @@ public final class LeaseLock {
     return withAnnotation(held, TOOK_OVER_FROM_ANNOTATION, previous.id());
   }
 
+  /** {@code held}, taken over from {@code previous} when there was one, saying so. */
+  static Lease tookOver(Lease held, Optional<Holder> previous) {
+    return previous.isPresent() ? tookOver(held, previous.get()) : held;
+  }
+
   /** The lock ID the lock of {@code lease} was taken over from, when it was taken over. */
   public static Optional<String> tookOverFrom(Lease lease) {
     return Optional.ofNullable(annotations(lease).get(TOOK_OVER_FROM_ANNOTATION))

@@ -1,0 +1,119 @@
+package io.leasehold.lock;
+
+import io.leasehold.lock.LeaseStore.Step;
+import io.leasehold.lock.LockService.Answer;
+import io.leasehold.lock.LockService.NotHeld;
+import io.leasehold.lock.LockService.Refusal;
+import io.leasehold.lock.LockService.Refused;
+import io.leasehold.lock.LockService.Released;
+import io.leasehold.state.StateNames;
+import java.time.Clock;
+import java.util.Optional;
+
+/**
+ * Releasing a lock: an UNLOCK by the identity that holds it (or the nested lock of a runner Job's
+ * pod), and a force-unlock, which releases it whoever holds it. Both are decided on the Lease as
+ * the API server has it, so an UNLOCK right after its LOCK never finds "nothing to do" in a cache
+ * that does not show the grant yet.
+ */
+final class Unlocks {
+
+  private final LeaseStore store;
+  private final Clock clock;
+
+  Unlocks(LeaseStore store, Clock clock) {
+    this.store = store;
+    this.clock = clock;
+  }
+
+  /**
+   * UNLOCK by the lock's holder: releases it (or the nested lock of a runner Job's pod). The ID of
+   * a lock another identity owns is refused as {@link Refusal#NOT_OWNER}; see {@link #forceUnlock}.
+   */
+  Answer unlock(StateNames names, String lockId, Caller caller) {
+    return store.freshTransition(
+        names,
+        lease -> {
+          Optional<Holder> holder = Holder.of(lease, clock.instant());
+          if (holder.isEmpty()) {
+            return Step.answer(
+                new NotHeld(
+                    Optional.empty(), "lock " + lockId + " is not held: the state is unlocked"));
+          }
+          Holder h = holder.get();
+          if (h.id().equals(lockId)) {
+            if (!Ownership.ownedBy(h, caller)) {
+              return Step.answer(Ownership.notOwner(names, h, caller));
+            }
+            return new Step<>(LeaseLock.released(lease), new Released(h, false));
+          }
+          Optional<Holder.Nested> nested = h.nested();
+          if (nested.isPresent() && nested.get().info().id().equals(lockId)) {
+            if (!Ownership.ownsNested(nested.get(), caller)) {
+              return Step.answer(
+                  new Refused(
+                      Refusal.NOT_OWNER,
+                      "lock "
+                          + lockId
+                          + " was taken by another identity (the runner Job's pod); releasing"
+                          + " it needs the force-unlock permission",
+                      holder));
+            }
+            return new Step<>(LeaseLock.withNested(lease, null, null), new Released(h, true));
+          }
+          return Step.answer(
+              new NotHeld(
+                  holder,
+                  "lock "
+                      + lockId
+                      + " does not hold the state: it is locked by "
+                      + h.summary()
+                      + " (lock ID "
+                      + h.id()
+                      + ")"));
+        });
+  }
+
+  /**
+   * Releases the lock whoever holds it, or only when its ID is {@code expectedId}: {@code terraform
+   * force-unlock} and the {@code leasehold.io/force-unlock} annotation. The caller has checked that
+   * the requester may.
+   */
+  Answer forceUnlock(StateNames names, Optional<String> expectedId) {
+    return store.freshTransition(
+        names,
+        lease -> {
+          Optional<Holder> holder = Holder.of(lease, clock.instant());
+          if (holder.isEmpty()) {
+            return Step.answer(new NotHeld(Optional.empty(), "the state is not locked"));
+          }
+          Holder h = holder.get();
+          if (h.unreadable()) {
+            // Writing it would replace what cannot be read: it is corrected by hand.
+            return Step.answer(
+                new NotHeld(
+                    holder,
+                    "the lock Lease "
+                        + names.leaseName()
+                        + " cannot be read, so who holds the lock is not known; leasehold leaves"
+                        + " it untouched: correct the Lease"));
+          }
+          if (expectedId.isPresent() && !expectedId.get().equals(h.id())) {
+            Optional<Holder.Nested> nested = h.nested();
+            if (nested.isPresent() && nested.get().info().id().equals(expectedId.get())) {
+              return new Step<>(LeaseLock.withNested(lease, null, null), new Released(h, true));
+            }
+            return Step.answer(
+                new NotHeld(
+                    holder,
+                    "lock "
+                        + expectedId.get()
+                        + " is not the holder's: the lock is held by "
+                        + h.summary()
+                        + " with ID "
+                        + h.id()));
+          }
+          return new Step<>(LeaseLock.released(lease), new Released(h, false));
+        });
+  }
+}
