@@ -13,7 +13,6 @@ import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.Optional;
-import java.util.concurrent.Callable;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -47,6 +46,7 @@ final class LockWaiters {
   private final Vertx vertx;
   private final LockService service;
   private final LeaseholdMetrics metrics;
+  private final WaiterUpkeep upkeep;
   private final Map<String, StateLine> lines = new HashMap<>();
   private final long poll;
 
@@ -82,6 +82,7 @@ final class LockWaiters {
     this.vertx = vertx;
     this.service = service;
     this.metrics = metrics;
+    this.upkeep = new WaiterUpkeep(vertx, service);
     this.poll = vertx.setPeriodic(SAFETY_POLL_MILLIS, id -> serveAll());
     // A replica that is gone no longer holds anyone's place: serve at once.
     service.liveness().onChange(() -> vertx.runOnContext(v -> serveAll()));
@@ -244,7 +245,7 @@ final class LockWaiters {
             .map(w -> w.info.id())
             .collect(java.util.stream.Collectors.toSet());
     java.util.List<Waiter> all = java.util.List.copyOf(line.waiting.values());
-    blocking(
+    upkeep.blocking(
         () -> {
           Map<Waiter, Object> answers = new LinkedHashMap<>();
           // Who still waits once the newcomers have their answers: a LOCK without ?wait= is
@@ -361,25 +362,7 @@ final class LockWaiters {
 
   /** The request ended without the lock: its place is kept for the grace period only. */
   private void left(StateLine line, Waiter waiter) {
-    String id = waiter.info.id();
-    blocking(
-        () -> {
-          service.left(line.names, id);
-          return null;
-        },
-        ignored -> wake(line.names),
-        failure -> wake(line.names));
-    // Once the grace period is over, the place goes (if it was not taken back meanwhile).
-    vertx.setTimer(
-        service.settings().ticketGrace().toMillis() + 1_000,
-        t ->
-            blocking(
-                () -> {
-                  service.prune(line.names);
-                  return null;
-                },
-                ignored -> {},
-                failure -> {}));
+    upkeep.left(line.names, waiter.info.id(), () -> wake(line.names));
     serve(line);
   }
 
@@ -407,38 +390,7 @@ final class LockWaiters {
    * waiter is served.
    */
   void undoLater(StateNames names, LockService.Granted grant, Caller caller) {
-    blocking(
-        () -> service.undo(names, grant, caller == null ? ownerOf(grant) : caller),
-        undone -> {
-          if (undone) {
-            LOG.info(
-                "{}/{}: lock {} released again: its requester went away before it was told",
-                names.namespace(),
-                names.name(),
-                grant.lockId());
-          }
-          wake(names);
-        },
-        failure ->
-            LOG.warn(
-                "{}/{}: lock {} granted to a request that went away could not be released: {}",
-                names.namespace(),
-                names.name(),
-                grant.lockId(),
-                failure.getMessage()));
-  }
-
-  /** The identity recorded on the Lease written by a grant. */
-  private static Caller ownerOf(LockService.Granted grant) {
-    String owner =
-        grant.lease() == null || grant.lease().getMetadata().getAnnotations() == null
-            ? ""
-            : grant
-                .lease()
-                .getMetadata()
-                .getAnnotations()
-                .getOrDefault(io.leasehold.lock.LeaseLock.OWNER_ANNOTATION, "");
-    return Caller.of(owner, owner);
+    upkeep.undo(names, grant, caller, () -> wake(names));
   }
 
   /**
@@ -494,22 +446,6 @@ final class LockWaiters {
 
   void close() {
     vertx.cancelTimer(poll);
-  }
-
-  private <T> void blocking(
-      Callable<T> work,
-      java.util.function.Consumer<T> done,
-      java.util.function.Consumer<Throwable> failed) {
-    vertx
-        .<T>executeBlocking(work, false)
-        .onComplete(
-            r -> {
-              if (r.succeeded()) {
-                done.accept(r.result());
-              } else {
-                failed.accept(r.cause());
-              }
-            });
   }
 
   private static String key(StateNames names) {
