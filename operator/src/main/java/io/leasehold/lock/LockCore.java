@@ -88,10 +88,6 @@ public class LockCore {
     Place awayAt(Instant at) {
       return new Place(id, kind, mode, owner, replica, at);
     }
-
-    Place backOn(String onReplica) {
-      return new Place(id, kind, mode, owner, onReplica, null);
-    }
   }
 
   /**
@@ -117,10 +113,6 @@ public class LockCore {
 
     public static State free(Set<String> alive, Optional<String> leader) {
       return new State(List.of(), List.of(), alive, leader, false);
-    }
-
-    public boolean isFree() {
-      return holders.isEmpty();
     }
 
     public Optional<Holding> holder(String id) {

@@ -157,7 +157,8 @@ final class JobRuns {
   Run progress(StateNames names, String uid, Job job) {
     if (job != null && RunnerJobs.finished(job)) {
       // Failed (a deadline passed, say) while its pod still terminates: its last write may come.
-      return podsRunning(names.namespace(), uid) ? Run.ENDING : Run.ENDED;
+      // Finished: its status may already say none of its pods runs, sparing the pod list.
+      return JobLiveness.podsRunning(client, job) ? Run.ENDING : Run.ENDED;
     }
     boolean ending =
         job == null || job.getMetadata().getDeletionTimestamp() != null || suspendedAgain(job);
