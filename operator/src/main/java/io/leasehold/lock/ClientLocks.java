@@ -228,6 +228,10 @@ final class ClientLocks {
       next = back.equals(mine.get()) ? pruned : pruned.replace(back);
     } else {
       if (pruned.clients() >= Line.MAX_CLIENTS) {
+        // Full: a place a gone replica left behind makes room first.
+        pruned = places.roomFor(pruned).orElse(pruned);
+      }
+      if (pruned.clients() >= Line.MAX_CLIENTS) {
         return Step.answer(
             new Refused(
                 Refusal.LINE_FULL,

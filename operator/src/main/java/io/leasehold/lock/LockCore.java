@@ -441,7 +441,7 @@ public class LockCore {
 
   /**
    * Whether the replica holding client place {@code p} is alive; a place of a replica that is not
-   * is dropped. Package-private and overridable so that the tests can prove a broken rule is found.
+   * is away. Package-private and overridable so that the tests can prove a broken rule is found.
    */
   boolean replicaAlive(State s, Place p) {
     return s.alive().contains(p.replica());
@@ -481,17 +481,22 @@ public class LockCore {
     return t.with(holders, line);
   }
 
-  /** Drops the places of replicas that are not alive and of clients whose grace ran out. */
+  /**
+   * Drops the places of clients whose grace ran out, and marks the places of replicas that are not
+   * alive as away.
+   */
   private State dropExpired(State s, Instant now, List<Effect> effects) {
     State t = s;
     for (Place p : s.line()) {
       if (p.kind() != Kind.CLIENT) {
         continue;
       }
-      if (!replicaAlive(s, p)) {
-        t = drop(t, p.id(), Why.REPLICA_GONE, effects);
-      } else if (p.away() != null && !p.away().plus(rules.grace()).isAfter(now)) {
+      if (p.away() != null && !p.away().plus(rules.grace()).isAfter(now)) {
         t = drop(t, p.id(), Why.GRACE_OVER, effects);
+      } else if (p.away() == null && !replicaAlive(s, p)) {
+        // Nobody holds its request any more: away from now on, kept for the grace period (its
+        // client may retry on another replica), never eligible.
+        t = replace(t, p.awayAt(now));
       }
     }
     return t;

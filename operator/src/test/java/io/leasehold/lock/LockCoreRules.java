@@ -106,10 +106,10 @@ final class LockCoreRules {
         break;
       }
     }
-    // Places of replicas that are gone never stay in line to block anyone.
+    // Places of replicas that are gone never stay connected to block anyone.
     for (Place p : after.line()) {
-      if (p.kind() == Kind.CLIENT && !after.alive().contains(p.replica())) {
-        broken.add("place " + p.id() + " of replica " + p.replica() + " (not alive) kept");
+      if (p.kind() == Kind.CLIENT && p.away() == null && !after.alive().contains(p.replica())) {
+        broken.add("place " + p.id() + " of replica " + p.replica() + " (not alive) connected");
       }
       if (p.away() != null && !p.away().plus(rules.grace()).isAfter(now)) {
         broken.add("place " + p.id() + " kept past its grace");

@@ -236,8 +236,9 @@ class LockServiceTest {
   @Test
   @DisplayName(
       "Places of a replica that stopped (gracefully, or by crashing and never renewing its"
-          + " heartbeat) never block a free lock: the next live waiter is granted and the dead"
-          + " replica's places are dropped in that same write")
+          + " heartbeat) never block a free lock: the next live waiter is granted, and in that"
+          + " same write the dead replica's places are marked away, kept for their clients'"
+          + " retries elsewhere")
   void deadReplicasPlacesNeverBlock() throws Exception {
     StateNames n = names("dead-replica");
     var timing = new ReplicaLiveness.Timing(Duration.ofMillis(200), Duration.ofSeconds(1));
@@ -271,7 +272,8 @@ class LockServiceTest {
       assertThat(here.serve(n, local)).map(LockService.Granted::lockId).contains("a-1");
       Lease after = here.fresh(n);
       assertThat(after.getSpec().getHolderIdentity()).isEqualTo("a-1");
-      assertThat(LeaseLock.line(after).ids()).isEmpty();
+      assertThat(LeaseLock.line(after).ids()).containsExactly("b-1", "b-2", "c-1");
+      assertThat(LeaseLock.line(after).tickets()).allMatch(t -> t.gone() != null);
     }
   }
 
