@@ -69,22 +69,4 @@ final class CoreView {
     }
     return h.owner().isPresent() ? LockCore.Kind.CLIENT : LockCore.Kind.OTHER;
   }
-
-  /**
-   * The tickets of {@code line} as {@code out} leaves them, for this replica to write: without the
-   * places the core dropped and without the one granted to {@code grantedHere} (if any); own
-   * clients marked away or back as the view saw them. Grants this replica does not carry out (a
-   * Job, the leader's; a client of another replica, that replica's) leave their places as they
-   * were.
-   */
-  static Line written(Line line, LockCore.Outcome out, String self, Optional<String> grantedHere) {
-    Set<String> dropped = new LinkedHashSet<>();
-    for (LockCore.Effect e : out.effects()) {
-      if (e instanceof LockCore.Dropped d) {
-        dropped.add(d.id());
-      }
-    }
-    grantedHere.ifPresent(dropped::add);
-    return line.filter(t -> !dropped.contains(t.id()));
-  }
 }

@@ -224,7 +224,6 @@ public class LockCore {
     FORCED,
     JOB_ENDED,
     LEFT,
-    REPLICA_GONE,
     GRACE_OVER,
     DELETING
   }
