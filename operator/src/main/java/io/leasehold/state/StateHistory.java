@@ -74,6 +74,11 @@ public final class StateHistory {
       return serial == null ? UNKNOWN : Long.toUnsignedString(serial);
     }
 
+    /** Whether all its Secrets are there (a copy cut short is not a version). */
+    public boolean complete() {
+      return !chunks.isEmpty() && chunks.size() == chunkCount(chunks.get(0));
+    }
+
     /** Whether this version holds the state {@code facts} and {@code md5} describe. */
     public boolean holds(StateFacts facts, String md5) {
       return serial != null
@@ -94,6 +99,7 @@ public final class StateHistory {
     List<Secret> read = current.compressed().secrets();
     StateStore store = new StateStore(client, names);
     return create(
+        newId(current.facts().serialText()),
         read.size(),
         i ->
             current.held()
@@ -106,7 +112,20 @@ public final class StateHistory {
 
   /** Keeps a state given as its gzip parts (a write's new version) as a version. */
   public String save(List<Chunk> parts, StateFacts facts, String md5, String reason) {
-    return create(parts.size(), i -> parts.get(i).base64(), facts, md5, reason);
+    return save(newId(facts.serialText()), parts, facts, md5, reason);
+  }
+
+  /**
+   * Keeps a state given as its gzip parts as the version {@code id} (from {@link
+   * #newId(StateFacts)}, named in a write's journal before the copy is made).
+   */
+  public String save(String id, List<Chunk> parts, StateFacts facts, String md5, String reason) {
+    return create(id, parts.size(), i -> parts.get(i).base64(), facts, md5, reason);
+  }
+
+  /** A new version's id for a state with these facts: ids sort by age. */
+  public static String newId(StateFacts facts) {
+    return newId(facts.serialText());
   }
 
   /** The base64 data of a version's i-th Secret. */
@@ -115,8 +134,8 @@ public final class StateHistory {
     String of(int index);
   }
 
-  private String create(int count, ChunkData data, StateFacts facts, String md5, String reason) {
-    String id = newId(facts.serialText());
+  private String create(
+      String id, int count, ChunkData data, StateFacts facts, String md5, String reason) {
     List<Secret> created = new ArrayList<>();
     try {
       for (int i = 0; i < count; i++) {
@@ -381,10 +400,19 @@ public final class StateHistory {
   /**
    * Why an absent state is a fault rather than "no state yet": versions are kept in history but the
    * state was not deleted through the backend, so its Secret was removed by hand. Guessing (serving
-   * nothing, or accepting a fresh state) would lose it.
+   * nothing, or accepting a fresh state) would lose it. The copy a write in progress (or cut short)
+   * made of its new version is not yet the state, and a copy cut short is no version: neither
+   * counts, so that a first write under way or interrupted reads as "no state yet" until its
+   * journal is settled, not as a state deleted by hand.
    */
   public static Optional<String> missingState(KubernetesClient client, StateNames names) {
-    List<Version> versions = new StateHistory(client, names).list();
+    Optional<String> writing = new WriteJournal(client, names).read().map(WriteJournal.Entry::to);
+    List<Version> versions =
+        new StateHistory(client, names)
+            .list().stream()
+                .filter(Version::complete)
+                .filter(v -> writing.isEmpty() || !v.id().equals(writing.get()))
+                .toList();
     if (versions.isEmpty() || BEFORE_DELETE.equals(versions.get(0).reason())) {
       return Optional.empty();
     }

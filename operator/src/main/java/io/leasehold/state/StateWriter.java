@@ -20,11 +20,14 @@ import java.util.TreeMap;
 /**
  * Writes a state so that no reader is ever left with a torn one. Terraform's format spreads a large
  * state over several Secrets, written one at a time; a write cut short leaves old and new chunks
- * mixed. So a write first stores its new version, whole, in history, then records itself in a
- * {@link WriteJournal}, then changes the state Secrets, then removes the journal. Whenever a write
- * is cut short (an API error, a crash, a writer too slow), whoever finds its journal settles it:
+ * mixed. So a write first records itself in a {@link WriteJournal} that names the version it
+ * writes, then stores that version, whole, in history, then changes the state Secrets, then removes
+ * the journal. Whenever a write is cut short (an API error, a crash, a writer too slow), whoever
+ * finds its journal settles it:
  *
  * <ul>
+ *   <li>if the copy in history is absent or cut short, no state Secret was touched: the write is
+ *       <b>dropped</b> with what there is of the copy;
  *   <li>if any state Secret already holds the new version, the write is <b>rolled forward</b> from
  *       the copy in history;
  *   <li>if none does, it is <b>dropped</b>: the old version stands, and the unused copy goes;
@@ -165,19 +168,20 @@ public final class StateWriter {
    */
   public Outcome write(
       NewVersion version, List<Secret> read, String from, String reason, String writer, int keep) {
-    String to = history.save(version.parts(), version.facts(), version.md5(), reason);
-    WriteJournal.Entry entry;
+    // The journal comes first and names the copy before it is made, so that a writer stopped at
+    // any point leaves a journal that settles what it did (a copy cut short is dropped with it).
+    String to = StateHistory.newId(version.facts());
+    WriteJournal.Entry entry =
+        journal.begin(
+            from,
+            to,
+            version.facts().serialText(),
+            writer,
+            deadline(version.parts().size() + Math.max(version.parts().size(), read.size())));
     try {
-      entry =
-          journal.begin(
-              from,
-              to,
-              version.facts().serialText(),
-              writer,
-              deadline(Math.max(version.parts().size(), read.size())));
-    } catch (RuntimeException e) {
-      history.find(to).ifPresent(history::delete);
-      throw e;
+      history.save(to, version.parts(), version.facts(), version.md5(), reason);
+    } catch (RuntimeException failure) {
+      return settleOwn(entry, failure, keep);
     }
     int done;
     try {
@@ -346,8 +350,12 @@ public final class StateWriter {
   /** Settles the write {@code entry} records, within its deadline; the journal stays. */
   private Outcome settle(WriteJournal.Entry entry) {
     boolean deletion = entry.to() == null;
+    // A copy that is absent or cut short means the writer stopped before it changed any state
+    // Secret (it changes them only once the copy is whole): nothing can hold the new version.
     Optional<VersionData> to =
-        deletion ? Optional.empty() : history.find(entry.to()).map(VersionData::new);
+        deletion
+            ? Optional.empty()
+            : history.find(entry.to()).filter(StateHistory.Version::complete).map(VersionData::new);
     Optional<VersionData> from =
         entry.from() == null ? Optional.empty() : history.find(entry.from()).map(VersionData::new);
     if (entry.from() != null && from.isEmpty() && to.isEmpty() && !deletion) {
@@ -393,7 +401,7 @@ public final class StateWriter {
       current.add(now == null ? null : withoutData(now));
       isNew.add(holdsNew);
     }
-    if (allNew) {
+    if (allNew && (deletion || to.isPresent())) {
       return new Outcome(Result.WRITTEN, entry, true, 0, null);
     }
     if (!anyNewOnly) {

@@ -20,10 +20,7 @@ import io.leasehold.lock.LockInfo;
 import io.leasehold.queue.RunnerJobs;
 import io.leasehold.support.RawLock;
 import java.io.IOException;
-import java.net.URI;
 import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -97,7 +94,6 @@ class FaultInjectionClusterIT {
       state.getSpec().getHistory().setKeep(100);
       admin.resource(state).create();
       ClusterFixtures.awaitReady(admin, ns, STATE);
-      firstVersion(operator, tls, ns);
 
       Map<String, Boolean> jobRunning = new ConcurrentHashMap<>();
       Map<String, AtomicInteger> jobAdmissions = new ConcurrentHashMap<>();
@@ -145,49 +141,6 @@ class FaultInjectionClusterIT {
    * A ServiceAccount per client, allowed to read, write, lock and unlock (the chart's runner
    * access); a reader; an admin that may also force-unlock.
    */
-  /**
-   * The state's first version, written before any fault: this run is about the lock and the writes
-   * under it. (A writer killed between a first write's history copy and its journal leaves a state
-   * that reads as deleted by hand; that window of the first write is its own matter.)
-   */
-  private void firstVersion(ClusterOperator operator, SSLContext tls, String ns) throws Exception {
-    HttpClient http = HttpClient.newBuilder().sslContext(tls).build();
-    String auth =
-        "Basic "
-            + Base64.getEncoder()
-                .encodeToString(
-                    (FaultWorkload.ADMIN + ":" + tokens.get(FaultWorkload.ADMIN))
-                        .getBytes(StandardCharsets.UTF_8));
-    String url = operator.replica(0).backendUrl() + "/v1/states/" + ns + "/" + STATE;
-    String lock =
-        "{\"ID\":\"first-version\",\"Operation\":\"OperationTypeApply\",\"Info\":\"\","
-            + "\"Who\":\"setup@test\",\"Version\":\"1.11.4\",\"Created\":\""
-            + java.time.Instant.now()
-            + "\",\"Path\":\"\"}";
-    String first =
-        "{\"version\":4,\"terraform_version\":\"1.11.4\",\"serial\":1,\"lineage\":\""
-            + LINEAGE
-            + "\",\"outputs\":{\"items\":{\"value\":[],\"type\":[\"list\",\"string\"]}},"
-            + "\"resources\":[],\"check_results\":null}";
-    for (String[] step :
-        new String[][] {
-          {"LOCK", url + "/lock", lock},
-          {"POST", url + "?ID=first-version", first},
-          {"UNLOCK", url + "/lock", lock}
-        }) {
-      HttpResponse<String> r =
-          http.send(
-              HttpRequest.newBuilder(URI.create(step[1]))
-                  .method(step[0], HttpRequest.BodyPublishers.ofString(step[2]))
-                  .header("Authorization", auth)
-                  .header("Content-Type", "application/json")
-                  .timeout(Duration.ofSeconds(60))
-                  .build(),
-              HttpResponse.BodyHandlers.ofString());
-      assertThat(r.statusCode()).as(step[0] + " of the first version: " + r.body()).isEqualTo(200);
-    }
-  }
-
   private void identities(RealCluster cluster, String ns) {
     List<String> users = new ArrayList<>();
     for (int i = 0; i < CLIENTS; i++) {

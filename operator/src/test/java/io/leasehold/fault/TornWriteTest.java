@@ -204,6 +204,79 @@ class TornWriteTest {
     }
   }
 
+  @Test
+  @DisplayName(
+      "When the operator is killed while it copies a state's first version into history, the state"
+          + " reads as not stored yet (never as deleted by hand), the next operator drops the"
+          + " copy cut short, and the next write is stored")
+  void operatorKilledDuringFirstWritesCopy() throws Exception {
+    try (EmbeddedKubernetes api = EmbeddedKubernetes.start(0);
+        KubernetesClient client = api.newClient()) {
+      create(client, "first");
+      StateNames names = new StateNames(NAMESPACE, "first", "default");
+      String copyPrefix = "lh-history-default-first-";
+      ChildOperator first = ChildOperator.start(api, "384m", 64L * 1024 * 1024);
+      try {
+        // The operator dies the moment the second of the copy's three Secrets is stored: it never
+        // hears the answer, and nothing after it is sent.
+        CountDownLatch killed = new CountDownLatch(1);
+        api.onStored(
+            w -> {
+              if (killed.getCount() > 0
+                  && "POST".equals(w.method())
+                  && w.object().path("metadata").path("name").asText().startsWith(copyPrefix)
+                  && w.object().path("metadata").path("name").asText().endsWith("-1")) {
+                first.kill();
+                killed.countDown();
+              }
+            });
+        String url = first.url() + NAMESPACE + "/first";
+        CompletableFuture<?> write = CompletableFuture.runAsync(() -> post(url, state(1, 1)));
+        assertThat(killed.await(60, TimeUnit.SECONDS)).as("the copy's second Secret").isTrue();
+        assertThat(write).failsWithin(Duration.ofSeconds(30));
+      } finally {
+        first.kill();
+      }
+      // What the killed writer left: its journal, two of the copy's three Secrets, no state.
+      assertThat(journal(client, names)).as("the write's journal").isPresent();
+      assertThat(historySecrets(client, copyPrefix)).hasSize(2);
+
+      try (ChildOperator second = ChildOperator.start(api, "384m", 64L * 1024 * 1024)) {
+        String url = second.url() + NAMESPACE + "/first";
+        // While the journal waits out its writer's deadline: no state yet, not a state deleted
+        // by hand.
+        assertThat(new String(get(url), StandardCharsets.UTF_8))
+            .startsWith("status 404")
+            .contains("no state stored yet");
+        await()
+            .atMost(Duration.ofSeconds(90))
+            .pollInterval(Duration.ofMillis(500))
+            .untilAsserted(
+                () -> {
+                  assertThat(journal(client, names)).isEmpty();
+                  assertThat(historySecrets(client, copyPrefix)).isEmpty();
+                });
+        await()
+            .atMost(Duration.ofSeconds(10))
+            .until(
+                () ->
+                    client.v1().events().inNamespace(NAMESPACE).list().getItems().stream()
+                        .anyMatch(e -> "WriteDropped".equals(e.getReason())));
+        assertThat(new String(get(url), StandardCharsets.UTF_8)).startsWith("status 404");
+        byte[] v2 = state(2, 2);
+        assertThat(post(url, v2).statusCode()).isEqualTo(200);
+        assertThat(get(url)).isEqualTo(v2);
+        assertThat(history(url).findValuesAsText("serial")).containsExactly("2");
+      }
+    }
+  }
+
+  private static List<Secret> historySecrets(KubernetesClient client, String prefix) {
+    return client.secrets().inNamespace(NAMESPACE).list().getItems().stream()
+        .filter(s -> s.getMetadata().getName().startsWith(prefix))
+        .toList();
+  }
+
   private static void create(KubernetesClient client, String name) {
     TerraformState s = new TerraformState();
     s.getMetadata().setName(name);
