@@ -98,8 +98,9 @@ final class LockReport {
       return;
     }
     if (outcome.handedOver() && beforeId != null && afterId != null) {
-      // A queue handover: one Event rather than a release and a take.
-      events.normal(
+      // A queue handover: one Event rather than a release and a take, and the handovers of a
+      // busy queue gathered into one Event per window.
+      events.aggregated(
           resource,
           "LockHandedOver",
           "lock passed from " + describe(before) + " to " + after.get().summary());

@@ -292,18 +292,9 @@ public final class JobAdmission {
       // A next Job whose pods of a run it started unadmitted still terminate is not admitted
       // yet: the lock is released, and the Job, first in line, takes it once they have ended.
       if (job.isPresent() && !runs.podsLeftOver(names, job.get())) {
+        // Told once, on the state (LockHandedOver, from this Job to the next); the next Job's
+        // admission is marked on it by the same patch that unsuspends it.
         Lease handed = admit(state, names, lease, job.get(), duration, endedUid);
-        if (ended != null) {
-          events.normal(
-              ended,
-              "LockReleased",
-              "Job "
-                  + ending
-                  + "; the lock on "
-                  + names.name()
-                  + " passed to Job "
-                  + name(job.get()));
-        }
         endedAt(ended).ifPresent(t -> metrics.handoff(Duration.between(t, clock.instant())));
         RunQueue after = RunQueue.of(names.name(), admittedCopy(jobs, job.get(), names), arrivals);
         announcements.announce(state, after, handed);

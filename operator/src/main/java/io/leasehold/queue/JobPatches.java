@@ -95,15 +95,9 @@ final class JobPatches {
               + "; retrying");
       throw e;
     }
+    // The admission is told by the marks the patch set (time and state) and the state's Events;
+    // an Event on the Job as well would be one more write per handoff.
     announcements.again(uid(job));
-    events.normal(
-        job,
-        "Admitted",
-        "lock "
-            + lease.getSpec().getHolderIdentity()
-            + " on "
-            + state.getMetadata().getName()
-            + " taken for this Job; it is unsuspended and runs now");
   }
 
   /** Whether the API server refused a change because of the UID precondition. */

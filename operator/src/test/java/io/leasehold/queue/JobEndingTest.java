@@ -160,8 +160,18 @@ class JobEndingTest {
     setPhase(pod, "Succeeded");
 
     eventually().until(() -> running(job("pods-2")) && holder("pods").startsWith("job/pods-2/"));
-    assertThat(harness.events("pods-1"))
-        .anyMatch(e -> e.contains("LockReleased") && e.contains("passed to Job pods-2"));
+    // One Event tells the handover, on the state; none on either Job.
+    assertThat(harness.events("pods"))
+        .anyMatch(
+            e ->
+                e.startsWith("Normal LockHandedOver")
+                    && e.indexOf("pods-1") < e.indexOf("pods-2")
+                    && e.contains("pods-1"));
+    assertThat(harness.events("pods-1")).noneMatch(e -> e.contains("LockReleased"));
+    assertThat(harness.events("pods-2")).noneMatch(e -> e.contains("Admitted"));
+    assertThat(job("pods-2").getMetadata().getAnnotations())
+        .containsEntry(RunnerJobs.ADMITTED_FOR_ANNOTATION, "pods")
+        .containsKey(RunnerJobs.ADMITTED_ANNOTATION);
     harness
         .client()
         .batch()
