@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite, every tier (README, Development):
+# The whole test suite, every tier (README, Tests; docs/testing.md):
 #   1. builds (or takes from its cache) tofu and the real control plane from their Go modules;
 #   2. mvn -B verify: the unit and embedded tiers (terraform, tofu and kubectl for real);
 #   3. starts the control plane (hack/cluster.sh up) and runs the real-cluster tier against it

@@ -927,7 +927,7 @@ class HelmChartTest {
 
   @Test
   @DisplayName(
-      "Raising maxStateBytes together with the memory limit, by the README's rule, is accepted")
+      "Raising maxStateBytes together with the memory limit, by the rule in docs/operations.md (Memory), is accepted")
   void memoryRaisedTogether() throws IOException {
     Rendered rendered =
         Rendered.of("maxStateBytes: 134217728\nresources: {limits: {memory: 1200Mi}}\n");

@@ -16,8 +16,8 @@ import org.junit.jupiter.api.Test;
 /**
  * The embedded API is held to a real API server: every case of the corpus runs against it, from the
  * same starting objects, and its outcome must equal the real server's recorded in the golden file,
- * unless the README lists the case among the divergences (then it must still differ: a listed
- * divergence that was fixed is taken off the list).
+ * unless docs/embedded-api.md lists the case among the divergences (then it must still differ: a
+ * listed divergence that was fixed is taken off the list).
  */
 class ApiCorpusTest {
 
@@ -26,7 +26,7 @@ class ApiCorpusTest {
   void embeddedApiMatchesTheRealOne() throws Exception {
     Corpus corpus = Corpus.load();
     Map<String, JsonNode> golden = Golden.load();
-    List<Divergence> listed = Golden.divergences(projectRoot().resolve("README.md"));
+    List<Divergence> listed = Golden.divergences(projectRoot().resolve(Golden.DIVERGENCES_FILE));
     Set<String> accepted = new HashSet<>();
     listed.forEach(d -> accepted.addAll(d.cases()));
     Map<String, JsonNode> outcomes;
@@ -76,7 +76,9 @@ class ApiCorpusTest {
       } else if (same && accepted.contains(id)) {
         problems.add(
             id
-                + ": listed in the README as a divergence, but the embedded API now answers as"
+                + ": listed in "
+                + Golden.DIVERGENCES_FILE
+                + " as a divergence, but the embedded API now answers as"
                 + " the real one: take it off the table under '"
                 + Golden.DIVERGENCES_HEADING
                 + "'");
@@ -85,7 +87,11 @@ class ApiCorpusTest {
     if (System.getProperty("corpus.only", "").isBlank()) {
       for (String id : accepted) {
         if (!ids.contains(id)) {
-          problems.add("the README lists a divergence for '" + id + "', which is no corpus case");
+          problems.add(
+              Golden.DIVERGENCES_FILE
+                  + " lists a divergence for '"
+                  + id
+                  + "', which is no corpus case");
         }
       }
     }

@@ -21,14 +21,19 @@ import java.util.regex.Pattern;
 
 /**
  * The real API server's answers to the corpus ({@code corpus/golden.yaml}, recorded by {@code
- * ApiCorpusClusterIT}), and the divergences of the embedded API that are accepted: the README's
- * table under {@value #DIVERGENCES_HEADING}, each row naming the case ids it covers.
+ * ApiCorpusClusterIT}), and the divergences of the embedded API that are accepted: the table in
+ * {@value #DIVERGENCES_FILE} under {@value #DIVERGENCES_HEADING}, each row naming the case ids it
+ * covers.
  */
 public final class Golden {
 
   public static final String RESOURCE = "/corpus/golden.yaml";
   public static final String SOURCE = "embedded-api/src/test/resources/corpus/golden.yaml";
-  public static final String DIVERGENCES_HEADING = "#### Where the embedded API differs";
+
+  /** The document, relative to the project root, that lists the accepted divergences. */
+  public static final String DIVERGENCES_FILE = "docs/embedded-api.md";
+
+  public static final String DIVERGENCES_HEADING = "## Where the embedded API differs";
 
   /** How to record the golden file again from a real control plane. */
   public static final String RECORD_COMMAND =
@@ -91,17 +96,17 @@ public final class Golden {
 
   private static final Pattern CASE_ID = Pattern.compile("`([a-z0-9][a-z0-9-]*)`");
 
-  /** The README's table of divergences, one row each. */
-  public static List<Divergence> divergences(Path readme) {
+  /** The table of divergences in {@code doc}, one row each. */
+  public static List<Divergence> divergences(Path doc) {
     List<String> lines;
     try {
-      lines = Files.readAllLines(readme, StandardCharsets.UTF_8);
+      lines = Files.readAllLines(doc, StandardCharsets.UTF_8);
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
     int start = lines.indexOf(DIVERGENCES_HEADING);
     if (start < 0) {
-      throw new AssertionError(readme + " has no section '" + DIVERGENCES_HEADING + "'");
+      throw new AssertionError(doc + " has no section '" + DIVERGENCES_HEADING + "'");
     }
     List<Divergence> out = new ArrayList<>();
     boolean inTable = false;
