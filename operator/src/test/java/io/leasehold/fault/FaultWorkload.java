@@ -1007,13 +1007,15 @@ public final class FaultWorkload {
   }
 
   /**
-   * When a lock ID's lock was first broken by a force-unlock sent after {@code from}, if it was.
+   * When a lock ID's lock was first broken by a force-unlock, if it was: from the moment that
+   * force-unlock was sent (lock IDs are drawn anew for every lock, so a break of the ID is a break
+   * of this lock, though its answer may reach the holder after the break).
    */
-  private long brokenAfter(String lockId, long from) {
+  private long brokenAt(String lockId) {
     long at = Long.MAX_VALUE;
     synchronized (broken) {
       for (Broken b : broken) {
-        if (b.lockId().equals(lockId) && b.atNanos() >= from) {
+        if (b.lockId().equals(lockId)) {
           at = Math.min(at, b.sentNanos());
         }
       }
@@ -1021,14 +1023,13 @@ public final class FaultWorkload {
     return at;
   }
 
-  /** When runner Job {@code name}'s lock was first broken after {@code from}, if it was. */
-  private long jobLockBrokenAfter(String name, long from) {
+  /** When runner Job {@code name}'s lock was first broken, if it was. */
+  private long jobLockBrokenAt(String name) {
     long at = Long.MAX_VALUE;
     synchronized (broken) {
       for (Broken b : broken) {
         if (b.lockId().startsWith(LeaseLock.JOB_PREFIX)
-            && LeaseLock.jobName(b.lockId()).equals(name)
-            && b.atNanos() >= from) {
+            && LeaseLock.jobName(b.lockId()).equals(name)) {
           at = Math.min(at, b.sentNanos());
         }
       }
@@ -1086,7 +1087,7 @@ public final class FaultWorkload {
       return Optional.empty();
     }
     long to = jobFinishing.getOrDefault(name, Long.MAX_VALUE);
-    to = Math.min(to, jobLockBrokenAfter(name, from));
+    to = Math.min(to, jobLockBrokenAt(name));
     return to > from ? Optional.of(new long[] {from, to}) : Optional.empty();
   }
 
@@ -1129,7 +1130,7 @@ public final class FaultWorkload {
     List<Belief> all = new ArrayList<>();
     synchronized (beliefs) {
       for (Belief b : beliefs) {
-        long to = Math.min(b.to(), brokenAfter(b.lockId(), b.from()));
+        long to = Math.min(b.to(), brokenAt(b.lockId()));
         if (to > b.from()) {
           all.add(new Belief(b.believer(), b.lockId(), b.from(), to));
         }
