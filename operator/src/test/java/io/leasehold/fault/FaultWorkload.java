@@ -551,9 +551,21 @@ public final class FaultWorkload {
       largeInfos.put(info.id(), info);
     }
     String wait = random.nextBoolean() ? "?wait=" + (1 + random.nextInt(3)) + "s" : "";
-    String url = url(random);
+    int replica = random.nextInt(env.replicas());
+    String url = stateUrl(replica);
     HttpResponse<String> lock =
         waitingLock(http, url + "/lock" + wait, info, me, !wait.isEmpty() && !over);
+    for (int retry = 0; retry < 2 && lock.statusCode() == 503; retry++) {
+      // A replica that is stopping refuses every request before it reads it: the client retries
+      // on the other one, as Terraform does.
+      replica = (replica + 1) % env.replicas();
+      url = stateUrl(replica);
+      lock = waitingLock(http, url + "/lock" + wait, info, me, !wait.isEmpty() && !over);
+    }
+    if (lock.statusCode() == 503) {
+      count("large-lockinfo-503");
+      return;
+    }
     String what = fields[f] + " of " + (f == 0 ? value.length() + " characters" : size + " bytes");
     count("large-lockinfo-" + (over ? "over" : "within") + "-" + lock.statusCode());
     String body = lock.body();
@@ -630,30 +642,42 @@ public final class FaultWorkload {
             ? a
             : new LockInfo(lockId, "OperationTypeApply", "", me + "@b", "1.11.4", created, "");
     long seed = random.nextLong();
-    java.util.concurrent.CompletableFuture<Integer> first =
+    java.util.concurrent.CompletableFuture<long[]> first =
         new java.util.concurrent.CompletableFuture<>();
     Thread other =
         new Thread(
             () -> {
               try {
-                first.complete(
-                    sharedLock(new Random(seed), me, retry ? me + "/retry" : me + "/b", b));
+                first.complete(sharedLock(new Random(seed), me, me + "/b", b, !retry));
               } catch (Throwable t) {
                 first.completeExceptionally(t);
               }
             },
             "shared-lock-id-" + index);
     other.start();
-    int mine = sharedLock(random, me, retry ? me + "/retry" : me + "/a", a);
+    long[] answer = sharedLock(random, me, me + "/a", a, !retry);
     other.join(120_000);
-    int theirs;
+    long[] otherAnswer;
     try {
-      theirs = first.getNow(-1);
+      otherAnswer = first.getNow(new long[] {-1, 0});
     } catch (java.util.concurrent.CompletionException e) {
       if (e.getCause() instanceof IOException io) {
         throw io;
       }
       throw e;
+    }
+    int mine = (int) answer[0];
+    int theirs = (int) otherAnswer[0];
+    if (retry && (mine == 200 || theirs == 200)) {
+      // One client that sent its LOCK twice: it holds the lock from the first 200 it heard until
+      // its one UNLOCK, once both answers are in.
+      long granted =
+          Math.min(
+              mine == 200 ? answer[1] : Long.MAX_VALUE,
+              theirs == 200 ? otherAnswer[1] : Long.MAX_VALUE);
+      Thread.sleep(random.nextInt(300));
+      beliefs.add(new Belief(me + "/retry", lockId, granted, System.nanoTime()));
+      send(env.http(), "UNLOCK", url(random) + "/lock", a.toJson(), me);
     }
     count(
         "shared-lock-id"
@@ -664,22 +688,26 @@ public final class FaultWorkload {
             + Math.max(mine, theirs));
   }
 
-  /** One of the two requests of {@link #sharedLockId}: its LOCK's status. */
-  private int sharedLock(Random random, String user, String believer, LockInfo info)
+  /**
+   * One of the two requests of {@link #sharedLockId}: its LOCK's status and when it was answered.
+   * With {@code release}, a 200 is held a moment and released by this request's own UNLOCK.
+   */
+  private long[] sharedLock(
+      Random random, String user, String believer, LockInfo info, boolean release)
       throws Exception {
     HttpClient http = env.http();
     String wait = random.nextBoolean() ? "?wait=" + (1 + random.nextInt(3)) + "s" : "";
     String url = url(random);
     HttpResponse<String> lock =
         waitingLock(http, url + "/lock" + wait, info, user, !wait.isEmpty());
-    if (lock.statusCode() != 200) {
-      return lock.statusCode();
+    long answered = System.nanoTime();
+    if (lock.statusCode() != 200 || !release) {
+      return new long[] {lock.statusCode(), answered};
     }
-    long granted = System.nanoTime();
     Thread.sleep(random.nextInt(300));
-    beliefs.add(new Belief(believer, info.id(), granted, System.nanoTime()));
+    beliefs.add(new Belief(believer, info.id(), answered, System.nanoTime()));
     send(http, "UNLOCK", url + "/lock", info.toJson(), user);
-    return 200;
+    return new long[] {200, answered};
   }
 
   /** A client that gives up while it waits (Ctrl-C, a cancelled CI job, a proxy timeout). */
