@@ -261,4 +261,18 @@ public final class HttpBackend implements AutoCloseable {
       LOG.warn("backend did not stop cleanly: {}", e.getMessage());
     }
   }
+
+  /**
+   * Stops at once, as a killed process does: open connections are dropped, waiting LOCKs get no
+   * answer and nothing is drained. The places in line of this run's waiters are left for the other
+   * replicas to drop once this run's heartbeat stops.
+   */
+  public void halt() {
+    waiters.close();
+    try {
+      vertx.close().toCompletionStage().toCompletableFuture().get(10, TimeUnit.SECONDS);
+    } catch (Exception e) {
+      LOG.warn("backend did not halt cleanly: {}", e.getMessage());
+    }
+  }
 }

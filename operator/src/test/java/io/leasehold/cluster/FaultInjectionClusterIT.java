@@ -46,9 +46,10 @@ import org.junit.jupiter.api.Test;
  * production jar (the chart's ServiceAccount and RBAC, HTTPS, TokenReview and SubjectAccessReview
  * for every client), sixteen clients each a ServiceAccount of its own, runner Jobs run by the real
  * Job controller on the fake node, while replicas are killed (SIGKILL), stopped (SIGTERM) and
- * paused (SIGSTOP), and the API server is restarted mid-run. Every version of the lock Lease is
- * followed by a watch that resumes where it left off (the test cluster serves Lease watches from
- * etcd, so a restart loses none).
+ * paused (SIGSTOP), the leader often while a Job runs and at times paused longer than the lock's
+ * lease, leadership flaps (another candidate takes the election Lease for moments), and the API
+ * server is restarted mid-run. Every version of the lock Lease is followed by a watch that resumes
+ * where it left off (the test cluster serves Lease watches from etcd, so a restart loses none).
  *
  * <p>Short by default (CI: {@code -Dleasehold.fault.ops}, default 2000). Long: {@code
  * -Dleasehold.fault.ops=10000}.
@@ -105,10 +106,12 @@ class FaultInjectionClusterIT {
       CountDownLatch clientsDone = work.startClients(pool, CLIENTS, seed, remaining);
       pool.submit(() -> runJobs(admin, ns, done, new Random(seed ^ 0x10b5)));
       Thread injector =
-          new Thread(() -> injectFaults(new Random(seed ^ 0x5eed), cluster, operator, done));
+          new Thread(
+              () -> injectFaults(new Random(seed ^ 0x5eed), cluster, operator, jobRunning, done));
       injector.start();
 
       assertThat(clientsDone.await(60, TimeUnit.MINUTES)).as("clients finished").isTrue();
+      work.clientsEnded();
       done.set(true);
       injector.join(180_000);
       pool.shutdown();
@@ -261,11 +264,9 @@ class FaultInjectionClusterIT {
       while (!done.get()) {
         try {
           if (n < most && random.nextInt(30) == 0) {
-            admin
-                .resource(
-                    ClusterFixtures.runnerJob(
-                        ns, String.format("chaos-job-%03d", n++), STATE, true))
-                .create();
+            String created = String.format("chaos-job-%03d", n++);
+            admin.resource(ClusterFixtures.runnerJob(ns, created, STATE, true)).create();
+            work.jobCreated(created);
             work.count("job-created");
           }
           for (Job job : admin.batch().v1().jobs().inNamespace(ns).list().getItems()) {
@@ -291,6 +292,7 @@ class FaultInjectionClusterIT {
               continue;
             }
             if (random.nextInt(2) == 0) {
+              work.jobFinishing(name);
               for (Pod pod : ClusterFixtures.pods(admin, ns, name)) {
                 ClusterFixtures.release(admin, pod);
                 work.count("job-completed");
@@ -312,8 +314,18 @@ class FaultInjectionClusterIT {
 
   // ---- faults ----
 
+  /** How long after a fault a free lock may idle: a new leader elected and at work. */
+  private static final Duration SETTLED = Duration.ofSeconds(20);
+
+  /** After a kill: the election Lease (15 s) and the replica's heartbeat (12 s) time out first. */
+  private static final Duration SETTLED_AFTER_KILL = Duration.ofSeconds(25);
+
   private void injectFaults(
-      Random random, RealCluster cluster, ClusterOperator operator, AtomicBoolean done) {
+      Random random,
+      RealCluster cluster,
+      ClusterOperator operator,
+      Map<String, Boolean> jobRunning,
+      AtomicBoolean done) {
     boolean outageDone = false;
     int apiRestarts = 0;
     try {
@@ -321,32 +333,51 @@ class FaultInjectionClusterIT {
       while (!done.get()) {
         int roll = random.nextInt(100);
         ClusterOperator.Replica leader = leader(cluster, operator);
-        if (roll < 25) {
-          // A crash: no chance to hand anything on.
+        boolean jobRuns = jobRunning.values().stream().anyMatch(b -> b);
+        String during = jobRuns ? "-while-job-ran" : "";
+        long from = System.nanoTime();
+        if (roll < 20) {
+          // A crash: no chance to hand anything on; clients waiting on it are dropped unanswered.
           leader.kill();
           Thread.sleep(200 + random.nextInt(1_000));
           leader.restart();
-          work.fault("leader-killed");
-        } else if (roll < 50) {
+          work.fault("leader-killed" + during);
+          work.disruption("leader-killed", from, SETTLED_AFTER_KILL);
+        } else if (roll < 40) {
           // A rolling update.
           leader.terminate();
           Thread.sleep(200 + random.nextInt(1_000));
           leader.restart();
-          work.fault("leader-terminated");
-        } else if (roll < 75) {
+          work.fault("leader-terminated" + during);
+          work.disruption("leader-terminated", from, SETTLED);
+        } else if (roll < 55) {
           // A stall shorter than the election's renew deadline (10 s) and the lock's lease.
           ClusterOperator.Replica r = operator.replica(random.nextInt(2));
           r.pause();
           Thread.sleep(1_000 + random.nextInt(5_000));
           r.resume();
           work.fault("replica-paused");
-        } else if (roll < 90 && apiRestarts < 3) {
+          work.disruption("replica-paused", from, SETTLED);
+        } else if (roll < 65) {
+          // The leader stalls longer than the lock's lease, the election's and its heartbeat's;
+          // whatever it had under way goes out when it resumes.
+          leader.pause();
+          Thread.sleep((LEASE_SECONDS + 2 + random.nextInt(8)) * 1_000L);
+          leader.resume();
+          work.fault("leader-stalled-past-lease" + during);
+          work.disruption("leader-stalled", from, SETTLED_AFTER_KILL);
+        } else if (roll < 73) {
+          flapLeadership(random, cluster, operator);
+          work.fault("leadership-flapping" + during);
+          work.disruption("leadership-flapping", from, SETTLED);
+        } else if (roll < 88 && apiRestarts < 3) {
           cluster.restartApiServer(Duration.ofSeconds(random.nextInt(3)));
           apiRestarts++;
           work.fault("api-server-restarted");
+          work.disruption("api-server-restarted", from, SETTLED);
         } else if (!outageDone) {
-          // Every replica away for longer than the lock's lease: a Job's lock may expire and be
-          // taken over meanwhile; nothing else may go wrong.
+          // Every replica away for longer than the lock's lease: a Job's lock lapses and is taken
+          // over only once its Job has ended.
           for (ClusterOperator.Replica r : operator.replicas()) {
             r.kill();
           }
@@ -355,12 +386,61 @@ class FaultInjectionClusterIT {
             r.restart();
           }
           work.fault("outage-past-lease");
+          work.disruption("outage", from, SETTLED_AFTER_KILL);
           outageDone = true;
         }
-        Thread.sleep(3_000 + random.nextInt(5_000));
+        // Now and then a calm stretch, in which a free lock must never idle while someone waits.
+        Thread.sleep(random.nextInt(5) == 0 ? 40_000 : 3_000 + random.nextInt(5_000));
       }
     } catch (Throwable e) {
       work.violation("fault injector crashed: " + e);
+    }
+  }
+
+  /**
+   * Leadership lost and won back several times in quick succession: another candidate takes the
+   * election Lease for a moment (as after a partition) and lets it go.
+   */
+  private static void flapLeadership(Random random, RealCluster cluster, ClusterOperator operator)
+      throws InterruptedException {
+    int flaps = 3 + random.nextInt(3);
+    for (int flap = 0; flap < flaps; flap++) {
+      long until = System.nanoTime() + Duration.ofMillis(500 + random.nextInt(1_500)).toNanos();
+      while (System.nanoTime() < until) {
+        editLeaderLease(cluster, operator, "intruder");
+        Thread.sleep(200);
+      }
+      editLeaderLease(cluster, operator, null);
+      long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
+      while (System.nanoTime() < deadline && leader(cluster, operator) == operator.replica(0)) {
+        // No replica named (the first stands in): wait for one to lead again.
+        if (operator.leader().isPresent()) {
+          break;
+        }
+        Thread.sleep(200);
+      }
+    }
+  }
+
+  private static void editLeaderLease(
+      RealCluster cluster, ClusterOperator operator, String holder) {
+    try {
+      cluster
+          .admin()
+          .leases()
+          .inNamespace(ChartInstall.NAMESPACE)
+          .withName(operator.leaderLease())
+          .edit(
+              (Lease l) -> {
+                java.time.ZonedDateTime now = java.time.ZonedDateTime.now(java.time.ZoneOffset.UTC);
+                l.getSpec().setHolderIdentity(holder);
+                l.getSpec().setAcquireTime(now);
+                l.getSpec().setRenewTime(now);
+                l.getSpec().setLeaseDurationSeconds(holder == null ? 1 : 5);
+                return l;
+              });
+    } catch (RuntimeException e) {
+      // A conflict with a candidate's write (or the API server restarting): the next try wins.
     }
   }
 
@@ -438,6 +518,10 @@ class FaultInjectionClusterIT {
                       .list()
                       .getItems()) {
                 if (pod.getMetadata().getAnnotations().containsKey(ClusterFixtures.HOLD)) {
+                  String job = pod.getMetadata().getLabels().get("batch.kubernetes.io/job-name");
+                  if (job != null) {
+                    work.jobFinishing(job);
+                  }
                   ClusterFixtures.release(admin, pod);
                 }
               }

@@ -6,7 +6,9 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.fabric8.kubernetes.client.Config;
 import io.fabric8.kubernetes.client.KubernetesClient;
+import io.fabric8.kubernetes.client.KubernetesClientBuilder;
 import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
@@ -20,6 +22,7 @@ import io.leasehold.backend.ReplyException;
 import io.leasehold.backend.Requester;
 import io.leasehold.cli.Replica;
 import io.leasehold.embedded.EmbeddedKubernetes;
+import io.leasehold.kube.TolerantSerialization;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.LockService;
@@ -53,10 +56,14 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Two replicas, each serving the backend, with many concurrent clients spread over both and runner
- * Jobs, while faults are injected: API errors (500, 409), the leader stopped and started again, an
- * outage of every replica longer than the lease, clients that hang up while they wait, clients that
- * vanish holding the lock, clients that force-unlock it, clients that write under someone else's
- * lock ID, and running Jobs that lose their label. A checker then reads the recorded history:
+ * Jobs, while faults are injected: API errors (500, 409); the leader stopped gracefully and killed
+ * (its API calls cut, its waiting clients dropped unanswered), often while a Job runs; the leader
+ * stalled (every API call held back, then let go) longer than the lock's lease, the election's and
+ * at times a heartbeat's; leadership flapping; any replica killed with clients waiting on it; an
+ * outage of every replica longer than the lease; clients that hang up while they wait, vanish
+ * holding the lock, force-unlock it, write under someone else's lock ID, send LockInfos near and
+ * over their bounds, or share one lock ID between two requests; running Jobs that lose their label.
+ * A checker then reads the recorded history ({@link FaultWorkload#check} lists every rule):
  *
  * <ul>
  *   <li>never two holders without a release between them, never two Jobs running;
@@ -66,7 +73,10 @@ import org.junit.jupiter.api.Test;
  *       by a client that hung up without an answer;
  *   <li>order: the lock never goes to one in line while a Job or a connected client stands before
  *       it;
- *   <li>the stored state and every kept version decode.
+ *   <li>the stored state and every kept version decode;
+ *   <li>a Job's lock never taken over while it runs; at most one believes it holds the lock;
+ *       LockInfos stored exactly or refused 400; the Lease always writable; no free lock idle while
+ *       someone waits, once faults settle; dead replicas' places dropped.
  * </ul>
  *
  * <p>Short by default (CI). Long: {@code mvn -B -pl operator -am test -Dtest=FaultInjectionTest
@@ -90,7 +100,12 @@ class FaultInjectionTest {
   }
 
   private final AtomicReferenceArray<String> urls = new AtomicReferenceArray<>(2);
+  private final AtomicReferenceArray<ApiGate> gates = new AtomicReferenceArray<>(2);
+  private final Map<String, Boolean> jobRunning = new ConcurrentHashMap<>();
   private FaultWorkload work;
+
+  /** Closes killed replicas in the background: their every API call fails. */
+  private ExecutorService morgue;
 
   private void count(String what) {
     work.count(what);
@@ -129,6 +144,8 @@ class FaultInjectionTest {
     System.out.printf(
         "fault injection (%s): seed %d, %d operations, %d clients, 2 replicas%n",
         guards, seed, ops, CLIENTS);
+    jobRunning.clear();
+    morgue = Executors.newCachedThreadPool();
     try (EmbeddedKubernetes api = EmbeddedKubernetes.start(0);
         KubernetesClient test = api.newClient()) {
       work = new FaultWorkload(embedded(test), NS, STATE, LINEAGE);
@@ -146,7 +163,6 @@ class FaultInjectionTest {
         startReplica(api, clients, replicas, i, guards);
       }
       recordLeaseVersions(api, names);
-      Map<String, Boolean> jobRunning = new ConcurrentHashMap<>();
       Map<String, AtomicInteger> jobAdmissions = new ConcurrentHashMap<>();
       SharedIndexInformer<Job> jobWatch = work.watchJobs(test, jobRunning, jobAdmissions);
 
@@ -160,10 +176,19 @@ class FaultInjectionTest {
           new Thread(
               () ->
                   injectFaults(
-                      faultRandom, api, api.mockServer(), names, clients, replicas, guards, done));
+                      faultRandom,
+                      api,
+                      api.mockServer(),
+                      test,
+                      names,
+                      clients,
+                      replicas,
+                      guards,
+                      done));
       injector.start();
 
-      assertThat(clientsDone.await(20, TimeUnit.MINUTES)).as("clients finished").isTrue();
+      assertThat(clientsDone.await(60, TimeUnit.MINUTES)).as("clients finished").isTrue();
+      work.clientsEnded();
       done.set(true);
       injector.join(60_000);
       pool.shutdown();
@@ -171,7 +196,35 @@ class FaultInjectionTest {
       if (guards == Guards.NO_OWNERSHIP) {
         // However few locks the random run got (a busy machine), the broken guard is put to the
         // test at least once: a write under another client's lock, with the faults stopped.
-        work.writeUnderAnothersLock(Duration.ofSeconds(60));
+        // Jobs admitted after the Job driver stopped would hold the lock for good: they are let
+        // finish meanwhile.
+        AtomicBoolean attempted = new AtomicBoolean();
+        Thread finisher =
+            new Thread(
+                () -> {
+                  while (!attempted.get()) {
+                    try {
+                      for (Job job : test.batch().v1().jobs().inNamespace(NS).list().getItems()) {
+                        if (RunnerJobFixtures.running(job)) {
+                          work.jobFinishing(job.getMetadata().getName());
+                          RunnerJobFixtures.finish(test, job.getMetadata().getName(), true);
+                        }
+                      }
+                      Thread.sleep(200);
+                    } catch (InterruptedException e) {
+                      return;
+                    } catch (RuntimeException e) {
+                      // A conflict with the operator's write: the next round finishes it.
+                    }
+                  }
+                });
+        finisher.start();
+        try {
+          work.writeUnderAnothersLock(Duration.ofSeconds(60));
+        } finally {
+          attempted.set(true);
+          finisher.join(10_000);
+        }
       }
 
       // Quiesce: both replicas up, every Job admitted runs to its end, the final state is read.
@@ -189,6 +242,7 @@ class FaultInjectionTest {
                 }
                 for (Job job : test.batch().v1().jobs().inNamespace(NS).list().getItems()) {
                   if (RunnerJobFixtures.running(job)) {
+                    work.jobFinishing(job.getMetadata().getName());
                     RunnerJobFixtures.finish(test, job.getMetadata().getName(), true);
                   }
                 }
@@ -203,6 +257,10 @@ class FaultInjectionTest {
         if (r != null) {
           r.close();
         }
+      }
+      morgue.shutdown();
+      if (!morgue.awaitTermination(2, TimeUnit.MINUTES)) {
+        work.violation("a killed replica did not finish closing within 2 minutes");
       }
       clients.forEach(KubernetesClient::close);
     }
@@ -252,8 +310,17 @@ class FaultInjectionTest {
       AtomicReferenceArray<Replica> replicas,
       int i,
       Guards guards) {
-    KubernetesClient client = api.newClient();
+    ApiGate gate = new ApiGate("fault-replica-" + i, work::leaseWriteRefused);
+    Config config = api.clientConfig();
+    config.setImpersonateUsername(EmbeddedKubernetes.OPERATOR_USER);
+    KubernetesClient client =
+        new KubernetesClientBuilder()
+            .withConfig(config)
+            .withKubernetesSerialization(new TolerantSerialization())
+            .withHttpClientBuilderConsumer(b -> b.addOrReplaceInterceptor("fault-gate", gate))
+            .build();
     clients.add(client);
+    gates.set(i, gate);
     Replica replica =
         Replica.start(
             client,
@@ -314,7 +381,9 @@ class FaultInjectionTest {
     try {
       while (!done.get()) {
         if (n < 30 && random.nextInt(4) == 0) {
-          RunnerJobFixtures.create(test, String.format("chaos-job-%03d", n++), STATE);
+          String name = String.format("chaos-job-%03d", n++);
+          RunnerJobFixtures.create(test, name, STATE);
+          work.jobCreated(name);
           count("job-created");
         }
         for (Job job : test.batch().v1().jobs().inNamespace(NS).list().getItems()) {
@@ -341,6 +410,7 @@ class FaultInjectionTest {
             count("job-unlabelled-while-running");
             continue;
           }
+          work.jobFinishing(name);
           RunnerJobFixtures.finish(test, name, true);
           count("job-completed");
         }
@@ -349,6 +419,7 @@ class FaultInjectionTest {
       // Let every Job still running end.
       for (Job job : test.batch().v1().jobs().inNamespace(NS).list().getItems()) {
         if (RunnerJobFixtures.running(job)) {
+          work.jobFinishing(job.getMetadata().getName());
           RunnerJobFixtures.finish(test, job.getMetadata().getName(), true);
         }
       }
@@ -365,6 +436,7 @@ class FaultInjectionTest {
       Random random,
       EmbeddedKubernetes api,
       KubernetesMockServer server,
+      KubernetesClient test,
       StateNames names,
       List<KubernetesClient> clients,
       AtomicReferenceArray<Replica> replicas,
@@ -374,6 +446,7 @@ class FaultInjectionTest {
         "/apis/coordination.k8s.io/v1/namespaces/" + NS + "/leases/" + names.leaseName();
     String secretPath = "/api/v1/namespaces/" + NS + "/secrets/" + names.secretName();
     boolean outageDone = false;
+    long nextDisruption = System.nanoTime() + Duration.ofSeconds(2).toNanos();
     try {
       Thread.sleep(500);
       while (!done.get()) {
@@ -404,28 +477,170 @@ class FaultInjectionTest {
               .andReturn(500, "{\"kind\":\"Status\",\"code\":500,\"message\":\"injected\"}")
               .once();
           fault("api-500-state-read");
-        } else if (roll < 88) {
-          // The leader stops (a rolling update, a crash) and comes back.
-          int leader = replicas.get(0).operator().leadership().leading() ? 0 : 1;
-          replicas.get(leader).close();
-          Thread.sleep(100 + random.nextInt(700));
-          startReplica(api, clients, replicas, leader, guards);
-          fault("leader-restart");
-        } else if (!outageDone) {
-          // Every replica away for longer than the 5 s lease: a Job's lock lapses, and is taken
-          // over only once its Job has ended.
-          replicas.get(0).close();
-          replicas.get(1).close();
-          Thread.sleep(6_000);
-          startReplica(api, clients, replicas, 0, guards);
-          startReplica(api, clients, replicas, 1, guards);
-          fault("outage-past-lease");
-          outageDone = true;
+        }
+        if (System.nanoTime() >= nextDisruption) {
+          if (!outageDone && random.nextInt(12) == 0) {
+            // Every replica away for longer than the 5 s lease: a Job's lock lapses, and is
+            // taken over only once its Job has ended.
+            long from = System.nanoTime();
+            stop(replicas, 0);
+            stop(replicas, 1);
+            Thread.sleep(6_000);
+            startReplica(api, clients, replicas, 0, guards);
+            startReplica(api, clients, replicas, 1, guards);
+            fault("outage-past-lease");
+            work.disruption("outage", from, SETTLED);
+            outageDone = true;
+          } else {
+            disrupt(random, api, test, clients, replicas, guards);
+          }
+          // Mostly one fault after another; now and then a calm stretch, in which a free lock
+          // must never idle while someone waits for it.
+          long gap = random.nextInt(4) == 0 ? 20_000 : 500 + random.nextInt(3_000);
+          nextDisruption = System.nanoTime() + Duration.ofMillis(gap).toNanos();
         }
         Thread.sleep(150 + random.nextInt(450));
       }
     } catch (Exception e) {
       work.violation("fault injector crashed: " + e);
+    }
+  }
+
+  /** How long after a fault a free lock may idle: a new leader elected and at work. */
+  private static final Duration SETTLED = Duration.ofSeconds(6);
+
+  /**
+   * After a replica was killed: its heartbeat times out (12 s) before its places, which no client
+   * waits on any more, are dropped; until then they may stand before live waiters.
+   */
+  private static final Duration SETTLED_AFTER_KILL = Duration.ofSeconds(16);
+
+  /**
+   * One fault to the replicas: the leader stopped gracefully or killed (preferably while a Job
+   * runs), the leader stalled past every lease, leadership flapping, a replica killed with clients
+   * waiting on it.
+   */
+  private void disrupt(
+      Random random,
+      EmbeddedKubernetes api,
+      KubernetesClient test,
+      List<KubernetesClient> clients,
+      AtomicReferenceArray<Replica> replicas,
+      Guards guards)
+      throws Exception {
+    int leader = replicas.get(0).operator().leadership().leading() ? 0 : 1;
+    boolean jobRuns = jobRunning.values().stream().anyMatch(b -> b);
+    String during = jobRuns ? "-while-job-ran" : "";
+    int roll = random.nextInt(jobRuns ? 6 : 10);
+    long from = System.nanoTime();
+    if (roll < 3) {
+      // The leader stops (a rolling update) and comes back: it hands leadership on, its waiters
+      // are told to retry elsewhere, a running Job's lock is renewed once more.
+      stop(replicas, leader);
+      Thread.sleep(100 + random.nextInt(700));
+      startReplica(api, clients, replicas, leader, guards);
+      fault("leader-restart" + during);
+      work.disruption("leader-restart", from, SETTLED);
+    } else if (roll < 6) {
+      // The leader is killed: no release, no renewal, waiters dropped unanswered.
+      kill(replicas, leader);
+      Thread.sleep(200 + random.nextInt(1_000));
+      startReplica(api, clients, replicas, leader, guards);
+      fault("leader-killed" + during);
+      work.disruption("leader-killed", from, SETTLED_AFTER_KILL);
+    } else if (roll < 8) {
+      // The leader stalls (SIGSTOP, a long GC pause, a partition) longer than the lock's 5 s
+      // lease and the election's 3 s, at times longer than the 12 s a heartbeat lasts; whatever
+      // it had under way goes out when it resumes.
+      gates.get(leader).pause();
+      Thread.sleep(6_000 + random.nextInt(8_000));
+      gates.get(leader).resume();
+      fault("leader-stalled-past-lease" + during);
+      work.disruption("leader-stalled", from, SETTLED_AFTER_KILL);
+    } else if (roll < 9) {
+      flapLeadership(random, test, replicas);
+      fault("leadership-flapping" + during);
+      work.disruption("leadership-flapping", from, SETTLED);
+    } else {
+      // Any replica dies with clients waiting on it: their places must not block the line.
+      int victim = random.nextInt(2);
+      kill(replicas, victim);
+      Thread.sleep(500 + random.nextInt(2_500));
+      startReplica(api, clients, replicas, victim, guards);
+      fault("replica-killed");
+      work.disruption("replica-killed", from, SETTLED_AFTER_KILL);
+    }
+  }
+
+  /** Stops replica {@code i} gracefully. */
+  private void stop(AtomicReferenceArray<Replica> replicas, int i) {
+    Replica r = replicas.get(i);
+    String run = r.operator().locks().replica();
+    r.close();
+    work.runEnded(run);
+  }
+
+  /**
+   * Kills replica {@code i}: from now on none of its requests reaches the API, its backend's
+   * connections are dropped unanswered, and what it does while it goes down changes nothing.
+   */
+  private void kill(AtomicReferenceArray<Replica> replicas, int i) {
+    Replica r = replicas.get(i);
+    String run = r.operator().locks().replica();
+    gates.get(i).die();
+    r.backend().halt();
+    work.runEnded(run);
+    morgue.submit(
+        () -> {
+          try {
+            r.operator().close();
+          } catch (RuntimeException e) {
+            // Dead: every call it makes fails.
+          }
+        });
+  }
+
+  /**
+   * Leadership lost and won back several times in quick succession: another candidate takes the
+   * election Lease for a moment (as after a partition) and lets it go, so the leader stops
+   * reconciling in the middle of its work and starts again, again and again.
+   */
+  private void flapLeadership(
+      Random random, KubernetesClient test, AtomicReferenceArray<Replica> replicas)
+      throws InterruptedException {
+    int flaps = 3 + random.nextInt(3);
+    for (int flap = 0; flap < flaps; flap++) {
+      long until = System.nanoTime() + Duration.ofMillis(300 + random.nextInt(1_200)).toNanos();
+      while (System.nanoTime() < until) {
+        editLeaderLease(test, "intruder");
+        Thread.sleep(100);
+      }
+      editLeaderLease(test, null);
+      long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+      while (System.nanoTime() < deadline
+          && !replicas.get(0).operator().leadership().leading()
+          && !replicas.get(1).operator().leadership().leading()) {
+        Thread.sleep(50);
+      }
+    }
+  }
+
+  private static void editLeaderLease(KubernetesClient test, String holder) {
+    try {
+      test.leases()
+          .inNamespace(NS)
+          .withName(LeaseholdOperator.LEADER_LEASE)
+          .edit(
+              (Lease l) -> {
+                java.time.ZonedDateTime now = java.time.ZonedDateTime.now(java.time.ZoneOffset.UTC);
+                l.getSpec().setHolderIdentity(holder);
+                l.getSpec().setAcquireTime(now);
+                l.getSpec().setRenewTime(now);
+                l.getSpec().setLeaseDurationSeconds(holder == null ? 1 : 3);
+                return l;
+              });
+    } catch (RuntimeException e) {
+      // A conflict with a candidate's write: the next try wins.
     }
   }
 

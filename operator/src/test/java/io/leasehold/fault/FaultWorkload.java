@@ -10,6 +10,7 @@ import io.fabric8.kubernetes.client.KubernetesClient;
 import io.fabric8.kubernetes.client.informers.SharedIndexInformer;
 import io.leasehold.kube.OnChange;
 import io.leasehold.lock.LeaseLock;
+import io.leasehold.lock.LeaseSize;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.Ticket;
 import io.leasehold.queue.RunnerJobs;
@@ -37,9 +38,11 @@ import java.util.concurrent.atomic.AtomicInteger;
  * API in this JVM, or a real control plane with the operator in processes of its own).
  *
  * <p>Clients take the lock (with and without {@code ?wait=}) and write under it, write without it,
- * force-unlock, hang up while they wait, vanish holding the lock, and write under someone else's
- * lock ID. The run records every acknowledged write, every broken lock and every version of the
- * lock Lease; {@link #check} then reads that history:
+ * force-unlock, hang up while they wait, vanish holding the lock, write under someone else's lock
+ * ID, send LockInfos with fields near and over their bounds (control characters, multi-byte text),
+ * and send two LOCKs of one identity with one lock ID at once. The run records every acknowledged
+ * write, every broken lock and every version of the lock Lease; {@link #check} then reads that
+ * history:
  *
  * <ul>
  *   <li>never two holders without a release between them;
@@ -49,7 +52,16 @@ import java.util.concurrent.atomic.AtomicInteger;
  *       by a client that hung up without an answer;
  *   <li>order: the lock never goes to one in line while a Job or a connected client stands before
  *       it;
- *   <li>the stored state and every kept version decode; every admitted Job ran once.
+ *   <li>the stored state and every kept version decode; every admitted Job ran once;
+ *   <li>a runner Job's lock never goes to anyone else while the Job runs, and at most one believes
+ *       it holds the lock at any time: no two clients (two requests sharing a lock ID included)
+ *       told they hold it without an UNLOCK or a force-unlock between, no client while a Job runs;
+ *   <li>LockInfos with fields near their bounds are stored and shown exactly as sent, those over
+ *       them refused 400 naming the field; the lock Lease's annotations stay within leasehold's
+ *       budget (counted as the API server counts them), so the Lease is always writable;
+ *   <li>once faults have settled, a free lock never idles longer than {@link #IDLE_BOUND} while a
+ *       client waits for it connected or a runner Job waits to be admitted, and the places of a
+ *       replica that died are gone from the line within {@link #DEAD_PLACES_BOUND}.
  * </ul>
  */
 public final class FaultWorkload {
@@ -87,10 +99,38 @@ public final class FaultWorkload {
   private record Ack(
       String writeId, long serial, String lockId, String client, long sentNanos, long ackNanos) {}
 
-  private record Broken(String lockId, long atNanos) {}
+  /** A lock broken by a force-unlock sent at {@code sentNanos} and answered at {@code atNanos}. */
+  private record Broken(String lockId, long sentNanos, long atNanos) {}
 
   /** One version of the Lease as the API stored it. */
   private record Seen(long nanos, String holder, List<Ticket> line) {}
+
+  /**
+   * A client that believed it held the lock: from the moment it was told so until it sent its
+   * UNLOCK (or gave up on it).
+   */
+  private record Belief(String believer, String lockId, long from, long to) {}
+
+  /** A span of time: a LOCK waiting with its connection open, or a fault and its settling. */
+  private record Span(String what, long from, long to) {}
+
+  /**
+   * How long a free lock may stay free while a client waits connected or a runner Job waits to be
+   * admitted, once faults have settled: the backend's safety poll (2 s) plus a write.
+   */
+  static final Duration IDLE_BOUND = Duration.ofMillis(2_500);
+
+  /**
+   * How long after a replica's run ended (stopped or killed) its places may still be in line: its
+   * heartbeat's timeout (12 s) and a renewal period.
+   */
+  static final Duration DEAD_PLACES_BOUND = Duration.ofSeconds(16);
+
+  /**
+   * How long a place marked away is kept in line for a client to come back to: the replicas' ticket
+   * grace ({@code LockService.Settings} in the tests that run them).
+   */
+  static final Duration TICKET_GRACE = Duration.ofSeconds(10);
 
   private final Environment env;
   private final String ns;
@@ -104,6 +144,19 @@ public final class FaultWorkload {
   private final List<String> violations = Collections.synchronizedList(new ArrayList<>());
   private final List<Seen> seen = Collections.synchronizedList(new ArrayList<>());
   private final Map<String, Long> hungUp = new ConcurrentHashMap<>();
+  private final List<Belief> beliefs = Collections.synchronizedList(new ArrayList<>());
+  private final List<Span> waits = Collections.synchronizedList(new ArrayList<>());
+  private final List<Span> disruptions = Collections.synchronizedList(new ArrayList<>());
+  private final Map<String, Long> jobCreated = new ConcurrentHashMap<>();
+  private final Map<String, Long> jobStarted = new ConcurrentHashMap<>();
+  private final Map<String, Long> jobFinishing = new ConcurrentHashMap<>();
+  private final Map<String, Long> runEnded = new ConcurrentHashMap<>();
+  private final Map<String, LockInfo> largeInfos = new ConcurrentHashMap<>();
+  private final java.util.concurrent.atomic.AtomicLong largestLease =
+      new java.util.concurrent.atomic.AtomicLong();
+  private final java.util.concurrent.atomic.AtomicLong longestCalmIdle =
+      new java.util.concurrent.atomic.AtomicLong();
+  private volatile long clientsEnded = Long.MAX_VALUE;
 
   public FaultWorkload(Environment env, String namespace, String state, String lineage) {
     this.env = env;
@@ -155,20 +208,81 @@ public final class FaultWorkload {
     return acks.size();
   }
 
-  /** Records one version of the lock Lease, in the order the API stored them. */
+  /**
+   * Records one version of the lock Lease, in the order the API stored them, and checks that it
+   * stays writable: its annotations, counted as the API server counts them, within leasehold's
+   * budget (and so well within the API server's 256 KiB).
+   */
   public void leaseVersion(long nanos, Lease lease) {
     seen.add(
         new Seen(
             nanos,
             lease.getSpec() == null ? null : lease.getSpec().getHolderIdentity(),
             LeaseLock.line(lease).tickets()));
+    long bytes = LeaseSize.of(lease);
+    largestLease.accumulateAndGet(bytes, Math::max);
+    if (bytes > LeaseSize.BUDGET) {
+      violations.add(
+          "the lock Lease's annotations take "
+              + bytes
+              + " bytes as stored, over leasehold's budget of "
+              + LeaseSize.BUDGET
+              + (bytes > LeaseSize.API_LIMIT
+                  ? " and the API server's limit of " + LeaseSize.API_LIMIT + ": unwritable"
+                  : ""));
+    }
+  }
+
+  /** A write of the lock Lease the API refused as invalid: it may have become unwritable. */
+  public void leaseWriteRefused(String what) {
+    violations.add("a write of the lock Lease was refused as invalid: " + what);
+  }
+
+  /** Runner Job {@code name} was created now. */
+  public void jobCreated(String name) {
+    jobCreated.putIfAbsent(name, System.nanoTime());
+  }
+
+  /** Runner Job {@code name} is about to be made to end (its run ends after this moment). */
+  public void jobFinishing(String name) {
+    jobFinishing.putIfAbsent(name, System.nanoTime());
+  }
+
+  /**
+   * A fault that began at {@code fromNanos} ended now; until {@code settle} has passed, a free lock
+   * may idle (no leader yet, a replica's places not yet known dead).
+   */
+  public void disruption(String what, long fromNanos, Duration settle) {
+    disruptions.add(new Span(what, fromNanos, System.nanoTime() + settle.toNanos()));
+  }
+
+  /**
+   * A run of a replica (its identity and start nonce, as places in line name it) ended now, killed
+   * or stopped: its places must be gone from the line within {@link #DEAD_PLACES_BOUND}.
+   */
+  public void runEnded(String run) {
+    runEnded.putIfAbsent(run, System.nanoTime());
+  }
+
+  /** The clients have used up their operations. */
+  public void clientsEnded() {
+    clientsEnded = System.nanoTime();
   }
 
   /** Prints what the run did and found. */
   public void report(String label, long seed) {
     System.out.printf(
-        "%s: seed %d; operations %s; faults injected %s; acknowledged writes %d; violations %d%n",
-        label, seed, counts(), new TreeMap<>(faults), acks.size(), violations.size());
+        "%s: seed %d; operations %s; faults injected %s; acknowledged writes %d; largest lock"
+            + " Lease %d bytes of annotations; longest free-lock idle once settled %d ms;"
+            + " violations %d%n",
+        label,
+        seed,
+        counts(),
+        new TreeMap<>(faults),
+        acks.size(),
+        largestLease.get(),
+        longestCalmIdle.get() / 1_000_000,
+        violations.size());
     violations().stream().limit(50).forEach(v -> System.out.println("  VIOLATION " + v));
   }
 
@@ -193,6 +307,7 @@ public final class FaultWorkload {
                   boolean active = !RunnerJobs.suspended(j) && !RunnerJobs.finished(j);
                   Boolean was = running.put(uid, active);
                   if (active && !Boolean.TRUE.equals(was)) {
+                    jobStarted.putIfAbsent(j.getMetadata().getName(), System.nanoTime());
                     admissions
                         .computeIfAbsent(j.getMetadata().getName(), k -> new AtomicInteger())
                         .incrementAndGet();
@@ -241,17 +356,21 @@ public final class FaultWorkload {
     while (remaining.getAndDecrement() > 0) {
       int roll = random.nextInt(100);
       try {
-        if (roll < 55) {
+        if (roll < 50) {
           lockedWrite(http, random, index);
-        } else if (roll < 63) {
+        } else if (roll < 57) {
           count("unlocked-write");
           write(http, url(random), null, me, "c" + index + "-nolock-" + random.nextInt(1_000_000));
-        } else if (roll < 68) {
+        } else if (roll < 61) {
           forceUnlock(http, url(random));
-        } else if (roll < 78) {
+        } else if (roll < 70) {
           hangUpWhileWaiting(random, index);
-        } else if (roll < 86) {
+        } else if (roll < 77) {
           stealLock(http, random, index);
+        } else if (roll < 84) {
+          largeLockInfo(http, random, index);
+        } else if (roll < 90) {
+          sharedLockId(random, index);
         } else {
           read(http, url(random));
         }
@@ -284,32 +403,317 @@ public final class FaultWorkload {
     int replica = random.nextInt(env.replicas());
     String lockPath = ns + "/" + state + "/lock" + wait;
     HttpResponse<String> lock =
-        send(http, "LOCK", env.baseUrl(replica) + lockPath, info.toJson(), me);
+        waitingLock(http, env.baseUrl(replica) + lockPath, info, me, !wait.isEmpty());
     for (int retry = 0; retry < 2 && lock.statusCode() == 503; retry++) {
       // A replica that is stopping answered: retry with the same lock ID on the other one, as
       // Terraform's HTTP client does; the place in line is kept.
       count("lock-503-retried");
       replica = (replica + 1) % env.replicas();
-      lock = send(http, "LOCK", env.baseUrl(replica) + lockPath, info.toJson(), me);
+      lock = waitingLock(http, env.baseUrl(replica) + lockPath, info, me, !wait.isEmpty());
     }
     count("lock-" + lock.statusCode());
     if (lock.statusCode() >= 500) {
       String why = lock.body().trim();
       count("lock-" + lock.statusCode() + " " + why.substring(0, Math.min(60, why.length())));
     }
+    if (lock.statusCode() == 423) {
+      checkShownHolder(lock.body());
+    }
     if (lock.statusCode() != 200) {
       return;
     }
-    int writes = 1 + random.nextInt(2);
-    for (int i = 0; i < writes; i++) {
-      write(http, url(random), lockId, me, lockId + "-w" + i);
-    }
-    if (random.nextInt(100) < 4) {
-      count("vanished-holding-lock");
-      return;
+    long granted = System.nanoTime();
+    try {
+      int writes = 1 + random.nextInt(2);
+      for (int i = 0; i < writes; i++) {
+        write(http, url(random), lockId, me, lockId + "-w" + i);
+      }
+      if (random.nextInt(100) < 4) {
+        count("vanished-holding-lock");
+        return;
+      }
+    } finally {
+      // Until it sends its UNLOCK (or vanishes, or a replica it talks to goes away), the client
+      // believes it holds the lock.
+      beliefs.add(new Belief(me, lockId, granted, System.nanoTime()));
     }
     HttpResponse<String> unlock = send(http, "UNLOCK", url(random) + "/lock", info.toJson(), me);
     count("unlock-" + unlock.statusCode());
+  }
+
+  /** A LOCK; one with {@code ?wait=} is recorded as waiting, connected, until it is answered. */
+  private HttpResponse<String> waitingLock(
+      HttpClient http, String url, LockInfo info, String user, boolean waiting) throws Exception {
+    long sent = System.nanoTime();
+    HttpResponse<String> r = send(http, "LOCK", url, info.toJson(), user);
+    if (waiting) {
+      waits.add(new Span(info.id(), sent, System.nanoTime()));
+    }
+    return r;
+  }
+
+  /**
+   * A 423 names the holder with its LockInfo (Terraform prints it): a LockInfo taken with fields
+   * near their bounds is shown as it was sent (Info excepted: a refusal explains itself there).
+   */
+  private void checkShownHolder(String body) {
+    Optional<LockInfo> shown = LockInfo.parse(body);
+    if (shown.isEmpty() || shown.get().id() == null) {
+      return;
+    }
+    LockInfo sent = largeInfos.get(shown.get().id());
+    if (sent == null) {
+      return;
+    }
+    LockInfo s = shown.get();
+    if (s.info() != null && s.info().startsWith("the lock is free but")) {
+      // Not the holder's LockInfo: the first in line, as its place names it.
+      return;
+    }
+    if (!java.util.Objects.equals(s.who(), sent.who())
+        || !java.util.Objects.equals(s.operation(), sent.operation())
+        || !java.util.Objects.equals(s.version(), sent.version())
+        || !java.util.Objects.equals(s.created(), sent.created())
+        || !java.util.Objects.equals(s.path(), sent.path())) {
+      violations.add(
+          "a 423 showed holder "
+              + sent.id()
+              + "'s LockInfo other than it was sent: "
+              + body.substring(0, Math.min(300, body.length())));
+    }
+    count("large-lockinfo-shown-as-sent");
+  }
+
+  /**
+   * Pieces of text and the bytes each takes as stored (JSON-escaped UTF-8), counted here by hand:
+   * control characters are escaped to six bytes ({@code \\u0001}) or two ({@code \\n}), quotes and
+   * backslashes to two, and characters outside ASCII take two to four bytes.
+   */
+  private static final String[] PIECES = {
+    "a", "\u00e9", "\u20ac", "\ud83d\ude00", "\u0001", "\n", "\"", "\\", "\u001f", "\t"
+  };
+
+  private static final int[] PIECE_BYTES = {1, 2, 3, 4, 6, 2, 2, 2, 6, 2};
+
+  /** Text that takes exactly {@code bytes} bytes as stored, of pieces of every kind. */
+  private static String storedText(Random random, int bytes) {
+    StringBuilder text = new StringBuilder();
+    int left = bytes;
+    while (left > 6) {
+      int p = random.nextInt(PIECES.length);
+      text.append(PIECES[p]);
+      left -= PIECE_BYTES[p];
+    }
+    return text + "a".repeat(left);
+  }
+
+  /**
+   * A client whose LockInfo has one field near its bound, or over it, or a lock ID with a control
+   * character: over the bound it must be refused 400 naming the field; within it, it is taken as
+   * any other and stored exactly as sent (and shown so to others in their 423s); never does it
+   * leave the lock Lease too large to write.
+   */
+  private void largeLockInfo(HttpClient http, Random random, int index) throws Exception {
+    String me = "client-" + index;
+    String lockId = "c" + index + "-L" + Long.toHexString(random.nextLong());
+    String[] fields = {"ID", "Operation", "Who", "Version", "Created", "Info", "Path"};
+    int[] limits = {
+      LockInfo.MAX_ID,
+      LockInfo.MAX_SHORT,
+      LockInfo.MAX_WHO,
+      LockInfo.MAX_SHORT,
+      LockInfo.MAX_SHORT,
+      LockInfo.MAX_TEXT,
+      LockInfo.MAX_TEXT
+    };
+    int f = random.nextInt(fields.length);
+    int limit = limits[f];
+    int size =
+        random.nextInt(8) == 0 ? limit * (2 + random.nextInt(6)) : limit - 8 + random.nextInt(17);
+    String value;
+    boolean over;
+    String[] v = {
+      lockId,
+      "OperationTypeApply",
+      me + "@fault",
+      "1.11.4",
+      java.time.Instant.now().toString(),
+      "",
+      ""
+    };
+    if (f == 0) {
+      // A lock ID is counted in characters, and takes none that are not printable.
+      boolean control = random.nextInt(4) == 0;
+      String id = lockId + (control ? "\u0007" : "");
+      value = id + "x".repeat(Math.max(0, size - id.length()));
+      over = control || value.length() > limit;
+    } else {
+      value = storedText(random, size);
+      over = size > limit;
+    }
+    v[f] = value;
+    LockInfo info = new LockInfo(v[0], v[1], v[5], v[2], v[3], v[4], v[6]);
+    if (!over) {
+      largeInfos.put(info.id(), info);
+    }
+    String wait = random.nextBoolean() ? "?wait=" + (1 + random.nextInt(3)) + "s" : "";
+    int replica = random.nextInt(env.replicas());
+    String url = stateUrl(replica);
+    HttpResponse<String> lock =
+        waitingLock(http, url + "/lock" + wait, info, me, !wait.isEmpty() && !over);
+    for (int retry = 0; retry < 2 && lock.statusCode() == 503; retry++) {
+      // A replica that is stopping refuses every request before it reads it: the client retries
+      // on the other one, as Terraform does.
+      replica = (replica + 1) % env.replicas();
+      url = stateUrl(replica);
+      lock = waitingLock(http, url + "/lock" + wait, info, me, !wait.isEmpty() && !over);
+    }
+    if (lock.statusCode() == 503) {
+      count("large-lockinfo-503");
+      return;
+    }
+    String what = fields[f] + " of " + (f == 0 ? value.length() + " characters" : size + " bytes");
+    count("large-lockinfo-" + (over ? "over" : "within") + "-" + lock.statusCode());
+    String body = lock.body();
+    if (over) {
+      String named = f == 0 ? "lock ID" : fields[f] + " is";
+      if (lock.statusCode() != 400 || !body.contains(named)) {
+        violations.add(
+            "a LockInfo with "
+                + what
+                + " (over the bound of "
+                + limit
+                + ") was answered "
+                + lock.statusCode()
+                + ", not a 400 naming the field: "
+                + body.substring(0, Math.min(200, body.length())));
+      }
+      if (lock.statusCode() == 200) {
+        send(http, "UNLOCK", url + "/lock", info.toJson(), me);
+      }
+      return;
+    }
+    if (lock.statusCode() == 400) {
+      violations.add(
+          "a LockInfo with "
+              + what
+              + " (within the bound of "
+              + limit
+              + ") was refused: "
+              + body.substring(0, Math.min(200, body.length())));
+      return;
+    }
+    if (lock.statusCode() == 423) {
+      checkShownHolder(body);
+    }
+    if (lock.statusCode() != 200) {
+      return;
+    }
+    long granted = System.nanoTime();
+    try {
+      Lease lease = env.admin().leases().inNamespace(ns).withName(names.leaseName()).get();
+      if (lease != null && info.id().equals(lease.getSpec().getHolderIdentity())) {
+        Map<String, String> annotations = lease.getMetadata().getAnnotations();
+        String stored =
+            annotations == null ? null : annotations.get(LeaseLock.LOCK_INFO_ANNOTATION);
+        if (!LockInfo.parse(stored).equals(Optional.of(info))) {
+          violations.add(
+              "a LockInfo with "
+                  + what
+                  + " was stored other than it was sent: "
+                  + (stored == null ? null : stored.substring(0, Math.min(300, stored.length()))));
+        }
+        count("large-lockinfo-stored-as-sent");
+      }
+    } finally {
+      beliefs.add(new Belief(me, lockId, granted, System.nanoTime()));
+    }
+    HttpResponse<String> unlock = send(http, "UNLOCK", url + "/lock", info.toJson(), me);
+    count("large-lockinfo-unlock-" + unlock.statusCode());
+  }
+
+  /**
+   * Two requests of one identity with one lock ID at once, on either replica, waiting or not: with
+   * different LockInfos (two runs that reuse an ID) at most one may ever be told it holds the lock
+   * at a time; with the same LockInfo (a retry whose first answer is still on its way) both may.
+   */
+  private void sharedLockId(Random random, int index) throws Exception {
+    String me = "client-" + index;
+    String lockId = "c" + index + "-S" + Long.toHexString(random.nextLong());
+    boolean retry = random.nextInt(5) == 0;
+    String created = java.time.Instant.now().toString();
+    LockInfo a = new LockInfo(lockId, "OperationTypeApply", "", me + "@a", "1.11.4", created, "");
+    LockInfo b =
+        retry
+            ? a
+            : new LockInfo(lockId, "OperationTypeApply", "", me + "@b", "1.11.4", created, "");
+    long seed = random.nextLong();
+    java.util.concurrent.CompletableFuture<long[]> first =
+        new java.util.concurrent.CompletableFuture<>();
+    Thread other =
+        new Thread(
+            () -> {
+              try {
+                first.complete(sharedLock(new Random(seed), me, me + "/b", b, !retry));
+              } catch (Throwable t) {
+                first.completeExceptionally(t);
+              }
+            },
+            "shared-lock-id-" + index);
+    other.start();
+    long[] answer = sharedLock(random, me, me + "/a", a, !retry);
+    other.join(120_000);
+    long[] otherAnswer;
+    try {
+      otherAnswer = first.getNow(new long[] {-1, 0});
+    } catch (java.util.concurrent.CompletionException e) {
+      if (e.getCause() instanceof IOException io) {
+        throw io;
+      }
+      throw e;
+    }
+    int mine = (int) answer[0];
+    int theirs = (int) otherAnswer[0];
+    if (retry && (mine == 200 || theirs == 200)) {
+      // One client that sent its LOCK twice: it holds the lock from the first 200 it heard until
+      // its one UNLOCK, once both answers are in.
+      long granted =
+          Math.min(
+              mine == 200 ? answer[1] : Long.MAX_VALUE,
+              theirs == 200 ? otherAnswer[1] : Long.MAX_VALUE);
+      Thread.sleep(random.nextInt(300));
+      beliefs.add(new Belief(me + "/retry", lockId, granted, System.nanoTime()));
+      send(env.http(), "UNLOCK", url(random) + "/lock", a.toJson(), me);
+    }
+    count(
+        "shared-lock-id"
+            + (retry ? "-retry" : "")
+            + "-"
+            + Math.min(mine, theirs)
+            + "-"
+            + Math.max(mine, theirs));
+  }
+
+  /**
+   * One of the two requests of {@link #sharedLockId}: its LOCK's status and when it was answered.
+   * With {@code release}, a 200 is held a moment and released by this request's own UNLOCK.
+   */
+  private long[] sharedLock(
+      Random random, String user, String believer, LockInfo info, boolean release)
+      throws Exception {
+    HttpClient http = env.http();
+    String wait = random.nextBoolean() ? "?wait=" + (1 + random.nextInt(3)) + "s" : "";
+    String url = url(random);
+    HttpResponse<String> lock =
+        waitingLock(http, url + "/lock" + wait, info, user, !wait.isEmpty());
+    long answered = System.nanoTime();
+    if (lock.statusCode() != 200 || !release) {
+      return new long[] {lock.statusCode(), answered};
+    }
+    Thread.sleep(random.nextInt(300));
+    beliefs.add(new Belief(believer, info.id(), answered, System.nanoTime()));
+    send(http, "UNLOCK", url + "/lock", info.toJson(), user);
+    return new long[] {200, answered};
   }
 
   /** A client that gives up while it waits (Ctrl-C, a cancelled CI job, a proxy timeout). */
@@ -318,6 +722,7 @@ public final class FaultWorkload {
     String lockId = "c" + index + "-h" + Long.toHexString(random.nextLong());
     LockInfo info = lockInfo(index, lockId);
     int replica = random.nextInt(env.replicas());
+    long sent = System.nanoTime();
     RawLock r =
         env.rawLock(
             env.baseUrl(replica),
@@ -326,6 +731,7 @@ public final class FaultWorkload {
             "?wait=30s",
             Map.of("Authorization", env.authorization(me)));
     RawLock.Answer answer = r.answer(Duration.ofMillis(random.nextInt(400)));
+    waits.add(new Span(lockId, sent, System.nanoTime()));
     if (answer == null) {
       answer = r.hangUp(Duration.ofSeconds(20)).orElse(null);
       if (answer == null) {
@@ -338,6 +744,7 @@ public final class FaultWorkload {
     }
     r.close();
     if (answer.status() == 200) {
+      beliefs.add(new Belief(me, lockId, System.nanoTime(), System.nanoTime()));
       send(
           env.http(),
           "UNLOCK",
@@ -370,11 +777,13 @@ public final class FaultWorkload {
       }
       // A fault injected in the run and not met yet (a Secret read or write the API refuses) is
       // met here: the backend answers 503, nothing written, retry. The write is tried again.
+      long granted = System.nanoTime();
       int status;
       do {
         status = write(http, stateUrl(1 % env.replicas()), lockId, "client-1", "c1-stolen-x");
       } while (status == 503 && System.nanoTime() < deadline);
       count(status == 200 ? "stolen-write-ACCEPTED" : "stolen-write-refused");
+      beliefs.add(new Belief("client-0", lockId, granted, System.nanoTime()));
       send(http, "UNLOCK", stateUrl(0) + "/lock", info.toJson(), "client-0");
       return;
     }
@@ -421,11 +830,12 @@ public final class FaultWorkload {
   }
 
   public void forceUnlock(HttpClient http, String url) throws Exception {
+    long sent = System.nanoTime();
     HttpResponse<String> r = send(http, "UNLOCK", url + "/lock", null, ADMIN);
     count("force-unlock-" + r.statusCode());
     String body = r.body();
     if (r.statusCode() == 200 && body.startsWith("lock ") && body.contains(" held by ")) {
-      broken.add(new Broken(body.substring(5, body.indexOf(" held by ")), System.nanoTime()));
+      broken.add(new Broken(body.substring(5, body.indexOf(" held by ")), sent, System.nanoTime()));
     }
   }
 
@@ -619,9 +1029,317 @@ public final class FaultWorkload {
             violations.add("Job " + job + " admitted " + n.get() + " times");
           }
         });
+    checkJobLocksKept(versions);
+    checkBeliefs();
+    checkIdle(versions);
+    checkDeadPlaces(versions);
     counts.put("jobs-admitted", new AtomicInteger(jobAdmissions.size()));
     counts.put("broken-locks", new AtomicInteger(broken.size()));
     counts.put("grants-checked", new AtomicInteger(grantsChecked));
     counts.put("lease-versions-seen", new AtomicInteger(versions.size()));
+    counts.put("beliefs-checked", new AtomicInteger(beliefs.size()));
+  }
+
+  /**
+   * When a lock ID's lock was first broken by a force-unlock, if it was: from the moment that
+   * force-unlock was sent (lock IDs are drawn anew for every lock, so a break of the ID is a break
+   * of this lock, though its answer may reach the holder after the break).
+   */
+  private long brokenAt(String lockId) {
+    long at = Long.MAX_VALUE;
+    synchronized (broken) {
+      for (Broken b : broken) {
+        if (b.lockId().equals(lockId)) {
+          at = Math.min(at, b.sentNanos());
+        }
+      }
+    }
+    return at;
+  }
+
+  /** When runner Job {@code name}'s lock was first broken, if it was. */
+  private long jobLockBrokenAt(String name) {
+    long at = Long.MAX_VALUE;
+    synchronized (broken) {
+      for (Broken b : broken) {
+        if (b.lockId().startsWith(LeaseLock.JOB_PREFIX)
+            && LeaseLock.jobName(b.lockId()).equals(name)) {
+          at = Math.min(at, b.sentNanos());
+        }
+      }
+    }
+    return at;
+  }
+
+  /** The times given, and the lock's holders around them, in ms from the first Lease version. */
+  private String timeline(long... times) {
+    List<Seen> versions;
+    synchronized (seen) {
+      versions = new ArrayList<>(seen);
+    }
+    long zero = versions.isEmpty() ? 0 : versions.get(0).nanos();
+    long lo = Long.MAX_VALUE;
+    long hi = Long.MIN_VALUE;
+    StringBuilder out = new StringBuilder("at");
+    for (long t : times) {
+      out.append(' ').append(t == Long.MAX_VALUE ? "never" : (t - zero) / 1_000_000);
+      if (t != Long.MAX_VALUE) {
+        lo = Math.min(lo, t);
+        hi = Math.max(hi, t);
+      }
+    }
+    out.append("; holders");
+    String last = "";
+    for (Seen v : versions) {
+      if (v.nanos() >= lo - 3_000_000_000L && v.nanos() <= hi + 1_000_000_000L) {
+        String h = String.valueOf(v.holder());
+        if (!h.equals(last)) {
+          out.append(' ').append((v.nanos() - zero) / 1_000_000).append('=').append(h);
+          last = h;
+        }
+      }
+    }
+    synchronized (disruptions) {
+      for (Span d : disruptions) {
+        if (d.to() >= lo - 10_000_000_000L && d.from() <= hi) {
+          out.append("; fault ")
+              .append(d.what())
+              .append(' ')
+              .append((d.from() - zero) / 1_000_000)
+              .append('-')
+              .append((d.to() - zero) / 1_000_000);
+        }
+      }
+    }
+    return out.toString();
+  }
+
+  /** When Job {@code name} was surely running: from seen running until it was made to end. */
+  private Optional<long[]> jobRun(String name) {
+    Long from = jobStarted.get(name);
+    if (from == null) {
+      return Optional.empty();
+    }
+    long to = jobFinishing.getOrDefault(name, Long.MAX_VALUE);
+    to = Math.min(to, jobLockBrokenAt(name));
+    return to > from ? Optional.of(new long[] {from, to}) : Optional.empty();
+  }
+
+  /**
+   * 9. A runner Job's lock is never taken over, released or handed on while the Job runs (unless
+   * force-unlocked): the Lease never goes from the Job to anyone else between the Job being seen
+   * running and its being made to end.
+   */
+  private void checkJobLocksKept(List<Seen> versions) {
+    for (int i = 1; i < versions.size(); i++) {
+      Seen prev = versions.get(i - 1);
+      Seen next = versions.get(i);
+      if (prev.holder() == null
+          || !prev.holder().startsWith(LeaseLock.JOB_PREFIX)
+          || prev.holder().equals(next.holder())) {
+        continue;
+      }
+      String job = LeaseLock.jobName(prev.holder());
+      Optional<long[]> run = jobRun(job);
+      if (run.isPresent() && next.nanos() > run.get()[0] && next.nanos() < run.get()[1]) {
+        violations.add(
+            "the lock of runner Job "
+                + job
+                + " went to "
+                + next.holder()
+                + " while the Job ran ("
+                + (next.nanos() - run.get()[0]) / 1_000_000
+                + " ms after it was seen running, before it was made to end): "
+                + timeline(next.nanos(), run.get()[0], run.get()[1]));
+      }
+    }
+  }
+
+  /**
+   * 10. At most one believes it holds the lock at any time: two clients (the two requests sharing a
+   * lock ID included) are never both told they hold it without an UNLOCK or a force-unlock between,
+   * and no client is told so while a runner Job runs.
+   */
+  private void checkBeliefs() {
+    List<Belief> all = new ArrayList<>();
+    synchronized (beliefs) {
+      for (Belief b : beliefs) {
+        long to = Math.min(b.to(), brokenAt(b.lockId()));
+        if (to > b.from()) {
+          all.add(new Belief(b.believer(), b.lockId(), b.from(), to));
+        }
+      }
+    }
+    all.sort(java.util.Comparator.comparingLong(Belief::from));
+    for (int i = 0; i < all.size(); i++) {
+      Belief a = all.get(i);
+      for (int j = i + 1; j < all.size() && all.get(j).from() < a.to(); j++) {
+        Belief b = all.get(j);
+        if (!a.believer().equals(b.believer())) {
+          violations.add(
+              b.believer()
+                  + " was told it holds the lock (ID "
+                  + b.lockId()
+                  + ") while "
+                  + a.believer()
+                  + " held it (ID "
+                  + a.lockId()
+                  + ") for "
+                  + (Math.min(a.to(), b.to()) - b.from()) / 1_000_000
+                  + " ms more: "
+                  + timeline(a.from(), a.to(), b.from(), b.to()));
+        }
+      }
+    }
+    for (String job : jobStarted.keySet()) {
+      Optional<long[]> run = jobRun(job);
+      if (run.isEmpty()) {
+        continue;
+      }
+      for (Belief b : all) {
+        if (b.from() < run.get()[1] && b.to() > run.get()[0]) {
+          violations.add(
+              b.believer()
+                  + " was told it holds the lock (ID "
+                  + b.lockId()
+                  + ") while runner Job "
+                  + job
+                  + " ran: "
+                  + timeline(b.from(), b.to(), run.get()[0], run.get()[1]));
+        }
+      }
+    }
+  }
+
+  /**
+   * 11. Once faults have settled, a free lock never idles longer than {@link #IDLE_BOUND} while a
+   * client waits for it with its connection open or a runner Job waits to be admitted. The lock is
+   * free while the Lease names no holder, or names a runner Job that was made to end.
+   */
+  private void checkIdle(List<Seen> versions) {
+    long end = Math.min(clientsEnded, System.nanoTime());
+    long margin = Duration.ofMillis(300).toNanos();
+    List<Span> candidates = new ArrayList<>();
+    synchronized (waits) {
+      for (Span w : waits) {
+        candidates.add(new Span("client " + w.what(), w.from() + margin, w.to() - margin));
+      }
+    }
+    jobCreated.forEach(
+        (job, created) -> {
+          long until =
+              Math.min(
+                  jobStarted.getOrDefault(job, Long.MAX_VALUE),
+                  jobFinishing.getOrDefault(job, Long.MAX_VALUE));
+          candidates.add(new Span("runner Job " + job, created + margin, until));
+        });
+    candidates.removeIf(c -> c.to() <= c.from());
+    candidates.sort(java.util.Comparator.comparingLong(Span::from));
+    List<Span> settling;
+    synchronized (disruptions) {
+      settling = new ArrayList<>(disruptions);
+    }
+    settling.sort(java.util.Comparator.comparingLong(Span::from));
+    // The spans in which the lock was free, consecutive free versions merged.
+    long freeFrom = -1;
+    for (int i = 0; i < versions.size() && versions.get(i).nanos() < end; i++) {
+      Seen v = versions.get(i);
+      long until = i + 1 < versions.size() ? Math.min(end, versions.get(i + 1).nanos()) : end;
+      long from = freeSince(v);
+      boolean free = from < until;
+      if (freeFrom >= 0 && (!free || from > v.nanos())) {
+        idleSpan(freeFrom, v.nanos(), candidates, settling);
+        freeFrom = -1;
+      }
+      if (free && freeFrom < 0) {
+        freeFrom = from;
+      }
+    }
+    if (freeFrom >= 0) {
+      idleSpan(freeFrom, end, candidates, settling);
+    }
+  }
+
+  /** When the lock of this version is free: now, once its Job was made to end, or never. */
+  private long freeSince(Seen v) {
+    if (v.holder() == null) {
+      return v.nanos();
+    }
+    if (v.holder().startsWith(LeaseLock.JOB_PREFIX)) {
+      Long finishing = jobFinishing.get(LeaseLock.jobName(v.holder()));
+      return finishing == null ? Long.MAX_VALUE : Math.max(v.nanos(), finishing);
+    }
+    return Long.MAX_VALUE;
+  }
+
+  private void idleSpan(long from, long to, List<Span> candidates, List<Span> settling) {
+    for (Span c : candidates) {
+      if (c.from() >= to) {
+        break;
+      }
+      long a = Math.max(from, c.from());
+      long b = Math.min(to, c.to());
+      if (b <= a) {
+        continue;
+      }
+      // The longest part of [a, b) outside every fault and its settling.
+      long longest = 0;
+      long cursor = a;
+      for (Span d : settling) {
+        if (d.to() <= cursor) {
+          continue;
+        }
+        if (d.from() >= b) {
+          break;
+        }
+        longest = Math.max(longest, d.from() - cursor);
+        cursor = Math.max(cursor, d.to());
+        if (cursor >= b) {
+          break;
+        }
+      }
+      if (cursor < b) {
+        longest = Math.max(longest, b - cursor);
+      }
+      longestCalmIdle.accumulateAndGet(longest, Math::max);
+      if (longest > IDLE_BOUND.toNanos()) {
+        violations.add(
+            "the lock stayed free for "
+                + longest / 1_000_000
+                + " ms while "
+                + c.what()
+                + " waited for it, with no fault in progress or settling");
+      }
+    }
+  }
+
+  /**
+   * 12. The places in line of a replica's run that ended (stopped, or killed without answering its
+   * waiters) are marked away in every version of the Lease written {@link #DEAD_PLACES_BOUND} after
+   * it ended, so they never block the line, and are gone from it once the ticket grace has passed
+   * too (kept that long so a client retrying on another replica with the same lock ID finds its
+   * place).
+   */
+  private void checkDeadPlaces(List<Seen> versions) {
+    Map<String, Long> ended = new java.util.HashMap<>(runEnded);
+    java.util.Set<String> reported = new java.util.HashSet<>();
+    for (Seen v : versions) {
+      for (Ticket t : v.line()) {
+        Long at = t.replica() == null ? null : ended.get(t.replica());
+        long late = at == null ? 0 : v.nanos() - at;
+        boolean stillWaiting = t.gone() == null && late > DEAD_PLACES_BOUND.toNanos();
+        boolean stillKept = late > DEAD_PLACES_BOUND.plus(TICKET_GRACE).toNanos();
+        if (at != null && (stillWaiting || stillKept) && reported.add(t.id() + " " + t.replica())) {
+          violations.add(
+              "the place of "
+                  + t.id()
+                  + " of replica run "
+                  + t.replica()
+                  + (stillWaiting ? " was still waiting in line " : " was still in line ")
+                  + late / 1_000_000
+                  + " ms after that run ended");
+        }
+      }
+    }
   }
 }
