@@ -21,7 +21,8 @@ final class CrdDescriptions {
     CONDITION_FIELDS.put("type", "Ready, Locked or Degraded.");
     CONDITION_FIELDS.put("status", "True, False or Unknown.");
     CONDITION_FIELDS.put(
-        "reason", "Why the condition is as it is, in CamelCase (the README lists them).");
+        "reason",
+        "Why the condition is as it is, in CamelCase (docs/api.md in the source lists them).");
     CONDITION_FIELDS.put("message", "What a person needs to know about it.");
     CONDITION_FIELDS.put("lastTransitionTime", "When the status last changed.");
     CONDITION_FIELDS.put("observedGeneration", "The metadata.generation the condition describes.");

@@ -175,6 +175,8 @@ final class LockHandlers {
     if (!checks.served(ctx) || !checks.lengthWithin(ctx, LOCK_BODY_LIMIT, "the UNLOCK body", "")) {
       return;
     }
+    // A force-unlock is decided within a deadline counted from here (LockRequests.forceUnlock).
+    java.time.Instant arrived = java.time.Instant.now();
     // May the requester unlock at all (with the holder's ID, or by force)? Only then is the
     // body read; then the verb its body needs is checked.
     checks
@@ -197,7 +199,7 @@ final class LockHandlers {
                           resolved.who(), needed, ctx.pathParam("ns"), ctx.pathParam("name"));
                     }
                     return force
-                        ? locks.forceUnlock(resolved.target(), resolved.who())
+                        ? locks.forceUnlock(resolved.target(), resolved.who(), arrived)
                         : locks.unlock(
                             resolved.target(),
                             lockInfo(body, "the UNLOCK body"),

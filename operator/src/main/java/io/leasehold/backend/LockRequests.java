@@ -91,6 +91,8 @@ public final class LockRequests implements WriteLock {
       // Locked by the request that took the lock with this ID: retried under -lock-timeout.
       case ID_IN_USE -> 423;
       case TOO_LARGE -> 400;
+      // Nothing was done; asking again decides on the lock as it is then.
+      case TOO_LATE -> 503;
     };
   }
 
@@ -215,9 +217,22 @@ public final class LockRequests implements WriteLock {
     throw new IllegalStateException(answer.toString());
   }
 
-  /** UNLOCK with an empty body ({@code terraform force-unlock}): releases whatever lock is held. */
-  Reply forceUnlock(StateBackend.Target target, Requester who) {
-    LockService.Answer answer = locks.forceUnlock(target.names(), Optional.empty());
+  /**
+   * How long after its arrival a force-unlock that names no lock may still be decided: past it, it
+   * is refused (503, nothing released) rather than break a lock taken since it was asked for.
+   */
+  public static final Duration FORCE_UNLOCK_DEADLINE = Duration.ofSeconds(5);
+
+  /**
+   * UNLOCK with an empty body ({@code terraform force-unlock}): releases whatever lock is held when
+   * it is decided, if that is within {@link #FORCE_UNLOCK_DEADLINE} of its arrival.
+   */
+  Reply forceUnlock(StateBackend.Target target, Requester who, Instant arrived) {
+    LockService.Answer answer =
+        locks.forceUnlock(target.names(), Optional.empty(), arrived.plus(FORCE_UNLOCK_DEADLINE));
+    if (answer instanceof LockService.Refused r) {
+      return Reply.text(status(r), r.message());
+    }
     if (answer instanceof LockService.Released released) {
       forced(target, released, who);
       return Reply.text(

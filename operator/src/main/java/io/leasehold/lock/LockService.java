@@ -111,7 +111,12 @@ public final class LockService {
      */
     ID_IN_USE,
     /** What the request would record does not fit in the lock Lease ({@link LeaseSize}). */
-    TOO_LARGE
+    TOO_LARGE,
+    /**
+     * A force-unlock that could not be decided in time after it arrived: it would act on the lock
+     * as it is later, not as its requester saw it.
+     */
+    TOO_LATE
   }
 
   /** What a LOCK, UNLOCK or write check came to. */
@@ -321,6 +326,11 @@ public final class LockService {
   /** Releases the lock whoever holds it, or only when its ID is {@code expectedId}. */
   public Answer forceUnlock(StateNames names, Optional<String> expectedId) {
     return unlocks.forceUnlock(names, expectedId);
+  }
+
+  /** As {@link #forceUnlock(StateNames, Optional)}, refused if not decided by {@code notAfter}. */
+  public Answer forceUnlock(StateNames names, Optional<String> expectedId, Instant notAfter) {
+    return unlocks.forceUnlock(names, expectedId, notAfter);
   }
 
   /** Whether a POST or DELETE carrying {@code lockId} may go ahead: {@link WriteChecks}. */

@@ -8,6 +8,7 @@ import io.leasehold.lock.LockService.Refused;
 import io.leasehold.lock.LockService.Released;
 import io.leasehold.state.StateNames;
 import java.time.Clock;
+import java.time.Instant;
 import java.util.Optional;
 
 /**
@@ -80,9 +81,30 @@ final class Unlocks {
    * the requester may.
    */
   Answer forceUnlock(StateNames names, Optional<String> expectedId) {
+    return forceUnlock(names, expectedId, Instant.MAX);
+  }
+
+  /**
+   * As {@link #forceUnlock(StateNames, Optional)}, decided by {@code notAfter} or not at all: a
+   * force-unlock that names no lock ({@code terraform force-unlock} sends none) breaks whatever is
+   * held when it is decided, so one held up (this replica stalled, the API slow) past the moment
+   * its requester has likely given up would break a lock taken since, perhaps a runner Job's that
+   * has just started. It is refused instead, with nothing released.
+   */
+  Answer forceUnlock(StateNames names, Optional<String> expectedId, Instant notAfter) {
     return store.freshTransition(
         names,
         lease -> {
+          if (clock.instant().isAfter(notAfter)) {
+            return Step.answer(
+                new Refused(
+                    Refusal.TOO_LATE,
+                    "the force-unlock was not done: it could not be decided by "
+                        + notAfter
+                        + " (the lock could have changed hands since it was asked for); nothing"
+                        + " was released, look at the lock and ask again",
+                    Holder.of(lease, clock.instant())));
+          }
           Optional<Holder> holder = Holder.of(lease, clock.instant());
           if (holder.isEmpty()) {
             return Step.answer(new NotHeld(Optional.empty(), "the state is not locked"));

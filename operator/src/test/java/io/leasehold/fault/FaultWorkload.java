@@ -141,6 +141,17 @@ public final class FaultWorkload {
   private final Map<String, AtomicInteger> faults = new ConcurrentHashMap<>();
   private final List<Ack> acks = Collections.synchronizedList(new ArrayList<>());
   private final List<Broken> broken = Collections.synchronizedList(new ArrayList<>());
+
+  /** When each force-unlock that got no answer was sent. */
+  private final List<Long> unanswered = Collections.synchronizedList(new ArrayList<>());
+
+  /**
+   * How long after it was sent a force-unlock that got no answer may still break a lock: the
+   * backend's deadline for deciding one after its arrival, and a margin for its way there.
+   */
+  private static final long UNANSWERED_FORCE_NANOS =
+      io.leasehold.backend.LockRequests.FORCE_UNLOCK_DEADLINE.plusSeconds(1).toNanos();
+
   private final List<String> violations = Collections.synchronizedList(new ArrayList<>());
   private final List<Seen> seen = Collections.synchronizedList(new ArrayList<>());
   private final Map<String, Long> hungUp = new ConcurrentHashMap<>();
@@ -831,7 +842,16 @@ public final class FaultWorkload {
 
   public void forceUnlock(HttpClient http, String url) throws Exception {
     long sent = System.nanoTime();
-    HttpResponse<String> r = send(http, "UNLOCK", url + "/lock", null, ADMIN);
+    HttpResponse<String> r;
+    try {
+      r = send(http, "UNLOCK", url + "/lock", null, ADMIN);
+    } catch (java.io.IOException e) {
+      // No answer (the replica stopped, stalled past the timeout, or was cut off): the
+      // force-unlock may still have been decided, but only within the backend's deadline after
+      // it arrived, breaking whatever was held then.
+      unanswered.add(sent);
+      throw e;
+    }
     count("force-unlock-" + r.statusCode());
     String body = r.body();
     if (r.statusCode() == 200 && body.startsWith("lock ") && body.contains(" held by ")) {
@@ -1035,6 +1055,7 @@ public final class FaultWorkload {
     checkDeadPlaces(versions);
     counts.put("jobs-admitted", new AtomicInteger(jobAdmissions.size()));
     counts.put("broken-locks", new AtomicInteger(broken.size()));
+    counts.put("force-unlocks-unanswered", new AtomicInteger(unanswered.size()));
     counts.put("grants-checked", new AtomicInteger(grantsChecked));
     counts.put("lease-versions-seen", new AtomicInteger(versions.size()));
     counts.put("beliefs-checked", new AtomicInteger(beliefs.size()));
@@ -1051,6 +1072,33 @@ public final class FaultWorkload {
       for (Broken b : broken) {
         if (b.lockId().equals(lockId)) {
           at = Math.min(at, b.sentNanos());
+        }
+      }
+    }
+    return at;
+  }
+
+  /**
+   * Whether a force-unlock that got no answer could have released the lock at {@code nanos}: it was
+   * sent before, within the time the backend may still decide it.
+   */
+  private boolean unansweredForceUnlockAround(long nanos) {
+    synchronized (unanswered) {
+      return unanswered.stream()
+          .anyMatch(sent -> sent <= nanos && nanos - sent <= UNANSWERED_FORCE_NANOS);
+    }
+  }
+
+  /**
+   * The earliest moment from {@code from} on at which a force-unlock that got no answer could have
+   * broken the lock held then, if one could.
+   */
+  private long unansweredBreak(long from) {
+    long at = Long.MAX_VALUE;
+    synchronized (unanswered) {
+      for (long sent : unanswered) {
+        if (sent + UNANSWERED_FORCE_NANOS >= from) {
+          at = Math.min(at, Math.max(from, sent));
         }
       }
     }
@@ -1141,7 +1189,10 @@ public final class FaultWorkload {
       }
       String job = LeaseLock.jobName(prev.holder());
       Optional<long[]> run = jobRun(job);
-      if (run.isPresent() && next.nanos() > run.get()[0] && next.nanos() < run.get()[1]) {
+      if (run.isPresent()
+          && next.nanos() > run.get()[0]
+          && next.nanos() < run.get()[1]
+          && !(next.holder() == null && unansweredForceUnlockAround(next.nanos()))) {
         violations.add(
             "the lock of runner Job "
                 + job
@@ -1164,7 +1215,7 @@ public final class FaultWorkload {
     List<Belief> all = new ArrayList<>();
     synchronized (beliefs) {
       for (Belief b : beliefs) {
-        long to = Math.min(b.to(), brokenAt(b.lockId()));
+        long to = Math.min(Math.min(b.to(), brokenAt(b.lockId())), unansweredBreak(b.from()));
         if (to > b.from()) {
           all.add(new Belief(b.believer(), b.lockId(), b.from(), to));
         }
