@@ -100,7 +100,7 @@ final class LockWaiters {
     if (inFlight != null && !sameRequest(inFlight, info, caller)) {
       // Another request with this lock ID is under way here: this one is not its retry, and
       // must not cancel it (nor be told it holds the lock that one may be granted).
-      return Future.succeededFuture(new Outcome(idInUse(inFlight, info), Optional.empty()));
+      return Future.succeededFuture(new Outcome(idInUse(info), Optional.empty()));
     }
     Waiter waiter = new Waiter(info, caller);
     waiter.once = wait.isZero();
@@ -135,7 +135,7 @@ final class LockWaiters {
   }
 
   /** 423, which Terraform retries, for a LOCK whose lock ID another request under way uses. */
-  private static Reply idInUse(Waiter inFlight, LockInfo info) {
+  private static Reply idInUse(LockInfo info) {
     return LockAnswers.refused(
         423,
         "another LOCK request with lock ID "
