@@ -114,7 +114,10 @@ final class LockHandlers {
             })
         .onComplete(
             result -> {
-              if (result.failed()) {
+              if (result.failed() && result.cause() instanceof ReplyException e) {
+                // Refused as "locked" (the state's names collide, say): Terraform prints why.
+                Responses.send(ctx, LockAnswers.forLock(e.reply()));
+              } else if (result.failed()) {
                 Responses.failed(ctx, result.cause());
               } else {
                 deliver(ctx, result.result());

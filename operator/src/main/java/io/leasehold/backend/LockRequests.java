@@ -2,7 +2,6 @@ package io.leasehold.backend;
 
 import io.leasehold.kube.EventRecorder;
 import io.leasehold.lock.Caller;
-import io.leasehold.lock.Holder;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.LockService;
 import io.leasehold.ops.LeaseholdMetrics;
@@ -97,26 +96,17 @@ public final class LockRequests implements WriteLock {
   }
 
   /**
-   * The answer to a LOCK refused with {@code refused}: a line that is full, or a lock ID another
-   * request holds the lock with, answers as "locked", with LockInfo naming the holder (or, when the
-   * lock is free, saying so) and, in its Info, why; every other refusal is text with its status.
+   * The answer to a LOCK refused with {@code refused}: a refusal Terraform reads as "locked" (a
+   * full line, a lock ID in use, a state being deleted) answers with a LockInfo whose ID and Info
+   * say why ({@link LockAnswers}), so Terraform prints it; every other refusal is text with its
+   * status.
    */
   static ReplyException lockRefused(LockService.Refused refused) {
-    if (refused.refusal() != LockService.Refusal.LINE_FULL
-        && refused.refusal() != LockService.Refusal.ID_IN_USE) {
-      return ReplyException.text(status(refused), refused.message());
+    int status = status(refused);
+    if (status != 423 && status != 409) {
+      return ReplyException.text(status, refused.message());
     }
-    Optional<LockInfo> held = refused.holder().flatMap(Holder::info);
-    LockInfo shown =
-        new LockInfo(
-            refused.holder().map(Holder::id).orElse(""),
-            held.map(LockInfo::operation).orElse(""),
-            refused.message(),
-            held.map(LockInfo::who).orElse(""),
-            held.map(LockInfo::version).orElse(""),
-            held.map(LockInfo::created).orElse(""),
-            held.map(LockInfo::path).orElse(""));
-    return new ReplyException(Reply.json(423, shown.toJson()));
+    return new ReplyException(LockAnswers.refused(status, refused.message(), refused.holder()));
   }
 
   /**
@@ -318,7 +308,7 @@ public final class LockRequests implements WriteLock {
     }
     if (answer instanceof LockService.NotNow n) {
       audit.record(target, who, "LOCK: not granted now (423)");
-      return new StateBackend.LockAttempt(false, Reply.json(423, n.holderJson()));
+      return new StateBackend.LockAttempt(false, LockAnswers.notNow(n));
     }
     if (answer instanceof LockService.Refused r) {
       throw lockRefused(r);

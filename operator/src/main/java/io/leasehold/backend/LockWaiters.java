@@ -100,7 +100,7 @@ final class LockWaiters {
     if (inFlight != null && !sameRequest(inFlight, info, caller)) {
       // Another request with this lock ID is under way here: this one is not its retry, and
       // must not cancel it (nor be told it holds the lock that one may be granted).
-      return Future.succeededFuture(new Outcome(idInUse(inFlight, info), Optional.empty()));
+      return Future.succeededFuture(new Outcome(idInUse(info), Optional.empty()));
     }
     Waiter waiter = new Waiter(info, caller);
     waiter.once = wait.isZero();
@@ -135,23 +135,14 @@ final class LockWaiters {
   }
 
   /** 423, which Terraform retries, for a LOCK whose lock ID another request under way uses. */
-  private static Reply idInUse(Waiter inFlight, LockInfo info) {
-    LockInfo other = inFlight.info;
-    return Reply.json(
+  private static Reply idInUse(LockInfo info) {
+    return LockAnswers.refused(
         423,
-        new LockInfo(
-                info.id(),
-                other.operation(),
-                "another LOCK request with lock ID "
-                    + info.id()
-                    + " and a different LockInfo (or identity) is under way; a LOCK with a lock ID"
-                    + " in use is taken only as a retry of the same request (same LockInfo); use"
-                    + " a new lock ID",
-                other.who(),
-                other.version(),
-                other.created(),
-                other.path())
-            .toJson());
+        "another LOCK request with lock ID "
+            + info.id()
+            + " and a different LockInfo (or identity) is under way; a LOCK with a lock ID in use"
+            + " is taken only as a retry of the same request (same LockInfo); use a new lock ID",
+        Optional.empty());
   }
 
   private void arrived(StateLine line, Waiter waiter, LockService.Answer answer) {
@@ -168,7 +159,7 @@ final class LockWaiters {
     if (answer instanceof LockService.Granted g) {
       finish(line, waiter, g, null);
     } else if (answer instanceof LockService.NotNow n) {
-      waiter.lastHeld = Reply.json(423, n.holderJson());
+      waiter.lastHeld = LockAnswers.notNow(n);
       if (waiter.once) {
         // A LOCK without ?wait=: answered now, and it never joins the line.
         vertx.cancelTimer(waiter.timer);

@@ -119,13 +119,22 @@ final class TwoEngineersDemo {
 
   // ---- with the real terraform ----
 
+  /**
+   * The lock address's {@code ?wait=}: short, under the usual proxy idle timeouts, so Terraform,
+   * which cannot cancel a LOCK under way, still ends on Ctrl-C; {@link #LOCK_TIMEOUT} is the total
+   * wait, over Terraform's retries, which keep its place in line.
+   */
+  private static final String WAIT = "25s";
+
+  private static final String LOCK_TIMEOUT = "-lock-timeout=10m";
+
   private void withTerraform(String url) throws Exception {
     Path work = Files.createTempDirectory("leasehold-demo");
     try {
-      Path setup = engineer(work, "setup", url, "60s");
+      Path setup = engineer(work, "setup", url, WAIT);
       Files.writeString(
           setup.resolve("main.tf"),
-          backendBlock(url, "60s") + "output \"items\" {\n  value = []\n}\n");
+          backendBlock(url, WAIT) + "output \"items\" {\n  value = []\n}\n");
       terraform(setup, "init");
       start = System.nanoTime();
       out.println("Setup: an empty state is written (serial 1).");
@@ -135,10 +144,13 @@ final class TwoEngineersDemo {
       out.println(
           "Round 1: alice adds a subnet and bob a firewall rule, both running `terraform apply`");
       out.println(
-          "at the same moment. The lock address carries ?wait=60s, so the second waits in line");
-      out.println("on the server and goes the moment the first unlocks.");
-      Path alice = engineer(work, "alice", url, "60s");
-      Path bob = engineer(work, "bob", url, "60s");
+          "at the same moment. The lock address carries ?wait=25s and the apply -lock-timeout=10m,");
+      out.println(
+          "so the second waits in line on the server (25 s a request, keeping its place across");
+      out.println(
+          "Terraform's retries, and Ctrl-C still ends it) and goes the moment the first unlocks.");
+      Path alice = engineer(work, "alice", url, WAIT);
+      Path bob = engineer(work, "bob", url, WAIT);
       start = System.nanoTime();
       race(alice, bob, List.of());
       printState(url, "after round 1");
@@ -160,7 +172,7 @@ final class TwoEngineersDemo {
                 + loser
                 + " sees the failure, re-runs on the current state, and the change lands:");
         start = System.nanoTime();
-        Process again = start(work.resolve(loser), List.of("apply", "-auto-approve"));
+        Process again = start(work.resolve(loser), List.of("apply", "-auto-approve", LOCK_TIMEOUT));
         again.getInputStream().readAllBytes();
         again.waitFor(2, TimeUnit.MINUTES);
         printState(url, "after " + loser + " re-runs");
@@ -171,7 +183,7 @@ final class TwoEngineersDemo {
   }
 
   private Map<String, Integer> race(Path alice, Path bob, List<String> extra) throws Exception {
-    List<String> args = new ArrayList<>(List.of("apply", "-auto-approve"));
+    List<String> args = new ArrayList<>(List.of("apply", "-auto-approve", LOCK_TIMEOUT));
     args.addAll(extra);
     Process a = start(alice, args);
     Process b = start(bob, args);
@@ -332,7 +344,7 @@ final class TwoEngineersDemo {
     send(http, "POST", url, "setup", stateJson(1, lineage, List.of()));
     out.println();
     out.println(
-        "Round 1: alice and bob lock at the same moment; bob's LOCK carries ?wait=60s and waits");
+        "Round 1: alice and bob lock at the same moment; bob's LOCK carries ?wait=25s and waits");
     out.println("in line on the server.");
     start = System.nanoTime();
     LockInfo aliceLock = lock("alice");
@@ -340,7 +352,7 @@ final class TwoEngineersDemo {
     send(http, "LOCK", url + "/lock", "alice", aliceLock.toJson());
     CompletableFuture<HttpResponse<String>> bobWaits =
         CompletableFuture.supplyAsync(
-            () -> sendQuietly(http, "LOCK", url + "/lock?wait=60s", "bob", bobLock.toJson()));
+            () -> sendQuietly(http, "LOCK", url + "/lock?wait=" + WAIT, "bob", bobLock.toJson()));
     Thread.sleep(300);
     send(
         http,

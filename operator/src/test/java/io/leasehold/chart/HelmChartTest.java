@@ -398,6 +398,9 @@ class HelmChartTest {
   void notes() throws IOException {
     assertThat(notes(NON_DEFAULT_VALUES))
         .contains("https://leasehold." + NAMESPACE + ".svc:8080/v1/states/NS/NAME")
+        // A short ?wait= with -lock-timeout for the total wait: Terraform stays interruptible.
+        .contains("/v1/states/NS/NAME/lock?wait=25s\"")
+        .contains("terraform apply -lock-timeout=10m")
         .contains("ConfigMap leasehold-ca (key ca.crt)")
         .contains("audience\nleasehold")
         .contains("kubectl -n " + NAMESPACE + " rollout status deployment/leasehold")

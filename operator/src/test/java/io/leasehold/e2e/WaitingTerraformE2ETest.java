@@ -4,23 +4,29 @@ import static io.leasehold.support.OperatorHarness.NAMESPACE;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import io.fabric8.kubernetes.api.model.batch.v1.Job;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
+import io.leasehold.api.DeletionPolicy;
 import io.leasehold.api.QueueEntry;
 import io.leasehold.api.TerraformState;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.Ticket;
+import io.leasehold.queue.RunnerJobs;
 import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.RawLock;
+import io.leasehold.support.RunnerJobFixtures;
 import io.leasehold.support.Terraform;
 import java.net.URI;
 import java.net.http.HttpClient;
 import java.net.http.HttpRequest;
 import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
@@ -50,9 +56,14 @@ class WaitingTerraformE2ETest {
   }
 
   private static String createState(String name) {
+    return createState(name, DeletionPolicy.Retain);
+  }
+
+  private static String createState(String name, DeletionPolicy policy) {
     TerraformState s = new TerraformState();
     s.getMetadata().setName(name);
     s.getMetadata().setNamespace(NAMESPACE);
+    s.getSpec().setDeletionPolicy(policy);
     harness.client().resource(s).create();
     await()
         .atMost(Duration.ofSeconds(10))
@@ -188,5 +199,181 @@ class WaitingTerraformE2ETest {
       assertThat(answer.status()).isEqualTo(200);
       assertThat(holder("retries")).isEqualTo("retries-later");
     }
+  }
+
+  private static String oneLine(String text) {
+    return text.replaceAll("\\s+", " ");
+  }
+
+  /** Sends SIGINT, as Ctrl-C does, to {@code process}. */
+  private static void interrupt(Process process) throws Exception {
+    Process kill = new ProcessBuilder("kill", "-INT", Long.toString(process.pid())).start();
+    assertThat(kill.waitFor(10, TimeUnit.SECONDS)).isTrue();
+    assertThat(kill.exitValue()).as("kill -INT " + process.pid()).isZero();
+  }
+
+  /** Reads what {@code process} prints, as it prints it, so it never blocks on a full pipe. */
+  private static CompletableFuture<String> output(Process process) {
+    return CompletableFuture.supplyAsync(
+        () -> {
+          try {
+            return new String(process.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+          } catch (java.io.IOException e) {
+            return "(output unreadable: " + e.getMessage() + ")";
+          }
+        });
+  }
+
+  @Test
+  @DisplayName(
+      "terraform plan waiting with a short ?wait= and -lock-timeout=5m ends within its wait of a"
+          + " SIGINT (Ctrl-C); the apply waiting behind it is not held up by the place it leaves and"
+          + " gets the lock first when the holder unlocks, before a client that came after it")
+  void interruptedWhileWaiting(@TempDir Path dir) throws Exception {
+    String url = createState("interrupted");
+    LockInfo held = holderLock("interrupted-holder");
+    assertThat(send("LOCK", url + "/lock", held)).isEqualTo(200);
+    Duration wait = Duration.ofSeconds(2);
+
+    Terraform plan = new Terraform(java.nio.file.Files.createDirectories(dir.resolve("plan")));
+    plan.writeConfig(Terraform.httpBackend(url, wait.toSeconds() + "s") + CONFIG.formatted("p"));
+    plan.run("init").assertOk();
+    // The apply behind it as the examples configure it: ?wait=25s, -lock-timeout for the rest.
+    Terraform apply = new Terraform(java.nio.file.Files.createDirectories(dir.resolve("apply")));
+    apply.writeConfig(Terraform.httpBackend(url, "25s") + CONFIG.formatted("a"));
+    apply.run("init").assertOk();
+
+    Process planning = plan.start("plan", "-lock-timeout=5m");
+    CompletableFuture<String> planOutput = output(planning);
+    await().atMost(Duration.ofSeconds(60)).until(() -> lineOnLease("interrupted").size() == 1);
+    String planId = lineOnLease("interrupted").get(0).id();
+    Process applying = apply.start("apply", "-auto-approve", "-lock-timeout=5m");
+    CompletableFuture<String> applyOutput = output(applying);
+    await().atMost(Duration.ofSeconds(60)).until(() -> lineOnLease("interrupted").size() == 2);
+    String applyId = lineOnLease("interrupted").get(1).id();
+
+    try (RawLock later =
+        RawLock.send(
+            backendUrl,
+            NAMESPACE + "/interrupted",
+            new LockInfo("interrupted-later", "OperationTypeApply", "", "later@ci", "", "", ""),
+            "?wait=120s")) {
+      await().atMost(Duration.ofSeconds(10)).until(() -> lineOnLease("interrupted").size() == 3);
+      // The plan is inside one of its LOCK requests, which Terraform cannot cancel: the worst
+      // moment for a Ctrl-C.
+      await()
+          .atMost(Duration.ofSeconds(60))
+          .pollInterval(Duration.ofMillis(10))
+          .until(() -> lineOnLease("interrupted").get(0).gone() == null);
+      long interrupted = System.nanoTime();
+      interrupt(planning);
+      boolean ended = planning.waitFor(wait.toSeconds() + 15, TimeUnit.SECONDS);
+      Duration took = Duration.ofNanos(System.nanoTime() - interrupted);
+      if (!ended) {
+        planning.destroyForcibly().waitFor(30, TimeUnit.SECONDS);
+      }
+      assertThat(ended)
+          .as(
+              "terraform plan ended within ?wait=%ds + 15 s of SIGINT; output:%n%s",
+              wait.toSeconds(), planOutput.get(30, TimeUnit.SECONDS))
+          .isTrue();
+      System.out.printf("terraform plan ended %d ms after SIGINT%n", took.toMillis());
+      assertThat(planning.exitValue()).as(planOutput.get()).isNotZero();
+      assertThat(holder("interrupted")).isEqualTo("interrupted-holder");
+
+      // Its place is kept, away, for its retry within the grace period: it holds nobody up.
+      assertThat(lineOnLease("interrupted").get(0).id()).isEqualTo(planId);
+      assertThat(lineOnLease("interrupted").get(0).gone()).isNotNull();
+      assertThat(lineOnLease("interrupted").get(1).id()).isEqualTo(applyId);
+      // The apply is connected, inside one of its 25 s waits, when the holder unlocks.
+      await()
+          .atMost(Duration.ofSeconds(60))
+          .pollInterval(Duration.ofMillis(10))
+          .until(() -> lineOnLease("interrupted").get(1).gone() == null);
+      assertThat(send("UNLOCK", url + "/lock", held)).isEqualTo(200);
+
+      assertThat(applying.waitFor(120, TimeUnit.SECONDS)).as("the apply ends").isTrue();
+      String applied = applyOutput.get(30, TimeUnit.SECONDS);
+      assertThat(applying.exitValue()).as(applied).isZero();
+      RawLock.Answer answer = later.answer(Duration.ofSeconds(30));
+      assertThat(answer).isNotNull();
+      assertThat(answer.status()).isEqualTo(200);
+      assertThat(holder("interrupted")).isEqualTo("interrupted-later");
+      assertThat(send("UNLOCK", url + "/lock", later.info())).isEqualTo(200);
+    }
+  }
+
+  @Test
+  @DisplayName(
+      "A terraform plan refused because a client holds the lock prints the holder's lock ID, Who,"
+          + " operation and Created time; refused because a runner Job holds it, the Job's name")
+  void terraformPrintsTheHolder(@TempDir Path dir) throws Exception {
+    String url = createState("shown");
+    LockInfo held =
+        new LockInfo(
+            "shown-holder",
+            "OperationTypeApply",
+            "",
+            "alice@laptop",
+            "1.11.4",
+            "2026-01-02T03:04:05Z",
+            "");
+    assertThat(send("LOCK", url + "/lock", held)).isEqualTo(200);
+    Terraform tf = new Terraform(dir);
+    tf.writeConfig(Terraform.httpBackend(url, "1s") + CONFIG.formatted("shown"));
+    tf.run("init").assertOk();
+
+    Terraform.Result refused = tf.run("plan");
+    assertThat(refused.exitCode()).as(refused.output() + refused.errors()).isNotZero();
+    // Terraform wraps its error message: compared with its line breaks as spaces.
+    assertThat(oneLine(refused.errors()))
+        .contains("Error acquiring the state lock")
+        .contains(
+            "ID=shown-holder (held by alice@laptop for OperationTypeApply since"
+                + " 2026-01-02T03:04:05Z)");
+    assertThat(send("UNLOCK", url + "/lock", held)).isEqualTo(200);
+
+    Job job = RunnerJobFixtures.create(harness.client(), "shown-runner", "shown");
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(() -> RunnerJobs.holderId(job).equals(holder("shown")));
+    Terraform.Result byJob = tf.run("plan");
+    assertThat(byJob.exitCode()).as(byJob.output() + byJob.errors()).isNotZero();
+    assertThat(oneLine(byJob.errors()))
+        .contains("ID=" + RunnerJobs.holderId(job) + " (held by job/shown-runner")
+        .contains("runner Job default/shown-runner admitted by leasehold");
+    RunnerJobFixtures.finish(harness.client(), "shown-runner", true);
+    await().atMost(Duration.ofSeconds(30)).until(() -> holder("shown") == null);
+  }
+
+  @Test
+  @DisplayName(
+      "A terraform plan refused because its state is being deleted prints why: 409 with a LockInfo"
+          + " whose ID carries the reason, the one field of it Terraform shows")
+  void terraformPrintsTheRefusal(@TempDir Path dir) throws Exception {
+    String url = createState("refusing", DeletionPolicy.Delete);
+    LockInfo held = holderLock("refusing-holder");
+    assertThat(send("LOCK", url + "/lock", held)).isEqualTo(200);
+    Terraform tf = new Terraform(dir);
+    tf.writeConfig(Terraform.httpBackend(url, "1s") + CONFIG.formatted("refusing"));
+    tf.run("init").assertOk();
+    harness
+        .client()
+        .resources(TerraformState.class)
+        .inNamespace(NAMESPACE)
+        .withName("refusing")
+        .delete();
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(() -> harness.get("refusing").getMetadata().getDeletionTimestamp() != null);
+
+    Terraform.Result refused = tf.run("plan");
+    assertThat(refused.exitCode()).as(refused.output() + refused.errors()).isNotZero();
+    assertThat(oneLine(refused.errors()))
+        .contains("ID=refusing-holder (refused by leasehold: ")
+        .contains("is being deleted");
+
+    assertThat(send("UNLOCK", url + "/lock", held)).isEqualTo(200);
+    await().atMost(Duration.ofSeconds(30)).until(() -> harness.get("refusing") == null);
   }
 }
