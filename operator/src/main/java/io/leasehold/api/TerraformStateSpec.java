@@ -23,11 +23,8 @@ public class TerraformStateSpec extends KeepsUnknownFields {
           "workspace must be a DNS label (lowercase letters, digits and '-', starting and ending"
               + " with a letter or digit): it becomes part of the Secret name"
               + " tfstate-<workspace>-<name>")
-  @ValidationRule(
-      value = "self == oldSelf",
-      message =
-          "workspace is immutable: it selects which state this resource manages; create"
-              + " another TerraformState for another workspace")
+  // Immutable: one rule on the resource says so (TerraformState), also when spec or the
+  // workspace is removed; a second one here would print the same refusal twice.
   private String workspace = DEFAULT_WORKSPACE;
 
   @JsonPropertyDescription("How the state's lock Lease is held for runners leasehold admits.")

@@ -248,7 +248,9 @@ public final class ReplicaLiveness implements AutoCloseable {
         LOG.info(
             "replica {} is {}",
             e.getKey(),
-            alive ? "alive again" : "gone: its heartbeat stopped; its places in line are dropped");
+            alive
+                ? "alive again"
+                : "gone: its heartbeat stopped; its places in line are marked away (they no longer block the lock)");
       }
     }
     if (change) {

@@ -104,11 +104,17 @@ public final class StateKeeper implements AutoCloseable {
       if (f.getChunks() != null && f.getChunks() > 1) {
         f.setCompatibility(CHUNKED_NOTE);
       }
+      // A state seen for the first time may be leasehold's own first write: its version is then
+      // in history, written through the backend (looked for once, before it would be kept).
+      Optional<String> writtenBy =
+          before == null && keep > 0
+              ? writtenThroughLeasehold(names, current.get())
+              : Optional.empty();
       if (!pending && !keep(names, current.get(), keep)) {
         // Looked at again next time, so that the version is kept then.
         versions = "";
       }
-      tell(resource, names, before, f, notices);
+      tell(resource, names, before, f, notices, writtenBy);
     }
     known.put(key, new Known(versions, facts, pending));
     return facts;
@@ -171,13 +177,29 @@ public final class StateKeeper implements AutoCloseable {
     return true;
   }
 
+  /**
+   * How the version {@code current} holds was written, if leasehold wrote it (its history says).
+   */
+  private Optional<String> writtenThroughLeasehold(StateNames names, StateStore.Current current) {
+    try {
+      return new StateHistory(client, names)
+          .find(current.facts(), current.md5())
+          .map(StateHistory.Version::reason)
+          .filter(r -> r != null && !r.startsWith("written outside leasehold"));
+    } catch (RuntimeException e) {
+      // Not known now: told as a state found.
+      return Optional.empty();
+    }
+  }
+
   /** Events for a state seen for the first time, changed, replaced, plaintext or chunked. */
   private void tell(
       TerraformState resource,
       StateNames names,
       StateFacts before,
       StateFacts after,
-      Notices notices) {
+      Notices notices,
+      Optional<String> writtenBy) {
     if (Objects.equals(before, after)) {
       return;
     }
@@ -196,6 +218,21 @@ public final class StateKeeper implements AutoCloseable {
         && after.getChunks() > 1
         && (before == null || before.getChunks() == null || before.getChunks() <= 1)) {
       notices.warning("StateChunked", "state serial " + after.serialText() + " is " + CHUNKED_NOTE);
+    }
+    if ((before == null || before.getSerial() == null) && writtenBy.isPresent()) {
+      notices.normal(
+          "StateCreated",
+          "first state stored in "
+              + after.getSecretName()
+              + ", "
+              + writtenBy.get()
+              + ": serial "
+              + after.serialText()
+              + ", lineage "
+              + after.getLineage()
+              + ", "
+              + contents(after));
+      return;
     }
     if (before == null || before.getSerial() == null) {
       notices.normal(

@@ -126,7 +126,11 @@ class EveryVersionKeptTest {
         .until(
             () ->
                 harness.events("stock-replaced").stream()
-                    .anyMatch(e -> e.contains("StateAdopted")));
+                    .anyMatch(
+                        e ->
+                            e.startsWith("Normal StateCreated: first state stored in")
+                                && e.contains("written through the HTTP backend")));
+    assertThat(harness.events("stock-replaced")).noneMatch(e -> e.contains("StateAdopted"));
 
     stockWrite(harness.client(), names, TerraformStates.stateJson(1, "lin-b", 1));
     await()

@@ -186,7 +186,13 @@ class CustomResourceValidationTest {
                           return s;
                         }))
         .isInstanceOf(KubernetesClientException.class)
-        .hasMessageContaining("workspace is immutable");
+        .hasMessageContaining("workspace is immutable")
+        // Said once, not once per rule.
+        .satisfies(
+            e ->
+                assertThat(((KubernetesClientException) e).getStatus().getDetails().getCauses())
+                    .filteredOn(c -> c.getMessage().contains("workspace is immutable"))
+                    .hasSize(1));
     assertThat(
             client
                 .resources(TerraformState.class)
