@@ -219,32 +219,26 @@ public final class StateKeeper implements AutoCloseable {
         && (before == null || before.getChunks() == null || before.getChunks() <= 1)) {
       notices.warning("StateChunked", "state serial " + after.serialText() + " is " + CHUNKED_NOTE);
     }
-    if ((before == null || before.getSerial() == null) && writtenBy.isPresent()) {
-      notices.normal(
-          "StateCreated",
-          "first state stored in "
-              + after.getSecretName()
-              + ", "
-              + writtenBy.get()
-              + ": serial "
-              + after.serialText()
-              + ", lineage "
-              + after.getLineage()
-              + ", "
-              + contents(after));
-      return;
-    }
     if (before == null || before.getSerial() == null) {
-      notices.normal(
-          "StateAdopted",
-          "found state in "
-              + after.getSecretName()
-              + ": serial "
+      String what =
+          "serial "
               + after.serialText()
               + ", lineage "
               + after.getLineage()
               + ", "
-              + contents(after));
+              + contents(after);
+      if (writtenBy.isPresent()) {
+        notices.normal(
+            "StateCreated",
+            "first state stored in "
+                + after.getSecretName()
+                + ", "
+                + writtenBy.get()
+                + ": "
+                + what);
+      } else {
+        notices.normal("StateAdopted", "found state in " + after.getSecretName() + ": " + what);
+      }
       return;
     }
     boolean otherLineage = !Objects.equals(before.getLineage(), after.getLineage());
