@@ -104,16 +104,17 @@ public final class StateKeeper implements AutoCloseable {
       if (f.getChunks() != null && f.getChunks() > 1) {
         f.setCompatibility(CHUNKED_NOTE);
       }
-      // A state seen for the first time may be leasehold's own first write: its version is then
-      // in history, written through the backend (looked for once, before it would be kept).
-      Optional<String> writtenBy =
-          before == null && keep > 0
-              ? writtenThroughLeasehold(names, current.get())
-              : Optional.empty();
-      if (!pending && !keep(names, current.get(), keep)) {
+      Kept kept = pending ? new Kept(true, Optional.empty()) : keep(names, current.get(), keep);
+      if (!kept.done()) {
         // Looked at again next time, so that the version is kept then.
         versions = "";
       }
+      // A state seen for the first time may be leasehold's own first write: its version was
+      // then in history already, kept for another reason than being found.
+      Optional<String> writtenBy =
+          before == null
+              ? kept.inHistoryAs().filter(r -> !WRITTEN_OUTSIDE.equals(r))
+              : Optional.empty();
       tell(resource, names, before, f, notices, writtenBy);
     }
     known.put(key, new Known(versions, facts, pending));
@@ -150,20 +151,29 @@ public final class StateKeeper implements AutoCloseable {
     return outcome.isPresent() && outcome.get().result() == StateWriter.Result.PENDING;
   }
 
+  /** Why a version is kept in history when the operator finds it there first. */
+  static final String WRITTEN_OUTSIDE =
+      "written outside leasehold; kept when the operator first saw it";
+
   /**
-   * Keeps {@code current} in history if it is not there yet (written outside leasehold); false when
-   * that failed for now.
+   * What {@link #keep} did: whether the version is kept now (false when that failed for now), and
+   * the reason it was in history already under, if it was.
    */
-  private boolean keep(StateNames names, StateStore.Current current, int keep) {
+  private record Kept(boolean done, Optional<String> inHistoryAs) {}
+
+  /** Keeps {@code current} in history if it is not there yet (written outside leasehold). */
+  private Kept keep(StateNames names, StateStore.Current current, int keep) {
     if (keep <= 0) {
-      return true;
+      return new Kept(true, Optional.empty());
     }
     StateHistory history = new StateHistory(client, names);
     try {
-      if (history.find(current.facts(), current.md5()).isEmpty()) {
-        history.save(current, "written outside leasehold; kept when the operator first saw it");
-        history.prune(keep, Set.of());
+      Optional<StateHistory.Version> found = history.find(current.facts(), current.md5());
+      if (found.isPresent()) {
+        return new Kept(true, Optional.ofNullable(found.get().reason()));
       }
+      history.save(current, WRITTEN_OUTSIDE);
+      history.prune(keep, Set.of());
     } catch (RuntimeException e) {
       // Tried again the next time the state is looked at.
       LOG.warn(
@@ -172,24 +182,9 @@ public final class StateKeeper implements AutoCloseable {
           names.name(),
           current.facts().serialText(),
           e.getMessage());
-      return false;
+      return new Kept(false, Optional.empty());
     }
-    return true;
-  }
-
-  /**
-   * How the version {@code current} holds was written, if leasehold wrote it (its history says).
-   */
-  private Optional<String> writtenThroughLeasehold(StateNames names, StateStore.Current current) {
-    try {
-      return new StateHistory(client, names)
-          .find(current.facts(), current.md5())
-          .map(StateHistory.Version::reason)
-          .filter(r -> r != null && !r.startsWith("written outside leasehold"));
-    } catch (RuntimeException e) {
-      // Not known now: told as a state found.
-      return Optional.empty();
-    }
+    return new Kept(true, Optional.empty());
   }
 
   /** Events for a state seen for the first time, changed, replaced, plaintext or chunked. */
