@@ -104,7 +104,9 @@ public final class StateKeeper implements AutoCloseable {
       if (f.getChunks() != null && f.getChunks() > 1) {
         f.setCompatibility(CHUNKED_NOTE);
       }
-      Kept kept = pending ? new Kept(true, Optional.empty()) : keep(names, current.get(), keep);
+      // While a write is under way its version is in history already (copied before the state
+      // Secrets are written): look it up, so that the write is told by its own reason.
+      Kept kept = pending ? lookUp(names, current.get()) : keep(names, current.get(), keep);
       if (!kept.done()) {
         // Looked at again next time, so that the version is kept then.
         versions = "";
@@ -160,6 +162,20 @@ public final class StateKeeper implements AutoCloseable {
    * the reason it was in history already under, if it was.
    */
   private record Kept(boolean done, Optional<String> inHistoryAs) {}
+
+  /** What history says of {@code current}, without keeping it (a write of it is under way). */
+  private Kept lookUp(StateNames names, StateStore.Current current) {
+    try {
+      return new Kept(
+          true,
+          new StateHistory(client, names)
+              .find(current.facts(), current.md5())
+              .map(StateHistory.Version::reason));
+    } catch (RuntimeException e) {
+      LOG.debug("{}/{}: history not read: {}", names.namespace(), names.name(), e.getMessage());
+      return new Kept(true, Optional.empty());
+    }
+  }
 
   /** Keeps {@code current} in history if it is not there yet (written outside leasehold). */
   private Kept keep(StateNames names, StateStore.Current current, int keep) {
