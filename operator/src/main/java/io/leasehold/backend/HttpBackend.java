@@ -2,6 +2,7 @@ package io.leasehold.backend;
 
 import io.leasehold.kube.EventRecorder;
 import io.leasehold.lock.LockService;
+import io.leasehold.lock.ReplicaLiveness;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.ops.RequestDrain;
 import io.leasehold.state.StateNames;
@@ -208,7 +209,41 @@ public final class HttpBackend implements AutoCloseable {
           e);
     }
     config.tls().ifPresent(tls -> tls.keepCurrent(vertx));
-    return new HttpBackend(vertx, server, waiters, config.host(), config.tls().isPresent(), drain);
+    HttpBackend started =
+        new HttpBackend(vertx, server, waiters, config.host(), config.tls().isPresent(), drain);
+    advertisedHost(config.host(), System.getenv(POD_IP))
+        .ifPresent(
+            host -> locks.liveness().advertise(started.root(host) + ReplicaLiveness.PROBE_PATH));
+    return started;
+  }
+
+  /** The environment variable that names the pod's address (the chart sets it). */
+  static final String POD_IP = "POD_IP";
+
+  /**
+   * The address other replicas reach this one at: the pod's address when known, else the address
+   * the backend listens on unless that is every address (then none is advertised: a guess could
+   * name another process, and the others then learn that this replica is gone from its heartbeat
+   * alone).
+   */
+  static Optional<String> advertisedHost(String bindHost, String podIp) {
+    if (podIp != null && !podIp.isBlank()) {
+      return Optional.of(podIp.strip());
+    }
+    if (bindHost == null
+        || bindHost.isBlank()
+        || bindHost.equals("0.0.0.0")
+        || bindHost.equals("::")
+        || bindHost.equals("[::]")) {
+      return Optional.empty();
+    }
+    return Optional.of(bindHost);
+  }
+
+  /** {@code scheme://host:port} of this backend at {@code host}. */
+  private String root(String host) {
+    String h = host.contains(":") && !host.startsWith("[") ? "[" + host + "]" : host;
+    return (https ? "https://" : "http://") + h + ":" + port();
   }
 
   public int port() {

@@ -1,5 +1,6 @@
 package io.leasehold.backend;
 
+import io.fabric8.kubernetes.client.KubernetesClientException;
 import io.leasehold.lock.LockService;
 import io.vertx.core.AsyncResult;
 import io.vertx.core.Future;
@@ -16,6 +17,7 @@ import java.nio.channels.ClosedChannelException;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.Map;
+import java.util.Optional;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -68,10 +70,55 @@ final class Responses {
           cause instanceof BodyReader.ClientGone
               ? cause.getMessage()
               : "the client went away (" + describe(cause) + ")");
+    } else if (apiTrouble(cause).isPresent()) {
+      // The API server did not answer, was overloaded or refused the operator itself: the
+      // request may be sent again (Terraform does), which a 500 would not say.
+      KubernetesClientException api = apiTrouble(cause).get();
+      LOG.warn(
+          "backend request {} {}: the Kubernetes API failed it: {}",
+          method(ctx),
+          path(ctx),
+          apiProblem(api));
+      send(
+          ctx,
+          Reply.text(
+                  503,
+                  "the Kubernetes API failed the backend's request ("
+                      + apiProblem(api)
+                      + "); send it again")
+              .withHeader("Retry-After", "2"));
     } else {
       LOG.error("backend request {} {} failed", method(ctx), path(ctx), cause);
       send(ctx, Reply.text(500, "the backend failed: " + describe(cause)));
     }
+  }
+
+  /**
+   * The API failure behind {@code cause}, if it is one that passes: no answer, a timeout, the
+   * server overloaded or failing, or the operator's own credentials refused (as in the first
+   * seconds of a namespace, before its RoleBinding is in force).
+   */
+  static Optional<KubernetesClientException> apiTrouble(Throwable cause) {
+    for (Throwable t = cause; t != null; t = t.getCause() == t ? null : t.getCause()) {
+      if (t instanceof KubernetesClientException k) {
+        int code = k.getCode();
+        return code <= 0 || code == 401 || code == 403 || code == 408 || code == 429 || code >= 500
+            ? Optional.of(k)
+            : Optional.empty();
+      }
+    }
+    return Optional.empty();
+  }
+
+  private static String apiProblem(KubernetesClientException k) {
+    if (k.getCode() <= 0) {
+      Throwable root = k;
+      while (root.getCause() != null && root.getCause() != root) {
+        root = root.getCause();
+      }
+      return "no answer: " + describe(root);
+    }
+    return k.getCode() + ": " + describe(k);
   }
 
   private static boolean clientGone(RoutingContext ctx, Throwable cause) {

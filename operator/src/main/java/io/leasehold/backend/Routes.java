@@ -2,6 +2,7 @@ package io.leasehold.backend;
 
 import io.leasehold.api.DisplayText;
 import io.leasehold.lock.LockInfo;
+import io.leasehold.lock.ReplicaLiveness;
 import io.leasehold.state.IncomingState;
 import io.vertx.core.Vertx;
 import io.vertx.core.http.HttpConnection;
@@ -29,6 +30,7 @@ final class Routes {
   private final ConnectionGuard connections;
   private final RequestChecks checks;
   private final LockHandlers lockHandlers;
+  private final String run;
 
   Routes(
       Vertx vertx,
@@ -43,6 +45,7 @@ final class Routes {
     this.connections = connections;
     this.checks = new RequestChecks(vertx, backend, access, config);
     this.lockHandlers = new LockHandlers(vertx, locks, access, config, checks);
+    this.run = locks.service().replica();
   }
 
   Router router() {
@@ -51,6 +54,16 @@ final class Routes {
     String lock = state + "/lock";
     // Before anything else: framing and encoding are checked, and the body is left unread
     // until the request is authenticated and authorized.
+    // Which run of which replica this is, for the other replicas' probes: no authentication, no
+    // state, nothing but the run's name (its pod name and a nonce).
+    router
+        .get(ReplicaLiveness.PROBE_PATH)
+        .handler(
+            ctx ->
+                ctx.response()
+                    .putHeader("Content-Type", "text/plain; charset=utf-8")
+                    .putHeader("Cache-Control", "no-store")
+                    .end(run + "\n"));
     router.route().handler(this::admit);
     router.route(HttpMethod.POST, state).handler(this::post);
     router

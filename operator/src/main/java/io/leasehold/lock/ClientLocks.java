@@ -381,6 +381,14 @@ final class ClientLocks {
             .filter(e -> e instanceof LockCore.Granted)
             .map(LockCore.Granted.class::cast)
             .findFirst();
+    if (first.isPresent()
+        && first.get().kind() == LockCore.Kind.CLIENT
+        && !replica.equals(first.get().replica())
+        && !local.isEmpty()) {
+      // Another replica's turn, with clients waiting here: if it does not take the lock (it may
+      // have died just now), it is asked whether it still runs.
+      liveness.suspect(first.get().replica());
+    }
     if (first.isEmpty()
         || first.get().kind() != LockCore.Kind.CLIENT
         || !replica.equals(first.get().replica())

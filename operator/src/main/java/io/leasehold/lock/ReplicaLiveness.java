@@ -16,6 +16,7 @@ import java.time.temporal.ChronoUnit;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.Executors;
@@ -36,11 +37,32 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Places in line name the run of the replica holding the request; the places of a run that is
  * not alive are dropped in the next write to the lock, whether or not anyone waits.
+ *
+ * <p>A heartbeat tells that a replica is gone only once it has stopped for the timeout. So that a
+ * free lock does not wait that long for a replica that died just as the lock freed, a replica whose
+ * turn it is to take the lock for its client and that does not take it is asked directly ({@link
+ * #suspect}): each replica advertises the address of its backend in its heartbeat, and a refused
+ * connection means the run is gone now, no answer within {@link #PROBE_TIMEOUT} means it is away
+ * until its heartbeat changes again, and an answer naming another run means this run ended (its
+ * process restarted). The answer is not trusted for anything else: at worst a forged one makes a
+ * live replica's clients lose their turn once (they keep their places).
  */
 public final class ReplicaLiveness implements AutoCloseable {
 
   /** Label on heartbeat Leases; its value is the leader-election Lease's name. */
   public static final String LABEL = "leasehold.io/replica-heartbeat";
+
+  /** Annotation on a heartbeat Lease: where the replica answers {@link #suspect}'s probe. */
+  public static final String PROBE_ANNOTATION = "leasehold.io/probe";
+
+  /** The path, under a backend's root, of the answer naming the replica's run. */
+  public static final String PROBE_PATH = "/v1/replica";
+
+  /** How long a replica has to answer a probe before it counts as away. */
+  static final Duration PROBE_TIMEOUT = Duration.ofSeconds(1);
+
+  /** A replica is probed at most this often. */
+  static final Duration PROBE_INTERVAL = Duration.ofSeconds(1);
 
   /** How often a replica renews its heartbeat, and how long one that stops counts as alive. */
   public record Timing(Duration period, Duration timeout) {
@@ -63,9 +85,44 @@ public final class ReplicaLiveness implements AutoCloseable {
   private volatile SharedIndexInformer<Lease> informer;
   private volatile String ownVersion;
   private volatile boolean closed;
+  private volatile String advertised;
+  private final Map<String, Long> probed = new ConcurrentHashMap<>();
+  private volatile Prober prober;
 
-  /** When a heartbeat was last seen to change, on this replica's clock. */
-  private record Seen(String name, String version, long at, boolean dead) {}
+  /**
+   * When a heartbeat was last seen to change, on this replica's clock, and where the replica
+   * answers probes (null when it does not say).
+   */
+  private record Seen(String name, String version, long at, boolean dead, String probe) {
+    Seen markedDead() {
+      return new Seen(name, version, at, true, probe);
+    }
+  }
+
+  /** Asks a replica at {@code url} which run it is; what it found. */
+  interface Prober {
+    Probe probe(String url);
+  }
+
+  /** What a probe found: the run that answered, or why none did. */
+  record Probe(Optional<String> run, String failure, boolean refused) {
+    static Probe answered(String run) {
+      return new Probe(Optional.of(run), null, false);
+    }
+
+    static Probe refused(String why) {
+      return new Probe(Optional.empty(), why, true);
+    }
+
+    static Probe silent(String why) {
+      return new Probe(Optional.empty(), why, false);
+    }
+
+    /** Neither an answer nor a refusal that says anything (an answer not naming a run). */
+    static Probe unknown(String why) {
+      return new Probe(Optional.of(""), why, false);
+    }
+  }
 
   /** A heartbeat unchanged this long belongs to a replica that is gone for good: deleted. */
   static final Duration FORGOTTEN_AFTER = Duration.ofHours(1);
@@ -101,6 +158,23 @@ public final class ReplicaLiveness implements AutoCloseable {
                   t.setDaemon(true);
                   return t;
                 });
+    this.probes =
+        client == null
+            ? null
+            : Executors.newSingleThreadExecutor(
+                r -> {
+                  Thread t = new Thread(r, "leasehold-replica-probe");
+                  t.setDaemon(true);
+                  return t;
+                });
+    this.prober = client == null ? null : HttpProber.create(PROBE_TIMEOUT);
+  }
+
+  private final java.util.concurrent.ExecutorService probes;
+
+  /** Probes with {@code p} instead of over HTTP (tests). */
+  void probeWith(Prober p) {
+    prober = p;
   }
 
   /**
@@ -154,6 +228,98 @@ public final class ReplicaLiveness implements AutoCloseable {
     listeners.add(listener);
   }
 
+  /**
+   * Advertises, in this run's heartbeat, where it answers probes: {@code url} answers {@link
+   * #PROBE_PATH}'s GET with {@link #self()}. Without it the others learn this run is gone only from
+   * its heartbeat.
+   */
+  public void advertise(String url) {
+    advertised = url;
+    if (timer != null && !closed) {
+      timer.execute(this::renew);
+    }
+  }
+
+  /**
+   * Tells that {@code replica} (a run) has let its turn pass: the lock is free and its client is
+   * first. Unless it was asked within {@link #PROBE_INTERVAL}, it is asked now, in the background;
+   * if it is gone or does not answer, it counts as not alive from then on (until its heartbeat
+   * changes again) and the {@link #onChange} listeners run.
+   */
+  public void suspect(String replica) {
+    Prober p = prober;
+    if (p == null || closed || replica == null || replica.equals(self)) {
+      return;
+    }
+    Seen s = seen.get(replica);
+    if (s == null || s.probe() == null || !alive(replica)) {
+      return;
+    }
+    long now = nanos.getAsLong();
+    Long last = probed.get(replica);
+    if (last != null && now - last < PROBE_INTERVAL.toNanos()) {
+      return;
+    }
+    if (last == null
+        ? probed.putIfAbsent(replica, now) != null
+        : !probed.replace(replica, last, now)) {
+      return;
+    }
+    try {
+      probes.execute(() -> probe(p, replica, s));
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      // Closing.
+    }
+  }
+
+  /** Whether {@code replica}'s heartbeat says where it answers probes. */
+  boolean knowsProbe(String replica) {
+    Seen s = seen.get(replica);
+    return s != null && s.probe() != null;
+  }
+
+  /** Probes {@code replica} now, on this thread (tests). */
+  void probeNow(String replica) {
+    Seen s = seen.get(replica);
+    if (s != null && s.probe() != null) {
+      probe(prober, replica, s);
+    }
+  }
+
+  private void probe(Prober p, String replica, Seen s) {
+    Probe found = p.probe(s.probe());
+    String why;
+    if (found.refused()) {
+      why = "its backend at " + s.probe() + " refused the connection (" + found.failure() + ")";
+    } else if (found.run().isEmpty()) {
+      why =
+          "its backend at "
+              + s.probe()
+              + " did not answer within "
+              + PROBE_TIMEOUT.toMillis()
+              + " ms ("
+              + found.failure()
+              + "); away until its heartbeat is renewed";
+    } else if (!found.run().get().isEmpty() && !found.run().get().equals(replica)) {
+      why = "its address " + s.probe() + " is now served by run " + found.run().get();
+    } else {
+      return;
+    }
+    // Only the heartbeat version probed: a renewal since then says it is alive after all.
+    if (seen.replace(replica, s, s.markedDead())) {
+      gone(replica, why);
+    }
+  }
+
+  private void gone(String replica, String why) {
+    reported.put(replica, false);
+    LOG.info(
+        "replica {} is gone: {}; its places in line are marked away (they no longer block the lock)",
+        replica,
+        why);
+    changed();
+  }
+
   private void start() {
     renew();
     informer =
@@ -199,6 +365,14 @@ public final class ReplicaLiveness implements AutoCloseable {
     if (before != null && before.version().equals(version)) {
       return;
     }
+    String name = lease.getMetadata().getName();
+    for (var e : seen.entrySet()) {
+      if (!e.getKey().equals(run) && e.getValue().name().equals(name) && !e.getValue().dead()) {
+        // Its heartbeat names another run now: the process restarted, this run ended.
+        seen.replace(e.getKey(), e.getValue(), e.getValue().markedDead());
+        gone(e.getKey(), "its heartbeat now names run " + run + " (the process restarted)");
+      }
+    }
     boolean dead = false;
     if (first && before == null) {
       // A heartbeat found at start: alive for the benefit of the doubt, unless it says itself
@@ -217,7 +391,9 @@ public final class ReplicaLiveness implements AutoCloseable {
       // Stopped long ago: counted as unchanged since then, so it is tidied away in time.
       at -= FORGOTTEN_AFTER.toNanos();
     }
-    seen.put(run, new Seen(lease.getMetadata().getName(), version, at, dead));
+    var annotations = lease.getMetadata().getAnnotations();
+    String probe = annotations == null ? null : annotations.get(PROBE_ANNOTATION);
+    seen.put(run, new Seen(name, version, at, dead, probe));
     if (before == null || before.dead() != dead || !wasAlive(before)) {
       changed();
     }
@@ -238,7 +414,12 @@ public final class ReplicaLiveness implements AutoCloseable {
         seen.replace(
             e.getKey(),
             s,
-            new Seen(s.name(), s.version(), s.at() + Duration.ofMinutes(10).toNanos(), s.dead()));
+            new Seen(
+                s.name(),
+                s.version(),
+                s.at() + Duration.ofMinutes(10).toNanos(),
+                s.dead(),
+                s.probe()));
         forget(s);
       }
       boolean alive = wasAlive(e.getValue());
@@ -302,6 +483,8 @@ public final class ReplicaLiveness implements AutoCloseable {
                       .withNamespace(namespace)
                       .withResourceVersion(ownVersion)
                       .addToLabels(LABEL, group)
+                      .withAnnotations(
+                          advertised == null ? null : Map.of(PROBE_ANNOTATION, advertised))
                       .build())
               .withNewSpec()
               .withHolderIdentity(self)
@@ -337,6 +520,7 @@ public final class ReplicaLiveness implements AutoCloseable {
   void halt() {
     closed = true;
     timer.shutdownNow();
+    probes.shutdownNow();
     informer.close();
   }
 
@@ -352,6 +536,7 @@ public final class ReplicaLiveness implements AutoCloseable {
     closed = true;
     if (timer != null) {
       timer.shutdownNow();
+      probes.shutdownNow();
     }
     if (informer != null) {
       informer.close();

@@ -629,8 +629,9 @@ class HelmChartTest {
 
   @Test
   @DisplayName(
-      "The environment carries the pod's namespace, name and UID (for Events on it), the log"
-          + " format and level, and the JVM's memory options")
+      "The environment carries the pod's namespace, name and UID (for Events on it), its address"
+          + " (where the other replicas ask whether it runs), the log format and level, and the"
+          + " JVM's memory options")
   void env() {
     Map<String, EnvVar> env = envOf(defaults.container());
     assertThat(env)
@@ -638,6 +639,7 @@ class HelmChartTest {
             "POD_NAMESPACE",
             "POD_NAME",
             "POD_UID",
+            "POD_IP",
             "LEASEHOLD_LOG_FORMAT",
             "LEASEHOLD_LOG_LEVEL",
             "JAVA_TOOL_OPTIONS");
@@ -647,6 +649,8 @@ class HelmChartTest {
         .isEqualTo("metadata.name");
     assertThat(env.get("POD_UID").getValueFrom().getFieldRef().getFieldPath())
         .isEqualTo("metadata.uid");
+    assertThat(env.get("POD_IP").getValueFrom().getFieldRef().getFieldPath())
+        .isEqualTo("status.podIP");
     assertThat(env.get("LEASEHOLD_LOG_FORMAT").getValue()).isEqualTo("text");
     assertThat(env.get("LEASEHOLD_LOG_LEVEL").getValue()).isEqualTo("INFO");
     assertThat(env.get("JAVA_TOOL_OPTIONS").getValue())
@@ -794,14 +798,16 @@ class HelmChartTest {
   @Test
   @DisplayName(
       "The NetworkPolicy admits to 8080 only the runners' namespaces (watched, runnerRbac's, listed"
-          + " or selected) and to 8081 only the metrics scraper's, and leaves egress open")
+          + " or selected) and the operator's own replicas, to 8081 only the metrics scraper's,"
+          + " and leaves egress open")
   void networkPolicy() {
     JsonNode policy = custom.one("NetworkPolicy");
     assertThat(KUBE.convertValue(policy.at("/spec/podSelector/matchLabels"), Map.class))
         .isEqualTo(custom.deployment().getSpec().getSelector().getMatchLabels());
     assertThat(policy.at("/spec/policyTypes").toString()).isEqualTo("[\"Ingress\"]");
     JsonNode ingress = policy.at("/spec/ingress");
-    assertThat(ingress).hasSize(2);
+    assertThat(ingress).hasSize(3);
+    assertReplicasOnly(custom, ingress.get(2));
     assertThat(ingress.at("/0/ports/0/port").asInt()).isEqualTo(8080);
     assertThat(ingress.at("/0/ports")).hasSize(1);
     JsonNode byName = ingress.at("/0/from/0/namespaceSelector/matchExpressions/0");
@@ -819,20 +825,33 @@ class HelmChartTest {
         .isEqualTo("[\"monitoring\"]");
   }
 
+  /** The rule that lets the operator's replicas ask each other on the backend's port. */
+  private static void assertReplicasOnly(Rendered rendered, JsonNode rule) {
+    assertThat(rule.at("/ports")).hasSize(1);
+    assertThat(rule.at("/ports/0/port").asInt()).isEqualTo(8080);
+    assertThat(rule.at("/from")).hasSize(1);
+    assertThat(rule.at("/from/0/namespaceSelector").isMissingNode())
+        .as("the operator's own namespace only")
+        .isTrue();
+    assertThat(KUBE.convertValue(rule.at("/from/0/podSelector/matchLabels"), Map.class))
+        .isEqualTo(rendered.deployment().getSpec().getSelector().getMatchLabels());
+  }
+
   @Test
   @DisplayName(
       "By default the NetworkPolicy is on and, with no runner namespace known yet, admits no pod"
-          + " at all (no rule with an empty 'from', which would admit every pod), and the notes"
-          + " say so")
+          + " but the operator's own replicas (no rule with an empty 'from', which would admit"
+          + " every pod), and the notes say so")
   void networkPolicyClosedByDefault() throws IOException {
     JsonNode policy = defaults.one("NetworkPolicy");
     assertThat(policy.at("/spec/ingress").isArray()).isTrue();
-    assertThat(policy.at("/spec/ingress")).isEmpty();
+    assertThat(policy.at("/spec/ingress")).hasSize(1);
+    assertReplicasOnly(defaults, policy.at("/spec/ingress/0"));
     assertThat(notes("")).contains("the NetworkPolicy admits no namespace to the backend yet");
 
     JsonNode runnersOnly =
         Rendered.of("runnerRbac: [{namespace: infra, serviceAccount: tf}]\n").one("NetworkPolicy");
-    assertThat(runnersOnly.at("/spec/ingress")).hasSize(1);
+    assertThat(runnersOnly.at("/spec/ingress")).hasSize(2);
     assertThat(runnersOnly.at("/spec/ingress/0/ports/0/port").asInt()).isEqualTo(8080);
     assertThat(
             runnersOnly

@@ -21,6 +21,7 @@ final class ApiGate implements Interceptor {
   private enum Mode {
     OPEN,
     PAUSED,
+    CUT,
     DEAD
   }
 
@@ -50,6 +51,19 @@ final class ApiGate implements Interceptor {
     }
   }
 
+  /** Every request fails at once, as with the API server unreachable, until {@link #mend()}. */
+  synchronized void cut() {
+    if (mode == Mode.OPEN) {
+      mode = Mode.CUT;
+    }
+  }
+
+  synchronized void mend() {
+    if (mode == Mode.CUT) {
+      mode = Mode.OPEN;
+    }
+  }
+
   synchronized void die() {
     mode = Mode.DEAD;
     notifyAll();
@@ -65,6 +79,9 @@ final class ApiGate implements Interceptor {
           Thread.currentThread().interrupt();
           throw new KubernetesClientException("interrupted while " + name + " was paused");
         }
+      }
+      if (mode == Mode.CUT) {
+        throw new KubernetesClientException(name + " cannot reach the API server");
       }
       if (mode == Mode.DEAD) {
         throw new KubernetesClientException(name + " is dead: its requests reach no API server");

@@ -3,13 +3,20 @@ package io.leasehold.lock;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import com.sun.net.httpserver.HttpServer;
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
 import io.fabric8.kubernetes.api.model.coordination.v1.LeaseBuilder;
 import io.fabric8.kubernetes.client.KubernetesClient;
 import io.leasehold.embedded.EmbeddedKubernetes;
+import java.io.IOException;
+import java.net.InetAddress;
+import java.net.InetSocketAddress;
+import java.net.ServerSocket;
+import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.time.ZonedDateTime;
 import java.time.temporal.ChronoUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.DisplayName;
@@ -77,6 +84,143 @@ class ReplicaLivenessTest {
       // Stopped, not gone for an hour: its heartbeat is kept.
       assertThat(client.leases().inNamespace("default").withName("hb-test-replica-live").get())
           .isNotNull();
+    }
+  }
+
+  /** Heartbeats renewed often, timing out as slowly as by default. */
+  private static final ReplicaLiveness.Timing SLOW_TIMEOUT =
+      new ReplicaLiveness.Timing(Duration.ofMillis(300), Duration.ofSeconds(30));
+
+  @Test
+  @DisplayName(
+      "A replica whose backend refuses the connection when asked is gone at once, not after its"
+          + " heartbeat times out; one that answers with its own run stays alive")
+  void aRefusedProbeMeansGoneNow() throws Exception {
+    try (ReplicaLiveness dead =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "refusing", SLOW_TIMEOUT);
+        ReplicaLiveness answering =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "answering", SLOW_TIMEOUT);
+        ReplicaLiveness watcher =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "asker", SLOW_TIMEOUT);
+        ServerSocket closed = new ServerSocket(0, 1, InetAddress.getLoopbackAddress());
+        RunServer server = new RunServer(answering.self())) {
+      int port = closed.getLocalPort();
+      closed.close();
+      dead.advertise("http://127.0.0.1:" + port + ReplicaLiveness.PROBE_PATH);
+      answering.advertise(server.url());
+      AtomicInteger changes = new AtomicInteger();
+      watcher.onChange(changes::incrementAndGet);
+      await()
+          .atMost(Duration.ofSeconds(10))
+          .until(() -> watcher.knowsProbe(dead.self()) && watcher.knowsProbe(answering.self()));
+      dead.halt();
+
+      watcher.probeNow(answering.self());
+      assertThat(server.asked()).isPositive();
+      assertThat(watcher.alive(answering.self())).isTrue();
+
+      int before = changes.get();
+      watcher.probeNow(dead.self());
+      assertThat(watcher.alive(dead.self())).isFalse();
+      assertThat(changes.get()).as("listeners told").isGreaterThan(before);
+      assertThat(watcher.alive(answering.self())).isTrue();
+    }
+  }
+
+  @Test
+  @DisplayName(
+      "A replica that does not answer its probe in time is away until its heartbeat is renewed,"
+          + " then alive again; an address that answers with another run means this run ended")
+  void aSilentReplicaIsAwayUntilItsHeartbeatMoves() throws Exception {
+    try (ReplicaLiveness stalled =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "stalled", SLOW_TIMEOUT);
+        ReplicaLiveness replaced =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "replaced", SLOW_TIMEOUT);
+        ReplicaLiveness watcher =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "asker2", SLOW_TIMEOUT);
+        ServerSocket silent = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
+        RunServer other = new RunServer("replaced#ffffffff")) {
+      // Accepts connections (as the kernel does for a stopped process) and never answers.
+      stalled.advertise("http://127.0.0.1:" + silent.getLocalPort() + ReplicaLiveness.PROBE_PATH);
+      replaced.advertise(other.url());
+      await()
+          .atMost(Duration.ofSeconds(10))
+          .until(() -> watcher.knowsProbe(stalled.self()) && watcher.knowsProbe(replaced.self()));
+
+      // Stopped (as by SIGSTOP): it renews nothing while it is asked.
+      stalled.halt();
+      watcher.probeNow(stalled.self());
+      assertThat(watcher.alive(stalled.self())).isFalse();
+      // It resumes and renews its heartbeat: alive again.
+      client
+          .leases()
+          .inNamespace("default")
+          .withName("hb-test-replica-stalled")
+          .edit(
+              l -> {
+                l.getSpec().setRenewTime(ZonedDateTime.now().truncatedTo(ChronoUnit.MICROS));
+                return l;
+              });
+      await().atMost(Duration.ofSeconds(10)).until(() -> watcher.alive(stalled.self()));
+
+      watcher.probeNow(replaced.self());
+      assertThat(watcher.alive(replaced.self())).isFalse();
+    }
+  }
+
+  @Test
+  @DisplayName(
+      "A heartbeat that comes to name another run (the process restarted under the same name)"
+          + " ends the run it named before at once")
+  void aRestartEndsTheRunBefore() {
+    try (ReplicaLiveness watcher =
+        ReplicaLiveness.heartbeating(client, "default", "hb-test", "asker3", SLOW_TIMEOUT)) {
+      heartbeat("hb-test-replica-restarting", "restarting#00000001", ZonedDateTime.now());
+      await().atMost(Duration.ofSeconds(10)).until(() -> watcher.alive("restarting#00000001"));
+      client
+          .leases()
+          .inNamespace("default")
+          .withName("hb-test-replica-restarting")
+          .edit(
+              l -> {
+                l.getSpec().setHolderIdentity("restarting#00000002");
+                return l;
+              });
+      await().atMost(Duration.ofSeconds(10)).until(() -> watcher.alive("restarting#00000002"));
+      assertThat(watcher.alive("restarting#00000001")).isFalse();
+    }
+  }
+
+  /** Answers the probe with a run's name, and counts how often it was asked. */
+  private static final class RunServer implements AutoCloseable {
+    private final HttpServer server;
+    private final AtomicInteger asked = new AtomicInteger();
+
+    RunServer(String run) throws IOException {
+      server = HttpServer.create(new InetSocketAddress(InetAddress.getLoopbackAddress(), 0), 0);
+      server.createContext(
+          ReplicaLiveness.PROBE_PATH,
+          exchange -> {
+            asked.incrementAndGet();
+            byte[] body = (run + "\n").getBytes(StandardCharsets.UTF_8);
+            exchange.sendResponseHeaders(200, body.length);
+            exchange.getResponseBody().write(body);
+            exchange.close();
+          });
+      server.start();
+    }
+
+    String url() {
+      return "http://127.0.0.1:" + server.getAddress().getPort() + ReplicaLiveness.PROBE_PATH;
+    }
+
+    int asked() {
+      return asked.get();
+    }
+
+    @Override
+    public void close() {
+      server.stop(0);
     }
   }
 
