@@ -62,11 +62,49 @@ class AuditTrailTest {
     audit.setAdditive(false);
     audit.addAppender(captured);
     harness = OperatorHarness.start();
-    client = new BackendClient(harness.startBackend(64L * 1024 * 1024));
+    client =
+        new BackendClient(
+            harness.startBackend(
+                GUARDED, JobPods.NONE, 64L * 1024 * 1024, StateBackend.Audit.NONE));
     TerraformState s = new TerraformState();
     s.getMetadata().setName(STATE);
     s.getMetadata().setNamespace(NAMESPACE);
     harness.client().resource(s).create();
+  }
+
+  /**
+   * Nobody is authenticated but {@code mallory}, who is refused (401); {@code reader} may only
+   * read, {@code runner} may do anything but force-unlock; everyone else may do anything.
+   */
+  private static final Access GUARDED =
+      new Access() {
+        @Override
+        public Requester authenticate(String authorization) {
+          Requester who = Access.NONE.authenticate(authorization);
+          if (who.user().startsWith("mallory")) {
+            throw ReplyException.text(401, "not authenticated");
+          }
+          return who;
+        }
+
+        @Override
+        public void authorize(Requester who, Verb verb, String namespace, String name) {
+          boolean allowed =
+              who.user().startsWith("reader")
+                  ? verb == Verb.GET
+                  : !who.user().startsWith("runner") || verb != Verb.FORCE_UNLOCK;
+          if (!allowed) {
+            throw ReplyException.text(403, who.user() + " may not " + verb);
+          }
+        }
+      };
+
+  private static Map<String, String> basic(String user) {
+    return Map.of(
+        "Authorization",
+        "Basic "
+            + java.util.Base64.getEncoder()
+                .encodeToString((user + ":" + SECRET).getBytes(StandardCharsets.UTF_8)));
   }
 
   @AfterAll
@@ -134,6 +172,7 @@ class AuditTrailTest {
           + " content; the shipped JSON format writes each as one JSON object")
   void oneLinePerTransition() throws Exception {
     LockInfo alice = BackendClient.lockInfo("lock-alice", "alice@ci");
+    int start = lines().size();
     int n = lines().size();
     assertThat(client.lock(PATH, alice, null).status()).isEqualTo(200);
     assertThat(onlyLineAfter(n, "lock-granted"))
@@ -265,6 +304,7 @@ class AuditTrailTest {
       events = new ArrayList<>(captured.list);
     }
     assertThat(events).hasSize(total);
+    events = events.subList(start, total);
     assertThat(events.stream().map(ILoggingEvent::getFormattedMessage))
         .containsExactly(
             "lock-granted",
@@ -301,6 +341,46 @@ class AuditTrailTest {
         .contains("event=\"lock-granted\"")
         .contains("state=\"" + STATE + "\"")
         .contains("lockId=\"lock-alice\"");
+  }
+
+  @Test
+  @DisplayName(
+      "A request refused before it reaches the lock (not authenticated, not allowed) and a"
+          + " force-unlock without the permission each log one audit line saying so; the"
+          + " credentials never appear")
+  void refusedAccessIsAudited() throws Exception {
+    int n = lines().size();
+    assertThat(client.send("GET", PATH, null, basic("mallory")).status()).isEqualTo(401);
+    assertThat(onlyLineAfter(n, "access-refused"))
+        .containsEntry("status", "401")
+        .containsEntry("reason", "not authenticated");
+
+    n = lines().size();
+    LockInfo reader = BackendClient.lockInfo("lock-reader", "reader@ci");
+    assertThat(client.send("LOCK", PATH + "/lock", reader.toJson(), basic("reader")).status())
+        .isEqualTo(403);
+    assertThat(onlyLineAfter(n, "access-refused"))
+        .containsEntry("who", "reader (unauthenticated)")
+        .containsEntry("status", "403")
+        .containsEntry("reason", "may not update");
+
+    n = lines().size();
+    LockInfo held = BackendClient.lockInfo("lock-held", "holder@ci");
+    assertThat(client.lock(PATH, held, null).status()).isEqualTo(200);
+    onlyLineAfter(n, "lock-granted");
+    n = lines().size();
+    assertThat(client.send("UNLOCK", PATH + "/lock", null, basic("runner")).status())
+        .isEqualTo(403);
+    assertThat(onlyLineAfter(n, "force-unlock-refused"))
+        .containsEntry("who", "runner (unauthenticated)")
+        .containsEntry("status", "403")
+        .containsEntry("reason", "may not force-unlock");
+    n = lines().size();
+    assertThat(client.unlock(PATH, held).status()).isEqualTo(200);
+    onlyLineAfter(n, "lock-released");
+    synchronized (captured.list) {
+      assertThat(encoded(captured.list, "json")).noneMatch(l -> l.contains(SECRET));
+    }
   }
 
   /** Each event as the shipped logging configuration writes it in {@code format}. */
