@@ -51,6 +51,9 @@ LABEL org.opencontainers.image.title="leasehold" \
 COPY --from=runtime /opt/java /opt/java
 COPY server/target/leasehold-server.jar /opt/leasehold/leasehold-server.jar
 ENV JAVA_HOME=/opt/java
+# Logs as one JSON object per line, the audit trail's included (docs/operations.md, Logs);
+# LEASEHOLD_LOG_FORMAT=text for lines a person reads.
+ENV LEASEHOLD_LOG_FORMAT=json
 # The chart's runAsUser and runAsGroup; the process needs no file it could write but /tmp.
 USER 65532:65532
 # 8080: Terraform HTTP backend; 8081: /healthz, /readyz and /metrics.

@@ -203,7 +203,7 @@ final class GuardedWrites {
                 "written through the HTTP backend by " + shown(who),
                 shown(who),
                 keep(target));
-    return reply(target, who, outcome, incoming.bytes());
+    return reply(target, who, outcome, incoming.bytes(), facts, lockId);
   }
 
   /**
@@ -212,11 +212,32 @@ final class GuardedWrites {
    * @param bytes the state's size, for the metric
    */
   Reply reply(StateBackend.Target target, Requester who, StateWriter.Outcome outcome, long bytes) {
+    return reply(target, who, outcome, bytes, null, null);
+  }
+
+  /**
+   * As {@link #reply(StateBackend.Target, Requester, StateWriter.Outcome, long)}, for the audit
+   * trail with the state's facts (serial and lineage) and the lock ID the write carried.
+   */
+  Reply reply(
+      StateBackend.Target target,
+      Requester who,
+      StateWriter.Outcome outcome,
+      long bytes,
+      StateFacts facts,
+      String lockId) {
     String serial = outcome.journal().serial();
     switch (outcome.result()) {
       case WRITTEN -> {
         metrics.write(true, "none");
         metrics.stateSize(bytes);
+        AuditLines.of("state-written", target, who)
+            .with("serial", serial)
+            .with("lineage", facts == null ? null : facts.getLineage())
+            .with("lockId", lockId)
+            .with("bytes", bytes)
+            .with("interrupted", outcome.interrupted() ? "true" : null)
+            .log();
         audit.record(target, who, "write of serial " + serial + ": stored");
         if (!outcome.interrupted()) {
           return Reply.text(200, "state serial " + serial + " stored");
@@ -241,6 +262,12 @@ final class GuardedWrites {
         settler.later(
             target.names(), keep(target), notices(target), outcome.journal().takeoverAt());
         metrics.write(false, WriteRefusal.INTERRUPTED.reason);
+        AuditLines.of("write-refused", target, who)
+            .with("serial", serial)
+            .with("lockId", lockId)
+            .with("status", 503)
+            .with("reason", WriteRefusal.INTERRUPTED.reason)
+            .log();
         audit.record(target, who, "write of serial " + serial + ": interrupted");
         return Reply.text(
                 503,
@@ -361,6 +388,12 @@ final class GuardedWrites {
                   StateWriter.describe(outcome));
             }
           }
+          AuditLines.of("state-deleted", target, who)
+              .with("serial", current.get().facts().serialText())
+              .with("lineage", current.get().facts().getLineage())
+              .with("lockId", lockId)
+              .with("keptAs", kept)
+              .log();
           events.normal(
               target.state(),
               "StateDeletedByBackend",
@@ -382,6 +415,10 @@ final class GuardedWrites {
     int status = kind.status;
     String message = why + ". Nothing was written.";
     metrics.write(false, kind.reason);
+    AuditLines.of("write-refused", target, who)
+        .with("status", status)
+        .with("reason", kind.reason)
+        .log();
     audit.record(target, who, "write REFUSED (" + status + "): " + message);
     events.warning(
         target.state(),

@@ -201,7 +201,7 @@ final class HistoryService {
                   by,
                   GuardedWrites.keep(target));
       if (outcome.result() != StateWriter.Result.WRITTEN) {
-        return writes.reply(target, who, outcome, restored.bytes());
+        return writes.reply(target, who, outcome, restored.bytes(), restored.facts(), null);
       }
       events.warning(
           target.state(),
@@ -245,7 +245,7 @@ final class HistoryService {
                 by,
                 GuardedWrites.keep(target));
     if (outcome.result() != StateWriter.Result.WRITTEN) {
-      return writes.reply(target, who, outcome, restored.bytes());
+      return writes.reply(target, who, outcome, restored.bytes(), restored.facts(), null);
     }
     events.normal(
         target.state(),

@@ -11,6 +11,7 @@ import io.vertx.core.buffer.Buffer;
 import io.vertx.ext.web.RoutingContext;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
+import java.util.Locale;
 import java.util.Optional;
 
 /**
@@ -198,8 +199,22 @@ final class LockHandlers {
               return vertx.executeBlocking(
                   () -> {
                     if (needed != resolved.allowed()) {
-                      access.authorize(
-                          resolved.who(), needed, ctx.pathParam("ns"), ctx.pathParam("name"));
+                      try {
+                        access.authorize(
+                            resolved.who(), needed, ctx.pathParam("ns"), ctx.pathParam("name"));
+                      } catch (ReplyException e) {
+                        AuditLines.of(
+                                force ? "force-unlock-refused" : "unlock-refused",
+                                resolved.target(),
+                                resolved.who())
+                            .with("status", e.reply().status())
+                            .with(
+                                "reason",
+                                "may not "
+                                    + needed.name().toLowerCase(Locale.ROOT).replace('_', '-'))
+                            .log();
+                        throw e;
+                      }
                     }
                     return force
                         ? locks.forceUnlock(resolved.target(), resolved.who(), arrived)

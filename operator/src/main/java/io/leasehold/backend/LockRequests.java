@@ -4,6 +4,7 @@ import io.leasehold.kube.EventRecorder;
 import io.leasehold.lock.Caller;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.LockService;
+import io.leasehold.ops.AuditLog;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.StateNames;
 import io.vertx.core.Future;
@@ -103,10 +104,17 @@ public final class LockRequests implements WriteLock {
    */
   static ReplyException lockRefused(LockService.Refused refused) {
     int status = status(refused);
+    String reason = reason(refused);
     if (status != 423 && status != 409) {
-      return ReplyException.text(status, refused.message());
+      return new ReplyException(Reply.text(status, refused.message()), reason);
     }
-    return new ReplyException(LockAnswers.refused(status, refused.message(), refused.holder()));
+    return new ReplyException(
+        LockAnswers.refused(status, refused.message(), refused.holder()), reason);
+  }
+
+  /** A refusal's reason in the audit trail: {@code line-full}, {@code stale-lock}, ... */
+  static String reason(LockService.Refused refused) {
+    return refused.refusal().name().toLowerCase(java.util.Locale.ROOT).replace('_', '-');
   }
 
   /**
@@ -133,14 +141,25 @@ public final class LockRequests implements WriteLock {
       LockWaiters.Connection connection) {
     return waiters
         .lock(target.names(), info, caller, wait, connection)
+        .onFailure(
+            failure -> {
+              if (failure instanceof ReplyException refused) {
+                lockLine("lock-refused", target, who, info)
+                    .with("status", refused.reply().status())
+                    .with("reason", refused.reason())
+                    .log();
+              }
+            })
         .map(
             outcome -> {
               if (outcome.grant().isPresent()) {
-                if (outcome.grant().get().tookOver()) {
-                  metrics.lockExpiredTakenOver();
-                }
+                granted(target, who, info, outcome.grant().get());
                 audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
               } else if (outcome.reply() != null) {
+                lockLine("lock-refused", target, who, info)
+                    .with("status", outcome.reply().status())
+                    .with("reason", wait.isZero() ? "held" : "held after waiting " + wait)
+                    .log();
                 audit.record(
                     target,
                     who,
@@ -152,6 +171,26 @@ public final class LockRequests implements WriteLock {
               }
               return outcome;
             });
+  }
+
+  /**
+   * The audit line of a grant: one per lock taken (a retry of a LOCK that already holds the lock
+   * writes nothing and adds no line).
+   */
+  private void granted(
+      StateBackend.Target target, Requester who, LockInfo info, LockService.Granted grant) {
+    if (grant.tookOver()) {
+      metrics.lockExpiredTakenOver();
+    }
+    if (grant.lease() != null) {
+      lockLine(grant.tookOver() ? "lock-taken-over" : "lock-granted", target, who, info).log();
+    }
+  }
+
+  private AuditLog.Line lockLine(
+      String event, StateBackend.Target target, Requester who, LockInfo info) {
+    return AuditLines.lock(AuditLines.of(event, target, who), info)
+        .with("replica", locks.replica());
   }
 
   /** A granted LOCK whose answer could not be delivered: the grant is undone. */
@@ -167,10 +206,18 @@ public final class LockRequests implements WriteLock {
     StateNames names = target.names();
     LockService.Answer answer = locks.unlock(names, info.id(), caller);
     if (answer instanceof LockService.Refused r && r.refusal() == LockService.Refusal.NOT_OWNER) {
-      requireForceUnlock(target, who, r);
+      try {
+        requireForceUnlock(target, who, r);
+      } catch (ReplyException e) {
+        lockLine("force-unlock-refused", target, who, info)
+            .with("status", e.reply().status())
+            .with("reason", e.reply().status() == 403 ? "not-owner" : null)
+            .log();
+        throw e;
+      }
       answer = locks.forceUnlock(names, Optional.of(info.id()));
       if (answer instanceof LockService.Released released) {
-        forced(target, released, who);
+        forced(target, released, who, info.id());
         return Reply.text(
             200,
             "lock "
@@ -183,6 +230,9 @@ public final class LockRequests implements WriteLock {
     if (answer instanceof LockService.Released released) {
       remember(names, info.id());
       waiters.wake(names);
+      lockLine("lock-released", target, who, info)
+          .with("reason", released.nested() ? "unlock of a lock nested under a Job's" : "unlock")
+          .log();
       audit.record(target, who, "UNLOCK (lock " + info.id() + ")");
       if (released.nested()) {
         return Reply.text(
@@ -197,11 +247,21 @@ public final class LockRequests implements WriteLock {
       return Reply.text(200, "lock " + info.id() + " released");
     }
     if (answer instanceof LockService.NotHeld n) {
+      AuditLog.Line line =
+          lockLine("unlock-refused", target, who, info)
+              .with("status", n.holder().isEmpty() ? 409 : 423)
+              .with("reason", "not-held");
+      n.holder().ifPresent(h -> AuditLines.holder(line, h));
+      line.log();
       return n.holder().isEmpty()
           ? Reply.text(409, n.message() + releasedNote(names, info.id()))
           : Reply.json(423, io.leasehold.lock.LeaseLock.holderJson(locks.current(names)));
     }
     if (answer instanceof LockService.Refused r) {
+      lockLine("unlock-refused", target, who, info)
+          .with("status", status(r))
+          .with("reason", reason(r))
+          .log();
       return Reply.text(status(r), r.message());
     }
     throw new IllegalStateException(answer.toString());
@@ -221,10 +281,15 @@ public final class LockRequests implements WriteLock {
     LockService.Answer answer =
         locks.forceUnlock(target.names(), Optional.empty(), arrived.plus(FORCE_UNLOCK_DEADLINE));
     if (answer instanceof LockService.Refused r) {
+      AuditLines.of("force-unlock-refused", target, who)
+          .with("replica", locks.replica())
+          .with("status", status(r))
+          .with("reason", reason(r))
+          .log();
       return Reply.text(status(r), r.message());
     }
     if (answer instanceof LockService.Released released) {
-      forced(target, released, who);
+      forced(target, released, who, null);
       return Reply.text(
           200,
           "lock "
@@ -233,10 +298,28 @@ public final class LockRequests implements WriteLock {
               + released.previous().summary()
               + " released");
     }
+    AuditLines.of("force-unlock-not-needed", target, who)
+        .with("replica", locks.replica())
+        .with("reason", "not locked")
+        .log();
     return Reply.text(200, "the state is not locked");
   }
 
-  private void forced(StateBackend.Target target, LockService.Released released, Requester who) {
+  /**
+   * @param lockId the lock ID the UNLOCK named, null for {@code terraform force-unlock}
+   */
+  private void forced(
+      StateBackend.Target target, LockService.Released released, Requester who, String lockId) {
+    AuditLines.holder(AuditLines.of("force-unlock", target, who), released.previous())
+        .with("lockId", lockId)
+        .with("nested", released.nested() ? "true" : null)
+        .with("replica", locks.replica())
+        .with(
+            "reason",
+            lockId == null
+                ? "force-unlock through the HTTP backend"
+                : "UNLOCK of another identity's lock with the force-unlock permission")
+        .log();
     metrics.lockForced("http");
     remember(target.names(), released.previous().id());
     waiters.wake(target.names());
@@ -300,17 +383,20 @@ public final class LockRequests implements WriteLock {
     LockService.Answer answer =
         locks.lock(target.names(), info, caller, false, waiters.local(target.names()));
     if (answer instanceof LockService.Granted g) {
-      if (g.tookOver()) {
-        metrics.lockExpiredTakenOver();
-      }
+      granted(target, who, info, g);
       audit.record(target, who, "LOCK granted (lock " + info.id() + ")");
       return new StateBackend.LockAttempt(true, Reply.json(200, info.toJson()));
     }
     if (answer instanceof LockService.NotNow n) {
+      lockLine("lock-refused", target, who, info).with("status", 423).with("reason", "held").log();
       audit.record(target, who, "LOCK: not granted now (423)");
       return new StateBackend.LockAttempt(false, LockAnswers.notNow(n));
     }
     if (answer instanceof LockService.Refused r) {
+      lockLine("lock-refused", target, who, info)
+          .with("status", status(r))
+          .with("reason", reason(r))
+          .log();
       throw lockRefused(r);
     }
     throw new IllegalStateException(answer.toString());

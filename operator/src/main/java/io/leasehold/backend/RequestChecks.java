@@ -1,6 +1,7 @@
 package io.leasehold.backend;
 
 import io.leasehold.api.DisplayText;
+import io.leasehold.ops.AuditLog;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.ext.web.RoutingContext;
@@ -83,7 +84,16 @@ final class RequestChecks {
     String name = ctx.pathParam("name");
     return vertx.executeBlocking(
         () -> {
-          Requester who = access.authenticate(authorization, certificate);
+          Requester who;
+          try {
+            who = access.authenticate(authorization, certificate);
+          } catch (ReplyException e) {
+            AuditLog.line("access-refused", ns, name)
+                .with("status", e.reply().status())
+                .with("reason", "not authenticated")
+                .log();
+            throw e;
+          }
           ReplyException refused = null;
           for (Access.Verb verb : verbs) {
             try {
@@ -95,6 +105,13 @@ final class RequestChecks {
               }
             }
           }
+          AuditLog.line("access-refused", ns, name)
+              .with("who", who)
+              .with("status", refused.reply().status())
+              .with(
+                  "reason",
+                  "may not " + verbs[0].name().toLowerCase(java.util.Locale.ROOT).replace('_', '-'))
+              .log();
           throw refused;
         },
         false);

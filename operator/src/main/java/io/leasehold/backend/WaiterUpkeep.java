@@ -3,6 +3,7 @@ package io.leasehold.backend;
 import io.leasehold.lock.Caller;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockService;
+import io.leasehold.ops.AuditLog;
 import io.leasehold.state.StateNames;
 import io.vertx.core.Vertx;
 import java.util.concurrent.Callable;
@@ -64,6 +65,12 @@ final class WaiterUpkeep {
         () -> service.undo(names, grant, caller == null ? ownerOf(grant) : caller),
         undone -> {
           if (undone) {
+            AuditLog.line("lock-grant-undone", names.namespace(), names.name())
+                .with("workspace", names.workspace())
+                .with("lockId", grant.lockId())
+                .with("replica", service.replica())
+                .with("reason", "its requester went away before it was told")
+                .log();
             LOG.info(
                 "{}/{}: lock {} released again: its requester went away before it was told",
                 names.namespace(),

@@ -10,6 +10,7 @@ import io.leasehold.api.TerraformState;
 import io.leasehold.kube.EventRecorder;
 import io.leasehold.lock.Holder;
 import io.leasehold.lock.LockService;
+import io.leasehold.ops.AuditLog;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.StateNames;
 import java.util.Map;
@@ -53,9 +54,20 @@ final class ForceUnlocks {
 
   private void forceUnlock(TerraformState resource, StateNames names, String lockId) {
     LockService.Answer answer = locks.forceUnlock(names, Optional.of(lockId));
+    AuditLog.Line line =
+        AuditLog.line("force-unlock", names.namespace(), names.name())
+            .with("workspace", names.workspace())
+            .with("lockId", lockId)
+            .with("replica", locks.replica());
     if (answer instanceof LockService.Released released) {
       metrics.lockForced("annotation");
       Holder h = released.previous();
+      line.with("holderLockId", h.id())
+          .with("holder", h.summary())
+          .with("jobUid", h.jobUid().orElse(null))
+          .with("nested", released.nested() ? "true" : null)
+          .with("reason", "the " + FORCE_UNLOCK_ANNOTATION + " annotation")
+          .log();
       String id = released.nested() ? lockId : h.id();
       events.normal(
           resource,
@@ -75,6 +87,14 @@ final class ForceUnlocks {
               + FORCE_UNLOCK_ANNOTATION
               + " annotation");
     } else if (answer instanceof LockService.NotHeld n && n.holder().isPresent()) {
+      AuditLog.line("force-unlock-refused", names.namespace(), names.name())
+          .with("workspace", names.workspace())
+          .with("lockId", lockId)
+          .with("replica", locks.replica())
+          .with("holderLockId", n.holder().get().id())
+          .with("holder", n.holder().get().summary())
+          .with("reason", "the annotation names another lock ID than the holder's")
+          .log();
       events.warning(
           resource,
           "ForceUnlockRefused",
@@ -87,6 +107,12 @@ final class ForceUnlocks {
               + " with ID "
               + n.holder().get().id());
     } else if (answer instanceof LockService.NotHeld) {
+      AuditLog.line("force-unlock-not-needed", names.namespace(), names.name())
+          .with("workspace", names.workspace())
+          .with("lockId", lockId)
+          .with("replica", locks.replica())
+          .with("reason", "not locked")
+          .log();
       events.normal(
           resource,
           "ForceUnlockNotNeeded",

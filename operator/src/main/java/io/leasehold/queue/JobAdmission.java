@@ -13,6 +13,7 @@ import io.leasehold.lock.LeaseLock;
 import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.LockService;
 import io.leasehold.lock.Ticket;
+import io.leasehold.ops.AuditLog;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.StateNames;
 import java.time.Clock;
@@ -245,7 +246,7 @@ public final class JobAdmission {
         return new Outcome(lease, queue, Optional.empty(), ENDING_POLL);
       }
       if (job.isPresent()) {
-        lease = admit(state, names, lease, job.get(), duration, null);
+        lease = admit(state, names, lease, job.get(), duration, null, null);
         RunQueue after = RunQueue.of(names.name(), admittedCopy(jobs, job.get(), names), arrivals);
         announcements.announce(state, after, lease);
         return new Outcome(lease, after, job, Duration.ZERO);
@@ -294,7 +295,7 @@ public final class JobAdmission {
       if (job.isPresent() && !runs.podsLeftOver(names, job.get())) {
         // Told once, on the state (LockHandedOver, from this Job to the next); the next Job's
         // admission is marked on it by the same patch that unsuspends it.
-        Lease handed = admit(state, names, lease, job.get(), duration, endedUid);
+        Lease handed = admit(state, names, lease, job.get(), duration, endedUid, endedName);
         endedAt(ended).ifPresent(t -> metrics.handoff(Duration.between(t, clock.instant())));
         RunQueue after = RunQueue.of(names.name(), admittedCopy(jobs, job.get(), names), arrivals);
         announcements.announce(state, after, handed);
@@ -302,6 +303,7 @@ public final class JobAdmission {
       }
     }
     Lease released = locks.releaseJob(lease, endedUid);
+    jobLockReleased(names, endedName, endedUid, ended != null ? "Job " + ending : "Job gone");
     if (ended != null) {
       events.normal(
           ended, "LockReleased", "Job " + ending + "; the lock on " + names.name() + " is free");
@@ -351,12 +353,43 @@ public final class JobAdmission {
         .findFirst();
   }
 
-  /** Takes the lock for {@code job} and then unsuspends it. */
+  /**
+   * Takes the lock for {@code job} (handed on from Job {@code endedUid}, {@code endedName}, when
+   * not null) and then unsuspends it.
+   */
   private Lease admit(
-      TerraformState state, StateNames names, Lease lease, Job job, int duration, String endedUid) {
-    Lease held = locks.admit(lease, jobLock(names, job), uid(job), duration, endedUid);
+      TerraformState state,
+      StateNames names,
+      Lease lease,
+      Job job,
+      int duration,
+      String endedUid,
+      String endedName) {
+    LockInfo jobLock = jobLock(names, job);
+    Lease held = locks.admit(lease, jobLock, uid(job), duration, endedUid);
+    AuditLog.line("job-admitted", names.namespace(), names.name())
+        .with("workspace", names.workspace())
+        .with("lockId", jobLock.id())
+        .with("job", name(job))
+        .with("jobUid", uid(job))
+        .with("handoffFromJob", endedName)
+        .with("handoffFromJobUid", endedUid)
+        .with("replica", locks.replica())
+        .with("reason", endedUid == null ? "its turn, the lock free" : "handed on: the Job ended")
+        .log();
     patches.unsuspend(state, names, job, held);
     return held;
+  }
+
+  /** The audit line of a runner Job's lock released (not handed on). */
+  private void jobLockReleased(StateNames names, String job, String jobUid, String reason) {
+    AuditLog.line("job-lock-released", names.namespace(), names.name())
+        .with("workspace", names.workspace())
+        .with("job", job)
+        .with("jobUid", jobUid)
+        .with("replica", locks.replica())
+        .with("reason", reason)
+        .log();
   }
 
   /** The LockInfo leasehold holds the lock with for runner Job {@code job}. */
@@ -421,6 +454,12 @@ public final class JobAdmission {
       if (run == JobRuns.Run.ENDED) {
         recordHold(lease);
         lease = locks.releaseJob(lease, heldUid.get());
+        jobLockReleased(
+            names,
+            job != null ? name(job) : LeaseLock.jobName(holder.get().id()),
+            heldUid.get(),
+            (job != null ? "Job " + RunnerJobs.ending(job) : "Job gone")
+                + "; the TerraformState is being deleted");
         String released =
             "; the lock on "
                 + names.name()

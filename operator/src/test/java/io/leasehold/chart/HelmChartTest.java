@@ -187,7 +187,7 @@ class HelmChartTest {
       """
       replicas: 3
       watchNamespaces: [team-a, team-b]
-      logFormat: json
+      logFormat: text
       logLevel: DEBUG
       maxStateBytes: 67108864
       resources:
@@ -651,13 +651,13 @@ class HelmChartTest {
         .isEqualTo("metadata.uid");
     assertThat(env.get("POD_IP").getValueFrom().getFieldRef().getFieldPath())
         .isEqualTo("status.podIP");
-    assertThat(env.get("LEASEHOLD_LOG_FORMAT").getValue()).isEqualTo("text");
+    assertThat(env.get("LEASEHOLD_LOG_FORMAT").getValue()).isEqualTo("json");
     assertThat(env.get("LEASEHOLD_LOG_LEVEL").getValue()).isEqualTo("INFO");
     assertThat(env.get("JAVA_TOOL_OPTIONS").getValue())
         .isEqualTo("-XX:MaxRAMPercentage=75 -XX:+ExitOnOutOfMemoryError");
 
     Map<String, EnvVar> customEnv = envOf(custom.container());
-    assertThat(customEnv.get("LEASEHOLD_LOG_FORMAT").getValue()).isEqualTo("json");
+    assertThat(customEnv.get("LEASEHOLD_LOG_FORMAT").getValue()).isEqualTo("text");
     assertThat(customEnv.get("LEASEHOLD_LOG_LEVEL").getValue()).isEqualTo("DEBUG");
   }
 

@@ -200,9 +200,17 @@ class NoSecretLeaksTest {
     h.client().resource(s).create();
   }
 
-  /** A log event as an appender would write it: message, then every exception in the chain. */
+  /**
+   * A log event as an appender would write it: message, its key-value pairs (the audit trail's),
+   * then every exception in the chain.
+   */
   private static String render(ILoggingEvent event) {
     StringBuilder out = new StringBuilder(event.getFormattedMessage());
+    if (event.getKeyValuePairs() != null) {
+      event
+          .getKeyValuePairs()
+          .forEach(kv -> out.append(' ').append(kv.key).append('=').append(kv.value));
+    }
     for (IThrowableProxy t = event.getThrowableProxy(); t != null; t = t.getCause()) {
       out.append('\n').append(t.getClassName()).append(": ").append(t.getMessage());
       for (StackTraceElementProxy e : t.getStackTraceElementProxyArray()) {
