@@ -95,11 +95,19 @@ final class JobLocks {
     // Who would take it were it free now (the holder may be the Job that just ended).
     LockCore.State free =
         new LockCore.State(List.of(), seen.line(), seen.alive(), seen.leader(), false);
-    return core.step(free, new LockCore.Tick(), now).effects().stream()
-        .filter(e -> e instanceof LockCore.Granted)
-        .map(e -> ((LockCore.Granted) e).id())
-        .findFirst()
-        .flatMap(line::find);
+    Optional<Ticket> next =
+        core.step(free, new LockCore.Tick(), now).effects().stream()
+            .filter(e -> e instanceof LockCore.Granted)
+            .map(e -> ((LockCore.Granted) e).id())
+            .findFirst()
+            .flatMap(line::find);
+    next.filter(t -> t.isClient() && t.replica() != null && !t.replica().equals(replica))
+        .filter(t -> line.tickets().stream().anyMatch(Ticket::isJob))
+        .filter(t -> seen.holders().stream().allMatch(h -> h.kind() == LockCore.Kind.JOB))
+        // Another replica's turn with Jobs waiting behind it: if that replica does not take the
+        // lock (it may have died just now), it is asked whether it still runs.
+        .ifPresent(t -> liveness.suspect(t.replica()));
+    return next;
   }
 
   /**

@@ -14,6 +14,7 @@ import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.ReplicaLiveness;
 import io.leasehold.lock.Ticket;
 import io.leasehold.support.RawLock;
+import io.leasehold.support.RunnerJobFixtures;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -99,6 +100,69 @@ class DeadReplicaTurnTest {
             .hasSize(3)
             .allMatch(t -> t.gone() != null);
         onDoomed.forEach(RawLock::close);
+      } finally {
+        survivorReplica.close();
+        doomedReplica.close();
+      }
+    }
+  }
+
+  @Test
+  @DisplayName(
+      "A replica killed as the lock frees, with its client first in line and a runner Job behind"
+          + " it: the Job is admitted long before the dead replica's heartbeat times out")
+  void aDeadReplicasTurnPassesToAJob() throws Exception {
+    try (EmbeddedKubernetes api = EmbeddedKubernetes.start(0);
+        KubernetesClient admin = api.newClient()) {
+      // The survivor starts first and leads (so the doomed replica's death costs no election).
+      GatedReplica survivorReplica = GatedReplica.start(api, "survivor", Optional.of(NS));
+      Replica survivor = survivorReplica.replica();
+      await()
+          .atMost(Duration.ofSeconds(30))
+          .until(() -> survivor.operator().leadership().leading());
+      GatedReplica doomedReplica = GatedReplica.start(api, "doomed", Optional.of(NS));
+      Replica doomed = doomedReplica.replica();
+      try {
+        TerraformState s = new TerraformState();
+        s.getMetadata().setName("turn");
+        s.getMetadata().setNamespace(NS);
+        admin.resource(s).create();
+        String state = NS + "/turn";
+        await().atMost(Duration.ofSeconds(20)).until(() -> lease(admin) != null);
+        String doomedRun = doomed.operator().locks().replica();
+        await()
+            .atMost(Duration.ofSeconds(20))
+            .until(() -> survivor.operator().locks().liveness().alive(doomedRun));
+        BackendClientAccess viaSurvivor = new BackendClientAccess(survivor.url());
+        LockInfo holder = BackendClientAccess.lockInfo("holder", "holder@ci");
+        assertThat(viaSurvivor.lock(state, holder, "")).isEqualTo(200);
+        RawLock onDoomed =
+            RawLock.send(
+                doomed.url(),
+                state,
+                BackendClientAccess.lockInfo("doomed-0", "d@ci"),
+                "?wait=120s");
+        await().atMost(Duration.ofSeconds(20)).until(() -> line(admin).size() == 1);
+        RunnerJobFixtures.create(admin, "turn-run", "turn");
+        await().atMost(Duration.ofSeconds(20)).until(() -> line(admin).size() == 2);
+
+        doomedReplica.gate().die();
+        doomed.backend().halt();
+        long killed = System.nanoTime();
+        assertThat(viaSurvivor.unlock(state, holder)).isEqualTo(200);
+
+        await()
+            .atMost(Duration.ofSeconds(60))
+            .pollInterval(Duration.ofMillis(20))
+            .until(() -> RunnerJobFixtures.running(RunnerJobFixtures.get(admin, "turn-run")));
+        long waitedMs = (System.nanoTime() - killed) / 1_000_000;
+        System.out.printf(
+            "runner Job admitted past a dead replica's place %d ms after it was killed%n",
+            waitedMs);
+        assertThat(waitedMs)
+            .as("admitted without waiting for the dead replica's heartbeat to time out")
+            .isLessThan(ReplicaLiveness.Timing.DEFAULTS.timeout().toMillis() / 2);
+        onDoomed.close();
       } finally {
         survivorReplica.close();
         doomedReplica.close();
