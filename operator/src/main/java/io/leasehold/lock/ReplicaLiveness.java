@@ -93,11 +93,28 @@ public final class ReplicaLiveness implements AutoCloseable {
    * When a heartbeat was last seen to change, on this replica's clock, and where the replica
    * answers probes (null when it does not say).
    */
-  private record Seen(String name, String version, long at, boolean dead, String probe) {
-    Seen markedDead() {
-      return new Seen(name, version, at, true, probe);
+  private record Seen(
+      String name, String version, long at, boolean dead, String probe, Verdict verdict) {
+    Seen markedDead(Verdict why) {
+      return new Seen(name, version, at, true, probe, why);
     }
   }
+
+  /** Why a run whose heartbeat goes on was counted as gone. */
+  private enum Verdict {
+    /** Its heartbeat stopped, or names another run now. */
+    HEARTBEAT,
+    /** Its address refused the probe, or answered as another run. */
+    PROBE_REFUSED,
+    /** It did not answer the probe in time. */
+    PROBE_SILENT
+  }
+
+  /**
+   * Runs whose address refused a probe (or answered as another run) while they went on renewing
+   * their heartbeat: the address is wrong or blocked, and their probes are not trusted again.
+   */
+  private final java.util.Set<String> distrusted = ConcurrentHashMap.newKeySet();
 
   /** Asks a replica at {@code url} which run it is; what it found. */
   interface Prober {
@@ -234,6 +251,36 @@ public final class ReplicaLiveness implements AutoCloseable {
    * its heartbeat.
    */
   public void advertise(String url) {
+    Prober p = prober;
+    if (p == null || closed) {
+      return;
+    }
+    try {
+      probes.execute(
+          () -> {
+            // Asked first of itself: a wrong address (POD_IP) would make the others count this
+            // replica as gone whenever its client's turn comes.
+            Probe own = p.probe(url);
+            if (own.run().filter(self::equals).isPresent()) {
+              advertiseAs(url);
+            } else {
+              LOG.warn(
+                  "this replica does not answer as itself at {} ({}): its address is not"
+                      + " advertised, and the other replicas learn that it is gone from its"
+                      + " heartbeat alone (check POD_IP)",
+                  shown(url),
+                  own.refused()
+                      ? "refused"
+                      : own.run().isEmpty() ? "no answer in time" : "another answer");
+            }
+          });
+    } catch (java.util.concurrent.RejectedExecutionException e) {
+      // Closing.
+    }
+  }
+
+  /** Advertises {@code url} without asking it first (tests that advertise what is not there). */
+  void advertiseAs(String url) {
     advertised = url;
     if (timer != null && !closed) {
       timer.execute(this::renew);
@@ -252,7 +299,7 @@ public final class ReplicaLiveness implements AutoCloseable {
       return;
     }
     Seen s = seen.get(replica);
-    if (s == null || s.probe() == null || !alive(replica)) {
+    if (s == null || s.probe() == null || !alive(replica) || distrusted.contains(replica)) {
       return;
     }
     long now = nanos.getAsLong();
@@ -272,6 +319,11 @@ public final class ReplicaLiveness implements AutoCloseable {
     }
   }
 
+  /** Whether {@code replica}'s probes are no longer trusted. */
+  boolean distrusts(String replica) {
+    return distrusted.contains(replica);
+  }
+
   /** Whether {@code replica}'s heartbeat says where it answers probes. */
   boolean knowsProbe(String replica) {
     Seen s = seen.get(replica);
@@ -287,28 +339,44 @@ public final class ReplicaLiveness implements AutoCloseable {
   }
 
   private void probe(Prober p, String replica, Seen s) {
+    if (distrusted.contains(replica)) {
+      return;
+    }
     Probe found = p.probe(s.probe());
+    String at = shown(s.probe());
     String why;
+    Verdict verdict;
     if (found.refused()) {
-      why = "its backend at " + s.probe() + " refused the connection (" + found.failure() + ")";
+      why = "its backend at " + at + " refused the connection";
+      verdict = Verdict.PROBE_REFUSED;
     } else if (found.run().isEmpty()) {
       why =
           "its backend at "
-              + s.probe()
+              + at
               + " did not answer within "
               + PROBE_TIMEOUT.toMillis()
-              + " ms ("
-              + found.failure()
-              + "); away until its heartbeat is renewed";
+              + " ms; away until its heartbeat is renewed";
+      verdict = Verdict.PROBE_SILENT;
     } else if (!found.run().get().isEmpty() && !found.run().get().equals(replica)) {
-      why = "its address " + s.probe() + " is now served by run " + found.run().get();
+      // The answer is not shown: anyone who may write the heartbeat chooses the address.
+      why = "its address " + at + " answers as another run";
+      verdict = Verdict.PROBE_REFUSED;
     } else {
       return;
     }
     // Only the heartbeat version probed: a renewal since then says it is alive after all.
-    if (seen.replace(replica, s, s.markedDead())) {
+    if (seen.replace(replica, s, s.markedDead(verdict))) {
       gone(replica, why);
     }
+  }
+
+  /** A probe address as it may be shown in a log: its scheme, host and port, or "invalid". */
+  private static String shown(String probe) {
+    return probe == null
+        ? "(none)"
+        : HttpProber.probeAddress(probe)
+            .map(u -> u.getScheme() + "://" + u.getRawAuthority())
+            .orElse("(invalid)");
   }
 
   private void gone(String replica, String why) {
@@ -369,8 +437,8 @@ public final class ReplicaLiveness implements AutoCloseable {
     for (var e : seen.entrySet()) {
       if (!e.getKey().equals(run) && e.getValue().name().equals(name) && !e.getValue().dead()) {
         // Its heartbeat names another run now: the process restarted, this run ended.
-        seen.replace(e.getKey(), e.getValue(), e.getValue().markedDead());
-        gone(e.getKey(), "its heartbeat now names run " + run + " (the process restarted)");
+        seen.replace(e.getKey(), e.getValue(), e.getValue().markedDead(Verdict.HEARTBEAT));
+        gone(e.getKey(), "its heartbeat now names another run (the process restarted)");
       }
     }
     boolean dead = false;
@@ -393,7 +461,19 @@ public final class ReplicaLiveness implements AutoCloseable {
     }
     var annotations = lease.getMetadata().getAnnotations();
     String probe = annotations == null ? null : annotations.get(PROBE_ANNOTATION);
-    seen.put(run, new Seen(name, version, at, dead, probe));
+    if (before != null
+        && before.verdict() == Verdict.PROBE_REFUSED
+        && !dead
+        && distrusted.add(run)) {
+      LOG.warn(
+          "replica {} renews its heartbeat although its probe address {} refused the connection:"
+              + " that address is wrong or blocked (POD_IP, a NetworkPolicy that rejects); its"
+              + " probes are no longer trusted, and it counts as gone only once its heartbeat"
+              + " stops",
+          run,
+          shown(before.probe()));
+    }
+    seen.put(run, new Seen(name, version, at, dead, probe, null));
     if (before == null || before.dead() != dead || !wasAlive(before)) {
       changed();
     }
@@ -419,7 +499,8 @@ public final class ReplicaLiveness implements AutoCloseable {
                 s.version(),
                 s.at() + Duration.ofMinutes(10).toNanos(),
                 s.dead(),
-                s.probe()));
+                s.probe(),
+                s.verdict()));
         forget(s);
       }
       boolean alive = wasAlive(e.getValue());

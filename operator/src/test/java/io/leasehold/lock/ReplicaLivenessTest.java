@@ -106,7 +106,7 @@ class ReplicaLivenessTest {
         RunServer server = new RunServer(answering.self())) {
       int port = closed.getLocalPort();
       closed.close();
-      dead.advertise("http://127.0.0.1:" + port + ReplicaLiveness.PROBE_PATH);
+      dead.advertiseAs("http://127.0.0.1:" + port + ReplicaLiveness.PROBE_PATH);
       answering.advertise(server.url());
       AtomicInteger changes = new AtomicInteger();
       watcher.onChange(changes::incrementAndGet);
@@ -141,8 +141,8 @@ class ReplicaLivenessTest {
         ServerSocket silent = new ServerSocket(0, 50, InetAddress.getLoopbackAddress());
         RunServer other = new RunServer("replaced#ffffffff")) {
       // Accepts connections (as the kernel does for a stopped process) and never answers.
-      stalled.advertise("http://127.0.0.1:" + silent.getLocalPort() + ReplicaLiveness.PROBE_PATH);
-      replaced.advertise(other.url());
+      stalled.advertiseAs("http://127.0.0.1:" + silent.getLocalPort() + ReplicaLiveness.PROBE_PATH);
+      replaced.advertiseAs(other.url());
       await()
           .atMost(Duration.ofSeconds(10))
           .until(() -> watcher.knowsProbe(stalled.self()) && watcher.knowsProbe(replaced.self()));
@@ -189,6 +189,85 @@ class ReplicaLivenessTest {
       await().atMost(Duration.ofSeconds(10)).until(() -> watcher.alive("restarting#00000002"));
       assertThat(watcher.alive("restarting#00000001")).isFalse();
     }
+  }
+
+  @Test
+  @DisplayName(
+      "A replica whose probe address refuses while its heartbeat goes on (a wrong POD_IP, a"
+          + " NetworkPolicy that rejects) counts as gone once, then its probes are no longer"
+          + " trusted: it stays alive while it renews")
+  void aRefusingAddressOfALiveReplicaIsDistrusted() throws Exception {
+    try (ReplicaLiveness live =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "misrouted", SLOW_TIMEOUT);
+        ReplicaLiveness watcher =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "asker4", SLOW_TIMEOUT);
+        ServerSocket closed = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      int port = closed.getLocalPort();
+      closed.close();
+      live.advertiseAs("http://127.0.0.1:" + port + ReplicaLiveness.PROBE_PATH);
+      await().atMost(Duration.ofSeconds(10)).until(() -> watcher.knowsProbe(live.self()));
+
+      watcher.probeNow(live.self());
+      assertThat(watcher.alive(live.self())).isFalse();
+      // Its next renewal contradicts the probe.
+      await().atMost(Duration.ofSeconds(10)).until(() -> watcher.alive(live.self()));
+      assertThat(watcher.distrusts(live.self())).isTrue();
+      watcher.probeNow(live.self());
+      assertThat(watcher.alive(live.self())).isTrue();
+    }
+  }
+
+  @Test
+  @DisplayName(
+      "A replica advertises its probe address only once it answers there as itself: a wrong"
+          + " address is never put in its heartbeat")
+  void onlyAnAddressThatAnswersIsAdvertised() throws Exception {
+    try (ReplicaLiveness wrong =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "wrong-ip", SLOW_TIMEOUT);
+        ReplicaLiveness right =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "right-ip", SLOW_TIMEOUT);
+        ReplicaLiveness watcher =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "asker5", SLOW_TIMEOUT);
+        RunServer someoneElse = new RunServer("someone-else#00000000")) {
+      RunServer itself = new RunServer(right.self());
+      try {
+        wrong.advertise(someoneElse.url());
+        right.advertise(itself.url());
+        await().atMost(Duration.ofSeconds(10)).until(() -> watcher.knowsProbe(right.self()));
+        await().atMost(Duration.ofSeconds(10)).until(() -> someoneElse.asked() > 0);
+        // Renewed twice since it asked: never with the wrong address.
+        String asked = heartbeatVersion("hb-test-replica-wrong-ip");
+        await()
+            .atMost(Duration.ofSeconds(10))
+            .until(() -> !heartbeatVersion("hb-test-replica-wrong-ip").equals(asked));
+        String once = heartbeatVersion("hb-test-replica-wrong-ip");
+        await()
+            .atMost(Duration.ofSeconds(10))
+            .until(() -> !heartbeatVersion("hb-test-replica-wrong-ip").equals(once));
+        assertThat(
+                client
+                    .leases()
+                    .inNamespace("default")
+                    .withName("hb-test-replica-wrong-ip")
+                    .get()
+                    .getMetadata()
+                    .getAnnotations())
+            .doesNotContainKey(ReplicaLiveness.PROBE_ANNOTATION);
+        assertThat(watcher.alive(wrong.self())).isTrue();
+      } finally {
+        itself.close();
+      }
+    }
+  }
+
+  private static String heartbeatVersion(String name) {
+    return client
+        .leases()
+        .inNamespace("default")
+        .withName(name)
+        .get()
+        .getMetadata()
+        .getResourceVersion();
   }
 
   /** Answers the probe with a run's name, and counts how often it was asked. */
