@@ -57,6 +57,8 @@ class UninstallHookChartTest {
         .isEqualTo(deployment.at("/spec/template/spec/containers/0/image").asText());
     assertThat(container.at("/securityContext"))
         .isEqualTo(deployment.at("/spec/template/spec/containers/0/securityContext"));
+    assertThat(container.at("/volumeMounts/0/mountPath").asText()).isEqualTo("/tmp");
+    assertThat(pod.at("/volumes/0/emptyDir").isObject()).isTrue();
     List<String> args = strings(container.path("args"));
     assertThat(args)
         .containsExactly(
