@@ -71,6 +71,24 @@ final class RemoveFinalizersCommand implements Callable<Integer> {
   boolean dryRun;
 
   @Option(
+      names = "--stop-deployment",
+      paramLabel = "NS/NAME",
+      description =
+          "First scale the operator's Deployment to 0 replicas and wait until its --operator-lease"
+              + " is no longer renewed (the chart's uninstall hook does this: the finalizers come"
+              + " off only once no operator can put them back).")
+  String stopDeployment;
+
+  @Option(
+      names = "--stop-timeout",
+      paramLabel = "DURATION",
+      defaultValue = "120s",
+      converter = DurationConverter.class,
+      description =
+          "With --stop-deployment: how long to wait for the operator to stop (default 120s).")
+  Duration stopTimeout;
+
+  @Option(
       names = "--verify-after",
       paramLabel = "DURATION",
       defaultValue = "3s",
@@ -84,6 +102,16 @@ final class RemoveFinalizersCommand implements Callable<Integer> {
   public Integer call() throws Exception {
     PrintWriter out = spec.commandLine().getOut();
     try (KubernetesClient client = client()) {
+      if (stopDeployment != null) {
+        if (operatorLease == null) {
+          throw new CommandLine.ParameterException(
+              spec.commandLine(),
+              "--stop-deployment needs --operator-lease, to tell when the operator has stopped");
+        }
+        if (!dryRun && !stop(client, out)) {
+          return 1;
+        }
+      }
       if (operatorLease != null && !force) {
         String running = runningOperator(client);
         if (running != null) {
@@ -195,6 +223,54 @@ final class RemoveFinalizersCommand implements Callable<Integer> {
         }
       }
     }
+  }
+
+  /**
+   * Scales the Deployment to 0 replicas and waits until the operator's Lease is no longer renewed;
+   * false, having said why, when it is still renewed after {@link #stopTimeout}.
+   */
+  private boolean stop(KubernetesClient client, PrintWriter out) throws InterruptedException {
+    String[] deployment = namespaceAndName("--stop-deployment", stopDeployment);
+    client
+        .apps()
+        .deployments()
+        .inNamespace(deployment[0])
+        .withName(deployment[1])
+        .patch(
+            io.fabric8.kubernetes.client.dsl.base.PatchContext.of(
+                io.fabric8.kubernetes.client.dsl.base.PatchType.JSON_MERGE),
+            "{\"spec\":{\"replicas\":0}}");
+    out.println("scaled deployment " + stopDeployment + " to 0 replicas");
+    out.flush();
+    Instant deadline = Instant.now().plus(stopTimeout);
+    String running = runningOperator(client);
+    while (running != null) {
+      if (Instant.now().isAfter(deadline)) {
+        spec.commandLine()
+            .getErr()
+            .println(
+                "error: leasehold has not stopped within "
+                    + stopTimeout.toSeconds()
+                    + " s ("
+                    + running
+                    + "); no finalizer was removed");
+        return false;
+      }
+      Thread.sleep(500);
+      running = runningOperator(client);
+    }
+    out.println("the operator has stopped (Lease " + operatorLease + " no longer renewed)");
+    out.flush();
+    return true;
+  }
+
+  private String[] namespaceAndName(String option, String value) {
+    int slash = value.indexOf('/');
+    if (slash <= 0 || slash == value.length() - 1) {
+      throw new CommandLine.ParameterException(
+          spec.commandLine(), option + " is NAMESPACE/NAME, not '" + value + "'");
+    }
+    return new String[] {value.substring(0, slash), value.substring(slash + 1)};
   }
 
   /** Who holds the operator's Lease and renewed it within its duration, or null. */

@@ -51,6 +51,30 @@ public final class LeaseholdMetrics {
             "leasehold.queue.states", queued, q -> q.values().stream().filter(n -> n > 0).count())
         .description("States with at least one runner Job waiting")
         .register(registry);
+    registerAtZero();
+  }
+
+  /**
+   * Registers the counters and histograms of the usual outcomes at zero, so they are scraped before
+   * anything happens: a series that first appears at 1 loses that first event to {@code rate()} and
+   * {@code increase()} (an alert on the first refusal or timeout would never see it), and a
+   * dashboard shows 0 rather than "No data" on a quiet cluster. Refusal reasons appear with their
+   * first refusal.
+   */
+  private void registerAtZero() {
+    for (boolean acquired : new boolean[] {true, false}) {
+      waitTimer(acquired);
+    }
+    for (String holder : new String[] {"job", "client"}) {
+      holdTimer(holder);
+    }
+    handoffTimer();
+    writes(true, "none");
+    sizeSummary();
+    for (String via : new String[] {"annotation", "http"}) {
+      forced(via);
+    }
+    expired();
   }
 
   private static Duration[] seconds(double... values) {
@@ -98,59 +122,77 @@ public final class LeaseholdMetrics {
 
   /** How long a LOCK with ?wait= waited, and whether it got the lock. */
   public void lockWaited(Duration waited, boolean acquired) {
-    Timer.builder("leasehold.lock.wait")
+    waitTimer(acquired).record(waited);
+  }
+
+  private Timer waitTimer(boolean acquired) {
+    return Timer.builder("leasehold.lock.wait")
         .description("Time LOCK requests with ?wait= spent waiting for the lock")
         .tag("outcome", acquired ? "acquired" : "timeout")
         .serviceLevelObjectives(WAIT_BUCKETS)
-        .register(registry)
-        .record(waited);
+        .register(registry);
   }
 
   /** How long a lock was held, by a runner Job or by an HTTP backend client. */
   public void lockHeld(Duration held, String holder) {
-    Timer.builder("leasehold.lock.hold")
+    holdTimer(holder).record(held);
+  }
+
+  private Timer holdTimer(String holder) {
+    return Timer.builder("leasehold.lock.hold")
         .description("Time locks were held before release")
         .tag("holder", holder)
         .serviceLevelObjectives(HOLD_BUCKETS)
-        .register(registry)
-        .record(held);
+        .register(registry);
   }
 
   /** From a runner Job's end to the next Job's admission. */
   public void handoff(Duration latency) {
-    Timer.builder("leasehold.queue.handoff")
+    handoffTimer().record(latency);
+  }
+
+  private Timer handoffTimer() {
+    return Timer.builder("leasehold.queue.handoff")
         .description("Time from a runner Job's end to the next Job's admission")
         .serviceLevelObjectives(HANDOFF_BUCKETS)
-        .register(registry)
-        .record(latency);
+        .register(registry);
   }
 
   /** A state write through the backend: accepted, or refused for {@code reason}. */
   public void write(boolean accepted, String reason) {
-    Counter.builder("leasehold.state.writes")
+    writes(accepted, reason).increment();
+  }
+
+  private Counter writes(boolean accepted, String reason) {
+    return Counter.builder("leasehold.state.writes")
         .description("State writes through the HTTP backend, by result and refusal reason")
         .tag("result", accepted ? "accepted" : "refused")
         .tag("reason", reason)
-        .register(registry)
-        .increment();
+        .register(registry);
   }
 
   /** Size of a state accepted through the backend. */
   public void stateSize(long rawBytes) {
-    DistributionSummary.builder("leasehold.state.size")
+    sizeSummary().record(rawBytes);
+  }
+
+  private DistributionSummary sizeSummary() {
+    return DistributionSummary.builder("leasehold.state.size")
         .description("Size of state JSON written through the HTTP backend")
         .baseUnit("bytes")
-        .register(registry)
-        .record(rawBytes);
+        .register(registry);
   }
 
   /** A lock released without its holder: force-unlock by annotation or HTTP. */
   public void lockForced(String via) {
-    Counter.builder("leasehold.locks.forced")
+    forced(via).increment();
+  }
+
+  private Counter forced(String via) {
+    return Counter.builder("leasehold.locks.forced")
         .description("Locks released by force-unlock")
         .tag("via", via)
-        .register(registry)
-        .increment();
+        .register(registry);
   }
 
   /**
@@ -195,10 +237,13 @@ public final class LeaseholdMetrics {
 
   /** A lock taken over because its holder stopped renewing it. */
   public void lockExpiredTakenOver() {
-    Counter.builder("leasehold.locks.expired")
+    expired().increment();
+  }
+
+  private Counter expired() {
+    return Counter.builder("leasehold.locks.expired")
         .description("Expired runner locks taken over by another client")
-        .register(registry)
-        .increment();
+        .register(registry);
   }
 
   /** The number of Jobs waiting on one state (the state itself is not a tag). */

@@ -46,8 +46,9 @@ public final class Bench implements Callable<Integer> {
       names = "--only",
       split = ",",
       description =
-          "benchmarks to run, by id: wait, handoff, throughput, scale, size, idle; on the real"
-              + " control plane of --cluster: cluster-wait, cluster-throughput, cluster-handoff")
+          "benchmarks to run, by id: wait, handoff, throughput, scale, size, idle, etcd-size;"
+              + " on the real control plane of --cluster: cluster-wait, cluster-throughput,"
+              + " cluster-handoff, cluster-etcd-size")
   List<String> only = new ArrayList<>();
 
   @Option(
@@ -124,9 +125,11 @@ public final class Bench implements Callable<Integer> {
         new ScaleBenchmark(),
         new StateSizeBenchmark(),
         new IdleConnectionsBenchmark(),
+        new EtcdSizingBenchmark(),
         new ClusterLockWaitBenchmark(),
         new ClusterLockThroughputBenchmark(),
-        new ClusterJobHandoffBenchmark());
+        new ClusterJobHandoffBenchmark(),
+        new ClusterEtcdSizingBenchmark());
   }
 
   /** The arguments as given, recorded in the report so the command re-creates it. */

@@ -174,4 +174,117 @@ class RemoveFinalizersCommandTest {
       assertThat(putBack.err()).contains("the finalizer is back on [default/busy]");
     }
   }
+
+  @Test
+  @DisplayName(
+      "With --stop-deployment (the chart's uninstall hook), remove-finalizers scales the"
+          + " operator's Deployment to 0, waits until the leader Lease is no longer renewed, and"
+          + " only then takes the finalizers off; an operator that does not stop in time keeps"
+          + " them, and the command fails saying so")
+  void stopsTheOperatorFirst(@TempDir Path dir) throws Exception {
+    try (OperatorHarness harness = OperatorHarness.apiOnly()) {
+      KubernetesClient client = harness.client();
+      client
+          .apps()
+          .deployments()
+          .resource(
+              new io.fabric8.kubernetes.api.model.apps.DeploymentBuilder()
+                  .withNewMetadata()
+                  .withName("leasehold")
+                  .withNamespace(NAMESPACE)
+                  .endMetadata()
+                  .withNewSpec()
+                  .withReplicas(2)
+                  .withNewSelector()
+                  .addToMatchLabels("app", "leasehold")
+                  .endSelector()
+                  .withNewTemplate()
+                  .withNewMetadata()
+                  .addToLabels("app", "leasehold")
+                  .endMetadata()
+                  .withNewSpec()
+                  .addNewContainer()
+                  .withName("operator")
+                  .withImage("leasehold/leasehold:test")
+                  .endContainer()
+                  .endSpec()
+                  .endTemplate()
+                  .endSpec()
+                  .build())
+          .create();
+      Path kubeconfig = dir.resolve("kubeconfig");
+      harness.api().writeKubeconfig(kubeconfig);
+      String[] args = {
+        "remove-finalizers",
+        "--kubeconfig",
+        kubeconfig.toString(),
+        "--stop-deployment",
+        NAMESPACE + "/leasehold",
+        "--operator-lease",
+        NAMESPACE + "/release-leader",
+        "--verify-after",
+        "1s"
+      };
+      LeaseholdOperator operator =
+          LeaseholdOperator.start(
+              client,
+              new LeaseholdOperator.Options(Set.of(), Optional.of(NAMESPACE), "replica-1")
+                  .withLeaderLease("release-leader"));
+      try {
+        create(client, NAMESPACE, "kept", DeletionPolicy.Delete);
+        await()
+            .atMost(Duration.ofSeconds(30))
+            .until(
+                () ->
+                    get(client, NAMESPACE, "kept")
+                        .getMetadata()
+                        .getFinalizers()
+                        .contains(RemoveFinalizersCommand.FINALIZER));
+
+        // The Deployment is scaled, but the operator goes on (nothing stops its pods here).
+        String[] impatient = java.util.Arrays.copyOf(args, args.length + 2);
+        impatient[args.length] = "--stop-timeout";
+        impatient[args.length + 1] = "2s";
+        Outcome timedOut = execute(impatient);
+        assertThat(timedOut.exitCode()).isEqualTo(1);
+        assertThat(timedOut.out()).contains("scaled deployment default/leasehold to 0 replicas");
+        assertThat(timedOut.err())
+            .contains("leasehold has not stopped within 2 s")
+            .contains("replica-1")
+            .contains("no finalizer was removed");
+        assertThat(get(client, NAMESPACE, "kept").getMetadata().getFinalizers())
+            .contains(RemoveFinalizersCommand.FINALIZER);
+
+        // This time the operator stops while the command waits, as the Deployment's pods would.
+        java.util.concurrent.CompletableFuture<Outcome> run =
+            java.util.concurrent.CompletableFuture.supplyAsync(() -> execute(args));
+        await()
+            .atMost(Duration.ofSeconds(20))
+            .until(
+                () ->
+                    client
+                            .apps()
+                            .deployments()
+                            .inNamespace(NAMESPACE)
+                            .withName("leasehold")
+                            .get()
+                            .getSpec()
+                            .getReplicas()
+                        == 0);
+        assertThat(run).isNotDone();
+        operator.close();
+        Outcome done = run.get(60, java.util.concurrent.TimeUnit.SECONDS);
+        assertThat(done.exitCode()).as(done.err()).isZero();
+        assertThat(done.out())
+            .containsSubsequence(
+                "scaled deployment default/leasehold to 0 replicas",
+                "the operator has stopped",
+                "removed the finalizer from default/kept");
+        assertThat(get(client, NAMESPACE, "kept").getMetadata().getFinalizers())
+            .doesNotContain(RemoveFinalizersCommand.FINALIZER);
+      } finally {
+        operator.close();
+      }
+    }
+  }
 }

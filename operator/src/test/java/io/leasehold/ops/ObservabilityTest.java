@@ -85,7 +85,11 @@ class ObservabilityTest {
           .contains("leasehold_replicas_alive 1.0");
       assertThat(metrics).doesNotContain("observed-1").doesNotContain("lin-o");
       // A handful of buckets per histogram: ten for the ?wait= LOCK that waited, plus +Inf.
-      assertThat(metrics.lines().filter(l -> l.startsWith("leasehold_lock_wait_seconds_bucket")))
+      assertThat(
+              metrics
+                  .lines()
+                  .filter(
+                      l -> l.startsWith("leasehold_lock_wait_seconds_bucket{outcome=\"acquired\"")))
           .hasSize(11)
           .anyMatch(l -> l.contains("le=\"900.0\""));
       assertThat(

@@ -13,11 +13,12 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 
 /**
- * The binaries the end-to-end tests run: {@code terraform}, {@code tofu} and {@code kubectl}. Each
- * is looked for on the PATH ({@code tofu} also where {@code hack/tools.sh tofu} builds it: {@code
- * $LEASEHOLD_CACHE/bin/current}, by default {@code ~/.cache/leasehold/bin/current}) and must run
- * its version command. A test that needs one that is missing fails, with a message naming it and
- * how the project installs it: it never passes by skipping.
+ * The binaries the end-to-end tests run: {@code terraform}, {@code tofu}, {@code kubectl}, and
+ * Prometheus's {@code promtool} and {@code prometheus}. Each is looked for on the PATH ({@code
+ * tofu} also where {@code hack/tools.sh tofu} builds it: {@code $LEASEHOLD_CACHE/bin/current}, by
+ * default {@code ~/.cache/leasehold/bin/current}) and must run its version command. A test that
+ * needs one that is missing fails, with a message naming it and how the project installs it: it
+ * never passes by skipping.
  *
  * <p>Where {@code terraform} is not on the PATH, the tests written for it run with {@code tofu}
  * instead (same protocol, same state format), and say so once in the output.
@@ -61,6 +62,21 @@ public final class Binaries {
                     "not on the PATH. Install it (`apt-get install kubectl`, or the release"
                         + " binary from https://kubernetes.io/docs/tasks/tools/) onto the PATH"));
   }
+
+  /** Prometheus's {@code promtool}; fails the test when it is not on the PATH. */
+  public static Found promtool() {
+    return find("promtool").orElseThrow(() -> missing("promtool", PROMETHEUS_HOW));
+  }
+
+  /** The {@code prometheus} server; fails the test when it is not on the PATH. */
+  public static Found prometheus() {
+    return find("prometheus").orElseThrow(() -> missing("prometheus", PROMETHEUS_HOW));
+  }
+
+  private static final String PROMETHEUS_HOW =
+      "not on the PATH. Install it with `hack/tools.sh prometheus` (Debian's prometheus package,"
+          + " which has promtool and prometheus: apt-get, as root or with sudo; hack/test.sh runs"
+          + " it), or put Prometheus 2.42 or newer (https://prometheus.io/download/) on the PATH";
 
   /**
    * The binary the Terraform tests run: {@code terraform} from the PATH, else {@code tofu} (saying
@@ -161,13 +177,20 @@ public final class Binaries {
 
   /** The first line of its version command, when it runs and answers. */
   private static Optional<String> version(Path binary, String name) {
-    List<String> command = new ArrayList<>(List.of(binary.toString(), "version"));
+    boolean prometheus = name.equals("promtool") || name.equals("prometheus");
+    List<String> command =
+        new ArrayList<>(List.of(binary.toString(), prometheus ? "--version" : "version"));
     if (name.equals("kubectl")) {
       command.add("--client");
     }
     try {
-      ProcessBuilder pb =
-          new ProcessBuilder(command).redirectError(ProcessBuilder.Redirect.DISCARD);
+      ProcessBuilder pb = new ProcessBuilder(command);
+      if (prometheus) {
+        // Prometheus 2.x prints its version on standard error.
+        pb.redirectErrorStream(true);
+      } else {
+        pb.redirectError(ProcessBuilder.Redirect.DISCARD);
+      }
       environment(pb.environment());
       Process p = pb.start();
       p.getOutputStream().close();
@@ -185,7 +208,8 @@ public final class Binaries {
               l ->
                   l.startsWith("Terraform v")
                       || l.startsWith("OpenTofu v")
-                      || l.startsWith("Client Version"))
+                      || l.startsWith("Client Version")
+                      || l.startsWith(name + ", version"))
           .findFirst();
     } catch (IOException e) {
       return Optional.empty();
