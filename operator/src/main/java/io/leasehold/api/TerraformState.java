@@ -56,6 +56,10 @@ import java.util.Map;
     jsonPath = ".status.queued",
     type = AdditionalPrinterColumn.Type.INTEGER)
 @AdditionalPrinterColumn(
+    name = "HELD",
+    jsonPath = ".spec.queue.hold",
+    type = AdditionalPrinterColumn.Type.BOOLEAN)
+@AdditionalPrinterColumn(
     name = "SERIAL",
     jsonPath = ".status.state.serial",
     type = AdditionalPrinterColumn.Type.INTEGER)

@@ -31,6 +31,10 @@ public class TerraformStateSpec extends KeepsUnknownFields {
   @Default("{}")
   private LockSpec lock = new LockSpec();
 
+  @JsonPropertyDescription("How runs wait for the lock: whether the queue is held.")
+  @Default("{}")
+  private QueueSpec queue = new QueueSpec();
+
   @JsonPropertyDescription("How many earlier versions of the state are kept.")
   @Default("{}")
   private HistorySpec history = new HistorySpec();
@@ -53,6 +57,14 @@ public class TerraformStateSpec extends KeepsUnknownFields {
 
   public void setWorkspace(String workspace) {
     this.workspace = workspace;
+  }
+
+  public QueueSpec getQueue() {
+    return queue == null ? new QueueSpec() : queue;
+  }
+
+  public void setQueue(QueueSpec queue) {
+    this.queue = queue;
   }
 
   public LockSpec getLock() {

@@ -216,7 +216,9 @@ final class ClientLocks {
       Optional<Holder> holder,
       Instant now) {
     String holderJson =
-        holder.isPresent() ? LeaseLock.holderJson(lease) : firstInLineJson(pruned, info.id());
+        holder.isPresent()
+            ? LeaseLock.holderJson(lease)
+            : LeaseLock.held(lease) ? HELD_JSON : firstInLineJson(pruned, info.id());
     if (!waits) {
       int position = pruned.position(info.id());
       return Step.answer(new NotNow(holder, holderJson, position));
@@ -281,6 +283,19 @@ final class ClientLocks {
     }
     return tidied;
   }
+
+  /** Why a free lock is not granted while the queue is held. */
+  private static final String HELD_JSON =
+      new LockInfo(
+              "",
+              "",
+              "the queue is held (spec.queue.hold): nothing new is admitted until it is let go;"
+                  + " waiting keeps your place",
+              "leasehold",
+              "",
+              "",
+              "")
+          .toJson();
 
   private static String firstInLineJson(Line line, String except) {
     return line.tickets().stream()

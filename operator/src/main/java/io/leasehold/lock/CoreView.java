@@ -57,7 +57,8 @@ final class CoreView {
           new LockCore.Place(
               t.id(), LockCore.Kind.CLIENT, LockCore.Mode.EXCLUSIVE, t.owner(), t.replica(), away));
     }
-    return new LockCore.State(holders, places, alive, Optional.of(LEADER), closing);
+    return new LockCore.State(
+        holders, places, alive, Optional.of(LEADER), closing, LeaseLock.held(lease));
   }
 
   private static LockCore.Kind kind(Holder h) {

@@ -52,9 +52,11 @@ final class JobLocks {
   /**
    * Keeps the Jobs in line in step with the Jobs waiting: appends those not yet in line, in the
    * order given (their order of arrival), and removes those no longer waiting. Returns the Lease,
-   * written only if the line changed.
+   * written only if the line or the hold changed.
+   *
+   * @param hold whether the state's queue is held (recorded on the Lease for every replica)
    */
-  Lease lineUp(StateNames names, List<Ticket> waitingJobs) {
+  Lease lineUp(StateNames names, List<Ticket> waitingJobs, boolean hold) {
     Lease[] written = new Lease[1];
     Set<String> waiting = waitingJobs.stream().map(Ticket::id).collect(Collectors.toSet());
     Lease unchanged =
@@ -79,9 +81,14 @@ final class JobLocks {
                   next = next.append(job);
                 }
               }
-              return next.equals(line)
-                  ? Step.answer(lease)
-                  : new Step<>(LeaseLock.withLine(lease, next), (Lease) null);
+              if (next.equals(line) && LeaseLock.held(lease) == hold) {
+                return Step.answer(lease);
+              }
+              Lease changed = LeaseLock.withLine(lease, next);
+              return new Step<>(
+                  LeaseLock.withAnnotation(
+                      changed, LeaseLock.HOLD_ANNOTATION, hold ? "true" : null),
+                  (Lease) null);
             },
             written);
     return unchanged != null ? unchanged : written[0];
@@ -94,7 +101,7 @@ final class JobLocks {
     LockCore.State seen = CoreView.of(lease, line, now, replica, null, liveness, false);
     // Who would take it were it free now (the holder may be the Job that just ended).
     LockCore.State free =
-        new LockCore.State(List.of(), seen.line(), seen.alive(), seen.leader(), false);
+        new LockCore.State(List.of(), seen.line(), seen.alive(), seen.leader(), false, seen.held());
     Optional<Ticket> next =
         core.step(free, new LockCore.Tick(), now).effects().stream()
             .filter(e -> e instanceof LockCore.Granted)

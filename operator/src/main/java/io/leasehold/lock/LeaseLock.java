@@ -39,6 +39,13 @@ public final class LeaseLock {
    */
   public static final String TOOK_OVER_FROM_ANNOTATION = "leasehold.io/took-over-from";
 
+  /**
+   * Present ("true") while the state's queue is held (its TerraformState's spec.queue.hold, copied
+   * here by the leader so that every replica sees it with the lock): nobody new is granted the lock
+   * but the state's deletion.
+   */
+  public static final String HOLD_ANNOTATION = "leasehold.io/hold";
+
   /** The state's line of waiting Jobs and clients ({@link Line}). */
   public static final String LINE_ANNOTATION = "leasehold.io/line";
 
@@ -170,6 +177,11 @@ public final class LeaseLock {
         spec.getRenewTime() != null ? spec.getRenewTime() : spec.getAcquireTime();
     return renewed == null
         || renewed.toInstant().plusSeconds(spec.getLeaseDurationSeconds()).isBefore(now);
+  }
+
+  /** Whether the queue of {@code lease}'s state is held. */
+  public static boolean held(Lease lease) {
+    return "true".equals(annotations(lease).get(HOLD_ANNOTATION));
   }
 
   /** The line of {@code lease}. */

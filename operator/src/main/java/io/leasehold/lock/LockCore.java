@@ -98,13 +98,16 @@ public class LockCore {
    * @param alive the replicas that are alive
    * @param leader the replica that admits Jobs, if any
    * @param closing the state is being deleted: nobody new is granted
+   * @param held the queue is held (spec.queue.hold): nobody new is granted but the state's
+   *     deletion; those in line keep their places
    */
   public record State(
       List<Holding> holders,
       List<Place> line,
       Set<String> alive,
       Optional<String> leader,
-      boolean closing) {
+      boolean closing,
+      boolean held) {
     public State {
       holders = List.copyOf(holders);
       line = List.copyOf(line);
@@ -112,7 +115,7 @@ public class LockCore {
     }
 
     public static State free(Set<String> alive, Optional<String> leader) {
-      return new State(List.of(), List.of(), alive, leader, false);
+      return new State(List.of(), List.of(), alive, leader, false, false);
     }
 
     public Optional<Holding> holder(String id) {
@@ -134,7 +137,7 @@ public class LockCore {
     }
 
     State with(List<Holding> h, List<Place> l) {
-      return new State(h, l, alive, leader, closing);
+      return new State(h, l, alive, leader, closing, held);
     }
   }
 
@@ -151,7 +154,8 @@ public class LockCore {
           ReplicaGone,
           Leader,
           Close,
-          Tick {}
+          Tick,
+          Hold {}
 
   /**
    * A client asks for the lock through {@code replica}. With {@code waits} its request stays open
@@ -191,6 +195,9 @@ public class LockCore {
 
   /** Time passes. */
   public record Tick() implements Event {}
+
+  /** The queue is held (nobody new is granted the lock but the state's deletion) or let go. */
+  public record Hold(boolean held) implements Event {}
 
   /** What the drivers carry out after a step. */
   public sealed interface Effect permits Granted, Waits, Refused, Released, Dropped {}
@@ -295,6 +302,9 @@ public class LockCore {
     if (event instanceof Arrive a) {
       return arrive(s, a, now, effects);
     }
+    if (event instanceof Hold h) {
+      return new State(s.holders(), s.line(), s.alive(), s.leader(), s.closing(), h.held());
+    }
     if (event instanceof HangUp h) {
       Optional<Place> p = s.place(h.id());
       return p.isPresent() && p.get().away() == null && h.replica().equals(p.get().replica())
@@ -333,15 +343,15 @@ public class LockCore {
     if (event instanceof ReplicaAlive r) {
       Set<String> alive = new LinkedHashSet<>(s.alive());
       alive.add(r.replica());
-      return new State(s.holders(), s.line(), alive, s.leader(), s.closing());
+      return new State(s.holders(), s.line(), alive, s.leader(), s.closing(), s.held());
     }
     if (event instanceof ReplicaGone r) {
       Set<String> alive = new LinkedHashSet<>(s.alive());
       alive.remove(r.replica());
-      return new State(s.holders(), s.line(), alive, s.leader(), s.closing());
+      return new State(s.holders(), s.line(), alive, s.leader(), s.closing(), s.held());
     }
     if (event instanceof Leader l) {
-      return new State(s.holders(), s.line(), s.alive(), l.replica(), s.closing());
+      return new State(s.holders(), s.line(), s.alive(), l.replica(), s.closing(), s.held());
     }
     if (event instanceof Close c) {
       return close(s, c, effects);
@@ -363,7 +373,7 @@ public class LockCore {
   }
 
   private static State close(State s, Close c, List<Effect> effects) {
-    State t = new State(s.holders(), s.line(), s.alive(), s.leader(), true);
+    State t = new State(s.holders(), s.line(), s.alive(), s.leader(), true, s.held());
     for (Place p : s.line()) {
       if (p.kind() == Kind.CLIENT) {
         t = drop(t, p.id(), Why.DELETING, effects);
@@ -428,9 +438,12 @@ public class LockCore {
   boolean eligible(State s, Place p) {
     switch (p.kind()) {
       case CLIENT:
-        return p.away() == null && s.alive().contains(p.replica());
+        return !s.held() && p.away() == null && s.alive().contains(p.replica());
       case JOB:
-        return !s.closing() && s.leader().isPresent() && s.alive().contains(s.leader().get());
+        return !s.held()
+            && !s.closing()
+            && s.leader().isPresent()
+            && s.alive().contains(s.leader().get());
       case DELETION:
         return true;
       default:

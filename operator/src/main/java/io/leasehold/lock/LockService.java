@@ -340,9 +340,11 @@ public final class LockService {
 
   // ------------------------------------------------------------------------------ runner Jobs
 
-  /** Keeps the Jobs in line in step with the Jobs waiting: {@link JobLocks#lineUp}. */
-  public Lease lineUp(StateNames names, List<Ticket> waitingJobs) {
-    return jobLocks.lineUp(names, waitingJobs);
+  /**
+   * Keeps the Jobs in line in step with the Jobs waiting, and the hold: {@link JobLocks#lineUp}.
+   */
+  public Lease lineUp(StateNames names, List<Ticket> waitingJobs, boolean hold) {
+    return jobLocks.lineUp(names, waitingJobs, hold);
   }
 
   /** Who the lock goes to next, as every replica sees it: the first Job or client in line. */

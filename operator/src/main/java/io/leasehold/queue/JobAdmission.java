@@ -154,9 +154,31 @@ public final class JobAdmission {
     Instant now = clock.instant();
     keepHeldWhileRunning(names, queue, duration);
     // Waiting Jobs join the line in their order of arrival; Jobs no longer waiting leave it.
+    boolean hold = state.getSpec().getQueue().isHold();
+    boolean wasHeld = locks.existing(names).map(LeaseLock::held).orElse(false);
     Lease lease =
         locks.lineUp(
-            names, queue.waiting().stream().map(j -> Ticket.job(uid(j), name(j), now)).toList());
+            names,
+            queue.waiting().stream().map(j -> Ticket.job(uid(j), name(j), now)).toList(),
+            hold);
+    if (hold != wasHeld && LeaseLock.held(lease) == hold) {
+      if (hold) {
+        events.normal(
+            state,
+            "QueueHeld",
+            "spec.queue.hold is true: nothing new is admitted to the lock on "
+                + names.name()
+                + " (runner Jobs and HTTP-backend clients); the run holding it finishes, and those"
+                + " waiting keep their places");
+      } else {
+        events.normal(
+            state,
+            "QueueReleased",
+            "spec.queue.hold is false: the lock on "
+                + names.name()
+                + " is admitted again, in the order of the line");
+      }
+    }
     Optional<Holder> holder = Holder.of(lease, now);
     Optional<String> heldUid = holder.flatMap(Holder::jobUid);
 

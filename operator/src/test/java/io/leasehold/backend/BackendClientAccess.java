@@ -14,6 +14,14 @@ public final class BackendClientAccess {
     return BackendClient.lockInfo(id, who);
   }
 
+  /** A status with the body that came with it. */
+  public record Answer(int status, String body) {}
+
+  public Answer lockAnswer(String state, LockInfo info, String query) throws Exception {
+    var r = client.lock(state, info, query);
+    return new Answer(r.status(), r.body());
+  }
+
   public int lock(String state, LockInfo info, String query) throws Exception {
     return client.lock(state, info, query).status();
   }

@@ -79,6 +79,8 @@ class LockCoreExplorationTest {
     moves.add(new Move(new Leader(Optional.empty()), Duration.ZERO));
     moves.add(new Move(new ForceUnlock(Optional.empty()), Duration.ZERO));
     moves.add(new Move(new Close("delete"), Duration.ZERO));
+    moves.add(new Move(new LockCore.Hold(true), Duration.ZERO));
+    moves.add(new Move(new LockCore.Hold(false), Duration.ZERO));
     moves.add(new Move(new Tick(), Duration.ofSeconds(10)));
     moves.add(new Move(new Tick(), GRACE.plusSeconds(1)));
     return moves;
@@ -144,7 +146,8 @@ class LockCoreExplorationTest {
             .toList(),
         s.alive(),
         s.leader(),
-        s.closing());
+        s.closing(),
+        s.held());
   }
 
   @Test

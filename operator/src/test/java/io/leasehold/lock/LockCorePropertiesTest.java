@@ -55,7 +55,7 @@ class LockCorePropertiesTest {
     String client = CLIENTS[random.nextInt(CLIENTS.length)];
     String replica = REPLICAS.get(random.nextInt(REPLICAS.size()));
     String job = JOBS[random.nextInt(JOBS.length)];
-    int roll = random.nextInt(38);
+    int roll = random.nextInt(40);
     Event event;
     if (roll < 8) {
       event = new Arrive(client, modeOf(client), "owner-" + client, replica, random.nextBoolean());
@@ -81,6 +81,8 @@ class LockCorePropertiesTest {
       event = new ForceUnlock(Optional.empty());
     } else if (roll < 31) {
       event = new Close("delete");
+    } else if (roll < 33) {
+      event = new LockCore.Hold(random.nextBoolean());
     } else {
       event = new Tick();
     }

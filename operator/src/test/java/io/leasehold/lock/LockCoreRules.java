@@ -29,8 +29,8 @@ final class LockCoreRules {
   /** Whether {@code p} could take the lock now, as the rules define it. */
   static boolean mayTake(State s, Place p) {
     return switch (p.kind()) {
-      case CLIENT -> p.away() == null && s.alive().contains(p.replica());
-      case JOB -> !s.closing() && s.leader().map(s.alive()::contains).orElse(false);
+      case CLIENT -> !s.held() && p.away() == null && s.alive().contains(p.replica());
+      case JOB -> !s.held() && !s.closing() && s.leader().map(s.alive()::contains).orElse(false);
       case DELETION -> true;
       case OTHER -> false;
     };
@@ -78,6 +78,9 @@ final class LockCoreRules {
       }
       if (before.closing() && g.kind() != Kind.DELETION) {
         broken.add("granted " + g.id() + " while the state is being deleted");
+      }
+      if (after.held() && g.kind() != Kind.DELETION) {
+        broken.add("granted " + g.id() + " while the queue is held");
       }
       // FIFO: nobody who could take the lock and stood before the granted one still waits.
       int grantedAt = before.position(g.id());
@@ -149,6 +152,6 @@ final class LockCoreRules {
               Optional.ofNullable(p.replica()).orElse("-"),
               p.away() == null ? "here" : Duration.between(p.away(), now).toSeconds()));
     }
-    return List.of(s.holders(), line, s.alive(), s.leader(), s.closing());
+    return List.of(s.holders(), line, s.alive(), s.leader(), s.closing(), s.held());
   }
 }
