@@ -209,6 +209,12 @@ public final class HttpBackend implements AutoCloseable {
           e);
     }
     config.tls().ifPresent(tls -> tls.keepCurrent(vertx));
+    config
+        .tls()
+        .ifPresent(
+            tls ->
+                metrics.certificateNotAfter(
+                    () -> tls.current().leaf().getNotAfter().toInstant().getEpochSecond()));
     HttpBackend started =
         new HttpBackend(vertx, server, waiters, config.host(), config.tls().isPresent(), drain);
     advertisedHost(config.host(), System.getenv(POD_IP))

@@ -235,6 +235,21 @@ public final class LeaseholdMetrics {
         .register(registry);
   }
 
+  /**
+   * When the backend's serving certificate expires (Unix seconds): the one served now, so a renewed
+   * certificate shows at once.
+   */
+  public void certificateNotAfter(java.util.function.LongSupplier notAfter) {
+    if (registered("leasehold.tls.certificate.not.after")) {
+      return;
+    }
+    Gauge.builder("leasehold.tls.certificate.not.after", notAfter, n -> (double) n.getAsLong())
+        .description("When the backend's serving certificate expires, in Unix seconds")
+        .baseUnit("seconds")
+        .strongReference(true)
+        .register(registry);
+  }
+
   /** A lock taken over because its holder stopped renewing it. */
   public void lockExpiredTakenOver() {
     expired().increment();

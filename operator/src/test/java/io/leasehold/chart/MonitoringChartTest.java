@@ -53,7 +53,8 @@ class MonitoringChartTest {
           "LeaseholdLockWaitsTimingOut",
           "LeaseholdRunnerJobsPilingUp",
           "LeaseholdRunnerQueueStuck",
-          "LeaseholdBackendWaitersPilingUp");
+          "LeaseholdBackendWaitersPilingUp",
+          "LeaseholdCertificateExpiringSoon");
 
   @TempDir static Path tmp;
 
@@ -167,7 +168,8 @@ class MonitoringChartTest {
             "leasehold_lock_hold_seconds_bucket",
             "leasehold_queue_handoff_seconds_bucket",
             "leasehold_queue_jobs",
-            "leasehold_state_writes_total");
+            "leasehold_state_writes_total",
+            "leasehold_tls_certificate_not_after_seconds");
   }
 
   @Test

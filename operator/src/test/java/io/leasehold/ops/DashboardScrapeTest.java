@@ -10,13 +10,21 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.leasehold.api.TerraformState;
+import io.leasehold.backend.Access;
 import io.leasehold.backend.BackendClientAccess;
+import io.leasehold.backend.HttpBackend;
+import io.leasehold.backend.JobPods;
+import io.leasehold.cli.Replica;
 import io.leasehold.lock.LeaseLock;
 import io.leasehold.state.StateNames;
 import io.leasehold.support.Binaries;
 import io.leasehold.support.OperatorHarness;
 import io.leasehold.support.RunnerJobFixtures;
 import io.leasehold.support.TerraformStates;
+import io.leasehold.tls.BackendTls;
+import io.leasehold.tls.SelfSignedCa;
+import io.leasehold.tls.TlsMaterial;
+import io.leasehold.tls.TlsSource;
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import java.io.IOException;
@@ -35,6 +43,7 @@ import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.CompletableFuture;
@@ -90,6 +99,26 @@ class DashboardScrapeTest {
             .until(() -> !values(api, "up{job=\"leasehold\"} == 1").isEmpty());
 
         workload(h);
+        // The backend also served over HTTPS: its certificate's expiry is a panel and an alert.
+        SelfSignedCa ca = SelfSignedCa.create("scrape test CA");
+        TlsMaterial serving = ca.issue(List.of("localhost", "127.0.0.1"));
+        HttpBackend https =
+            Replica.serve(
+                h.operator(),
+                new Replica.Backend(
+                    Access.NONE,
+                    JobPods.NONE,
+                    new HttpBackend.Config("127.0.0.1", 0, Duration.ofMinutes(1))
+                        .withTls(
+                            BackendTls.load(
+                                TlsSource.files(
+                                    Files.writeString(
+                                        tmp.resolve("tls.crt"), serving.certificateChain()),
+                                    Files.writeString(tmp.resolve("tls.key"), serving.privateKey()),
+                                    Optional.empty()),
+                                BackendTls.ClientAuthentication.NONE,
+                                Duration.ofMinutes(1))),
+                    1 << 20));
 
         List<String> queries = dashboardQueries();
         // Each query over a window that covers the whole run, once Prometheus scraped the end.
@@ -125,6 +154,16 @@ class DashboardScrapeTest {
             .containsExactly(1.0);
         assertThat(values(api, sum("leasehold_queue_handoff_seconds_count", "")))
             .containsExactly(1.0);
+        assertThat(values(api, "min(leasehold_tls_certificate_not_after_seconds - time()) / 86400"))
+            .as("days the serving certificate has left")
+            .singleElement()
+            .satisfies(
+                days ->
+                    assertThat(days)
+                        .isBetween(
+                            SelfSignedCa.LEAF_VALIDITY.toDays() - 2.0,
+                            (double) SelfSignedCa.LEAF_VALIDITY.toDays()));
+        https.close();
 
         // No label per lock ID, run or client: only these, on every leasehold series scraped.
         JsonNode series =

@@ -44,6 +44,7 @@ public final class ExportedMetrics {
     metrics.requestsInProgress(new RequestDrain());
     metrics.leader(() -> true);
     metrics.replicasAlive(() -> 2);
+    metrics.certificateNotAfter(() -> 1_900_000_000L);
 
     Metrics sdk = MicrometerMetrics.withoutPerResourceMetrics(registry);
     TerraformState state = new TerraformState();
