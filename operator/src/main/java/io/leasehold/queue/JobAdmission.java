@@ -161,24 +161,7 @@ public final class JobAdmission {
             names,
             queue.waiting().stream().map(j -> Ticket.job(uid(j), name(j), now)).toList(),
             hold);
-    if (hold != wasHeld && LeaseLock.held(lease) == hold) {
-      if (hold) {
-        events.normal(
-            state,
-            "QueueHeld",
-            "spec.queue.hold is true: nothing new is admitted to the lock on "
-                + names.name()
-                + " (runner Jobs and HTTP-backend clients); the run holding it finishes, and those"
-                + " waiting keep their places");
-      } else {
-        events.normal(
-            state,
-            "QueueReleased",
-            "spec.queue.hold is false: the lock on "
-                + names.name()
-                + " is admitted again, in the order of the line");
-      }
-    }
+    QueueHold.tell(events, state, names, wasHeld, lease, hold);
     Optional<Holder> holder = Holder.of(lease, now);
     Optional<String> heldUid = holder.flatMap(Holder::jobUid);
 
