@@ -106,6 +106,11 @@ public final class ReplicaLiveness implements AutoCloseable {
     HEARTBEAT,
     /** Its address refused the probe, or answered as another run. */
     PROBE_REFUSED,
+    /**
+     * Refused, then its heartbeat was renewed once: a renewal sent just before it died may still
+     * arrive, so a second one is needed to tell that it runs.
+     */
+    PROBE_REFUSED_RENEWED,
     /** It did not answer the probe in time. */
     PROBE_SILENT
   }
@@ -319,6 +324,12 @@ public final class ReplicaLiveness implements AutoCloseable {
     }
   }
 
+  /** The version of {@code replica}'s heartbeat last seen, or null (tests). */
+  String seenVersion(String replica) {
+    Seen s = seen.get(replica);
+    return s == null ? null : s.version();
+  }
+
   /** Whether {@code replica}'s probes are no longer trusted. */
   boolean distrusts(String replica) {
     return distrusted.contains(replica);
@@ -461,9 +472,15 @@ public final class ReplicaLiveness implements AutoCloseable {
     }
     var annotations = lease.getMetadata().getAnnotations();
     String probe = annotations == null ? null : annotations.get(PROBE_ANNOTATION);
-    if (before != null
-        && before.verdict() == Verdict.PROBE_REFUSED
+    Verdict verdict = null;
+    boolean gone = dead;
+    if (before != null && !dead && before.verdict() == Verdict.PROBE_REFUSED) {
+      // Still gone: this renewal may have been on its way when the replica died.
+      verdict = Verdict.PROBE_REFUSED_RENEWED;
+      gone = true;
+    } else if (before != null
         && !dead
+        && before.verdict() == Verdict.PROBE_REFUSED_RENEWED
         && distrusted.add(run)) {
       LOG.warn(
           "replica {} renews its heartbeat although its probe address {} refused the connection:"
@@ -473,8 +490,8 @@ public final class ReplicaLiveness implements AutoCloseable {
           run,
           shown(before.probe()));
     }
-    seen.put(run, new Seen(name, version, at, dead, probe, null));
-    if (before == null || before.dead() != dead || !wasAlive(before)) {
+    seen.put(run, new Seen(name, version, at, gone, probe, verdict));
+    if (before == null || before.dead() != gone || !wasAlive(before)) {
       changed();
     }
   }

@@ -219,6 +219,58 @@ class ReplicaLivenessTest {
 
   @Test
   @DisplayName(
+      "A replica whose address refused stays gone when one more renewal of its heartbeat arrives"
+          + " (sent just before it died); a second renewal shows it runs")
+  void oneLateRenewalDoesNotBringADeadReplicaBack() throws Exception {
+    try (ReplicaLiveness watcher =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "asker6", SLOW_TIMEOUT);
+        ServerSocket closed = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+      int port = closed.getLocalPort();
+      closed.close();
+      String run = "late#00000001";
+      client
+          .resource(
+              new LeaseBuilder(heartbeat("hb-test-replica-late", run, ZonedDateTime.now()))
+                  .editMetadata()
+                  .addToAnnotations(
+                      ReplicaLiveness.PROBE_ANNOTATION,
+                      "http://127.0.0.1:" + port + ReplicaLiveness.PROBE_PATH)
+                  .endMetadata()
+                  .build())
+          .update();
+      await().atMost(Duration.ofSeconds(10)).until(() -> watcher.knowsProbe(run));
+      watcher.probeNow(run);
+      assertThat(watcher.alive(run)).isFalse();
+
+      String renewed = renew("hb-test-replica-late");
+      await().atMost(Duration.ofSeconds(10)).until(() -> renewed.equals(watcher.seenVersion(run)));
+      assertThat(watcher.alive(run)).as("after one late renewal").isFalse();
+      assertThat(watcher.distrusts(run)).isFalse();
+
+      String again = renew("hb-test-replica-late");
+      await().atMost(Duration.ofSeconds(10)).until(() -> again.equals(watcher.seenVersion(run)));
+      assertThat(watcher.alive(run)).as("after a second renewal").isTrue();
+      assertThat(watcher.distrusts(run)).isTrue();
+    }
+  }
+
+  /** Renews a heartbeat by hand; returns its new version. */
+  private static String renew(String name) {
+    return client
+        .leases()
+        .inNamespace("default")
+        .withName(name)
+        .edit(
+            l -> {
+              l.getSpec().setRenewTime(ZonedDateTime.now().truncatedTo(ChronoUnit.MICROS));
+              return l;
+            })
+        .getMetadata()
+        .getResourceVersion();
+  }
+
+  @Test
+  @DisplayName(
       "A replica advertises its probe address only once it answers there as itself: a wrong"
           + " address is never put in its heartbeat")
   void onlyAnAddressThatAnswersIsAdvertised() throws Exception {
