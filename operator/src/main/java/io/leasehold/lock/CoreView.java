@@ -22,6 +22,8 @@ final class CoreView {
   private CoreView() {}
 
   /**
+   * @param line the line as {@link PlaceKeeping#kept} left it at {@code now}: places of replicas
+   *     not alive then are marked gone; liveness is not judged again here
    * @param connected the lock IDs of this replica's requests that are open now; null to judge this
    *     replica's clients by their places alone, as another replica would
    */
@@ -50,7 +52,11 @@ final class CoreView {
       Instant away = t.gone();
       if (self.equals(t.replica()) && connected != null) {
         away = connected.contains(t.id()) ? null : (t.gone() != null ? t.gone() : now);
-      } else if (t.replica() != null && liveness.alive(t.replica())) {
+      } else if (t.replica() != null && t.gone() == null) {
+        // The line was kept by PlaceKeeping a moment ago, which marked the places of replicas
+        // not alive then as gone: judged again here, a replica found gone in between (its
+        // heartbeat, a probe on another thread) would be passed over while its places are
+        // written back unmarked, and the grant would jump connected clients.
         alive.add(t.replica());
       }
       places.add(
