@@ -151,7 +151,7 @@ final class ClientLocks {
     pruned = tidy(pruned, connected, now);
     LockCore.Outcome decided =
         core.step(
-            CoreView.of(lease, pruned, now, replica, connected.keySet(), liveness, false),
+            CoreView.of(lease, pruned, now, replica, connected.keySet(), false),
             new LockCore.Arrive(info.id(), LockCore.Mode.EXCLUSIVE, owner, replica, true),
             now);
     if (decided.granted(info.id()).isEmpty()) {
@@ -388,7 +388,7 @@ final class ClientLocks {
     Optional<LockCore.Granted> first =
         core
             .step(
-                CoreView.of(lease, pruned, now, replica, local.keySet(), liveness, false),
+                CoreView.of(lease, pruned, now, replica, local.keySet(), false),
                 new LockCore.Tick(),
                 now)
             .effects()

@@ -28,13 +28,7 @@ final class CoreView {
    *     replica's clients by their places alone, as another replica would
    */
   static LockCore.State of(
-      Lease lease,
-      Line line,
-      Instant now,
-      String self,
-      Set<String> connected,
-      ReplicaLiveness liveness,
-      boolean closing) {
+      Lease lease, Line line, Instant now, String self, Set<String> connected, boolean closing) {
     List<LockCore.Holding> holders = new ArrayList<>();
     Holder.of(lease, now)
         .filter(h -> !h.expired())

@@ -98,7 +98,7 @@ final class JobLocks {
   Optional<Ticket> next(Lease lease) {
     Instant now = clock.instant();
     Line line = places.kept(LeaseLock.line(lease), now);
-    LockCore.State seen = CoreView.of(lease, line, now, replica, null, liveness, false);
+    LockCore.State seen = CoreView.of(lease, line, now, replica, null, false);
     // Who would take it were it free now (the holder may be the Job that just ended).
     LockCore.State free =
         new LockCore.State(List.of(), seen.line(), seen.alive(), seen.leader(), false, seen.held());

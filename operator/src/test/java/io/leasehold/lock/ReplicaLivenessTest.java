@@ -312,6 +312,59 @@ class ReplicaLivenessTest {
     }
   }
 
+  @Test
+  @DisplayName(
+      "A decision judges each replica alive or gone once: a replica found gone between keeping the"
+          + " line and deciding who is served (a probe on another thread) keeps its client's turn"
+          + " for that decision, which writes its place back unmarked; the next decision marks it"
+          + " away and serves the connected client behind it")
+  void aReplicaFoundGoneMidDecisionIsNotPassedOverUnmarked() throws Exception {
+    try (ReplicaLiveness other =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "first", SLOW_TIMEOUT);
+        ReplicaLiveness here =
+            ReplicaLiveness.heartbeating(client, "default", "hb-test", "here", SLOW_TIMEOUT)) {
+      other.advertiseAs("http://127.0.0.1:1" + ReplicaLiveness.PROBE_PATH);
+      here.probeWith(url -> ReplicaLiveness.Probe.refused("connection refused"));
+      await()
+          .atMost(Duration.ofSeconds(10))
+          .until(() -> here.knowsProbe(other.self()) && here.alive(other.self()));
+      java.time.Instant now = java.time.Instant.now();
+      Line line =
+          Line.of(
+              java.util.List.of(
+                  Ticket.client("first-id", "first", "o1", other.self(), now.minusSeconds(2)),
+                  Ticket.client("here-id", "here", "o2", here.self(), now.minusSeconds(1))));
+      Lease free = LeaseLock.unlocked(new io.leasehold.state.StateNames("default", "s", "default"));
+      PlaceKeeping places = new PlaceKeeping(Duration.ofSeconds(30), here);
+      LockCore core = new LockCore(new LockCore.Rules(Duration.ofSeconds(30), 1, Line.MAX_CLIENTS));
+
+      Line kept = places.kept(line, now);
+      assertThat(kept.find("first-id").orElseThrow().gone()).as("alive when kept").isNull();
+      here.probeNow(other.self());
+      assertThat(here.alive(other.self())).as("gone before the decision").isFalse();
+      LockCore.Outcome decided =
+          core.step(
+              CoreView.of(free, kept, now, here.self(), java.util.Set.of("here-id"), false),
+              new LockCore.Arrive("here-id", LockCore.Mode.EXCLUSIVE, "o2", here.self(), true),
+              now);
+      assertThat(decided.granted("here-id"))
+          .as("granted past a place written back as waiting")
+          .isEmpty();
+
+      Line next = places.kept(kept, now);
+      assertThat(next.find("first-id").orElseThrow().gone()).as("marked away").isEqualTo(now);
+      assertThat(
+              core.step(
+                      CoreView.of(free, next, now, here.self(), java.util.Set.of("here-id"), false),
+                      new LockCore.Arrive(
+                          "here-id", LockCore.Mode.EXCLUSIVE, "o2", here.self(), true),
+                      now)
+                  .granted("here-id"))
+          .as("served once the gone replica's place is marked away")
+          .isPresent();
+    }
+  }
+
   private static String heartbeatVersion(String name) {
     return client
         .leases()
