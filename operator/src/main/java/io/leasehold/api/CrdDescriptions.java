@@ -38,6 +38,9 @@ final class CrdDescriptions {
       JsonNode status = root.path("properties").path("status").path("properties");
       describe(status.path("queue").path("items"), of(QueueEntry.class));
       describe(
+          status.path("plans").path("items"),
+          "A plan that holds the lock, as Terraform described it in its LockInfo.");
+      describe(
           status.path("unserializedRunners").path("items"),
           "Name of a runner Job created without spec.suspend: true.");
       JsonNode condition = status.path("conditions").path("items");

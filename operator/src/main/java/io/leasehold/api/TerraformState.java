@@ -52,6 +52,10 @@ import java.util.Map;
 @AdditionalPrinterColumn(name = "WORKSPACE", jsonPath = ".spec.workspace")
 @AdditionalPrinterColumn(name = "HOLDER", jsonPath = ".status.holder")
 @AdditionalPrinterColumn(
+    name = "HOLDERS",
+    jsonPath = ".status.holders",
+    type = AdditionalPrinterColumn.Type.INTEGER)
+@AdditionalPrinterColumn(
     name = "QUEUED",
     jsonPath = ".status.queued",
     type = AdditionalPrinterColumn.Type.INTEGER)

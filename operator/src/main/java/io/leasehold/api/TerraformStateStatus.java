@@ -19,6 +19,16 @@ public class TerraformStateStatus extends KeepsUnknownFields {
   private String holder;
 
   @JsonPropertyDescription(
+      "How many hold the lock: 0 when it is free, 1 for an apply (or any run that holds it"
+          + " alone), the number of plans while plans share it.")
+  private Integer holders;
+
+  @JsonPropertyDescription(
+      "Every plan that holds the lock while plans share it (Operation OperationTypePlan), in the"
+          + " order they took it; the first is the Lease's holder as stock Terraform sees it.")
+  private List<LockStatus> plans;
+
+  @JsonPropertyDescription(
       "Number waiting for the lock: runner Jobs and HTTP backend clients waiting with ?wait=.")
   private Integer queued;
 
@@ -43,6 +53,22 @@ public class TerraformStateStatus extends KeepsUnknownFields {
 
   @JsonPropertyDescription("Ready, Locked and Degraded conditions.")
   private List<Condition> conditions = new ArrayList<>();
+
+  public Integer getHolders() {
+    return holders;
+  }
+
+  public void setHolders(Integer holders) {
+    this.holders = holders;
+  }
+
+  public List<LockStatus> getPlans() {
+    return plans;
+  }
+
+  public void setPlans(List<LockStatus> plans) {
+    this.plans = plans;
+  }
 
   public Long getObservedGeneration() {
     return observedGeneration;
@@ -128,6 +154,8 @@ public class TerraformStateStatus extends KeepsUnknownFields {
     TerraformStateStatus that = (TerraformStateStatus) o;
     return Objects.equals(observedGeneration, that.observedGeneration)
         && Objects.equals(holder, that.holder)
+        && Objects.equals(holders, that.holders)
+        && Objects.equals(plans, that.plans)
         && Objects.equals(queued, that.queued)
         && Objects.equals(queue, that.queue)
         && Objects.equals(runningJob, that.runningJob)
@@ -142,6 +170,8 @@ public class TerraformStateStatus extends KeepsUnknownFields {
     return Objects.hash(
         observedGeneration,
         holder,
+        holders,
+        plans,
         queued,
         queue,
         runningJob,

@@ -86,6 +86,7 @@ public final class LockRequests implements WriteLock {
       // Terraform treats 423 as "locked" and retries under -lock-timeout; a 503 it gives up on.
       case LINE_FULL -> 423;
       case STALE_LOCK -> 409;
+      case PLAN_LOCK -> 409;
       case LOCKED -> 423;
       case DELETING -> 409;
       // Locked by the request that took the lock with this ID: retried under -lock-timeout.
@@ -367,6 +368,7 @@ public final class LockRequests implements WriteLock {
                       case LOCKED -> WriteRefusal.LOCKED;
                       case NOT_OWNER -> WriteRefusal.NOT_OWNER;
                       case DELETING -> WriteRefusal.DELETING;
+                      case PLAN_LOCK -> WriteRefusal.PLAN_LOCK;
                       default -> WriteRefusal.STALE_LOCK;
                     },
                     r.message()));

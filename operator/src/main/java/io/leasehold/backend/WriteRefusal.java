@@ -10,6 +10,7 @@ enum WriteRefusal {
   NOT_ENCRYPTED(409, "not_encrypted"),
   LOCKED(423, "locked"),
   STALE_LOCK(409, "stale_lock"),
+  PLAN_LOCK(409, "plan_lock"),
   NOT_OWNER(403, "not_owner"),
   STATE_MISSING(409, "state_missing"),
   DELETING(409, "deleting"),

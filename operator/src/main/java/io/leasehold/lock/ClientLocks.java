@@ -1,7 +1,6 @@
 package io.leasehold.lock;
 
 import io.fabric8.kubernetes.api.model.coordination.v1.Lease;
-import io.leasehold.api.DisplayText;
 import io.leasehold.lock.LeaseStore.Step;
 import io.leasehold.lock.LockService.Answer;
 import io.leasehold.lock.LockService.Granted;
@@ -13,6 +12,7 @@ import io.leasehold.state.StateNames;
 import java.time.Clock;
 import java.time.Instant;
 import java.util.HashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.Optional;
 
@@ -112,13 +112,30 @@ final class ClientLocks {
               Optional.empty()));
     }
     Optional<Holder> holder = Holder.of(lease, now);
-    if (holder.isPresent() && !takeOvers.mayTakeOver(names.namespace(), holder.get())) {
+    boolean plan = PlanHolds.isPlan(info);
+    List<PlanHolds.Plan> plans = PlanHolds.of(lease);
+    if (!plans.isEmpty()) {
+      Optional<PlanHolds.Plan> held =
+          plans.stream().filter(p -> p.id().equals(info.id())).findFirst();
+      if (held.isPresent()) {
+        return Step.answer(Retries.planRetry(names, held.get(), info, caller));
+      }
+      if (!plan) {
+        Optional<String> closed = store.closed(names);
+        if (closed.isPresent()) {
+          return Step.answer(new Refused(Refusal.DELETING, closed.get(), holder));
+        }
+        // Plans hold the lock: a run that writes waits until they end.
+        return joinOrWait(lease, line, pruned, info, caller, owner, waits, holder, now);
+      }
+      // A plan while plans hold the lock: the core decides below whether it joins them.
+    } else if (holder.isPresent() && !takeOvers.mayTakeOver(names.namespace(), holder.get())) {
       Holder h = holder.get();
       if (h.id().equals(info.id())) {
         if (!Ownership.ownedBy(h, caller)) {
           return Step.answer(Ownership.notOwner(names, h, caller));
         }
-        return Step.answer(retryOrConflict(h, h.info(), info));
+        return Step.answer(Retries.retryOrConflict(h, h.info(), info));
       }
       Optional<String> jobUid = h.jobUid();
       if (jobUid.isPresent() && caller.isPodOfJob(names.namespace(), jobUid.get())) {
@@ -132,7 +149,7 @@ final class ClientLocks {
         }
         if (nested.get().info().id().equals(info.id())
             && Ownership.ownsNested(nested.get(), caller)) {
-          return Step.answer(retryOrConflict(h, Optional.of(nested.get().info()), info));
+          return Step.answer(Retries.retryOrConflict(h, Optional.of(nested.get().info()), info));
         }
         return Step.answer(new NotNow(holder, nested.get().info().toJson(), 0));
       }
@@ -149,59 +166,45 @@ final class ClientLocks {
     // Free, or held by a lapsed holder that may be taken over (a runner Job's only once it ended).
     Map<String, Waiting> connected = withRequester(local, info, caller);
     pruned = tidy(pruned, connected, now);
+    Optional<Holder> shown = plans.isEmpty() ? Optional.empty() : holder;
     LockCore.Outcome decided =
-        core.step(
-            CoreView.of(lease, pruned, now, replica, connected.keySet(), false),
-            new LockCore.Arrive(info.id(), LockCore.Mode.EXCLUSIVE, owner, replica, true),
-            now);
+        core.sharing(store.maxParallelPlans(names))
+            .step(
+                CoreView.of(lease, pruned, now, replica, connected.keySet(), false),
+                new LockCore.Arrive(info.id(), mode(info), owner, replica, true),
+                now);
     if (decided.granted(info.id()).isEmpty()) {
-      return joinOrWait(lease, line, pruned, info, caller, owner, waits, Optional.empty(), now);
+      return joinOrWait(lease, line, pruned, info, caller, owner, waits, shown, now);
     }
     if (mine.isPresent() && mine.get().gone() != null) {
       // The client is back: its place first, then the lock.
       return new Step<>(
           LeaseLock.withLine(lease, pruned.replace(mine.get().back(replica))), BACK_FIRST);
     }
-    Lease held =
-        LeaseLock.withLine(
-            LeaseLock.heldBy(lease, info, caller.identity()), pruned.without(info.id()));
+    Optional<Lease> held = heldBy(lease, info, caller, pruned.without(info.id()));
+    if (held.isEmpty()) {
+      return joinOrWait(lease, line, pruned, info, caller, owner, waits, shown, now);
+    }
+    Optional<Holder> taken = plans.isEmpty() ? holder : Optional.empty();
     return new Step<>(
-        LeaseLock.tookOver(held, holder), new Granted(info.id(), null, holder.isPresent()));
+        LeaseLock.tookOver(held.get(), taken), new Granted(info.id(), null, taken.isPresent()));
+  }
+
+  private static LockCore.Mode mode(LockInfo info) {
+    return PlanHolds.isPlan(info) ? LockCore.Mode.SHARED : LockCore.Mode.EXCLUSIVE;
   }
 
   /**
-   * A LOCK with the lock ID its own identity already holds the lock with. Terraform makes a new
-   * lock ID for every lock, so this is a retry of the request that took it, whose answer was lost:
-   * granted again, but only when it carries the very LockInfo the lock was taken with (its Created
-   * time included). Any other LockInfo under that ID is another request reusing it: it is refused
-   * as {@link Refusal#ID_IN_USE}, so that two requests are never both told they hold the lock.
+   * {@code lease} held by {@code info} as well (a plan beside the plans holding it) or alone, with
+   * {@code line}; empty when a plan's entry would not fit on the Lease beside the line.
    */
-  private static Answer retryOrConflict(Holder h, Optional<LockInfo> held, LockInfo asked) {
-    if (held.isPresent() && held.get().equals(asked)) {
-      return new Granted(asked.id(), null, false);
+  private static Optional<Lease> heldBy(Lease lease, LockInfo info, Caller caller, Line line) {
+    if (!PlanHolds.isPlan(info)) {
+      return Optional.of(
+          LeaseLock.withLine(LeaseLock.heldBy(lease, info, caller.identity()), line));
     }
-    String heldAs =
-        held.map(
-                i ->
-                    "Who "
-                        + DisplayText.clean(i.who(), 64)
-                        + ", Created "
-                        + DisplayText.clean(i.created(), 64))
-            .orElse("no LockInfo");
-    return new Refused(
-        Refusal.ID_IN_USE,
-        "lock ID "
-            + asked.id()
-            + " already holds the lock for another request of the same identity with a different"
-            + " LockInfo ("
-            + heldAs
-            + "; this request: Who "
-            + DisplayText.clean(asked.who(), 64)
-            + ", Created "
-            + DisplayText.clean(asked.created(), 64)
-            + "): a LOCK with a held lock ID is granted again only as a retry with the same"
-            + " LockInfo; use a new lock ID",
-        Optional.of(h));
+    Lease held = LeaseLock.withLine(PlanHolds.granted(lease, info, caller.identity()), line);
+    return LeaseSize.lineFits(held, line) ? Optional.of(held) : Optional.empty();
   }
 
   /** Not now: with {@code waits}, the requester takes its place in line (or takes it back). */
@@ -243,7 +246,7 @@ final class ClientLocks {
                     + " (terraform -lock-timeout does)",
                 holder));
       }
-      next = pruned.append(Ticket.client(info.id(), who(info, caller), owner, replica, now));
+      next = pruned.append(ticket(info, who(info, caller), owner, now));
       if (!LeaseSize.lineFits(lease, next)) {
         return Step.answer(
             new Refused(
@@ -327,6 +330,12 @@ final class ClientLocks {
     return all;
   }
 
+  /** A place in line on this replica for {@code info}'s client: a plan's shares the lock. */
+  private Ticket ticket(LockInfo info, String who, String owner, Instant now) {
+    Ticket t = Ticket.client(info.id(), who, owner, replica, now);
+    return PlanHolds.isPlan(info) ? t.asPlan() : t;
+  }
+
   private static String who(LockInfo info, Caller caller) {
     String who = info.who() == null || info.who().isBlank() ? caller.describe() : info.who();
     return who.length() <= 64 ? who : who.substring(0, 64);
@@ -369,11 +378,10 @@ final class ClientLocks {
       if (pruned.find(w.info().id()).isEmpty() && pruned.clients() < Line.MAX_CLIENTS) {
         Line joined =
             pruned.append(
-                Ticket.client(
-                    w.info().id(),
+                ticket(
+                    w.info(),
                     who(w.info(), w.caller()),
                     Caller.digest(w.caller().identity()),
-                    replica,
                     now));
         if (LeaseSize.lineFits(lease, joined)) {
           pruned = joined;
@@ -381,12 +389,16 @@ final class ClientLocks {
       }
     }
     Optional<Holder> holder = Holder.of(lease, now);
+    boolean plansHold = !PlanHolds.of(lease).isEmpty();
     Lease tidied = pruned.equals(line) ? null : LeaseLock.withLine(lease, pruned);
-    if (holder.isPresent() && !takeOvers.mayTakeOver(names.namespace(), holder.get())) {
+    if (!plansHold
+        && holder.isPresent()
+        && !takeOvers.mayTakeOver(names.namespace(), holder.get())) {
       return new Step<>(tidied, Optional.empty());
     }
-    Optional<LockCore.Granted> first =
+    List<LockCore.Granted> grants =
         core
+            .sharing(store.maxParallelPlans(names))
             .step(
                 CoreView.of(lease, pruned, now, replica, local.keySet(), false),
                 new LockCore.Tick(),
@@ -395,7 +407,13 @@ final class ClientLocks {
             .stream()
             .filter(e -> e instanceof LockCore.Granted)
             .map(LockCore.Granted.class::cast)
-            .findFirst();
+            .toList();
+    // Plans granted together may be on several replicas: this one serves its own.
+    Optional<LockCore.Granted> first =
+        grants.stream()
+            .filter(g -> replica.equals(g.replica()) && local.containsKey(g.id()))
+            .findFirst()
+            .or(() -> grants.stream().findFirst());
     if (first.isPresent()
         && first.get().kind() == LockCore.Kind.CLIENT
         && !replica.equals(first.get().replica())
@@ -415,13 +433,14 @@ final class ClientLocks {
       // Its place said it had left: taken back first, granted in the next write.
       return new Step<>(tidied, Optional.of(SERVE_BACK_FIRST));
     }
-    Lease held =
-        LeaseLock.withLine(
-            LeaseLock.heldBy(lease, w.info(), w.caller().identity()),
-            pruned.without(w.info().id()));
+    Optional<Lease> held = heldBy(lease, w.info(), w.caller(), pruned.without(w.info().id()));
+    if (held.isEmpty()) {
+      return new Step<>(tidied, Optional.empty());
+    }
+    Optional<Holder> taken = plansHold ? Optional.empty() : holder;
     return new Step<>(
-        LeaseLock.tookOver(held, holder),
-        Optional.of(new Granted(w.info().id(), null, holder.isPresent())));
+        LeaseLock.tookOver(held.get(), taken),
+        Optional.of(new Granted(w.info().id(), null, taken.isPresent())));
   }
 
   /**
@@ -463,6 +482,12 @@ final class ClientLocks {
     return store.freshTransition(
         names,
         lease -> {
+          Optional<PlanHolds.Plan> plan = PlanHolds.find(lease, granted.lockId());
+          if (plan.isPresent()) {
+            return plan.get().ownedBy(caller)
+                ? new Step<>(PlanHolds.without(lease, granted.lockId()), Boolean.TRUE)
+                : Step.answer(Boolean.FALSE);
+          }
           Optional<Holder> h = Holder.of(lease, clock.instant());
           if (h.isEmpty()
               || !h.get().id().equals(granted.lockId())

@@ -30,10 +30,18 @@ final class CoreView {
   static LockCore.State of(
       Lease lease, Line line, Instant now, String self, Set<String> connected, boolean closing) {
     List<LockCore.Holding> holders = new ArrayList<>();
-    Holder.of(lease, now)
-        .filter(h -> !h.expired())
-        .ifPresent(
-            h -> holders.add(new LockCore.Holding(h.id(), kind(h), LockCore.Mode.EXCLUSIVE, null)));
+    List<PlanHolds.Plan> plans = PlanHolds.of(lease);
+    if (!plans.isEmpty()) {
+      plans.forEach(
+          p -> holders.add(LockCore.Holding.client(p.id(), LockCore.Mode.SHARED, p.owner())));
+    } else {
+      Holder.of(lease, now)
+          .filter(h -> !h.expired())
+          .ifPresent(
+              h ->
+                  holders.add(
+                      new LockCore.Holding(h.id(), kind(h), LockCore.Mode.EXCLUSIVE, null)));
+    }
     List<LockCore.Place> places = new ArrayList<>();
     Set<String> alive = new LinkedHashSet<>();
     alive.add(self);
@@ -55,7 +63,12 @@ final class CoreView {
       }
       places.add(
           new LockCore.Place(
-              t.id(), LockCore.Kind.CLIENT, LockCore.Mode.EXCLUSIVE, t.owner(), t.replica(), away));
+              t.id(),
+              LockCore.Kind.CLIENT,
+              t.forPlan() ? LockCore.Mode.SHARED : LockCore.Mode.EXCLUSIVE,
+              t.owner(),
+              t.replica(),
+              away));
     }
     return new LockCore.State(
         holders, places, alive, Optional.of(LEADER), closing, LeaseLock.held(lease));

@@ -85,6 +85,16 @@ public record Holder(
     return of(lease, Instant.now());
   }
 
+  /**
+   * The plans that hold {@code lease}'s lock beside each other, in the order they took it (the
+   * first is {@link #of}'s holder); empty unless plans hold it.
+   */
+  public static java.util.List<Holder> plans(Lease lease) {
+    return lease == null
+        ? java.util.List.of()
+        : PlanHolds.of(lease).stream().map(PlanHolds.Plan::asHolder).toList();
+  }
+
   /** The runner Job this lock is held for, when leasehold holds it for one. */
   public Optional<String> jobUid() {
     return vouched ? LeaseLock.jobUid(id) : Optional.empty();

@@ -296,6 +296,7 @@ public final class LeaseLock {
     kept.remove(CLIENT_LOCK_ANNOTATION);
     kept.remove(CLIENT_LOCK_OWNER_ANNOTATION);
     kept.remove(TOOK_OVER_FROM_ANNOTATION);
+    kept.remove(PlanHolds.ANNOTATION);
     copy.getMetadata().setAnnotations(kept);
     return copy;
   }

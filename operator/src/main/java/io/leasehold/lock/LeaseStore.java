@@ -93,6 +93,11 @@ final class LeaseStore {
     return cached.isPresent() ? cached : peek(names);
   }
 
+  /** How many plans may hold the state's lock at once. */
+  int maxParallelPlans(StateNames names) {
+    return leases.maxParallelPlans(names.namespace(), names.name());
+  }
+
   /** Why the state takes no new locks: its TerraformState is being deleted. Empty when it does. */
   Optional<String> closed(StateNames names) {
     return leases.closed(names.namespace(), names.name());

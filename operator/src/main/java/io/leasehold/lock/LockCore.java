@@ -275,6 +275,13 @@ public class LockCore {
     return rules;
   }
 
+  /** This core with at most {@code maxShared} shared holders at once (a state's own setting). */
+  public LockCore sharing(int maxShared) {
+    return maxShared == rules.maxShared()
+        ? this
+        : new LockCore(new Rules(rules.grace(), maxShared, rules.maxClients()));
+  }
+
   /** One step: {@code event} happens to {@code state} at {@code now}. */
   public Outcome step(State state, Event event, Instant now) {
     List<Effect> effects = new ArrayList<>();

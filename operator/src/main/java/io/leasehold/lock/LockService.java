@@ -78,6 +78,14 @@ public final class LockService {
       return Optional.empty();
     }
 
+    /**
+     * How many plans may hold state {@code namespace/name}'s lock at once: its TerraformState's
+     * spec.queue.maxParallelPlans, as this replica's cache shows it.
+     */
+    default int maxParallelPlans(String namespace, String name) {
+      return io.leasehold.api.QueueSpec.DEFAULT_MAX_PARALLEL_PLANS;
+    }
+
     /** Lease {@code name} as it was when the watch reported it deleted, if it did lately. */
     default Optional<Lease> deleted(String namespace, String name) {
       return Optional.empty();
@@ -110,6 +118,8 @@ public final class LockService {
      * of the request that took it, but another one reusing its ID.
      */
     ID_IN_USE,
+    /** A write under a plan's lock: plans share the lock and never write the state. */
+    PLAN_LOCK,
     /** What the request would record does not fit in the lock Lease ({@link LeaseSize}). */
     TOO_LARGE,
     /**

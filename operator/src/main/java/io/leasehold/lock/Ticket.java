@@ -19,6 +19,8 @@ import java.time.Instant;
  * @param gone for a client: when its request ended (answered or disconnected); the place is kept
  *     for a grace period in case the same lock ID comes back, but the lock is never granted to it
  *     while it is gone
+ * @param plan true for a plan ({@code OperationTypePlan}): it shares the lock with other plans;
+ *     absent for a run that holds the lock alone
  */
 @JsonInclude(JsonInclude.Include.NON_NULL)
 public record Ticket(
@@ -28,7 +30,8 @@ public record Ticket(
     @JsonProperty("owner") String owner,
     @JsonProperty("since") Instant since,
     @JsonProperty("replica") String replica,
-    @JsonProperty("gone") Instant gone) {
+    @JsonProperty("gone") Instant gone,
+    @JsonProperty("plan") Boolean plan) {
 
   /** What waits in line. */
   public enum Kind {
@@ -45,12 +48,12 @@ public record Ticket(
   public static final int WHO_KEPT = 64;
 
   public static Ticket job(String uid, String name, Instant since) {
-    return new Ticket(Kind.JOB, uid, kept(name), null, since, null, null);
+    return new Ticket(Kind.JOB, uid, kept(name), null, since, null, null, null);
   }
 
   public static Ticket client(
       String lockId, String who, String ownerDigest, String replica, Instant since) {
-    return new Ticket(Kind.CLIENT, lockId, kept(who), ownerDigest, since, replica, null);
+    return new Ticket(Kind.CLIENT, lockId, kept(who), ownerDigest, since, replica, null, null);
   }
 
   /**
@@ -71,13 +74,24 @@ public record Ticket(
     return kind == Kind.CLIENT;
   }
 
+  /** The same place, for a plan: it shares the lock with other plans. */
+  public Ticket asPlan() {
+    return new Ticket(kind, id, who, owner, since, replica, gone, Boolean.TRUE);
+  }
+
+  /** Whether this place is a plan's, which shares the lock with other plans. */
+  @JsonIgnore
+  public boolean forPlan() {
+    return Boolean.TRUE.equals(plan);
+  }
+
   /** This client's request ended at {@code at}: it keeps its place but may not be granted. */
   public Ticket goneAt(Instant at) {
-    return new Ticket(kind, id, who, owner, since, replica, at);
+    return new Ticket(kind, id, who, owner, since, replica, at, plan);
   }
 
   /** The same client is back, on {@code replica}: connected again, in the same place. */
   public Ticket back(String replica) {
-    return new Ticket(kind, id, who, owner, since, replica, null);
+    return new Ticket(kind, id, who, owner, since, replica, null, plan);
   }
 }

@@ -41,6 +41,22 @@ final class Unlocks {
                 new NotHeld(
                     Optional.empty(), "lock " + lockId + " is not held: the state is unlocked"));
           }
+          Optional<PlanHolds.Plan> plan = PlanHolds.find(lease, lockId);
+          if (plan.isPresent()) {
+            if (!plan.get().ownedBy(caller)) {
+              return Step.answer(
+                  new Refused(
+                      Refusal.NOT_OWNER,
+                      "lock "
+                          + lockId
+                          + " is held by a plan of another identity ("
+                          + plan.get().who()
+                          + "); releasing it needs the force-unlock permission",
+                      Optional.of(plan.get().asHolder())));
+            }
+            return new Step<>(
+                PlanHolds.without(lease, lockId), new Released(plan.get().asHolder(), false));
+          }
           Holder h = holder.get();
           if (h.id().equals(lockId)) {
             if (!Ownership.ownedBy(h, caller)) {
@@ -119,6 +135,13 @@ final class Unlocks {
                         + names.leaseName()
                         + " cannot be read, so who holds the lock is not known; leasehold leaves"
                         + " it untouched: correct the Lease"));
+          }
+          Optional<PlanHolds.Plan> plan = expectedId.flatMap(id -> PlanHolds.find(lease, id));
+          if (plan.isPresent()) {
+            // One plan's lock: the other plans keep theirs.
+            return new Step<>(
+                PlanHolds.without(lease, plan.get().id()),
+                new Released(plan.get().asHolder(), false));
           }
           if (expectedId.isPresent() && !expectedId.get().equals(h.id())) {
             Optional<Holder.Nested> nested = h.nested();

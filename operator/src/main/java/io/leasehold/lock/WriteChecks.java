@@ -70,6 +70,17 @@ final class WriteChecks {
               + " without the lock (-lock=false) is refused while the state is locked",
           holder);
     }
+    if (PlanHolds.find(lease, lockId).isPresent()) {
+      return new Refused(
+          Refusal.PLAN_LOCK,
+          "lock "
+              + lockId
+              + " is a plan's (Operation OperationTypePlan), which shares the lock with other"
+              + " plans: plans do not write; a "
+              + what
+              + " needs the lock of an apply",
+          holder);
+    }
     if (takeOvers.mayTakeOver(names.namespace(), h)) {
       return new Refused(
           Refusal.STALE_LOCK,

@@ -23,8 +23,18 @@ final class LockReport {
     this.events = events;
   }
 
-  /** The lock in the status: its holder and the Locked condition. */
-  static void record(TerraformStateStatus status, Conditions conditions, Optional<Holder> holder) {
+  /**
+   * The lock in the status: its holder (and the plans holding it beside each other), how many hold
+   * it, and the Locked condition.
+   */
+  static void record(
+      TerraformStateStatus status,
+      Conditions conditions,
+      Optional<Holder> holder,
+      java.util.List<Holder> plans) {
+    status.setPlans(plans.isEmpty() ? null : plans.stream().map(LockReport::lockStatus).toList());
+    status.setHolders(
+        holder.isEmpty() || holder.get().unreadable() ? 0 : Math.max(1, plans.size()));
     if (holder.isPresent() && holder.get().unreadable()) {
       status.setLock(null);
       status.setHolder(Holder.UNREADABLE_ID);
@@ -37,7 +47,14 @@ final class LockReport {
     } else if (holder.isPresent()) {
       Holder h = holder.get();
       status.setLock(lockStatus(h));
-      status.setHolder(h.summary());
+      status.setHolder(
+          plans.size() > 1
+              ? h.summary()
+                  + " and "
+                  + (plans.size() - 1)
+                  + " more plan"
+                  + (plans.size() > 2 ? "s" : "")
+              : h.summary());
       String message =
           "locked by "
               + h.summary()

@@ -112,6 +112,14 @@ public final class SharedCaches implements LockService.LeaseSource, StateOwnersh
   }
 
   @Override
+  public int maxParallelPlans(String namespace, String name) {
+    TerraformState state = cachedState(namespace, name);
+    return state == null || state.getSpec() == null
+        ? io.leasehold.api.QueueSpec.DEFAULT_MAX_PARALLEL_PLANS
+        : state.getSpec().getQueue().getMaxParallelPlans();
+  }
+
+  @Override
   public Optional<Lease> deleted(String namespace, String name) {
     Deleted d = deletedLeases.get(namespace + "/" + name);
     return d == null ? Optional.empty() : Optional.of(d.lease());
@@ -206,6 +214,11 @@ public final class SharedCaches implements LockService.LeaseSource, StateOwnersh
       @Override
       public Optional<String> closed(String namespace, String name) {
         return caches.closed(namespace, name);
+      }
+
+      @Override
+      public int maxParallelPlans(String namespace, String name) {
+        return caches.maxParallelPlans(namespace, name);
       }
 
       @Override

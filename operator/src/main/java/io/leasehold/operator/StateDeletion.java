@@ -346,7 +346,11 @@ final class StateDeletion {
     }
     conditions.set(Conditions.READY, false, reason, message);
     // The lock as it is now (a force-unlock, a Job's lock released), not as it was.
-    LockReport.record(status, conditions, lease.flatMap(l -> Holder.of(l, Instant.now())));
+    LockReport.record(
+        status,
+        conditions,
+        lease.flatMap(l -> Holder.of(l, Instant.now())),
+        Holder.plans(lease.orElse(null)));
     status.setConditions(conditions.build());
     status.setQueued(0);
     status.setQueue(null);

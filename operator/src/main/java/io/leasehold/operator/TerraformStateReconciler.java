@@ -221,7 +221,11 @@ public class TerraformStateReconciler
 
     Optional<Holder> holder = Holder.of(lease);
     lockReport.transition(resource, previous.getLock(), holder, queue);
-    LockReport.record(status, conditions, holder);
+    List<Holder> plans = Holder.plans(lease);
+    LockReport.record(status, conditions, holder, plans);
+    metrics.plansRunning(
+        resource.getMetadata().getNamespace() + "/" + resource.getMetadata().getName(),
+        plans.size());
 
     List<Secret> secrets = new ArrayList<>(context.getSecondaryResources(Secret.class));
     String degradedReason = null;
@@ -420,5 +424,6 @@ public class TerraformStateReconciler
     statuses.forget(id);
     history.forget(id);
     metrics.queueLength(key, 0);
+    metrics.plansRunning(key, 0);
   }
 }

@@ -40,6 +40,7 @@ public final class LeaseholdMetrics {
 
   private final MeterRegistry registry;
   private final Map<String, Integer> queued = new ConcurrentHashMap<>();
+  private final Map<String, Integer> plans = new ConcurrentHashMap<>();
 
   public LeaseholdMetrics(MeterRegistry registry) {
     this.registry = registry;
@@ -50,6 +51,9 @@ public final class LeaseholdMetrics {
     Gauge.builder(
             "leasehold.queue.states", queued, q -> q.values().stream().filter(n -> n > 0).count())
         .description("States with at least one runner Job waiting")
+        .register(registry);
+    Gauge.builder("leasehold.plans.running", plans, p -> p.values().stream().mapToInt(i -> i).sum())
+        .description("Plans holding a lock beside each other, over all states")
         .register(registry);
     registerAtZero();
   }
@@ -267,6 +271,15 @@ public final class LeaseholdMetrics {
       queued.remove(stateKey);
     } else {
       queued.put(stateKey, waiting);
+    }
+  }
+
+  /** The number of plans holding one state's lock (the state itself is not a tag). */
+  public void plansRunning(String stateKey, int running) {
+    if (running == 0) {
+      plans.remove(stateKey);
+    } else {
+      plans.put(stateKey, running);
     }
   }
 }

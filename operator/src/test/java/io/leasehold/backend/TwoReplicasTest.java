@@ -207,4 +207,49 @@ class TwoReplicasTest {
     http[0].unlock(s, lockInfo("mixed-c", "c"));
     client.close();
   }
+
+  @Test
+  @DisplayName(
+      "Plans waiting on both replicas behind an apply all start together when it unlocks, each"
+          + " granted by its own replica; an apply waiting behind them gets the lock once the last"
+          + " plan unlocks, on whichever replica it waits")
+  void plansOnBothReplicasShareTheLock() throws Exception {
+    String s = state("plans-across");
+    LockInfo apply = lockInfo("pa-apply", "apply");
+    assertThat(http[0].lock(s, apply, null).status()).isEqualTo(200);
+    List<RawLock> plans = new ArrayList<>();
+    List<LockInfo> infos = new ArrayList<>();
+    try {
+      for (int i = 0; i < 4; i++) {
+        LockInfo plan =
+            new LockInfo(
+                "pa-plan-" + i, "OperationTypePlan", "", "plan-" + i, "1.11.4", "2026-12-07", "");
+        infos.add(plan);
+        plans.add(RawLock.send(replicas[i % 2].url(), s, plan, "?wait=60s"));
+        int waiting = i + 1;
+        eventually().until(() -> line("plans-across").size() == waiting);
+      }
+      LockInfo next = lockInfo("pa-next", "next-apply");
+      plans.add(RawLock.send(replicas[1].url(), s, next, "?wait=60s"));
+      eventually().until(() -> line("plans-across").size() == 5);
+
+      assertThat(http[0].unlock(s, apply).status()).isEqualTo(200);
+      for (int i = 0; i < 4; i++) {
+        assertThat(plans.get(i).answer(Duration.ofSeconds(20)).status()).isEqualTo(200);
+      }
+      eventually().until(() -> io.leasehold.lock.Holder.plans(lease("plans-across")).size() == 4);
+      assertThat(line("plans-across")).containsExactly("pa-next");
+      assertThat(plans.get(4).answered(Duration.ofMillis(300))).isFalse();
+      for (int i = 0; i < 4; i++) {
+        assertThat(http[(i + 1) % 2].unlock(s, infos.get(i)).status()).isEqualTo(200);
+      }
+      assertThat(plans.get(4).answer(Duration.ofSeconds(20)).status()).isEqualTo(200);
+      assertThat(holder("plans-across")).isEqualTo("pa-next");
+      assertThat(http[1].unlock(s, next).status()).isEqualTo(200);
+    } finally {
+      for (RawLock r : plans) {
+        r.close();
+      }
+    }
+  }
 }

@@ -149,6 +149,17 @@ public final class OperatorHarness implements AutoCloseable {
     return api;
   }
 
+  /** The lock Lease of TerraformState {@code name} (workspace default), or null. */
+  public io.fabric8.kubernetes.api.model.coordination.v1.Lease lockLease(String name) {
+    return client.leases().inNamespace(NAMESPACE).withName("lock-tfstate-default-" + name).get();
+  }
+
+  /** Who holds the lock of TerraformState {@code name}: its Lease's holderIdentity, or null. */
+  public String lockHolder(String name) {
+    var lease = lockLease(name);
+    return lease == null || lease.getSpec() == null ? null : lease.getSpec().getHolderIdentity();
+  }
+
   public TerraformState get(String name) {
     return client.resources(TerraformState.class).inNamespace(NAMESPACE).withName(name).get();
   }
