@@ -156,15 +156,13 @@ final class RunGroups {
       return jobs;
     }
     warnUnknownRuns(queue.waiting());
-    if (queue.waiting().stream().noneMatch(j -> label(j, GROUP_LABEL) != null)) {
+    if (redundant(queue.waiting()).isEmpty()) {
       return jobs;
     }
+    // A Job whose lock is taken but which is not unsuspended yet still looks suspended: it runs.
     Set<String> named = namedByLease(names);
     List<Skip> skips =
         redundant(queue.waiting().stream().filter(j -> !named.contains(uid(j))).toList());
-    if (skips.isEmpty()) {
-      return jobs;
-    }
     Map<String, Job> written = new HashMap<>();
     for (Skip skip : skips) {
       mark(state, names, skip).ifPresent(j -> written.put(uid(j), j));

@@ -14,6 +14,7 @@ import io.fabric8.kubernetes.client.dsl.base.PatchContext;
 import io.fabric8.kubernetes.client.dsl.base.PatchType;
 import io.leasehold.api.TerraformState;
 import io.leasehold.lock.LeaseLock;
+import io.leasehold.lock.LockInfo;
 import io.leasehold.lock.Ticket;
 import io.leasehold.ops.LeaseholdMetrics;
 import io.leasehold.state.StateNames;
@@ -284,6 +285,53 @@ class RunGroupQueueTest {
     finish(harness.client(), "kept-1", true);
     runToEnd("kept-3");
     assertThat(RunnerJobs.admitted(job("kept-2"))).isFalse();
+  }
+
+  @Test
+  @DisplayName(
+      "When the operator stopped after taking the lock for a Job but before unsuspending it, and a"
+          + " newer Job of its group is queued, then that Job is not skipped: it runs, then the"
+          + " newer one")
+  void aJobWhoseLockIsTakenIsNeverSkipped() {
+    try (OperatorHarness h = OperatorHarness.apiOnly()) {
+      StateNames names = new StateNames(NAMESPACE, "taken", "default");
+      JobQueueTest.createState(h, "taken", 300);
+      Job old =
+          h.client()
+              .resource(
+                  new JobBuilder(RunnerJobFixtures.runner("taken-old", "taken", true))
+                      .editMetadata()
+                      .addToLabels(RunGroups.GROUP_LABEL, GROUP)
+                      .endMetadata()
+                      .build())
+              .create();
+      h.client()
+          .resource(
+              new JobBuilder(RunnerJobFixtures.runner("taken-new", "taken", true))
+                  .editMetadata()
+                  .addToLabels(RunGroups.GROUP_LABEL, GROUP)
+                  .endMetadata()
+                  .build())
+          .create();
+      // As the operator left it: the lock held for taken-old, which is still suspended.
+      String lockId = LeaseLock.jobLockId("taken-old", old.getMetadata().getUid());
+      h.client()
+          .resource(
+              LeaseLock.heldForRunning(
+                  names,
+                  new LockInfo(
+                      lockId, JobAdmission.OPERATION, "", "job/taken-old", "leasehold", "", ""),
+                  300,
+                  java.time.Instant.now(),
+                  List.of(new LeaseLock.RunningJob(old.getMetadata().getUid(), "taken-old"))))
+          .create();
+      h.startOperator();
+      eventually().until(() -> running(get(h.client(), "taken-old")));
+      assertThat(RunGroups.skipped(get(h.client(), "taken-old"))).isFalse();
+      assertThat(RunGroups.skipped(get(h.client(), "taken-new"))).isFalse();
+      finish(h.client(), "taken-old", true);
+      eventually().until(() -> running(get(h.client(), "taken-new")));
+    }
   }
 
   @Test
