@@ -31,7 +31,9 @@ public class TerraformStateSpec extends KeepsUnknownFields {
   @Default("{}")
   private LockSpec lock = new LockSpec();
 
-  @JsonPropertyDescription("How runs wait for the lock: whether the queue is held.")
+  @JsonPropertyDescription(
+      "How runs wait for the lock: whether the queue is held, and whether redundant runs of a"
+          + " run group are skipped.")
   @Default("{}")
   private QueueSpec queue = new QueueSpec();
 

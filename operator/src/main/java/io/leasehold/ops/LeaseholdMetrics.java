@@ -79,6 +79,7 @@ public final class LeaseholdMetrics {
       forced(via);
     }
     expired();
+    skipped();
   }
 
   private static Duration[] seconds(double... values) {
@@ -262,6 +263,18 @@ public final class LeaseholdMetrics {
   private Counter expired() {
     return Counter.builder("leasehold.locks.expired")
         .description("Expired runner locks taken over by another client")
+        .register(registry);
+  }
+
+  /** A waiting runner Job skipped because a newer one of its run group was queued. */
+  public void runSkipped() {
+    skipped().increment();
+  }
+
+  private Counter skipped() {
+    return Counter.builder("leasehold.queue.skipped")
+        .description(
+            "Waiting runner Jobs skipped because a newer Job of their run group was queued")
         .register(registry);
   }
 

@@ -79,6 +79,7 @@ final class Announcements {
     announced.remove(uid);
     announced.remove("stray/" + uid);
     announced.remove("deleting/" + uid);
+    announced.remove("run-label/" + uid);
   }
 
   private static String uid(Job job) {

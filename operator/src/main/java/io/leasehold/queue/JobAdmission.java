@@ -37,7 +37,8 @@ import java.util.Optional;
  * <p>This class decides each pass; the parts are done by one class per job: {@link JobRuns} (where
  * admitted Jobs are in their run, strays included), {@link UnadmittedJobs} (Jobs running without
  * admission are suspended again), {@link Evictions} (Jobs a user suspended again rejoin the line),
- * {@link JobPatches} (the writes to Jobs) and {@link Announcements} (what a Job is told once).
+ * {@link JobPatches} (the writes to Jobs), {@link RunGroups} (redundant runs skipped) and {@link
+ * Announcements} (what a Job is told once).
  */
 public final class JobAdmission {
 
@@ -116,6 +117,7 @@ public final class JobAdmission {
   private final JobPatches patches;
   private final UnadmittedJobs unadmitted;
   private final Evictions evictions;
+  private final RunGroups runGroups;
 
   public JobAdmission(
       KubernetesClient client,
@@ -135,6 +137,7 @@ public final class JobAdmission {
     this.patches = new JobPatches(client, events, clock, written, announcements);
     this.unadmitted = new UnadmittedJobs(client, locks, events, clock, written, announcements);
     this.evictions = new Evictions(events, arrivals, runs, patches, announcements);
+    this.runGroups = new RunGroups(locks, events, clock, metrics, patches, announcements);
   }
 
   /**
@@ -153,6 +156,12 @@ public final class JobAdmission {
     int duration = state.getSpec().getLock().getLeaseDurationSeconds();
     Instant now = clock.instant();
     keepHeldWhileRunning(names, queue, duration);
+    // Redundant runs of a run group are skipped before anyone lines up or is admitted.
+    Collection<Job> kept = runGroups.skip(state, names, jobs, queue);
+    if (kept != jobs) {
+      jobs = kept;
+      queue = RunQueue.of(names.name(), jobs, arrivals);
+    }
     // Waiting Jobs join the line in their order of arrival; Jobs no longer waiting leave it.
     boolean hold = state.getSpec().getQueue().isHold();
     boolean wasHeld = locks.existing(names).map(LeaseLock::held).orElse(false);

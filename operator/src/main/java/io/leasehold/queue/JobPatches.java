@@ -48,7 +48,10 @@ final class JobPatches {
     patchJob(state, job, PatchType.JSON, patch.toString());
   }
 
-  private void patchJob(TerraformState state, Job job, PatchType type, String patch) {
+  /**
+   * Applies {@code patch} of {@code type} to {@code job}; returns and tells the version written.
+   */
+  Job patchJob(TerraformState state, Job job, PatchType type, String patch) {
     Job patched =
         client
             .batch()
@@ -58,6 +61,7 @@ final class JobPatches {
             .resource(job)
             .patch(PatchContext.of(type), patch);
     written.jobWritten(state, patched, job);
+    return patched;
   }
 
   /** Unsuspends {@code job}, admitted under the lock of {@code lease}, marking it admitted. */

@@ -11,7 +11,8 @@ import java.util.Optional;
 /**
  * The runner Jobs of one state, as the cluster shows them: those admitted for it that still run,
  * those waiting in order of arrival, and those that started without being admitted. Derived from
- * the Jobs alone; the line on the lock Lease keeps the order once a Job has joined it.
+ * the Jobs alone; the line on the lock Lease keeps the order once a Job has joined it. A Job
+ * skipped for a newer one of its run group ({@link RunGroups}) is in none of them.
  */
 public record RunQueue(List<Job> running, List<Job> waiting, List<Job> unserialized) {
 
@@ -48,7 +49,10 @@ public record RunQueue(List<Job> running, List<Job> waiting, List<Job> unseriali
         continue;
       }
       if (RunnerJobs.suspended(job)) {
-        waiting.add(job);
+        if (!RunGroups.skipped(job)) {
+          // A Job skipped for a newer one of its run group waits no more.
+          waiting.add(job);
+        }
       } else {
         unserialized.add(job);
       }

@@ -241,6 +241,75 @@ class AdmissionPolicyChartTest {
     }
   }
 
+  /** A runner Job as a CronJob creates it: owned by CronJob {@code cronJob}. */
+  private static Job fromCronJob(String name, String cronJob, String kind) {
+    return new JobBuilder(runner(name, "default", null))
+        .editMetadata()
+        .addNewOwnerReference()
+        .withApiVersion("batch".equals(kind) ? "batch/v1" : "example.io/v1")
+        .withKind("batch".equals(kind) ? "CronJob" : kind)
+        .withName(cronJob)
+        .withUid("00000000-0000-0000-0000-0000000000c1")
+        .withController(true)
+        .endOwnerReference()
+        .endMetadata()
+        .build();
+  }
+
+  private static Map<String, String> labels(Job job) {
+    return job.getMetadata().getLabels();
+  }
+
+  @ParameterizedTest(name = "apiVersion {0}")
+  @ValueSource(strings = {"v1", "v1beta1"})
+  @DisplayName(
+      "As rendered, a runner Job a CronJob created is stored suspended and labelled"
+          + " leasehold.io/run-group with the CronJob's name, unless it has that label; a Job"
+          + " without ownerReferences, or owned by something else, is stored suspended, unlabelled")
+  void cronJobRunsShareARunGroup(String version) throws IOException {
+    clusterWith(
+        "admissionPolicy: {mutating: {apiVersion: "
+            + version
+            + "}, validating: {apiVersion: "
+            + version
+            + "}}\n");
+    try (KubernetesClient anyone = api.newClient(null)) {
+      Job nightly = create(anyone, fromCronJob("nightly-28000000", "nightly", "batch"));
+      assertThat(labels(nightly))
+          .containsEntry("leasehold.io/run-group", "nightly")
+          .containsEntry("leasehold.io/state", "network");
+      assertThat(nightly.getSpec().getSuspend()).isTrue();
+
+      Job chosen = fromCronJob("chosen-28000000", "chosen", "batch");
+      chosen.getMetadata().getLabels().put("leasehold.io/run-group", "network-apply");
+      assertThat(labels(create(anyone, chosen)))
+          .containsEntry("leasehold.io/run-group", "network-apply");
+
+      Job plain = create(anyone, runner("by-hand", "default", null));
+      assertThat(plain.getSpec().getSuspend()).isTrue();
+      assertThat(labels(plain)).doesNotContainKey("leasehold.io/run-group");
+
+      Job owned = create(anyone, fromCronJob("workflow-step", "wf", "Workflow"));
+      assertThat(owned.getSpec().getSuspend()).isTrue();
+      assertThat(labels(owned)).doesNotContainKey("leasehold.io/run-group");
+    }
+  }
+
+  @Test
+  @DisplayName(
+      "With admissionPolicy.mutating.cronJobRunGroup false, a CronJob's runner Job is stored"
+          + " suspended without a run group")
+  void cronJobRunGroupOff() throws IOException {
+    clusterWith(
+        "admissionPolicy: {mutating: {apiVersion: v1, cronJobRunGroup: false},"
+            + " validating: {apiVersion: v1}}\n");
+    try (KubernetesClient anyone = api.newClient(null)) {
+      Job nightly = create(anyone, fromCronJob("nightly-28000000", "nightly", "batch"));
+      assertThat(nightly.getSpec().getSuspend()).isTrue();
+      assertThat(labels(nightly)).doesNotContainKey("leasehold.io/run-group");
+    }
+  }
+
   @Test
   @DisplayName(
       "As rendered, a waiting runner Job can be unsuspended by the operator's ServiceAccount"
@@ -373,6 +442,7 @@ class AdmissionPolicyChartTest {
         "'admissionPolicy: {validating: {validationActions: [Reject]}}' | validationActions",
         "'admissionPolicy: {validating: {validationActions: [Deny, Warn]}}' | validationActions",
         "'admissionPolicy: {enabled: true}' | enabled",
+        "'admissionPolicy: {mutating: {cronJobRunGroup: yes-please}}' | cronJobRunGroup",
       })
   void refused(String values, String field) {
     assertThatThrownBy(() -> template(values + "\n"))
