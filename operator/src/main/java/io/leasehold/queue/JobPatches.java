@@ -43,6 +43,27 @@ final class JobPatches {
     this.announcements = announcements;
   }
 
+  /**
+   * Deletes {@code job} and its pods (in the background); a Job already gone is left alone. Only
+   * for a Job that never ran: one skipped for a newer Job of its run group.
+   */
+  void deleteJob(Job job) {
+    try {
+      client
+          .batch()
+          .v1()
+          .jobs()
+          .inNamespace(job.getMetadata().getNamespace())
+          .withName(job.getMetadata().getName())
+          .withPropagationPolicy(io.fabric8.kubernetes.api.model.DeletionPropagation.BACKGROUND)
+          .delete();
+    } catch (io.fabric8.kubernetes.client.KubernetesClientException e) {
+      if (e.getCode() != 404) {
+        throw e;
+      }
+    }
+  }
+
   /** Applies JSON {@code patch} to {@code job} and tells the caches of the version written. */
   void patchJob(TerraformState state, Job job, ArrayNode patch) {
     patchJob(state, job, PatchType.JSON, patch.toString());

@@ -29,9 +29,11 @@ import java.util.Set;
 /**
  * Run groups: waiting runner Jobs labelled with the same {@value #GROUP_LABEL} collapse to the
  * newest. When a newer apply of a group is queued, the older ones of the group still waiting are
- * skipped: never admitted, they are left suspended (nothing is deleted), labelled {@value
- * #SKIPPED_LABEL}{@code =true}, with the newer Job named in {@value #SKIPPED_FOR_ANNOTATION} and in
- * a {@code Skipped} Event on the Job and on the state. A skipped Job leaves the line for good.
+ * skipped: never admitted, they are left suspended, labelled {@value #SKIPPED_LABEL}{@code =true},
+ * with the newer Job named in {@value #SKIPPED_FOR_ANNOTATION} and in a {@code Skipped} Event on
+ * the Job and on the state, and deleted once that newer Job has ended (a Job that never ran holds
+ * nothing; left, it would count as active for its CronJob for good). A skipped Job leaves the line
+ * for good.
  *
  * <p>Never skipped: a Job admitted (running) or one the Lease names (its lock taken, not yet
  * unsuspended); a plan ({@value #RUN_LABEL}{@code : plan}), which also never causes a skip; a
@@ -152,6 +154,7 @@ final class RunGroups {
    */
   Collection<Job> skip(
       TerraformState state, StateNames names, Collection<Job> jobs, RunQueue queue) {
+    sweep(names, jobs);
     if (!state.getSpec().getQueue().isSkipRedundant()) {
       return jobs;
     }
@@ -172,6 +175,38 @@ final class RunGroups {
       after.add(written.getOrDefault(uid(j), j));
     }
     return after;
+  }
+
+  /**
+   * Deletes the skipped Jobs whose newer Job has ended (or is gone): kept until then, suspended and
+   * marked, so that while it waits or runs one can see what it replaced; then they go, so that Jobs
+   * that never ran do not pile up (a CronJob counts a suspended Job as active).
+   */
+  private void sweep(StateNames names, Collection<Job> jobs) {
+    Map<String, Job> byName = new HashMap<>();
+    jobs.forEach(j -> byName.put(name(j), j));
+    for (Job job : jobs) {
+      if (!skipped(job)
+          || RunnerJobs.admitted(job)
+          || job.getMetadata().getDeletionTimestamp() != null) {
+        continue;
+      }
+      String newerName =
+          job.getMetadata().getAnnotations() == null
+              ? null
+              : job.getMetadata().getAnnotations().get(SKIPPED_FOR_ANNOTATION);
+      Job newer = newerName == null ? null : byName.get(newerName);
+      if (newer == null || RunnerJobs.finished(newer)) {
+        patches.deleteJob(job);
+        AuditLog.line("job-skipped-deleted", names.namespace(), names.name())
+            .with("workspace", names.workspace())
+            .with("job", name(job))
+            .with("jobUid", uid(job))
+            .with("newerJob", newerName)
+            .with("replica", locks.replica())
+            .log();
+      }
+    }
   }
 
   /** Marks one Job skipped and tells it; empty when the Job is gone. */
@@ -217,8 +252,8 @@ final class RunGroups {
             + " was queued after this one for "
             + names.name()
             + " and runs instead. This Job is never admitted: it stays suspended, out of the"
-            + " line; delete it when done (spec.queue.skipRedundant: false on the TerraformState"
-            + " turns skipping off)");
+            + " line, and is deleted once that Job has ended (spec.queue.skipRedundant: false on"
+            + " the TerraformState turns skipping off)");
     events.normal(
         state,
         "Skipped",
