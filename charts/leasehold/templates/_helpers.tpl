@@ -215,7 +215,8 @@ leasehold.rules.namespaced: in every watched namespace.
   verbs: ["get", "list", "watch", "create", "update", "delete"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "patch"]
+  # delete: a runner Job skipped for a newer one of its run group, once that one has ended
+  verbs: ["get", "list", "watch", "patch", "delete"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]

@@ -152,8 +152,8 @@ class HelmChartTest {
   /**
    * The API calls the operator makes in each watched namespace: the TerraformState informer and its
    * annotation patches, status updates, Leases, state Secrets (informer, backend writes, Delete
-   * policy), runner Jobs (informer, a running Job that lost its label, unsuspend patch), Events,
-   * the runner pod lookup and the pods of an ending Job.
+   * policy), runner Jobs (informer, a running Job that lost its label, unsuspend patch, a skipped
+   * Job deleted), Events, the runner pod lookup and the pods of an ending Job.
    */
   private static final Set<Permission> NAMESPACED_CALLS =
       union(
@@ -161,7 +161,7 @@ class HelmChartTest {
           permissions("leasehold.io", "terraformstates/status", "get", "update"),
           LEASE_CALLS,
           permissions("", "secrets", "get", "list", "watch", "create", "update", "delete"),
-          permissions("batch", "jobs", "get", "list", "watch", "patch"),
+          permissions("batch", "jobs", "get", "list", "watch", "patch", "delete"),
           permissions("", "events", "create"),
           permissions("", "pods", "get", "list"),
           CA_PUBLISHER_CALLS);
