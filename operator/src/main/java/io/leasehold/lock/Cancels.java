@@ -242,15 +242,13 @@ final class Cancels {
   static LockService.Refused refusal(String id, Cancelled c) {
     return new LockService.Refused(
         LockService.Refusal.CANCELLED,
-        "this run was cancelled while it waited, at "
-            + c.at()
-            + ": "
+        "this run was cancelled while it waited: "
             + c.why()
-            + ". It does not get the lock: a LOCK with lock ID "
+            + ". It does not get the lock (lock ID "
             + id
             + " is refused until "
             + c.at().plus(KEPT)
-            + "; start a new run (a new lock ID) to wait again",
+            + "); start a new run to wait again",
         Optional.empty());
   }
 }

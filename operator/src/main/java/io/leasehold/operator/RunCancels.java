@@ -257,7 +257,7 @@ final class RunCancels {
         lockIds.add(target);
       }
     }
-    String why = why(names, annotations, at);
+    String why = why(names, annotations);
     LockService.CancelOutcome outcome =
         locks.cancelWaiting(
             names, new LockService.CancelRequest(all, lockIds, cancelJobs, arrivedBy, why));
@@ -288,6 +288,8 @@ final class RunCancels {
               + outcome.cancelled().size()
               + " waiting run"
               + (outcome.cancelled().size() == 1 ? "" : "s")
+              + " that arrived by "
+              + at
               + " ("
               + why
               + "): "
@@ -298,7 +300,7 @@ final class RunCancels {
   }
 
   /** What those cancelled are told: where the cancel came from, who asked and why, if said. */
-  private static String why(StateNames names, Map<String, String> annotations, Instant at) {
+  private static String why(StateNames names, Map<String, String> annotations) {
     String by = annotation(annotations, CANCEL_BY);
     String reason = annotation(annotations, CANCEL_REASON);
     return "cancelled by annotation "
@@ -307,9 +309,6 @@ final class RunCancels {
         + names.namespace()
         + "/"
         + names.name()
-        + " (runs that arrived by "
-        + at
-        + ")"
         + (by == null || by.isBlank() ? "" : ", by " + DisplayText.clean(by, TEXT_KEPT))
         + (reason == null || reason.isBlank() ? "" : ": " + DisplayText.clean(reason, TEXT_KEPT));
   }
