@@ -166,6 +166,37 @@ class CancelsTest {
     assertThat(LeaseLock.line(waiters.fresh(n)).ids()).containsExactly(late.id());
   }
 
+  @Test
+  @DisplayName(
+      "The Lease remembers at most the 32 newest cancels of the last hour; a record edited into"
+          + " something else reads as none, and a cancel older than an hour no longer refuses")
+  void theRecordStaysSmall() {
+    io.fabric8.kubernetes.api.model.coordination.v1.Lease lease =
+        LeaseLock.unlocked(new StateNames("default", "records", "default"));
+    Instant start = Instant.parse("2026-01-01T00:00:00Z");
+    for (int i = 0; i < 40; i++) {
+      Instant at = start.plusSeconds(i);
+      lease =
+          Cancels.recorded(
+              lease,
+              java.util.List.of(
+                  new Cancels.Cancelled(
+                      Ticket.Kind.CLIENT, "id-" + i, "why " + "x".repeat(500), at)),
+              at);
+    }
+    Instant now = start.plusSeconds(40);
+    java.util.List<Cancels.Cancelled> kept = Cancels.recent(lease, now);
+    assertThat(kept).hasSize(Cancels.MAX_KEPT);
+    assertThat(kept.get(0).id()).isEqualTo("id-8");
+    assertThat(Cancels.refusedLock(lease, "id-39", now)).isPresent();
+    assertThat(Cancels.refusedLock(lease, "id-7", now)).isEmpty();
+    assertThat(Cancels.refusedLock(lease, "id-39", start.plus(Cancels.KEPT).plusSeconds(40)))
+        .isEmpty();
+    assertThat(
+            Cancels.recent(LeaseLock.withAnnotation(lease, Cancels.ANNOTATION, "{not a list"), now))
+        .isEmpty();
+  }
+
   private static void await(CountDownLatch go) {
     try {
       go.await();
