@@ -94,6 +94,9 @@ public final class LockRequests implements WriteLock {
       case TOO_LARGE -> 400;
       // Nothing was done; asking again decides on the lock as it is then.
       case TOO_LATE -> 503;
+      // Cancelled while it waited: Terraform prints the reason (and retries under -lock-timeout,
+      // refused again each time).
+      case CANCELLED -> 409;
     };
   }
 

@@ -255,6 +255,16 @@ final class LockWaiters {
             }
           }
           stillWaiting.keySet().removeAll(answeredAtOnce);
+          // Requests whose runs were cancelled while they waited are told so, and never served.
+          Map<String, LockService.Refused> cancelled =
+              service.cancelled(line.names, stillWaiting.keySet());
+          for (Waiter w : all) {
+            LockService.Refused refused = cancelled.get(w.info.id());
+            if (refused != null && !answers.containsKey(w)) {
+              answers.put(w, refused);
+              stillWaiting.remove(w.info.id());
+            }
+          }
           Optional<String> closed = service.closed(line.names);
           if (closed.isPresent()) {
             // The state is being deleted: nobody still waiting will be served; each is told so

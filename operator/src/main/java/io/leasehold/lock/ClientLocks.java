@@ -100,6 +100,10 @@ final class ClientLocks {
       return Step.answer(new Refused(Refusal.TOO_LARGE, tooLarge.get(), Optional.empty()));
     }
     Instant now = clock.instant();
+    Optional<Refused> cancelled = Cancels.refusedLock(lease, info.id(), now);
+    if (cancelled.isPresent()) {
+      return Step.answer(cancelled.get());
+    }
     String owner = Caller.digest(caller.identity());
     Line line = LeaseLock.line(lease);
     Line pruned = places.kept(line, now);
@@ -375,7 +379,9 @@ final class ClientLocks {
     // Requests waiting here whose places were lost (the line was edited by hand, or cleared by a
     // client that rewrote the Lease's annotations) join again at the back.
     for (Waiting w : local.values()) {
-      if (pruned.find(w.info().id()).isEmpty() && pruned.clients() < Line.MAX_CLIENTS) {
+      if (pruned.find(w.info().id()).isEmpty()
+          && pruned.clients() < Line.MAX_CLIENTS
+          && !Cancels.cancelledClient(lease, w.info().id(), now)) {
         Line joined =
             pruned.append(
                 ticket(

@@ -64,11 +64,20 @@ final class JobLocks {
             names,
             lease -> {
               Line line = LeaseLock.line(lease);
+              // A Job cancelled while it waited never takes a place again.
+              Set<String> cancelled = Cancels.jobs(lease, clock.instant());
               Line next =
                   places.kept(
-                      line.filter(t -> !t.isJob() || waiting.contains(t.id())), clock.instant());
+                      line.filter(
+                          t ->
+                              !t.isJob()
+                                  || waiting.contains(t.id()) && !cancelled.contains(t.id())),
+                      clock.instant());
               long room = LeaseSize.lineRoom(lease, next);
               for (Ticket job : waitingJobs) {
+                if (cancelled.contains(job.id())) {
+                  continue;
+                }
                 if (next.jobs() >= Line.MAX_JOBS) {
                   break;
                 }

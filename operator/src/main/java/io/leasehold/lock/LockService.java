@@ -7,6 +7,7 @@ import io.leasehold.state.StateNames;
 import java.time.Clock;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.Collection;
 import java.util.List;
 import java.util.Map;
 import java.util.Optional;
@@ -126,7 +127,12 @@ public final class LockService {
      * A force-unlock that could not be decided in time after it arrived: it would act on the lock
      * as it is later, not as its requester saw it.
      */
-    TOO_LATE
+    TOO_LATE,
+    /**
+     * The run was cancelled while it waited ({@link #cancelWaiting}): it never gets the lock, and a
+     * LOCK with its lock ID is refused for a while.
+     */
+    CANCELLED
   }
 
   /** What a LOCK, UNLOCK or write check came to. */
@@ -166,6 +172,41 @@ public final class LockService {
   /** A write may go ahead under the lock it carries. */
   public record Allowed() implements Answer {}
 
+  /**
+   * Which waiting runs to cancel.
+   *
+   * @param allClients every client waiting in line (that arrived by {@code arrivedBy})
+   * @param lockIds the clients to cancel by lock ID (that arrived by {@code arrivedBy})
+   * @param jobs the runner Jobs to cancel, UID to name: waiting, in line or not
+   * @param arrivedBy only runs that arrived by then are cancelled
+   * @param why why, and who asked, as far as known: told to the cancelled client
+   */
+  public record CancelRequest(
+      boolean allClients,
+      Set<String> lockIds,
+      Map<String, String> jobs,
+      Instant arrivedBy,
+      String why) {
+    public CancelRequest {
+      lockIds = Set.copyOf(lockIds);
+      jobs = Map.copyOf(jobs);
+    }
+  }
+
+  /**
+   * What a cancel came to.
+   *
+   * @param cancelled the places dropped from line (and the unlined Jobs), now recorded as cancelled
+   * @param leftAlone what was named but not cancelled, and why (it holds the lock, it runs, it is
+   *     not waiting, it arrived after the cancel's time)
+   */
+  public record CancelOutcome(List<Ticket> cancelled, List<String> leftAlone) {
+    public CancelOutcome {
+      cancelled = List.copyOf(cancelled);
+      leftAlone = List.copyOf(leftAlone);
+    }
+  }
+
   /** The Lease kept changing under every attempt. */
   public static final class Busy extends RuntimeException {
     public Busy(StateNames names) {
@@ -188,6 +229,7 @@ public final class LockService {
   private final WriteChecks writeChecks;
   private final JobLocks jobLocks;
   private final DeletionLock deletion;
+  private final Cancels cancels;
 
   public LockService(
       KubernetesClient client, LeaseSource leases, Clock clock, String replica, Settings settings) {
@@ -241,6 +283,7 @@ public final class LockService {
     this.writeChecks = new WriteChecks(store, clock, takeOvers);
     this.jobLocks = new JobLocks(store, clock, liveness, places, takeOvers, core);
     this.deletion = new DeletionLock(store, clock, takeOvers);
+    this.cancels = new Cancels(store, clock, places);
   }
 
   /** This replica's name, as its places in line record it. */
@@ -401,6 +444,24 @@ public final class LockService {
   /** Empties the line of a state being deleted; empty when there is no Lease. */
   public Optional<Lease> clearLine(StateNames names) {
     return jobLocks.clearLine(names);
+  }
+
+  // ------------------------------------------------------------------------------ cancelling
+
+  /** Cancels waiting runs in one conditional write: {@link Cancels#cancel}. */
+  public CancelOutcome cancelWaiting(StateNames names, CancelRequest request) {
+    return cancels.cancel(names, request);
+  }
+
+  /**
+   * Which of {@code lockIds} (this replica's waiting requests) were cancelled, with the refusal to
+   * answer each with; read from the Lease as cached (a cancel's write wakes the waiters).
+   */
+  public Map<String, Refused> cancelled(StateNames names, Collection<String> lockIds) {
+    if (lockIds.isEmpty()) {
+      return Map.of();
+    }
+    return cancels.cancelled(names, lockIds);
   }
 
   // ------------------------------------------------------------------------------ deletion

@@ -79,6 +79,7 @@ public class TerraformStateReconciler
   private final LockReport lockReport;
   private final QueueReport queueReport;
   private final ForceUnlocks forceUnlocks;
+  private final RunCancels cancels;
   private final HistoryPruning history;
   private final NameCollisions collisions;
   private final ObjectWarnings warnings;
@@ -103,6 +104,7 @@ public class TerraformStateReconciler
     this.lockReport = new LockReport(events);
     this.queueReport = new QueueReport(locks, events, metrics);
     this.forceUnlocks = new ForceUnlocks(client, locks, events, metrics);
+    this.cancels = new RunCancels(client, locks, events, metrics, this, Clock.systemUTC());
     this.history = new HistoryPruning(client, events);
     this.collisions = new NameCollisions(events, caches, arrivals);
     this.warnings = new ObjectWarnings(events, caches, leadership);
@@ -202,6 +204,8 @@ public class TerraformStateReconciler
     caches.cached(names.namespace(), names.leaseName()).ifPresent(warnings::warnIfUnreadable);
     history.prune(resource, names);
     forceUnlocks.ifAsked(resource, names);
+    // Before admission: a run cancelled now is not admitted in this pass.
+    cancels.ifAsked(resource, names, context.getSecondaryResources(Job.class));
 
     JobAdmission.Outcome queue;
     try {

@@ -255,6 +255,19 @@ public final class LeaseholdMetrics {
         .register(registry);
   }
 
+  /**
+   * A waiting run cancelled: {@code kind} client or job, {@code via} state (the TerraformState's
+   * annotation) or job (the Job's own).
+   */
+  public void runCancelled(String kind, String via) {
+    Counter.builder("leasehold.runs.cancelled")
+        .description("Waiting runs cancelled before they got the lock")
+        .tag("kind", kind)
+        .tag("via", via)
+        .register(registry)
+        .increment();
+  }
+
   /** A lock taken over because its holder stopped renewing it. */
   public void lockExpiredTakenOver() {
     expired().increment();

@@ -48,6 +48,10 @@ public record RunQueue(List<Job> running, List<Job> waiting, List<Job> unseriali
         // What it asks to run is not known: it waits out of the line until it is corrected.
         continue;
       }
+      if (RunnerJobs.cancelled(job)) {
+        // Cancelled while it waited: it stays suspended and out of the line for good.
+        continue;
+      }
       if (RunnerJobs.suspended(job)) {
         if (!RunGroups.skipped(job)) {
           // A Job skipped for a newer one of its run group waits no more.

@@ -26,6 +26,30 @@ public final class RunnerJobs {
 
   private RunnerJobs() {}
 
+  /**
+   * On a waiting runner Job, set by a user: cancel it (the value says why). It is never admitted
+   * and stays suspended; on a Job that runs it changes nothing.
+   */
+  public static final String CANCEL_ANNOTATION = "leasehold.io/cancel";
+
+  /**
+   * On a runner Job cancelled while it waited, set by leasehold: why, and when. It is never
+   * admitted and stays suspended.
+   */
+  public static final String CANCELLED_ANNOTATION = "leasehold.io/cancelled";
+
+  /**
+   * Whether {@code job} was cancelled while it waited (or is asked to be): suspended, never
+   * admitted, and marked with {@value #CANCEL_ANNOTATION} or {@value #CANCELLED_ANNOTATION}.
+   */
+  public static boolean cancelled(Job job) {
+    Map<String, String> a = job.getMetadata().getAnnotations();
+    return a != null
+        && (a.containsKey(CANCEL_ANNOTATION) || a.containsKey(CANCELLED_ANNOTATION))
+        && suspended(job)
+        && !admitted(job);
+  }
+
   public static Optional<String> stateName(Job job) {
     Map<String, String> labels = job.getMetadata().getLabels();
     return Optional.ofNullable(labels == null ? null : labels.get(STATE_LABEL));
