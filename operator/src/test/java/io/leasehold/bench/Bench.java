@@ -46,7 +46,7 @@ public final class Bench implements Callable<Integer> {
       names = "--only",
       split = ",",
       description =
-          "benchmarks to run, by id: wait, handoff, throughput, scale, size, idle, etcd-size;"
+          "benchmarks to run, by id: wait, plans, handoff, throughput, scale, size, idle, etcd-size;"
               + " on the real control plane of --cluster: cluster-wait, cluster-throughput,"
               + " cluster-handoff, cluster-etcd-size")
   List<String> only = new ArrayList<>();
@@ -120,6 +120,7 @@ public final class Bench implements Callable<Integer> {
   static List<Benchmark> all() {
     return List.of(
         new LockWaitBenchmark(),
+        new PlanShareBenchmark(),
         new JobHandoffBenchmark(),
         new LockThroughputBenchmark(),
         new ScaleBenchmark(),

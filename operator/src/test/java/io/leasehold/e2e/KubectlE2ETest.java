@@ -144,11 +144,12 @@ class KubectlE2ETest {
             () ->
                 assertThat(kubectl.run("get", "tfstate", "columns").assertOk().output())
                     .containsPattern(
-                        "NAME\\s+WORKSPACE\\s+HOLDER\\s+QUEUED\\s+HELD\\s+SERIAL\\s+RESOURCES\\s+AGE\n")
+                        "NAME\\s+WORKSPACE\\s+HOLDER\\s+HOLDERS\\s+QUEUED\\s+HELD\\s+SERIAL\\s+RESOURCES\\s+AGE\n")
                     .containsPattern(
-                        "columns\\s+default\\s+alice@laptop \\(apply\\)\\s+0\\s+false\\s+\\d+s"));
+                        "columns\\s+default\\s+alice@laptop \\(apply\\)\\s+1\\s+0\\s+false\\s+\\d+s"));
     assertThat(kubectl.run("get", "tfstate", "columns", "-o", "wide").assertOk().output())
-        .containsPattern("HOLDER\\s+QUEUED\\s+HELD\\s+SERIAL\\s+RESOURCES\\s+READY\\s+AGE");
+        .containsPattern(
+            "HOLDER\\s+HOLDERS\\s+QUEUED\\s+HELD\\s+SERIAL\\s+RESOURCES\\s+READY\\s+AGE");
 
     String yaml = kubectl.run("get", "tfstate", "columns", "-o", "yaml").assertOk().output();
     assertThat(yaml)
@@ -452,7 +453,7 @@ class KubectlE2ETest {
               () ->
                   assertThat(snapshot(out))
                       .containsPattern("MODIFIED\\s+watched\\s+default\\s+dave@laptop"));
-      assertThat(snapshot(out)).containsOnlyOnce("HOLDER");
+      assertThat(snapshot(out)).containsOnlyOnce("WORKSPACE");
     } finally {
       watching.destroy();
       watching.waitFor(10, TimeUnit.SECONDS);

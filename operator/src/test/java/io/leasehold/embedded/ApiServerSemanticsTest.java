@@ -511,7 +511,16 @@ class ApiServerSemanticsTest {
     assertThat(custom.body().path("columnDefinitions"))
         .extracting(c -> c.path("name").asText())
         .containsExactly(
-            "Name", "WORKSPACE", "HOLDER", "QUEUED", "HELD", "SERIAL", "RESOURCES", "READY", "AGE");
+            "Name",
+            "WORKSPACE",
+            "HOLDER",
+            "HOLDERS",
+            "QUEUED",
+            "HELD",
+            "SERIAL",
+            "RESOURCES",
+            "READY",
+            "AGE");
     assertThat(custom.body().path("rows").get(0).path("cells").get(1).asText())
         .isEqualTo("default");
     assertThat(custom.body().path("rows").get(0).path("object").path("kind").asText())
