@@ -195,6 +195,26 @@ class RbacCoversCallsTest {
     await()
         .atMost(Duration.ofSeconds(30))
         .until(() -> RunnerJobFixtures.running(RunnerJobFixtures.get(user, "rbac-1")));
+    // Two waiting Jobs of one run group: the older is skipped, and deleted once the newer is gone.
+    for (String name : new String[] {"rbac-g1", "rbac-g2"}) {
+      Job grouped = RunnerJobFixtures.runner(name, "rbac", true);
+      grouped.getMetadata().getLabels().put("leasehold.io/run-group", "g");
+      user.resource(grouped).create();
+    }
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(
+            () ->
+                "true"
+                    .equals(
+                        RunnerJobFixtures.get(user, "rbac-g1")
+                            .getMetadata()
+                            .getLabels()
+                            .get("leasehold.io/skipped")));
+    user.batch().v1().jobs().inNamespace(NAMESPACE).withName("rbac-g2").delete();
+    await()
+        .atMost(Duration.ofSeconds(30))
+        .until(() -> RunnerJobFixtures.get(user, "rbac-g1") == null);
     user.resource(
             new PodBuilder()
                 .withNewMetadata()
