@@ -30,7 +30,9 @@ final class Retries {
     String heldAs =
         held.map(
                 i ->
-                    "Who "
+                    "Operation "
+                        + DisplayText.clean(i.operation(), 64)
+                        + ", Who "
                         + DisplayText.clean(i.who(), 64)
                         + ", Created "
                         + DisplayText.clean(i.created(), 64))
@@ -42,7 +44,9 @@ final class Retries {
             + " already holds the lock for another request of the same identity with a different"
             + " LockInfo ("
             + heldAs
-            + "; this request: Who "
+            + "; this request: Operation "
+            + DisplayText.clean(asked.operation(), 64)
+            + ", Who "
             + DisplayText.clean(asked.who(), 64)
             + ", Created "
             + DisplayText.clean(asked.created(), 64)
@@ -53,7 +57,9 @@ final class Retries {
 
   /**
    * A LOCK with the lock ID of a plan that holds the lock: a retry of the request that took it when
-   * it is the same identity's with the same LockInfo, as {@link #retryOrConflict} tells.
+   * it is the same identity's with the same LockInfo, as {@link #retryOrConflict} tells. A LOCK
+   * under that ID for anything but a plan (an apply) is never a retry: granting it would tell a run
+   * that writes it holds a lock that is only a plan's, shared with other plans.
    */
   static Answer planRetry(StateNames names, PlanHolds.Plan held, LockInfo info, Caller caller) {
     if (!held.ownedBy(caller)) {
@@ -72,7 +78,7 @@ final class Retries {
               + " needs the force-unlock permission on terraformstates/state to use it",
           Optional.of(held.asHolder()));
     }
-    if (held.sameRequest(info, caller.identity())) {
+    if (PlanHolds.isPlan(info) && held.sameRequest(info, caller.identity())) {
       return new Granted(info.id(), null, false);
     }
     return retryOrConflict(held.asHolder(), held.asHolder().info(), info);

@@ -197,7 +197,7 @@ class PlanLocksTest {
   @Test
   @DisplayName(
       "A plan's lock belongs to the identity that took it: a retry with the same LockInfo is"
-          + " granted again, the same lock ID with another LockInfo is refused, and force-unlock of"
+          + " granted again, the same lock ID with another LockInfo is refused, and the UNLOCK of"
           + " one plan leaves the others holding")
   void planLocksAreOwnedAndReleasedOneByOne() throws Exception {
     String s = state("owned", null);
@@ -212,7 +212,7 @@ class PlanLocksTest {
     assertThat(backend.lock(s, reused, null).status())
         .as("another request reusing the ID")
         .isEqualTo(423);
-    // UNLOCK of the first plan by ID only (as force-unlock sends it) leaves the second holding.
+    // The first plan's own UNLOCK leaves the second holding.
     assertThat(backend.unlock(s, p1).status()).isEqualTo(200);
     assertThat(holder("owned")).isEqualTo("o2");
     assertThat(lease("owned").getMetadata().getAnnotations().get("app.terraform.io/lock-info"))
@@ -222,5 +222,33 @@ class PlanLocksTest {
     assertThat(holder("owned")).isNull();
     assertThat(lease("owned").getMetadata().getAnnotations())
         .doesNotContainKey("leasehold.io/plans");
+  }
+
+  @Test
+  @DisplayName(
+      "A LOCK for an apply under a holding plan's lock ID, with the plan's Who and Created, is"
+          + " refused (423), never granted as a retry: the apply is not told it holds the lock"
+          + " beside the other plans")
+  void anApplyReusingAPlansLockIdIsRefused() throws Exception {
+    String s = state("reused", null);
+    LockInfo first = plan("r1", "plan-1");
+    LockInfo second = plan("r2", "plan-2");
+    assertThat(backend.lock(s, first, null).status()).isEqualTo(200);
+    assertThat(backend.lock(s, second, null).status()).isEqualTo(200);
+    for (LockInfo p : List.of(first, second)) {
+      LockInfo asApply =
+          new LockInfo(
+              p.id(), "OperationTypeApply", p.info(), p.who(), p.version(), p.created(), p.path());
+      BackendClient.Response answer = backend.lock(s, asApply, null);
+      assertThat(answer.status()).as("an apply under plan %s's lock ID", p.id()).isEqualTo(423);
+      assertThat(answer.body()).contains("Operation OperationTypeApply");
+    }
+    assertThat(holder("reused")).isEqualTo("r1");
+    assertThat(lease("reused").getMetadata().getAnnotations().get("leasehold.io/plans"))
+        .contains("\"r1\"", "\"r2\"");
+    assertThat(backend.lock(s, second, null).status()).as("the plan's own retry").isEqualTo(200);
+    assertThat(backend.unlock(s, first).status()).isEqualTo(200);
+    assertThat(backend.unlock(s, second).status()).isEqualTo(200);
+    assertThat(holder("reused")).isNull();
   }
 }
