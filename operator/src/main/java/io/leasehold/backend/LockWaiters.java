@@ -278,9 +278,16 @@ final class LockWaiters {
                         LockService.Refusal.DELETING, closed.get(), Optional.empty()));
               }
             }
-            return new Served(answers, Optional.empty());
+            return new Served(answers, Optional.empty(), null);
           }
-          return new Served(answers, service.serve(line.names, stillWaiting));
+          Optional<LockService.Granted> granted = service.serve(line.names, stillWaiting);
+          return new Served(
+              answers,
+              granted,
+              granted
+                  .map(g -> stillWaiting.get(g.lockId()))
+                  .map(LockService.Waiting::caller)
+                  .orElse(null));
         },
         served -> served(line, served),
         failure -> {
@@ -298,7 +305,12 @@ final class LockWaiters {
         });
   }
 
-  private record Served(Map<Waiter, Object> answers, Optional<LockService.Granted> granted) {}
+  /**
+   * @param grantedTo the identity the lock was granted to: a grant whose waiter left meanwhile is
+   *     undone as that identity's (a plan's lock is its own, whoever else holds the lock beside it)
+   */
+  private record Served(
+      Map<Waiter, Object> answers, Optional<LockService.Granted> granted, Caller grantedTo) {}
 
   private synchronized void served(StateLine line, Served served) {
     line.running = false;
@@ -317,7 +329,7 @@ final class LockWaiters {
       Waiter waiter = line.waiting.get(g.lockId());
       if (waiter == null) {
         // Its connection closed while the grant was written: the lock is never held for it.
-        undoLater(line.names, g, null);
+        undoLater(line.names, g, served.grantedTo());
       } else {
         finish(line, waiter, g, null);
       }

@@ -76,13 +76,25 @@ public record Holder(
             LockInfo.parse(a.get(LeaseLock.LOCK_INFO_ANNOTATION)),
             vouched,
             expired,
-            Optional.ofNullable(a.get(LeaseLock.OWNER_ANNOTATION)),
+            owner(a, id),
             nested,
             false));
   }
 
   public static Optional<Holder> of(Lease lease) {
     return of(lease, Instant.now());
+  }
+
+  /**
+   * The identity that took lock {@code id}: the owner recorded with it, unless that owner was
+   * recorded for another lock ID (left behind by a client that cleared only the holder). A Lease
+   * written before owners named their lock ID counts as its holder's.
+   */
+  private static Optional<String> owner(Map<String, String> a, String id) {
+    String of = a.get(LeaseLock.OWNER_OF_ANNOTATION);
+    return of != null && !of.equals(id)
+        ? Optional.empty()
+        : Optional.ofNullable(a.get(LeaseLock.OWNER_ANNOTATION));
   }
 
   /**

@@ -34,6 +34,13 @@ public final class LeaseLock {
   public static final String OWNER_ANNOTATION = "leasehold.io/owner";
 
   /**
+   * The lock ID {@value #OWNER_ANNOTATION} belongs to: a client that clears only the holder and its
+   * LockInfo (stock Terraform's force-unlock) leaves the owner behind, and it must not pass to the
+   * next lock taken on the Lease.
+   */
+  public static final String OWNER_OF_ANNOTATION = "leasehold.io/owner-of";
+
+  /**
    * On a lock taken over from a holder whose lock expired: that holder's lock ID, so that whoever
    * reports the change tells a takeover from a release. Cleared with the lock.
    */
@@ -203,9 +210,12 @@ public final class LeaseLock {
     Lease held =
         new LeaseBuilder(
                 withAnnotation(
-                    withAnnotation(released(lease), LOCK_INFO_ANNOTATION, info.toJson()),
-                    OWNER_ANNOTATION,
-                    owner))
+                    withAnnotation(
+                        withAnnotation(released(lease), LOCK_INFO_ANNOTATION, info.toJson()),
+                        OWNER_ANNOTATION,
+                        owner),
+                    OWNER_OF_ANNOTATION,
+                    info.id()))
             .editOrNewSpec()
             .withHolderIdentity(info.id())
             .endSpec()
@@ -293,6 +303,7 @@ public final class LeaseLock {
     kept.remove(LOCK_INFO_ANNOTATION);
     kept.remove(HELD_FOR_ANNOTATION);
     kept.remove(OWNER_ANNOTATION);
+    kept.remove(OWNER_OF_ANNOTATION);
     kept.remove(CLIENT_LOCK_ANNOTATION);
     kept.remove(CLIENT_LOCK_OWNER_ANNOTATION);
     kept.remove(TOOK_OVER_FROM_ANNOTATION);

@@ -40,10 +40,11 @@ public final class LeaseSize {
 
   /**
    * The holder's part, always kept free: the LockInfo and the nested LockInfo at their largest, the
-   * owners of both, the held-for lock ID, the lock ID taken over from, and their keys.
+   * owners of both, the lock ID the owner belongs to, the held-for lock ID, the lock ID taken over
+   * from, and their keys.
    */
   public static final int HOLDER_RESERVE =
-      2 * LockInfo.MAX_STORED + 2 * MAX_IDENTITY + 2 * LockInfo.MAX_ID_STORED + 512; // the keys
+      2 * LockInfo.MAX_STORED + 2 * MAX_IDENTITY + 3 * LockInfo.MAX_ID_STORED + 512; // the keys
 
   /** What the line, the running Jobs and others' annotations may take together. */
   public static final int LINE_BUDGET = BUDGET - HOLDER_RESERVE;
@@ -59,6 +60,7 @@ public final class LeaseSize {
       Set.of(
           LeaseLock.LOCK_INFO_ANNOTATION,
           LeaseLock.OWNER_ANNOTATION,
+          LeaseLock.OWNER_OF_ANNOTATION,
           LeaseLock.HELD_FOR_ANNOTATION,
           LeaseLock.CLIENT_LOCK_ANNOTATION,
           LeaseLock.CLIENT_LOCK_OWNER_ANNOTATION,

@@ -97,6 +97,9 @@ final class PlanHolds {
     if (plans.isEmpty()
         || plans.stream().anyMatch(p -> p == null || p.id() == null || p.owner() == null)
         || !plans.get(0).id().equals(lease.getSpec().getHolderIdentity())
+        || !LockInfo.parse(LeaseLock.annotations(lease).get(LeaseLock.LOCK_INFO_ANNOTATION))
+            .map(PlanHolds::isPlan)
+            .orElse(false)
         || LeaseLock.annotations(lease).containsKey(LeaseLock.HELD_FOR_ANNOTATION)) {
       return List.of();
     }
@@ -136,10 +139,13 @@ final class PlanHolds {
           new LeaseBuilder(
                   LeaseLock.withAnnotation(
                       LeaseLock.withAnnotation(
-                          lease,
-                          LeaseLock.LOCK_INFO_ANNOTATION,
-                          now.asHolder().info().orElseThrow().toJson()),
-                      LeaseLock.OWNER_ANNOTATION,
+                          LeaseLock.withAnnotation(
+                              lease,
+                              LeaseLock.LOCK_INFO_ANNOTATION,
+                              now.asHolder().info().orElseThrow().toJson()),
+                          LeaseLock.OWNER_ANNOTATION,
+                          null),
+                      LeaseLock.OWNER_OF_ANNOTATION,
                       null))
               .editSpec()
               .withHolderIdentity(now.id())

@@ -86,6 +86,60 @@ class LockServiceTest {
   }
 
   @Test
+  @DisplayName(
+      "A lock taken by stock Terraform after a stock force-unlock (which clears only the holder and"
+          + " its LockInfo) belongs to nobody: the identity that owned the lock before cannot write"
+          + " under it or release it")
+  void aStaleOwnerDoesNotPassToTheNextLock() {
+    StateNames n = names("stale-owner");
+    assertThat(locks.lock(n, info("a-1", "alice@x"), ALICE, false, Map.of()))
+        .isInstanceOf(LockService.Granted.class);
+    // terraform force-unlock through the kubernetes backend, then a stock lock, as Terraform's
+    // kubernetes backend writes them: holderIdentity and lock-info only.
+    client
+        .leases()
+        .inNamespace("default")
+        .withName(n.leaseName())
+        .edit(
+            l -> {
+              l.getSpec().setHolderIdentity("stock-uuid");
+              l.getMetadata()
+                  .getAnnotations()
+                  .put(LeaseLock.LOCK_INFO_ANNOTATION, info("stock-uuid", "stock@ci").toJson());
+              return l;
+            });
+    assertThat(locks.fresh(n).getMetadata().getAnnotations())
+        .containsEntry(LeaseLock.OWNER_ANNOTATION, "alice");
+    LockService.Answer write = locks.checkWrite(n, "stock-uuid", ALICE, "write");
+    assertThat(write).isInstanceOf(LockService.Refused.class);
+    assertThat(((LockService.Refused) write).refusal()).isEqualTo(LockService.Refusal.NOT_OWNER);
+    assertThat(((LockService.Refused) write).message())
+        .contains("a client of Terraform's kubernetes backend");
+    assertThat(locks.unlock(n, "stock-uuid", ALICE)).isInstanceOf(LockService.Refused.class);
+    assertThat(locks.fresh(n).getSpec().getHolderIdentity()).isEqualTo("stock-uuid");
+  }
+
+  @Test
+  @DisplayName(
+      "A plan's grant whose answer could not be delivered is undone as its own identity's: only"
+          + " that plan lets go, the plans beside it keep holding, and another identity cannot undo"
+          + " it")
+  void aPlanGrantIsUndoneAloneByItsOwner() {
+    StateNames n = names("plan-undo");
+    LockInfo first = new LockInfo("p-1", "OperationTypePlan", "", "alice@x", "1.11.4", "", "");
+    LockInfo second = new LockInfo("p-2", "OperationTypePlan", "", "bob@x", "1.11.4", "", "");
+    assertThat(locks.lock(n, first, ALICE, false, Map.of()))
+        .isInstanceOf(LockService.Granted.class);
+    LockService.Answer granted = locks.lock(n, second, BOB, false, Map.of());
+    assertThat(granted).isInstanceOf(LockService.Granted.class);
+    assertThat(locks.undo(n, (LockService.Granted) granted, ALICE)).isFalse();
+    assertThat(Holder.plans(locks.fresh(n))).extracting(Holder::id).containsExactly("p-1", "p-2");
+    assertThat(locks.undo(n, (LockService.Granted) granted, BOB)).isTrue();
+    assertThat(Holder.plans(locks.fresh(n))).extracting(Holder::id).containsExactly("p-1");
+    assertThat(locks.fresh(n).getSpec().getHolderIdentity()).isEqualTo("p-1");
+  }
+
+  @Test
   @DisplayName("A runner Job's lock ID is no bearer token: only the Job's pods may use it")
   void jobLockBelongsToItsPods() {
     StateNames n = names("jobbed");
