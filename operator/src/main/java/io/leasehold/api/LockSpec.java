@@ -21,6 +21,24 @@ public class LockSpec extends KeepsUnknownFields {
   @Max(3600)
   private Integer leaseDurationSeconds = DEFAULT_LEASE_DURATION_SECONDS;
 
+  @JsonPropertyDescription(
+      "Release a lock taken through the HTTP backend by a pod (its bound ServiceAccount token names"
+          + " the pod) once that pod is gone, replaced by another of the same name, or has ended"
+          + " (Succeeded or Failed), with a LockReleasedPodGone Event. Only locks of a single"
+          + " holder are released this way, never a runner Job's or a plan's; a pod leasehold"
+          + " may not read is never taken for gone. False keeps such locks until they are"
+          + " unlocked or force-unlocked.")
+  @Default("true")
+  private Boolean releaseVanishedPods = true;
+
+  public boolean getReleaseVanishedPods() {
+    return releaseVanishedPods == null || releaseVanishedPods;
+  }
+
+  public void setReleaseVanishedPods(Boolean releaseVanishedPods) {
+    this.releaseVanishedPods = releaseVanishedPods;
+  }
+
   public int getLeaseDurationSeconds() {
     return leaseDurationSeconds == null ? DEFAULT_LEASE_DURATION_SECONDS : leaseDurationSeconds;
   }

@@ -31,6 +31,20 @@ public class LockStatus extends KeepsUnknownFields {
           + " is alive; false for holders such as stock Terraform that never renew a lock.")
   private Boolean vouched;
 
+  @JsonPropertyDescription(
+      "The pod that took the lock (namespace/name), when a pod did with a bound ServiceAccount"
+          + " token: the lock is released once that pod is gone or has ended, unless"
+          + " spec.lock.releaseVanishedPods is false.")
+  private String pod;
+
+  public String getPod() {
+    return pod;
+  }
+
+  public void setPod(String pod) {
+    this.pod = DisplayText.clean(pod, 512);
+  }
+
   public String getId() {
     return id;
   }
@@ -102,11 +116,12 @@ public class LockStatus extends KeepsUnknownFields {
         && Objects.equals(info, that.info)
         && Objects.equals(since, that.since)
         && Objects.equals(version, that.version)
-        && Objects.equals(vouched, that.vouched);
+        && Objects.equals(vouched, that.vouched)
+        && Objects.equals(pod, that.pod);
   }
 
   @Override
   public int hashCode() {
-    return Objects.hash(id, who, operation, info, since, version, vouched);
+    return Objects.hash(id, who, operation, info, since, version, vouched, pod);
   }
 }

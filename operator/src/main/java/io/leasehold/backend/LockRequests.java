@@ -73,6 +73,12 @@ public final class LockRequests implements WriteLock {
       }
 
       @Override
+      public Optional<io.leasehold.lock.HolderPod> pod() {
+        return io.leasehold.lock.HolderPod.of(
+            who.user(), who.podName().orElse(null), who.podUid().orElse(null));
+      }
+
+      @Override
       public String toString() {
         return who.toString();
       }

@@ -20,6 +20,14 @@ public interface Caller {
   /** For messages and Events. */
   String describe();
 
+  /**
+   * The pod this caller's bound ServiceAccount token names, when it does: a lock it takes is
+   * released once that pod is gone or has ended ({@code spec.lock.releaseVanishedPods}).
+   */
+  default java.util.Optional<HolderPod> pod() {
+    return java.util.Optional.empty();
+  }
+
   /** leasehold itself: admits Jobs, takes the deletion lock. */
   Caller LEASEHOLD = of("leasehold", "leasehold");
 

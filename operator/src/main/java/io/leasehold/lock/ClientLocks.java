@@ -204,8 +204,12 @@ final class ClientLocks {
    */
   private static Optional<Lease> heldBy(Lease lease, LockInfo info, Caller caller, Line line) {
     if (!PlanHolds.isPlan(info)) {
+      // A plan's pod is not recorded: plans share the lock, and their own entries say who holds.
       return Optional.of(
-          LeaseLock.withLine(LeaseLock.heldBy(lease, info, caller.identity()), line));
+          LeaseLock.withLine(
+              LeaseLock.withHolderPod(
+                  LeaseLock.heldBy(lease, info, caller.identity()), info.id(), caller.pod()),
+              line));
     }
     Lease held = LeaseLock.withLine(PlanHolds.granted(lease, info, caller.identity()), line);
     return LeaseSize.lineFits(held, line) ? Optional.of(held) : Optional.empty();

@@ -18,6 +18,8 @@ import java.util.Optional;
  * @param nested the lock a runner Job's own terraform took under the Job's lock, if any
  * @param unreadable the Lease's spec cannot be read: who holds the lock is not known ({@link
  *     #UNREADABLE_ID})
+ * @param pod the pod that took the lock through leasehold's backend with a bound ServiceAccount
+ *     token, when one did (an exclusive client lock; never a runner Job's or a plan's)
  */
 public record Holder(
     String id,
@@ -26,7 +28,8 @@ public record Holder(
     boolean expired,
     Optional<String> owner,
     Optional<Nested> nested,
-    boolean unreadable) {
+    boolean unreadable,
+    Optional<HolderPod> pod) {
 
   /** A lock taken by a runner Job's pod under the Job's lock. */
   public record Nested(LockInfo info, Optional<String> owner) {}
@@ -51,7 +54,8 @@ public record Holder(
                 false,
                 Optional.empty(),
                 Optional.empty(),
-                true));
+                true,
+                Optional.empty()));
       }
     }
     if (lease == null || lease.getSpec() == null) {
@@ -78,7 +82,10 @@ public record Holder(
             expired,
             owner(a, id),
             nested,
-            false));
+            false,
+            vouched
+                ? Optional.empty()
+                : HolderPod.parse(a.get(LeaseLock.HOLDER_POD_ANNOTATION), id)));
   }
 
   public static Optional<Holder> of(Lease lease) {

@@ -27,6 +27,13 @@ public final class LeaseLock {
   /** The identity that took the nested lock. */
   public static final String CLIENT_LOCK_OWNER_ANNOTATION = "leasehold.io/client-lock-owner";
 
+  /**
+   * The pod that took the lock through leasehold's backend ({@link HolderPod}), bound to its lock
+   * ID: set with an exclusive client lock taken with a bound ServiceAccount token, cleared with the
+   * lock.
+   */
+  public static final String HOLDER_POD_ANNOTATION = "leasehold.io/holder-pod";
+
   /** Set by leasehold on Leases it holds and renews on a holder's behalf. */
   public static final String HELD_FOR_ANNOTATION = "leasehold.io/held-for";
 
@@ -259,6 +266,14 @@ public final class LeaseLock {
         .build();
   }
 
+  /**
+   * {@code held}, just granted to lock {@code lockId}, recording {@code pod} as the pod that took
+   * it (or nothing, when no pod did).
+   */
+  static Lease withHolderPod(Lease held, String lockId, Optional<HolderPod> pod) {
+    return withAnnotation(held, HOLDER_POD_ANNOTATION, pod.map(p -> p.toJson(lockId)).orElse(null));
+  }
+
   /** {@code held}, a lock just taken over from {@code previous}, whose lock expired, saying so. */
   public static Lease tookOver(Lease held, Holder previous) {
     return withAnnotation(held, TOOK_OVER_FROM_ANNOTATION, previous.id());
@@ -307,6 +322,7 @@ public final class LeaseLock {
     kept.remove(CLIENT_LOCK_ANNOTATION);
     kept.remove(CLIENT_LOCK_OWNER_ANNOTATION);
     kept.remove(TOOK_OVER_FROM_ANNOTATION);
+    kept.remove(HOLDER_POD_ANNOTATION);
     kept.remove(PlanHolds.ANNOTATION);
     copy.getMetadata().setAnnotations(kept);
     return copy;

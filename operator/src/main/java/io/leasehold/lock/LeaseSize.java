@@ -41,10 +41,14 @@ public final class LeaseSize {
   /**
    * The holder's part, always kept free: the LockInfo and the nested LockInfo at their largest, the
    * owners of both, the lock ID the owner belongs to, the held-for lock ID, the lock ID taken over
-   * from, and their keys.
+   * from, the pod that took the lock (bound to its lock ID), and their keys.
    */
   public static final int HOLDER_RESERVE =
-      2 * LockInfo.MAX_STORED + 2 * MAX_IDENTITY + 3 * LockInfo.MAX_ID_STORED + 512; // the keys
+      2 * LockInfo.MAX_STORED
+          + 2 * MAX_IDENTITY
+          + 4 * LockInfo.MAX_ID_STORED
+          + HolderPod.MAX_STORED
+          + 512; // the keys
 
   /** What the line, the running Jobs and others' annotations may take together. */
   public static final int LINE_BUDGET = BUDGET - HOLDER_RESERVE;
@@ -64,7 +68,8 @@ public final class LeaseSize {
           LeaseLock.HELD_FOR_ANNOTATION,
           LeaseLock.CLIENT_LOCK_ANNOTATION,
           LeaseLock.CLIENT_LOCK_OWNER_ANNOTATION,
-          LeaseLock.TOOK_OVER_FROM_ANNOTATION);
+          LeaseLock.TOOK_OVER_FROM_ANNOTATION,
+          LeaseLock.HOLDER_POD_ANNOTATION);
 
   private static final ObjectMapper JSON = new ObjectMapper();
 

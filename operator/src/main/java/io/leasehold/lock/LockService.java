@@ -386,6 +386,14 @@ public final class LockService {
     return unlocks.forceUnlock(names, expectedId, notAfter);
   }
 
+  /**
+   * Releases lock {@code lockId} of {@code pod}, which is gone or has ended, if the Lease still
+   * shows that lock taken by that pod: {@link Unlocks#releaseVanishedPod}.
+   */
+  public Answer releaseVanishedPod(StateNames names, String lockId, HolderPod pod) {
+    return unlocks.releaseVanishedPod(names, lockId, pod);
+  }
+
   /** Whether a POST or DELETE carrying {@code lockId} may go ahead: {@link WriteChecks}. */
   public Answer checkWrite(StateNames names, String lockId, Caller caller, String what) {
     return writeChecks.checkWrite(names, lockId, caller, what);

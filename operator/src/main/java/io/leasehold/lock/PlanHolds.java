@@ -73,7 +73,8 @@ final class PlanHolds {
           false,
           Optional.empty(),
           Optional.empty(),
-          false);
+          false,
+          Optional.empty());
     }
   }
 

@@ -161,4 +161,34 @@ final class Unlocks {
           return new Step<>(LeaseLock.released(lease), new Released(h, false));
         });
   }
+
+  /**
+   * Releases lock {@code lockId} because {@code pod}, the pod that took it, is gone or has ended:
+   * only while the Lease shows that very lock, taken by that very pod (a lock that changed hands
+   * since the pod was looked at, or was taken again, is left alone), and never a runner Job's or a
+   * plan's. Decided on the Lease as the API server has it and written conditionally on it.
+   */
+  Answer releaseVanishedPod(StateNames names, String lockId, HolderPod pod) {
+    return store.freshTransition(
+        names,
+        lease -> {
+          Optional<Holder> holder = Holder.of(lease, clock.instant());
+          if (holder.isEmpty()
+              || holder.get().unreadable()
+              || holder.get().vouched()
+              || !holder.get().id().equals(lockId)
+              || !holder.get().pod().equals(Optional.of(pod))
+              || !PlanHolds.of(lease).isEmpty()) {
+            return Step.answer(
+                new NotHeld(
+                    holder,
+                    "lock "
+                        + lockId
+                        + " of pod "
+                        + pod.describe()
+                        + " is no longer held by it: nothing released"));
+          }
+          return new Step<>(LeaseLock.released(lease), new Released(holder.get(), false));
+        });
+  }
 }

@@ -33,6 +33,12 @@ public final class LeaseholdOperator implements AutoCloseable {
   public static final String LEADER_LEASE = "leasehold-operator-leader";
 
   /**
+   * How often the leader looks at the pod that holds a state's lock, to release the lock once the
+   * pod is gone ({@code spec.lock.releaseVanishedPods}).
+   */
+  public static final Duration POD_RECHECK = Duration.ofSeconds(20);
+
+  /**
    * How the operator runs.
    *
    * @param namespaces namespaces to watch; empty watches all
@@ -42,6 +48,7 @@ public final class LeaseholdOperator implements AutoCloseable {
    * @param locks the lock's settings (ticket grace, owner timeout)
    * @param election leader election's timing
    * @param leaderLease name of the leader-election Lease
+   * @param podRecheck how often the pod holding a state's lock is looked at
    */
   public record Options(
       Set<String> namespaces,
@@ -50,7 +57,14 @@ public final class LeaseholdOperator implements AutoCloseable {
       LeaseholdMetrics metrics,
       LockService.Settings locks,
       Leadership.Timing election,
-      String leaderLease) {
+      String leaderLease,
+      Duration podRecheck) {
+
+    public Options {
+      if (podRecheck == null || podRecheck.isNegative() || podRecheck.isZero()) {
+        throw new IllegalArgumentException("podRecheck must be positive, not " + podRecheck);
+      }
+    }
 
     public Options(
         Set<String> namespaces,
@@ -64,7 +78,8 @@ public final class LeaseholdOperator implements AutoCloseable {
           metrics,
           LockService.Settings.DEFAULTS,
           Leadership.Timing.DEFAULT,
-          LEADER_LEASE);
+          LEADER_LEASE,
+          POD_RECHECK);
     }
 
     public Options(
@@ -74,18 +89,52 @@ public final class LeaseholdOperator implements AutoCloseable {
 
     public Options withLocks(LockService.Settings settings) {
       return new Options(
-          namespaces, leaderElectionNamespace, identity, metrics, settings, election, leaderLease);
+          namespaces,
+          leaderElectionNamespace,
+          identity,
+          metrics,
+          settings,
+          election,
+          leaderLease,
+          podRecheck);
     }
 
     public Options withElection(Leadership.Timing timing) {
       return new Options(
-          namespaces, leaderElectionNamespace, identity, metrics, locks, timing, leaderLease);
+          namespaces,
+          leaderElectionNamespace,
+          identity,
+          metrics,
+          locks,
+          timing,
+          leaderLease,
+          podRecheck);
     }
 
     /** The same options electing the leader on the Lease {@code name}. */
     public Options withLeaderLease(String name) {
       return new Options(
-          namespaces, leaderElectionNamespace, identity, metrics, locks, election, name);
+          namespaces,
+          leaderElectionNamespace,
+          identity,
+          metrics,
+          locks,
+          election,
+          name,
+          podRecheck);
+    }
+
+    /** The same options looking at the pod holding a lock every {@code interval}. */
+    public Options withPodRecheck(Duration interval) {
+      return new Options(
+          namespaces,
+          leaderElectionNamespace,
+          identity,
+          metrics,
+          locks,
+          election,
+          leaderLease,
+          interval);
     }
   }
 
@@ -245,7 +294,14 @@ public final class LeaseholdOperator implements AutoCloseable {
     Arrivals arrivals = new Arrivals();
     operator.register(
         new TerraformStateReconciler(
-            client, events, options.metrics(), locks, caches, leadership, arrivals),
+            client,
+            events,
+            options.metrics(),
+            locks,
+            caches,
+            leadership,
+            arrivals,
+            options.podRecheck()),
         c -> {
           if (!options.namespaces().isEmpty()) {
             c.settingNamespaces(options.namespaces());

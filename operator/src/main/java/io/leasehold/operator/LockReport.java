@@ -93,6 +93,7 @@ final class LockReport {
               status.setVersion(emptyToNull(i.version()));
             });
     status.setVouched(h.vouched());
+    status.setPod(h.pod().map(io.leasehold.lock.HolderPod::describe).orElse(null));
     return status;
   }
 

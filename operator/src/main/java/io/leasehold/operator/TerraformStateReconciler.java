@@ -79,6 +79,7 @@ public class TerraformStateReconciler
   private final LockReport lockReport;
   private final QueueReport queueReport;
   private final ForceUnlocks forceUnlocks;
+  private final VanishedPodLocks podLocks;
   private final RunCancels cancels;
   private final HistoryPruning history;
   private final NameCollisions collisions;
@@ -86,6 +87,10 @@ public class TerraformStateReconciler
   private final StateWatches watches;
   private final StateDeletion deletion;
 
+  /**
+   * @param podRecheck how often the pod holding a state's lock is looked at ({@link
+   *     VanishedPodLocks})
+   */
   public TerraformStateReconciler(
       KubernetesClient client,
       EventRecorder events,
@@ -93,7 +98,8 @@ public class TerraformStateReconciler
       LockService locks,
       SharedCaches caches,
       Leadership leadership,
-      Arrivals arrivals) {
+      Arrivals arrivals,
+      java.time.Duration podRecheck) {
     this.events = events;
     this.metrics = metrics;
     this.caches = caches;
@@ -104,6 +110,7 @@ public class TerraformStateReconciler
     this.lockReport = new LockReport(events);
     this.queueReport = new QueueReport(locks, events, metrics);
     this.forceUnlocks = new ForceUnlocks(client, locks, events, metrics);
+    this.podLocks = new VanishedPodLocks(client, locks, caches, events, metrics, podRecheck);
     this.cancels = new RunCancels(client, locks, events, metrics, this, Clock.systemUTC());
     this.history = new HistoryPruning(client, events);
     this.collisions = new NameCollisions(events, caches, arrivals);
@@ -204,6 +211,8 @@ public class TerraformStateReconciler
     caches.cached(names.namespace(), names.leaseName()).ifPresent(warnings::warnIfUnreadable);
     history.prune(resource, names);
     forceUnlocks.ifAsked(resource, names);
+    // Before admission: a lock released now goes to the next in line in this pass.
+    Optional<java.time.Duration> podRecheck = podLocks.check(resource, names);
     // Before admission: a run cancelled now is not admitted in this pass.
     cancels.ifAsked(resource, names, context.getSecondaryResources(Job.class));
 
@@ -301,9 +310,13 @@ public class TerraformStateReconciler
     }
     status.setConditions(conditions.build());
     UpdateControl<TerraformState> control = statuses.write(resource, context, previous, status);
-    if (!queue.recheckAfter().isZero()) {
-      control.rescheduleAfter(queue.recheckAfter());
+    Optional<java.time.Duration> recheck =
+        queue.recheckAfter().isZero() ? Optional.empty() : Optional.of(queue.recheckAfter());
+    if (podRecheck.isPresent()
+        && (recheck.isEmpty() || podRecheck.get().compareTo(recheck.get()) < 0)) {
+      recheck = podRecheck;
     }
+    recheck.ifPresent(control::rescheduleAfter);
     return control;
   }
 

@@ -80,6 +80,9 @@ public final class LeaseholdMetrics {
     }
     expired();
     skipped();
+    for (String reason : new String[] {"deleted", "replaced", "ended"}) {
+      podGone(reason);
+    }
   }
 
   private static Duration[] seconds(double... values) {
@@ -266,6 +269,21 @@ public final class LeaseholdMetrics {
         .tag("via", via)
         .register(registry)
         .increment();
+  }
+
+  /**
+   * A lock released because the pod that took it is gone: {@code reason} deleted, replaced (a pod
+   * of the same name with another UID) or ended (Succeeded or Failed).
+   */
+  public void lockReleasedPodGone(String reason) {
+    podGone(reason).increment();
+  }
+
+  private Counter podGone(String reason) {
+    return Counter.builder("leasehold.locks.released.pod.gone")
+        .description("Locks released because the pod that took them is gone or has ended")
+        .tag("reason", reason)
+        .register(registry);
   }
 
   /** A lock taken over because its holder stopped renewing it. */
